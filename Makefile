@@ -1,0 +1,29 @@
+# Set-up and the two entry points the README starts with.
+# torch==2.13.0 is installed first: it is a CPU wheel, and pyproject's range then adds nothing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/prismsim numerics
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check prismsim tests bench
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check prismsim tests bench
+
+bench: $(STAMP)
+	$(PY) bench/numerics.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""The uniform model stack every strategy works on: embed, blocks, head.
+
+Strategies never touch Hugging Face internals; a family adapter (``vit.py``,
+``bert.py``, ...) maps a HF model onto these pieces. The pieces reference the HF
+modules' own parameters (GPT-2's fused ``c_attn`` is split into copies), so the
+numerics are the HF model's numerics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+Inputs = dict[str, Tensor]
+
+
+class Block(nn.Module):
+    """One Transformer block: self-attention then MLP, pre-LN or post-LN.
+
+    pre-LN  (ViT, DINOv2, GPT-2): x + ls1*O(attn(LN1(x)));  h + ls2*MLP(LN2(h))
+    post-LN (BERT):               LN1(x + O(attn(x)));       LN2(h + MLP(h))
+    """
+
+    def __init__(
+        self,
+        *,
+        ln_attn: nn.Module,
+        q: nn.Linear,
+        k: nn.Linear,
+        v: nn.Linear,
+        o: nn.Linear,
+        ln_mlp: nn.Module,
+        fc1: nn.Linear,
+        fc2: nn.Linear,
+        act: Callable[[Tensor], Tensor],
+        pre_ln: bool,
+        n_heads: int,
+        scaling: float,
+        ls_attn: Tensor | None = None,
+        ls_mlp: Tensor | None = None,
+    ):
+        super().__init__()
+        self.ln_attn, self.ln_mlp = ln_attn, ln_mlp
+        self.q, self.k, self.v, self.o = q, k, v, o
+        self.fc1, self.fc2, self.act = fc1, fc2, act
+        self.pre_ln, self.n_heads, self.scaling = pre_ln, n_heads, scaling
+        self.ls_attn, self.ls_mlp = ls_attn, ls_mlp
+
+    @property
+    def head_dim(self) -> int:
+        return self.q.out_features // self.n_heads
+
+    def split_heads(self, t: Tensor) -> Tensor:
+        """[B, n, h*dh] -> [B, h, n, dh]"""
+        b, n, _ = t.shape
+        return t.view(b, n, -1, self.head_dim).transpose(1, 2)
+
+    @staticmethod
+    def merge_heads(t: Tensor) -> Tensor:
+        """[B, h, n, dh] -> [B, n, h*dh]"""
+        b, h, n, dh = t.shape
+        return t.transpose(1, 2).reshape(b, n, h * dh)
+
+    def attn_in(self, x: Tensor) -> Tensor:
+        """What the Q/K/V projections see of the residual stream x."""
+        return self.ln_attn(x) if self.pre_ln else x
+
+    def attn_residual(self, x: Tensor, y: Tensor) -> Tensor:
+        """Combine the residual x with the output projection y (bias included)."""
+        if self.ls_attn is not None:
+            y = y * self.ls_attn
+        return x + y if self.pre_ln else self.ln_attn(x + y)
+
+    def mlp_in(self, x: Tensor) -> Tensor:
+        return self.ln_mlp(x) if self.pre_ln else x
+
+    def mlp_residual(self, x: Tensor, y: Tensor) -> Tensor:
+        if self.ls_mlp is not None:
+            y = y * self.ls_mlp
+        return x + y if self.pre_ln else self.ln_mlp(x + y)
+
+    def mlp(self, x: Tensor) -> Tensor:
+        """The whole position-wise MLP sub-block, residual included."""
+        return self.mlp_residual(x, self.fc2(self.act(self.fc1(self.mlp_in(x)))))
+
+
+@dataclass
+class Head:
+    """How the final hidden rows become the model's main output.
+
+    ``local`` is position-wise (final norm, LM head) and runs on each device's own rows;
+    if ``first_only`` just global row 0 is needed (a [CLS] classifier), otherwise every
+    row is sent to the master. ``finish`` runs on the master over the gathered rows
+    [B, n, width] and returns the output the HF model returns.
+    """
+
+    local: Callable[[Tensor], Tensor]
+    width: int
+    first_only: bool
+    finish: Callable[[Tensor], Tensor]
+
+
+@dataclass
+class ModelStack:
+    """A model as strategies see it."""
+
+    name: str
+    family: str
+    hf: nn.Module
+    embed: Callable[[Inputs], Tensor]
+    blocks: list[Block]
+    head: Head
+    causal: bool
+    hidden: int
+    main_input: str
+
+    def n_tokens(self, inputs: Inputs) -> int:
+        """Sequence length N the blocks see (ViT: patches + [CLS])."""
+        if self.main_input == "input_ids":
+            return int(inputs["input_ids"].shape[1])
+        cfg = self.hf.config
+        size = inputs["pixel_values"].shape[-2:]
+        return (size[0] // cfg.patch_size) * (size[1] // cfg.patch_size) + 1
+
+    def batch(self, inputs: Inputs) -> int:
+        return int(inputs[self.main_input].shape[0])
+
+    def apply_head(self, x: Tensor) -> Tensor:
+        """The head over the full final hidden state (single-device form)."""
+        rows = x[:, :1] if self.head.first_only else x
+        return self.head.finish(self.head.local(rows))
+
+    @torch.no_grad()
+    def reference(self, inputs: Inputs) -> Tensor:
+        """The HF model's own eager forward: its main output (logits or last hidden state)."""
+        out = self.hf(**inputs)
+        return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+def identity(x: Tensor) -> Tensor:
+    return x

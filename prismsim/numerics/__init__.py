@@ -1,0 +1,1 @@
+"""Numerical building blocks: partitions, Segment Means, attention with key bias."""

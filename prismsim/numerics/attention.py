@@ -1,0 +1,45 @@
+"""Eager attention with an additive key bias: the one place strategies compute softmax.
+
+Written with explicit matmuls (as HF's eager path) so FLOP counters see QK^T and AV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, scaling: float) -> Tensor:
+    """softmax(q k^T * scaling + bias) v, softmax in float32 as HF does.
+
+    q [B, h, nq, dh]; k, v [B, h, nk, dh]; bias broadcastable to [B, h, nq, nk].
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(weights, v)
+
+
+def key_bias(query_pos: Sequence[int], key_last_pos: Sequence[int],
+             key_counts: Sequence[float], causal: bool) -> Tensor | None:
+    """Additive bias [nq, nk] for keys that may stand for several tokens.
+
+    Scaling-aware softmax (PRISM Eq. 13-15): a key that is the mean of c tokens gets
+    weight c exp(s) / sum c' exp(s'), i.e. log(c) added to its score; this equals
+    attending over the mean duplicated c times. Causal: a key is visible to a query at
+    position t only if every token it summarizes is at a position <= t (Eq. 17 on
+    global positions). Returns None when no key needs a bias.
+    """
+    counts = torch.tensor(key_counts, dtype=torch.float32)
+    needs_scale = bool((counts != 1).any())
+    if not (needs_scale or causal):
+        return None
+    bias = torch.log(counts).expand(len(query_pos), -1).clone()
+    if causal:
+        q = torch.tensor(query_pos)[:, None]
+        k = torch.tensor(key_last_pos)[None, :]
+        bias = bias.masked_fill(k > q, float("-inf"))
+    return bias

@@ -1,0 +1,127 @@
+"""The per-device program interface shared by every strategy and every executor.
+
+A strategy is written once, as a generator per device. The generator *yields* operations
+and the executor carries them out:
+
+* ``Send(messages)``: hand tensors to other devices; returns at once (the send is
+  buffered, as with ``torch.distributed.isend``).
+* ``Recv(expects)``: wait until every expected message has arrived; the executor sends
+  back an :class:`Inbox`. Each expectation names its source, tag and shape, so a
+  process-per-device executor can pre-allocate receive buffers.
+
+Compute goes through :meth:`DeviceContext.compute`, which an executor may override to
+count FLOPs or time each step. The generator's return value is the device's result (the
+master returns the model output; the others return ``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import Tensor
+
+MASTER = 0  # the device that holds the input, sends the first partitions, collects the output
+ALL = "all"  # destination meaning "every other device" (a medium may broadcast it once)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One tensor from ``src`` to the devices in ``dst`` (a tuple, or ``ALL``)."""
+
+    src: int
+    dst: tuple[int, ...] | str
+    tag: str
+    tensor: Tensor
+
+    def recipients(self, n_devices: int) -> tuple[int, ...]:
+        if self.dst == ALL:
+            return tuple(d for d in range(n_devices) if d != self.src)
+        return tuple(self.dst)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A message a device waits for: from ``src`` with ``tag``, of ``shape``."""
+
+    src: int
+    tag: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Send:
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Recv:
+    expects: tuple[Expect, ...]
+
+
+Op = Send | Recv
+
+
+class Inbox:
+    """Messages delivered to one device by one ``Recv``, looked up by (source, tag)."""
+
+    def __init__(self, items: Iterable[tuple[Expect, Tensor]]):
+        self._by_key = {(e.src, e.tag): t for e, t in items}
+
+    def get(self, src: int, tag: str) -> Tensor:
+        try:
+            return self._by_key[(src, tag)]
+        except KeyError:
+            raise KeyError(f"no message from device {src} tagged {tag!r} in this inbox") from None
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+Program = Generator[Op, Any, Any]
+
+
+@dataclass
+class DeviceContext:
+    """What a device knows before it starts: who it is and how the input is split.
+
+    ``sizes`` are the token counts of the P contiguous partitions (global order);
+    ``batch`` is the batch size, known to every device so shapes can be expected.
+    """
+
+    device: int
+    sizes: tuple[int, ...]
+    batch: int
+    hidden: int
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(self.sizes)
+
+    def offset(self, device: int) -> int:
+        """Global position of the first token of ``device``'s partition."""
+        return sum(self.sizes[:device])
+
+    def rows(self, device: int) -> slice:
+        start = self.offset(device)
+        return slice(start, start + self.sizes[device])
+
+    def others(self) -> tuple[int, ...]:
+        return tuple(d for d in range(self.n_devices) if d != self.device)
+
+    def compute(self, label: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run one compute step. Executors override this to count FLOPs or time it."""
+        del label
+        return fn(*args)
+
+
+def send(src: int, dst: tuple[int, ...] | str, tag: str, tensor: Tensor) -> Send:
+    """A ``Send`` of one message (skipped by executors when ``dst`` is empty)."""
+    return Send((Message(src, dst, tag, tensor),))

@@ -1,0 +1,182 @@
+"""Position-wise partitioning, the loop shared by ``single``, ``voltage`` and ``prism``.
+
+Each device owns a contiguous partition of the token rows. Per block it computes Q from
+its own rows and K/V from its own rows plus a *summary* of every partition it needs
+(voltage: the rows themselves; prism: their Segment Means), then the position-wise
+MLP on its own rows, and sends its output's summary to the devices that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prismsim.models.stack import Block, Inputs, ModelStack
+from prismsim.numerics.attention import attention, key_bias
+from prismsim.numerics.segments import segment_ends
+from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Recv, send
+
+Summarize = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class RowwisePlan:
+    """What each device sends of its rows, and who needs whose.
+
+    ``segments[r]``: sizes of the segments device r's summary is made of (all ones when
+    rows are sent as they are). ``senders[q]``: the devices whose summaries device q
+    attends to, in partition order. ``duplicate``: expand each received mean into as many
+    copies as tokens it stands for (the paper's Table II "duplicated" form).
+    """
+
+    segments: tuple[tuple[int, ...], ...]
+    senders: tuple[tuple[int, ...], ...]
+    summarize: Callable[[int], Summarize | None]
+    duplicate: bool = False
+    local_mask: bool = False
+
+    def receivers(self, r: int) -> tuple[int, ...]:
+        return tuple(q for q, srcs in enumerate(self.senders) if r in srcs)
+
+
+def needed_senders(ctx: DeviceContext, segments: tuple[tuple[int, ...], ...], causal: bool,
+                   skip_masked: bool) -> tuple[tuple[int, ...], ...]:
+    """senders[q]: every other device, or (causal, skip_masked) only those with at least one
+    segment that some query of q may see: in a causal model the earlier partitions."""
+    out = []
+    for q in range(ctx.n_devices):
+        last_query = ctx.offset(q) + ctx.sizes[q] - 1
+        srcs = tuple(
+            r for r in range(ctx.n_devices)
+            if r != q and not (causal and skip_masked
+                               and segment_ends(ctx.offset(r), segments[r])[0] > last_query))
+        out.append(srcs)
+    return tuple(out)
+
+
+def device_bias(ctx: DeviceContext, plan: RowwisePlan, causal: bool) -> Tensor | None:
+    """Key bias [n_p, n_keys] of this device: log-counts for means, causal mask."""
+    p = ctx.device
+    query_pos = list(range(ctx.offset(p), ctx.offset(p) + ctx.sizes[p]))
+    key_pos, counts = list(query_pos), [1.0] * len(query_pos)
+    for r in plan.senders[p]:
+        ends = segment_ends(ctx.offset(r), plan.segments[r])
+        for size, end in zip(plan.segments[r], ends, strict=True):
+            reps = size if plan.duplicate else 1
+            key_pos += [end] * reps
+            counts += [float(size // reps)] * reps
+    if plan.local_mask:  # the paper's Fig. 3b mistake: positions local to the device
+        query_pos, key_pos = list(range(len(query_pos))), list(range(len(key_pos)))
+    return key_bias(query_pos, key_pos, counts, causal)
+
+
+def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None) -> Tensor:
+    """One block on local rows x [B, n, d], attending to x and remote key rows [B, m, d]."""
+    h = block.attn_in(x)
+    kv = h if remote is None else torch.cat([h, block.attn_in(remote)], dim=1)
+    q = block.split_heads(block.q(h))
+    k, v = block.split_heads(block.k(kv)), block.split_heads(block.v(kv))
+    a = attention(q, k, v, bias, block.scaling)
+    x = block.attn_residual(x, block.o(block.merge_heads(a)))
+    return block.mlp(x)
+
+
+def _dst(ctx: DeviceContext, receivers: tuple[int, ...]) -> tuple[int, ...] | str:
+    return ALL if len(receivers) == ctx.n_devices - 1 else receivers
+
+
+def _summary(ctx: DeviceContext, plan: RowwisePlan, r: int, rows: Tensor, tag: str) -> Tensor:
+    fn = plan.summarize(r)
+    return rows if fn is None else ctx.compute(f"{tag}.summary{r}", fn, rows)
+
+
+def _expect(ctx: DeviceContext, plan: RowwisePlan, r: int, src: int, tag: str) -> Expect:
+    return Expect(src, tag, (ctx.batch, len(plan.segments[r]), ctx.hidden))
+
+
+def _remote(plan: RowwisePlan, r_summaries: list[tuple[int, Tensor]]) -> Tensor | None:
+    if not r_summaries:
+        return None
+    parts = []
+    for r, s in r_summaries:
+        if plan.duplicate:  # copies of each mean, as many as tokens it stands for
+            s = s.repeat_interleave(torch.tensor(plan.segments[r]), dim=1)
+        parts.append(s)
+    return torch.cat(parts, dim=1)
+
+
+def distribute(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
+               ) -> Generator[Any, Any, tuple[Tensor, Tensor | None]]:
+    """The master embeds the input and sends each device its partition and the
+    summaries of the partitions it needs. Returns (local rows, remote key rows)."""
+    p = ctx.device
+    if p != MASTER:
+        expects = (Expect(MASTER, "input.rows", (ctx.batch, ctx.sizes[p], ctx.hidden)),)
+        expects += tuple(_expect(ctx, plan, r, MASTER, f"input.from{r}") for r in plan.senders[p])
+        inbox = yield Recv(expects)
+        got = [(r, inbox.get(MASTER, f"input.from{r}")) for r in plan.senders[p]]
+        return inbox.get(MASTER, "input.rows"), _remote(plan, got)
+    x = ctx.compute("embed", stack.embed, inputs)
+    for q in ctx.others():
+        yield send(p, (q,), "input.rows", x[:, ctx.rows(q)])
+    summaries = {}
+    for r in range(ctx.n_devices):
+        dst = tuple(q for q in plan.receivers(r) if q != MASTER)
+        if dst or r in plan.senders[p]:
+            summaries[r] = _summary(ctx, plan, r, x[:, ctx.rows(r)], "input")
+        if dst:
+            yield send(p, dst, f"input.from{r}", summaries[r])
+    return x[:, ctx.rows(p)], _remote(plan, [(r, summaries[r]) for r in plan.senders[p]])
+
+
+def exchange(ctx: DeviceContext, plan: RowwisePlan, x: Tensor, tag: str
+             ) -> Generator[Any, Any, Tensor | None]:
+    """Send this device's summary to those who need it; receive the ones it needs."""
+    p = ctx.device
+    receivers = plan.receivers(p)
+    if receivers:
+        yield send(p, _dst(ctx, receivers), tag, _summary(ctx, plan, p, x, tag))
+    if not plan.senders[p]:
+        return None
+    inbox = yield Recv(tuple(_expect(ctx, plan, r, r, tag) for r in plan.senders[p]))
+    return _remote(plan, [(r, inbox.get(r, tag)) for r in plan.senders[p]])
+
+
+def collect_output(ctx: DeviceContext, stack: ModelStack, x: Tensor
+                   ) -> Generator[Any, Any, Tensor | None]:
+    """Each device applies the position-wise head part to its rows; the master gathers
+    what the head needs (only row 0 for a [CLS] head) and finishes."""
+    head, p = stack.head, ctx.device
+    if head.first_only:
+        if p != MASTER:
+            return None
+        y = ctx.compute("head.local", head.local, x[:, :1])
+        return ctx.compute("head.finish", head.finish, y)
+    y = ctx.compute("head.local", head.local, x)
+    if p != MASTER:
+        yield send(p, (MASTER,), "output", y)
+        return None
+    others = ctx.others()
+    if others:
+        inbox = yield Recv(tuple(Expect(q, "output", (ctx.batch, ctx.sizes[q], head.width))
+                                 for q in others))
+        y = torch.cat([y] + [inbox.get(q, "output") for q in others], dim=1)
+    return ctx.compute("head.finish", head.finish, y)
+
+
+def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
+        ) -> Generator[Any, Any, Tensor | None]:
+    """The per-device program of every position-wise strategy."""
+    bias = device_bias(ctx, plan, stack.causal)
+    x, remote = yield from distribute(ctx, stack, inputs, plan)
+    last = len(stack.blocks) - 1
+    for layer, block in enumerate(stack.blocks):
+        x = ctx.compute(f"L{layer}.block", partial(block_rows, block), x, remote, bias)
+        if layer < last:
+            remote = yield from exchange(ctx, plan, x, f"L{layer + 1}")
+    return (yield from collect_output(ctx, stack, x))

@@ -1,0 +1,25 @@
+import functools
+
+import pytest
+import torch
+
+from prismsim.models import ModelStack, load_model, random_inputs
+
+torch.set_num_threads(2)
+
+
+@functools.cache
+def _paper(name: str) -> tuple[ModelStack, dict, torch.Tensor]:
+    stack = load_model(name, seed=0)
+    inputs = random_inputs(stack, batch=2, seed=1)
+    return stack, inputs, stack.reference(inputs)
+
+
+@pytest.fixture(scope="session")
+def paper():
+    """(stack, inputs, HF eager output) of a paper-size model, built once per session."""
+    return _paper
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out - ref).abs().max() / ref.abs().max())
