@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import click
 
 from prismsim import __version__
+
+
+class Greedy(click.Option):
+    """A multiple option that also takes the values after it: ``--devices 2 3``
+    (as well as ``--devices 2 --devices 3`` and ``--devices 2,3``)."""
+
+    def add_to_parser(self, parser, ctx):  # type: ignore[no-untyped-def]
+        result = super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            opt = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if opt is None:
+                continue
+            single = opt.process
+
+            def process(value, state, single=single):  # type: ignore[no-untyped-def]
+                values = [value]
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    values.append(state.rargs.pop(0))
+                for v in values:
+                    single(v, state)
+
+            opt.process = process
+        return result
 
 
 def _split(values: tuple[str, ...], kind: type) -> list:
@@ -20,12 +46,44 @@ def _split(values: tuple[str, ...], kind: type) -> list:
 
 
 def _emit(df, fmt: str) -> None:
+    if fmt == "table":
+        df = df.round(2)
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(df.to_json(orient="records", indent=1))
     else:
         click.echo(df.to_string(index=False))
+
+
+def _strategies(values: tuple[str, ...]) -> list[str]:
+    from prismsim.strategies import STRATEGIES
+
+    names = _split(values, str)
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise click.BadParameter(f"unknown {unknown}; known: {', '.join(STRATEGIES)}",
+                                 param_hint="--strategy")
+    return names
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with a count on stderr (silent when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"),
+               TextColumn("{task.completed} done"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(what, total=None)
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, description=f"{what}: {label}")
+
+        yield advance
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,15 +110,57 @@ def numerics(model: str, strategies: tuple[str, ...], devices: tuple[str, ...],
              cr: tuple[str, ...], batch: int, seed: int, fmt: str) -> None:
     """Run each strategy's per-device programs and compare with the HF model's own forward."""
     from prismsim.numerics.check import check_numerics
-    from prismsim.strategies import STRATEGIES
 
-    names = _split(strategies, str)
-    unknown = [n for n in names if n not in STRATEGIES]
-    if unknown:
-        raise click.BadParameter(f"unknown {unknown}; known: {', '.join(STRATEGIES)}",
-                                 param_hint="--strategy")
+    names = _strategies(strategies)
     try:
         df = check_numerics(model, names, _split(devices, int), _split(cr, float), batch, seed)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
+    _emit(df, fmt)
+
+
+@main.command()
+@click.option("--model", "models", cls=Greedy, multiple=True, default=("vit-base",),
+              show_default=True, help="built-in short names (vit-base, bert-base, gpt2, ...), "
+              "HF hub names or local directories")
+@click.option("--tokens", type=click.IntRange(min=1), default=None,
+              help="sequence length of text models (default: 256 for the built-ins)")
+@click.option("--strategy", "strategies", cls=Greedy, multiple=True,
+              default=("single", "voltage", "prism"), show_default=True)
+@click.option("--devices", cls=Greedy, multiple=True, default=("2", "3"), show_default=True)
+@click.option("--means", cls=Greedy, multiple=True,
+              help="Segment Means per partition for prism [default: 10 20 30 unless --cr]")
+@click.option("--cr", cls=Greedy, multiple=True, help="prism compression rates (L = ceil(n_p/CR))")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--wire", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True, help="element type of exchanged tensors")
+@click.option("--causal-count", "causal_counts", cls=Greedy, multiple=True,
+              default=("aware", "paper"), show_default=True,
+              help="causal models: 'aware' exchanges only what the mask lets a device see; "
+              "'paper' computes the full score matrix and masks it")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def flops(models: tuple[str, ...], tokens: int | None, strategies: tuple[str, ...],
+          devices: tuple[str, ...], means: tuple[str, ...], cr: tuple[str, ...], batch: int,
+          wire: str, causal_counts: tuple[str, ...], fmt: str) -> None:
+    """FLOPs and communication of each strategy, traced from its per-device programs
+    (the paper's Tables IV-VI). Workloads are cached on disk ($PRISMSIM_CACHE_DIR)."""
+    from prismsim.cost.table import CAUSAL_COUNTS, flops_table
+
+    names = _strategies(strategies)
+    counts = _split(causal_counts, str)
+    bad = [c for c in counts if c not in CAUSAL_COUNTS]
+    if bad:
+        raise click.BadParameter(f"{bad}; choose from {sorted(CAUSAL_COUNTS)}",
+                                 param_hint="--causal-count")
+    seg_values, cr_values = _split(means, int), _split(cr, float)
+    if not seg_values and not cr_values:
+        seg_values = [10, 20, 30]
+    with _progress("tracing workloads") as advance:
+        try:
+            df = flops_table(_split(models, str), names, _split(devices, int),
+                             means=seg_values, crs=cr_values, tokens=tokens, batch=batch,
+                             wire=wire, causal_counts=counts, on_point=advance)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
     _emit(df, fmt)

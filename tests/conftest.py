@@ -23,3 +23,9 @@ def paper():
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).abs().max() / ref.abs().max())
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Tests never write to the user's cache."""
+    monkeypatch.setenv("PRISMSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -4,6 +4,7 @@ import io
 from importlib.metadata import version
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from prismsim.cli import main
@@ -36,3 +37,23 @@ def test_numerics_bad_input_is_one_clear_line():
     assert "unknown ['nope']" in result.output
     result = CliRunner().invoke(main, ["numerics", "--devices", "two"])
     assert result.exit_code == 2 and "'two' is not a valid int" in result.output
+
+
+def test_flops_table_with_space_separated_values():
+    result = CliRunner().invoke(main, [
+        "flops", "--model", "vit-tiny", "--strategy", "single", "voltage", "prism",
+        "--devices", "2", "3", "--means", "5", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.output)).set_index(["strategy", "devices"])
+    assert len(df) == 5  # single, voltage x 2, prism x 2
+    # 197 tokens: P=2 -> 99/98, the busiest receiver gets 99 rows; P=3 -> 66/66/65: 132
+    assert df.loc[("voltage", 2), "pdplc_tokens"] == 99
+    assert df.loc[("voltage", 3), "pdplc_tokens"] == 132
+    assert df.loc[("prism", 2), "pdplc_tokens"] == 5
+    assert df.loc[("prism", 2), "comm_speedup_pct"] == pytest.approx(100 * (1 - 5 / 99))
+    assert df.loc[("prism", 2), "cr"] == pytest.approx(99 / 5)
+
+
+def test_flops_rejects_bad_values():
+    result = CliRunner().invoke(main, ["flops", "--causal-count", "sometimes"])
+    assert result.exit_code == 2 and "sometimes" in result.output

@@ -29,10 +29,12 @@ def adapt(model: nn.Module, name: str | None = None) -> ModelStack:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ADAPTERS:
         raise ValueError(f"unsupported model type {model_type!r}; supported: {sorted(ADAPTERS)}")
-    model.eval()
+    model.eval().requires_grad_(False)  # inference only; also lets TorchScript trace steps
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     stack = ADAPTERS[model_type](model)
+    for block in stack.blocks:  # GPT-2's split projections are new modules
+        block.requires_grad_(False)
     if name:
         stack.name = name
     return stack

@@ -1,0 +1,1 @@
+"""Cost accounting: FLOPs of traced compute steps, message sizes, units."""

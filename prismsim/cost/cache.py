@@ -1,0 +1,96 @@
+"""On-disk cache of traced workloads, keyed by everything that changes them.
+
+Key: the model's architecture (config, HF class; weights do not change FLOPs or bytes),
+strategy and options, device count and split, tokens, batch, wire dtype, and the
+versions of prismsim and transformers. One JSON file a workload, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+import prismsim
+from prismsim.models.builtin import BUILTINS
+from prismsim.models.stack import ModelStack
+from prismsim.workload import Workload
+
+
+def cache_root() -> Path:
+    """$PRISMSIM_CACHE_DIR, else $XDG_CACHE_HOME/prismsim, else ~/.cache/prismsim."""
+    if os.environ.get("PRISMSIM_CACHE_DIR"):
+        return Path(os.environ["PRISMSIM_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "prismsim"
+
+
+def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
+    """What identifies a model's architecture, cheaply (built-ins are not instantiated)."""
+    if isinstance(model, str) and model in BUILTINS:
+        return {"builtin": model, "spec": asdict(BUILTINS[model])}
+    if isinstance(model, ModelStack):
+        model = model.hf
+    if isinstance(model, nn.Module):
+        config = model.config
+    else:
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(model)
+    fields = json.loads(config.to_json_string(use_diff=False))
+    fields.pop("_name_or_path", None)
+    return {"class": type(model).__name__ if isinstance(model, nn.Module) else
+            (fields.get("architectures") or ["?"])[0], "config": fields}
+
+
+def workload_key(model: str | nn.Module | ModelStack, strategy: str, devices: int,
+                 options: dict[str, Any], *, tokens: int | None, batch: int, wire: str,
+                 weights: Sequence[float] | None) -> str:
+    blob = json.dumps({
+        "model": model_identity(model), "strategy": strategy, "devices": devices,
+        "options": options, "tokens": tokens, "batch": batch, "wire": wire,
+        "weights": list(weights) if weights else None, "prismsim": prismsim.__version__,
+        "transformers": version("transformers"),
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class WorkloadCache:
+    """``get(...)`` returns the cached workload or traces and stores it."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = (root or cache_root()) / "workloads"
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, model: str | nn.Module | ModelStack, strategy: str, devices: int, *,
+            tokens: int | None = None, batch: int = 1, wire: str = "fp32",
+            weights: Sequence[float] | None = None, **options: Any) -> Workload:
+        key = workload_key(model, strategy, devices, options, tokens=tokens, batch=batch,
+                           wire=wire, weights=weights)
+        path = self.path(key)
+        if path.exists():
+            try:
+                return Workload.load(path)
+            except (ValueError, KeyError, TypeError):
+                path.unlink()  # damaged (e.g. an interrupted write by an older version)
+        from prismsim.cost.trace import trace_workload
+
+        wl = trace_workload(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
+                            weights=weights, **options)
+        self._store(path, wl)
+        return wl
+
+    def _store(self, path: Path, wl: Workload) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(wl.to_json())
+        tmp.replace(path)  # atomic: a reader never sees half a file

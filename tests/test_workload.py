@@ -1,0 +1,70 @@
+"""Workloads: messages and waits, wire sizes, the disk cache."""
+
+import os
+import time
+
+import pytest
+
+from prismsim.cost.cache import WorkloadCache, workload_key
+from prismsim.cost.trace import trace_workload
+from prismsim.cost.units import wire_bytes
+from prismsim.workload import Workload
+
+
+def test_wire_bytes_by_hand():
+    assert wire_bytes((1, 10, 768), "fp32") == 30_720
+    assert wire_bytes((1, 10, 768), "fp16") == 15_360
+    assert wire_bytes((1, 10, 768), "int8") == 7_680 + 10 * 4  # one fp32 scale per row
+    with pytest.raises(ValueError):
+        wire_bytes((1,), "bf8")
+
+
+def test_voltage_task_graph_by_hand():
+    """vit-tiny (197 tokens, d = 192, 4 blocks) on 2 devices: the master sends device 1 its
+    98 rows and the master's 99 rows; after blocks 0-2 each sends its rows to the other."""
+    wl = trace_workload("vit-tiny", "voltage", 2)
+    tags = sorted((m.src, m.dst, m.tag, m.shape[1]) for m in wl.messages)
+    assert tags == sorted([(0, (1,), "input.rows", 98), (0, (1,), "input.from0", 99)] + [
+        (d, (1 - d,), f"L{layer}", 99 - d) for layer in (1, 2, 3) for d in (0, 1)])
+    assert all(m.broadcast for m in wl.messages if m.layer)  # to every other device
+    assert wl.messages[0].bytes == 98 * 192 * 4
+    kinds = [t.kind for t in wl.tasks[1]]
+    # device 1: wait for the input, then per block: compute, send, wait; finally the last block
+    assert kinds == ["recv"] + ["compute", "send", "recv"] * 3 + ["compute"]
+    assert wl.tasks[1][0].messages == (0, 1)
+    assert wl.bytes_sent_per_device() == [(98 + 99 + 3 * 99) * 192 * 4, 3 * 98 * 192 * 4]
+
+
+def test_json_round_trip():
+    wl = trace_workload("gpt2-tiny", "prism", 3, cr=4)
+    again = Workload.from_json(wl.to_json())
+    assert again.tasks == wl.tasks and again.messages == wl.messages and again.meta == wl.meta
+
+
+def test_cache_hit_is_fast_and_keyed(tmp_path):
+    cache = WorkloadCache(tmp_path)
+    start = time.perf_counter()
+    cold = cache.get("bert-tiny", "prism", 2, cr=4)
+    cold_s = time.perf_counter() - start
+    start = time.perf_counter()
+    hot = cache.get("bert-tiny", "prism", 2, cr=4)
+    hot_s = time.perf_counter() - start
+    assert hot.tasks == cold.tasks and hot_s < cold_s / 5
+    assert len(os.listdir(tmp_path / "workloads")) == 1
+    key = workload_key("bert-tiny", "prism", 2, {"cr": 4}, tokens=None, batch=1, wire="fp32",
+                       weights=None)
+    for other in [workload_key("bert-tiny", "prism", 2, {"cr": 8}, tokens=None, batch=1,
+                               wire="fp32", weights=None),
+                  workload_key("bert-tiny", "prism", 2, {"cr": 4}, tokens=None, batch=1,
+                               wire="fp16", weights=None),
+                  workload_key("bert-tiny", "prism", 3, {"cr": 4}, tokens=None, batch=2,
+                               wire="fp32", weights=None)]:
+        assert other != key
+
+
+def test_damaged_cache_file_is_retraced(tmp_path):
+    cache = WorkloadCache(tmp_path)
+    good = cache.get("bert-tiny", "voltage", 2)
+    (path,) = (tmp_path / "workloads").iterdir()
+    path.write_text(path.read_text()[:100])  # truncated
+    assert cache.get("bert-tiny", "voltage", 2).tasks == good.tasks
