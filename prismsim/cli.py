@@ -45,15 +45,21 @@ def _split(values: tuple[str, ...], kind: type) -> list:
     return out
 
 
-def _emit(df, fmt: str) -> None:
+def _emit(df, fmt: str, digits: int = 2) -> None:
     if fmt == "table":
-        df = df.round(2)
+        df = df.round(digits)
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":
         click.echo(df.to_json(orient="records", indent=1))
     else:
         click.echo(df.to_string(index=False))
+
+
+class InputError(click.ClickException):
+    """Bad input (unknown name, invalid value): one line, exit code 2 like usage errors."""
+
+    exit_code = 2
 
 
 def _strategies(values: tuple[str, ...]) -> list[str]:
@@ -115,7 +121,7 @@ def numerics(model: str, strategies: tuple[str, ...], devices: tuple[str, ...],
     try:
         df = check_numerics(model, names, _split(devices, int), _split(cr, float), batch, seed)
     except ValueError as err:
-        raise click.ClickException(str(err)) from None
+        raise InputError(str(err)) from None
     _emit(df, fmt)
 
 
@@ -162,5 +168,64 @@ def flops(models: tuple[str, ...], tokens: int | None, strategies: tuple[str, ..
                              means=seg_values, crs=cr_values, tokens=tokens, batch=batch,
                              wire=wire, causal_counts=counts, on_point=advance)
         except ValueError as err:
-            raise click.ClickException(str(err)) from None
+            raise InputError(str(err)) from None
     _emit(df, fmt)
+
+
+@main.command()
+@click.option("--model", default="vit-base", show_default=True)
+@click.option("--strategy", default="prism", show_default=True)
+@click.option("--devices", "n_devices", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--cr", type=float, default=None, help="prism compression rate")
+@click.option("--means", type=int, default=None, help="prism Segment Means per partition")
+@click.option("--device", "device_name", default="cpu-2core-2.1ghz", show_default=True,
+              help="device profile from the catalog")
+@click.option("--link", "link_name", default="ethernet-1g", show_default=True,
+              help="link from the catalog")
+@click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="override the link's bandwidth")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
+              help="override the link's one-way latency")
+@click.option("--medium", type=click.Choice(["switched", "shared", "mesh"]), default=None,
+              help="override the link's medium")
+@click.option("--catalog", "catalog_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="YAML with more devices: and links: entries")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--tokens", type=click.IntRange(min=1), default=None)
+@click.option("--wire", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True)
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
+              help="write the timeline as Chrome/Perfetto trace JSON")
+def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
+             device_name: str, link_name: str, bandwidth_mbps: float | None,
+             latency_ms: float | None, medium: str | None, catalog_file: str | None,
+             batch: int, tokens: int | None, wire: str, trace_file: str | None) -> None:
+    """Simulate one inference: latency, energy, and where each device's time went."""
+    from prismsim.point import device_table, simulate_point, summary
+    from prismsim.sim.catalog import CatalogError, load_catalog, pick
+    from prismsim.sim.timeline import write_chrome_trace
+
+    options = {k: v for k, v in (("cr", cr), ("segments", means)) if v is not None}
+    try:
+        devices, links = load_catalog(catalog_file)
+        device, link = pick(devices, device_name, "device"), pick(links, link_name, "link")
+        overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms,
+                     "medium": medium}
+        link = link.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        wl, result = simulate_point(model, strategy, n_devices, device, link, batch=batch,
+                                    tokens=tokens, wire=wire, record=trace_file is not None,
+                                    **options)
+    except (CatalogError, ValueError) as err:
+        raise InputError(str(err)) from None
+    info = summary(wl, result)
+    click.echo(f"{info['model']} {info['strategy']} on {n_devices} x {device.name} over "
+               f"{link.name} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
+               f"{link.latency_ms:g} ms)")
+    click.echo(f"latency {info['latency_s'] * 1e3:.2f} ms   energy {info['energy_j']:.3f} J   "
+               f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "
+               f"GFLOPs {info['gflops_total']:.2f} "
+               f"(busiest device {info['gflops_per_device']:.2f})")
+    _emit(device_table(result), "table", digits=4)
+    if trace_file:
+        write_chrome_trace(result, trace_file)
+        click.echo(f"timeline written to {trace_file}")

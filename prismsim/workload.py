@@ -45,6 +45,7 @@ class Task:
     label: str = ""
     flops: int = 0
     messages: tuple[int, ...] = ()  # send: the one message; recv: those it waits for
+    bytes: int = 0  # compute: memory traffic of its ops, unfused (for a roofline)
 
     @property
     def layer(self) -> int | None:
@@ -56,6 +57,8 @@ class Workload:
     meta: dict[str, Any]
     tasks: list[list[Task]]  # per device, program order
     messages: list[Message] = field(default_factory=list)
+    # the simulator's per-device-spec preparation, kept with the workload it belongs to
+    compiled: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_devices(self) -> int:
@@ -88,8 +91,8 @@ class Workload:
     @classmethod
     def from_json(cls, text: str) -> Workload:
         raw = json.loads(text)
-        tasks = [[Task(kind=r[0], label=r[1], flops=r[2], messages=tuple(r[3])) for r in ts]
-                 for ts in raw["tasks"]]
+        tasks = [[Task(kind=r[0], label=r[1], flops=r[2], messages=tuple(r[3]), bytes=r[4])
+                  for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
         return cls(meta=raw["meta"], tasks=tasks, messages=messages)
@@ -103,4 +106,4 @@ class Workload:
 
 
 def _task_row(t: Task) -> list[Any]:
-    return [t.kind, t.label, t.flops, list(t.messages)]
+    return [t.kind, t.label, t.flops, list(t.messages), t.bytes]

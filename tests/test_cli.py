@@ -57,3 +57,19 @@ def test_flops_table_with_space_separated_values():
 def test_flops_rejects_bad_values():
     result = CliRunner().invoke(main, ["flops", "--causal-count", "sometimes"])
     assert result.exit_code == 2 and "sometimes" in result.output
+
+
+def test_simulate_prints_a_breakdown_and_writes_a_trace(tmp_path):
+    trace = tmp_path / "t.json"
+    result = CliRunner().invoke(main, [
+        "simulate", "--model", "vit-tiny", "--strategy", "voltage", "--devices", "2",
+        "--bandwidth-mbps", "100", "--latency-ms", "1", "--trace", str(trace)])
+    assert result.exit_code == 0, result.output
+    assert "100 Mbit/s" in result.output and "energy_j" in result.output
+    assert trace.exists() and "traceEvents" in trace.read_text()
+
+
+def test_simulate_unknown_link_is_one_clear_line():
+    result = CliRunner().invoke(main, ["simulate", "--model", "vit-tiny", "--link", "pigeon"])
+    assert result.exit_code == 2
+    assert "unknown link 'pigeon'" in result.output and "Traceback" not in result.output

@@ -80,7 +80,7 @@ class WorkloadCache:
         if path.exists():
             try:
                 return Workload.load(path)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, IndexError):
                 path.unlink()  # damaged (e.g. an interrupted write by an older version)
         from prismsim.cost.trace import trace_workload
 

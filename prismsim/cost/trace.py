@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import prismsim
-from prismsim.cost.flops import count_flops, signature
+from prismsim.cost.flops import count_flops, run_counting_bytes, signature
 from prismsim.cost.units import wire_bytes
 from prismsim.models import ModelStack, load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_in_memory
@@ -35,10 +35,11 @@ class TracingContext(DeviceContext):
 
     def compute(self, label: str, fn: Callable[..., Any], *args: Any) -> Any:
         key = (_LAYER_PREFIX.sub("L*.", label), signature(args))
+        result, memory_bytes = run_counting_bytes(fn, args)
         if key not in self.memo:
             self.memo[key] = count_flops(fn, args)
-        self.tasks.append(Task("compute", label, self.memo[key]))
-        return fn(*args)
+        self.tasks.append(Task("compute", label, self.memo[key], bytes=memory_bytes))
+        return result
 
 
 class _Recorder:

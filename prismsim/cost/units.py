@@ -32,3 +32,28 @@ def wire_bytes(shape: tuple[int, ...], wire: str) -> int:
 
 def bytes_to_bits(n_bytes: float) -> float:
     return n_bytes * BITS_PER_BYTE
+
+
+def mbps_to_bits_per_s(mbps: float) -> float:
+    """Mbit/s (10^6 bits per second, as network rates are quoted) to bit/s."""
+    return mbps * 1e6
+
+
+def gflops_per_s_to_flops_per_s(gflops_per_s: float) -> float:
+    return gflops_per_s * 1e9
+
+
+def gbytes_per_s_to_bytes_per_s(gbytes_per_s: float) -> float:
+    return gbytes_per_s * 1e9
+
+
+def ms_to_s(ms: float) -> float:
+    return ms / 1e3
+
+
+def us_to_s(us: float) -> float:
+    return us / 1e6
+
+
+def s_to_us(seconds: float) -> float:
+    return seconds * 1e6

@@ -1,0 +1,44 @@
+"""One point: a (cached) workload replayed on devices and a link; tables of the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from prismsim.cost.cache import WorkloadCache
+from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
+from prismsim.workload import Workload
+
+
+def simulate_point(model: str, strategy: str, devices: int, device: DeviceSpec, link: LinkSpec,
+                   *, batch: int = 1, tokens: int | None = None, wire: str = "fp32",
+                   record: bool = False, cache: WorkloadCache | None = None,
+                   **options: Any) -> tuple[Workload, SimResult]:
+    cache = cache or WorkloadCache()
+    wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire, **options)
+    return wl, simulate(wl, device, link, record=record)
+
+
+def device_table(result: SimResult) -> pd.DataFrame:
+    """One row a device: where its time and energy went."""
+    rows = []
+    for p, d in enumerate(result.devices):
+        rows.append({
+            "device": p, "compute_s": d.compute_s, "comm_s": d.comm_s, "idle_s": result.idle_s(p),
+            "staging_s": d.staging_s, "tx_s": d.tx_s, "rx_s": d.rx_s,
+            "bytes_sent": d.bytes_sent, "bytes_received": d.bytes_received,
+            "energy_j": d.energy_j,
+        })
+    return pd.DataFrame(rows)
+
+
+def summary(wl: Workload, result: SimResult) -> dict[str, Any]:
+    flops = wl.flops_per_device()
+    return {
+        "model": wl.meta["model"], "strategy": wl.meta["strategy"],
+        "devices": wl.meta["devices"], "tokens": wl.meta["tokens"],
+        "latency_s": result.latency_s, "energy_j": result.energy_j,
+        "bytes_on_air": result.bytes_on_air,
+        "gflops_total": sum(flops) / 1e9, "gflops_per_device": max(flops) / 1e9,
+    }

@@ -1,0 +1,7 @@
+"""The SimPy simulator: replays Workloads on modelled devices and network media.
+Imports no torch, no models, no strategies."""
+
+from prismsim.sim.engine import DeviceStats, SimResult, simulate
+from prismsim.sim.specs import DeviceSpec, LinkSpec
+
+__all__ = ["DeviceSpec", "DeviceStats", "LinkSpec", "SimResult", "simulate"]

@@ -1,0 +1,126 @@
+"""Network media: when each copy of a message occupies the network, and when it arrives.
+
+Each medium keeps, per transmitter or channel, the time it is next free; a message is
+booked in first-come-first-served order at the moment the device hands it over, so its
+arrival times are known then (one SimPy event per delivery, not per state change).
+A copy occupies the medium for ``per_message_s + (bytes + header) * 8 / rate`` and
+arrives ``latency_s`` after its transmission ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prismsim.cost.units import bytes_to_bits
+from prismsim.sim.specs import LinkSpec
+from prismsim.workload import Message
+
+Span = Callable[[int, str, str, float, float], None]  # (device, lane, label, start, end)
+Delivery = tuple[int, float]  # (destination, arrival time)
+
+
+class Medium:
+    """Accounting shared by every medium; subclasses book the transmissions."""
+
+    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+        self.link, self.span = link, span
+        self.latency_s = link.latency_s  # SI values read once, not per message
+        self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
+        self.tx_s = [0.0] * n_devices
+        self.rx_s = [0.0] * n_devices
+        self.bytes_sent = [0] * n_devices
+        self.bytes_received = [0] * n_devices
+        self.bytes_on_air = 0
+
+    def send(self, msg: Message, now: float) -> list[Delivery]:
+        """Book every copy of ``msg`` handed over at ``now``; return the deliveries."""
+        raise NotImplementedError
+
+    def airtime_s(self, msg: Message, bits_per_s: float) -> float:
+        bits = bytes_to_bits(msg.bytes + self.link.header_bytes)
+        return self.per_message_s + bits / bits_per_s
+
+    def copies(self, msg: Message) -> list[tuple[int, ...]]:
+        """Destination groups sent as one transmission each."""
+        if msg.broadcast and self.link.broadcast:
+            return [msg.dst]
+        return [(d,) for d in msg.dst]
+
+    def account(self, msg: Message, dsts: tuple[int, ...], start: float, end: float,
+                airtime_s: float, hops: int = 1) -> list[Delivery]:
+        """The sender transmits for one airtime, each receiver receives for one."""
+        self.tx_s[msg.src] += airtime_s
+        self.bytes_sent[msg.src] += msg.bytes
+        self.bytes_on_air += msg.bytes * hops
+        for d in dsts:
+            self.rx_s[d] += airtime_s
+            self.bytes_received[d] += msg.bytes
+        if self.span:
+            self.span(msg.src, "tx", f"{msg.tag} -> {list(dsts)}", start, end)
+        arrival = end + self.latency_s
+        return [(d, arrival) for d in dsts]
+
+
+class Switched(Medium):
+    """Full-duplex ports to a switch. A copy needs the sender's uplink and the receivers'
+    downlinks free at once (cut-through); unicast to k peers sends k copies one after
+    the other through the uplink; a broadcast-capable switch replicates one transmission."""
+
+    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+        super().__init__(link, n_devices, span)
+        self.up_free = [0.0] * n_devices
+        self.down_free = [0.0] * n_devices
+
+    def send(self, msg: Message, now: float) -> list[Delivery]:
+        out = []
+        airtime = self.airtime_s(msg, self.bits_per_s)
+        for dsts in self.copies(msg):
+            start = max(now, self.up_free[msg.src], *(self.down_free[d] for d in dsts))
+            end = start + airtime
+            self.up_free[msg.src] = end
+            for d in dsts:
+                self.down_free[d] = end
+            out += self.account(msg, dsts, start, end, airtime)
+        return out
+
+
+class Shared(Medium):
+    """One half-duplex channel (WiFi): every transmission takes its turn. Through an
+    access point (``relay``) each frame crosses the air twice. A broadcast is one
+    transmission at the broadcast rate."""
+
+    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+        super().__init__(link, n_devices, span)
+        self.free = 0.0
+
+    def send(self, msg: Message, now: float) -> list[Delivery]:
+        out = []
+        hops = 2 if self.link.relay else 1
+        for dsts in self.copies(msg):
+            rate = self.link.broadcast_bits_per_s if len(dsts) > 1 else self.bits_per_s
+            airtime = self.airtime_s(msg, rate)
+            start = max(now, self.free)
+            self.free = start + hops * airtime  # sender -> (access point ->) receivers
+            out += self.account(msg, dsts, start, self.free, airtime, hops)
+        return out
+
+
+class Mesh(Medium):
+    """Independent point-to-point links, one per ordered pair: copies to different peers
+    go out in parallel."""
+
+    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+        super().__init__(link, n_devices, span)
+        self.free: dict[tuple[int, int], float] = {}
+
+    def send(self, msg: Message, now: float) -> list[Delivery]:
+        out = []
+        airtime = self.airtime_s(msg, self.bits_per_s)
+        for d in msg.dst:
+            start = max(now, self.free.get((msg.src, d), 0.0))
+            self.free[(msg.src, d)] = start + airtime
+            out += self.account(msg, (d,), start, start + airtime, airtime)
+        return out
+
+
+MEDIA: dict[str, type[Medium]] = {"switched": Switched, "shared": Shared, "mesh": Mesh}

@@ -1,0 +1,89 @@
+"""Hardware descriptions the simulator runs on: devices and links (pydantic, SI units
+inside; catalogs and scenarios write human units such as GFLOP/s, Mbit/s, ms)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+
+from prismsim.cost.units import (
+    gbytes_per_s_to_bytes_per_s,
+    gflops_per_s_to_flops_per_s,
+    mbps_to_bits_per_s,
+    ms_to_s,
+    us_to_s,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceSpec(_Strict):
+    """One edge device. Power is per state; energy adds (P_state - P_idle) for the time
+    spent in each active state on top of P_idle for the whole inference."""
+
+    name: str = "device"
+    source: str = ""  # where the numbers come from (datasheet, measurement)
+    peak_gflops: PositiveFloat  # peak FLOP/s of the compute unit used, in GFLOP/s
+    efficiency: float = Field(0.5, gt=0, le=1)  # achieved share of peak; 0.5 until measured
+    mem_bandwidth_gbps: PositiveFloat | None = None  # GB/s; set to add a roofline term
+    idle_w: float = Field(0.0, ge=0)  # power doing nothing, watts
+    compute_w: float = Field(0.0, ge=0)  # power while computing, watts
+    tx_w: float = Field(0.0, ge=0)  # power while transmitting, watts
+    rx_w: float = Field(0.0, ge=0)  # power while receiving, watts
+    # GLOO on a GPU device copies each tensor to host memory before sending and back
+    # after receiving; 0 / None for CPU devices, which send from host memory directly.
+    staging_us: float = Field(0.0, ge=0)  # fixed cost of one copy, microseconds
+    staging_gbps: PositiveFloat | None = None  # copy bandwidth, GB/s (None: no copy)
+
+    @property
+    def flops_per_s(self) -> float:
+        return gflops_per_s_to_flops_per_s(self.peak_gflops) * self.efficiency
+
+    @property
+    def mem_bytes_per_s(self) -> float | None:
+        bw = self.mem_bandwidth_gbps
+        return gbytes_per_s_to_bytes_per_s(bw) if bw else None
+
+    def staging_s(self, n_bytes: int) -> float:
+        if self.staging_gbps is None:
+            return 0.0
+        return us_to_s(self.staging_us) + n_bytes / gbytes_per_s_to_bytes_per_s(self.staging_gbps)
+
+
+class LinkSpec(_Strict):
+    """The network joining the devices."""
+
+    name: str = "link"
+    source: str = ""
+    # switched: full-duplex port per device to a switch; shared: one half-duplex channel
+    # all transmissions take turns on (WiFi); mesh: independent point-to-point links
+    medium: Literal["switched", "shared", "mesh"] = "switched"
+    bandwidth_mbps: PositiveFloat  # the medium's rate, Mbit/s
+    goodput: float = Field(1.0, gt=0, le=1)  # payload share of the rate (framing, MAC, TCP)
+    latency_ms: float = Field(0.0, ge=0)  # one-way propagation and forwarding delay
+    per_message_us: float = Field(0.0, ge=0)  # fixed protocol cost of each message
+    header_bytes: int = Field(0, ge=0)  # bytes added to each message
+    broadcast: bool = False  # a message to every other device is transmitted once
+    broadcast_mbps: PositiveFloat | None = None  # shared medium broadcast rate (None: same)
+    relay: bool = False  # shared medium through an access point: every frame crosses twice
+
+    @property
+    def bits_per_s(self) -> float:
+        return mbps_to_bits_per_s(self.bandwidth_mbps) * self.goodput
+
+    @property
+    def broadcast_bits_per_s(self) -> float:
+        if self.broadcast_mbps is None:
+            return self.bits_per_s
+        return mbps_to_bits_per_s(self.broadcast_mbps) * self.goodput
+
+    @property
+    def latency_s(self) -> float:
+        return ms_to_s(self.latency_ms)
+
+    @property
+    def per_message_s(self) -> float:
+        return us_to_s(self.per_message_us)

@@ -1,0 +1,134 @@
+"""The simulator against hand-computed times and energies."""
+
+import json
+from itertools import pairwise
+
+import pytest
+
+from prismsim.sim import DeviceSpec, LinkSpec, simulate
+from prismsim.sim.timeline import chrome_trace
+from prismsim.workload import Message, Task, Workload
+
+MB = 1_000_000
+CPU = DeviceSpec(peak_gflops=1.0, efficiency=1.0)  # 1 GFLOP/s: 1e9 FLOPs take 1 s
+
+
+def _msg(i, src, dst, n_bytes=MB, broadcast=False):
+    return Message(id=i, src=src, dst=tuple(dst), broadcast=broadcast, tag=f"m{i}",
+                   shape=(n_bytes // 4,), bytes=n_bytes)
+
+
+def _send(i):
+    return Task("send", f"m{i}", 0, (i,))
+
+
+def _recv(*ids):
+    return Task("recv", "r", 0, tuple(ids))
+
+
+def _wl(tasks, messages):
+    return Workload(meta={}, tasks=tasks, messages=messages)
+
+
+def test_one_megabyte_over_8_mbps_with_1_ms_latency():
+    wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    link = LinkSpec(bandwidth_mbps=8, latency_ms=1)
+    assert simulate(wl, CPU, link).latency_s == pytest.approx(1.001)  # 8e6 bits / 8e6 + 1 ms
+
+
+def test_shared_medium_serializes_simultaneous_senders():
+    wl = _wl([[_send(0)], [_send(1)], [_recv(0, 1)]], [_msg(0, 0, [2]), _msg(1, 1, [2])])
+    shared = LinkSpec(medium="shared", bandwidth_mbps=8)
+    assert simulate(wl, CPU, shared).latency_s == pytest.approx(2.0)  # one after the other
+    via_ap = LinkSpec(medium="shared", bandwidth_mbps=8, relay=True)
+    assert simulate(wl, CPU, via_ap).latency_s == pytest.approx(4.0)  # every frame twice
+    switched = LinkSpec(medium="switched", bandwidth_mbps=8)
+    # full-duplex ports, but both copies need device 2's downlink: serialized there too
+    assert simulate(wl, CPU, switched).latency_s == pytest.approx(2.0)
+    wl_two = _wl([[_send(0)], [_send(1)], [_recv(0)], [_recv(1)]],
+                 [_msg(0, 0, [2]), _msg(1, 1, [3])])
+    assert simulate(wl_two, CPU, switched).latency_s == pytest.approx(1.0)  # in parallel
+
+
+def test_broadcast_is_one_transmission_unicast_three():
+    wl = _wl([[_send(0)], [_recv(0)], [_recv(0)], [_recv(0)]],
+             [_msg(0, 0, [1, 2, 3], broadcast=True)])
+    unicast = simulate(wl, CPU, LinkSpec(bandwidth_mbps=8))
+    broadcast = simulate(wl, CPU, LinkSpec(bandwidth_mbps=8, broadcast=True))
+    assert unicast.latency_s == pytest.approx(3.0)
+    assert broadcast.latency_s == pytest.approx(1.0)
+    assert unicast.devices[0].tx_s == pytest.approx(3.0)
+    assert broadcast.devices[0].tx_s == pytest.approx(1.0)
+    wifi_bc = LinkSpec(medium="shared", bandwidth_mbps=8, broadcast=True, broadcast_mbps=2)
+    assert simulate(wl, CPU, wifi_bc).latency_s == pytest.approx(4.0)  # once, at 2 Mbit/s
+
+
+def test_staging_at_both_ends():
+    gpu = DeviceSpec(peak_gflops=1.0, efficiency=1.0, staging_us=100, staging_gbps=1.0)
+    wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    result = simulate(wl, gpu, LinkSpec(bandwidth_mbps=8, latency_ms=1))
+    stage = 100e-6 + MB / 1e9  # fixed + bytes / bandwidth = 1.1 ms
+    assert result.latency_s == pytest.approx(stage + 1.0 + 0.001 + stage)
+    assert result.devices[0].staging_s == pytest.approx(stage)
+    assert result.devices[1].staging_s == pytest.approx(stage)
+
+
+def test_energy_is_power_times_time_per_state():
+    dev = DeviceSpec(peak_gflops=1.0, efficiency=1.0, idle_w=1, compute_w=5, tx_w=3, rx_w=2)
+    wl = _wl([[Task("compute", "c", 10**9), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    result = simulate(wl, dev, LinkSpec(bandwidth_mbps=8))
+    assert result.latency_s == pytest.approx(2.0)
+    # device 0: computes 0-1 s (5 W), transmits 1-2 s (3 W): 8 J
+    # device 1: idle 0-1 s (1 W), receives 1-2 s (2 W): 3 J
+    assert result.devices[0].energy_j == pytest.approx(8.0)
+    assert result.devices[1].energy_j == pytest.approx(3.0)
+    assert result.energy_j == pytest.approx(11.0)
+    assert result.devices[1].wait_s == pytest.approx(2.0)
+    assert result.idle_s(0) == pytest.approx(1.0)  # done after its send at 1 s
+
+
+def test_roofline_takes_the_larger_time():
+    task = Task("compute", "c", 10**9, bytes=10**9)
+    wl = _wl([[task]], [])
+    assert simulate(wl, CPU, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(1.0)
+    slow_memory = DeviceSpec(peak_gflops=1.0, efficiency=1.0, mem_bandwidth_gbps=0.5)
+    assert simulate(wl, slow_memory, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(2.0)
+
+
+def test_header_and_per_message_overhead():
+    wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    link = LinkSpec(bandwidth_mbps=8, per_message_us=500, header_bytes=1000)
+    # 500 us + (1e6 + 1e3) bytes * 8 / 8e6 bit/s = 0.0005 + 1.001
+    assert simulate(wl, CPU, link).latency_s == pytest.approx(1.0015)
+
+
+def test_trace_export_in_microseconds():
+    wl = _wl([[Task("compute", "c", 10**9), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    result = simulate(wl, CPU, LinkSpec(bandwidth_mbps=8), record=True)
+    events = [e for e in chrome_trace(result)["traceEvents"] if e["ph"] == "X"]
+    spans = {(e["pid"], e["cat"]): (e["ts"], e["dur"]) for e in events}
+    assert spans[(0, "compute")] == pytest.approx((0.0, 1e6))
+    assert spans[(0, "tx")] == pytest.approx((1e6, 1e6))
+    assert spans[(1, "wait")] == pytest.approx((0.0, 2e6))
+    json.dumps(chrome_trace(result))  # serializable
+
+
+def test_vit_prism_latency_falls_with_bandwidth_and_bytes_balance(paper):
+    from prismsim.cost.trace import trace_workload
+    from prismsim.sim.catalog import builtin_devices
+
+    wl = trace_workload(paper("vit-base")[0], "prism", 3, segments=10)
+    cpu = builtin_devices()["cpu-2core-2.1ghz"]
+    latencies = [simulate(wl, cpu, LinkSpec(bandwidth_mbps=bw, latency_ms=1)).latency_s
+                 for bw in (50, 100, 200, 400, 800, 1000)]
+    assert all(a > b for a, b in pairwise(latencies))
+    result = simulate(wl, cpu, LinkSpec(bandwidth_mbps=200))
+    sent = sum(d.bytes_sent for d in result.devices)
+    assert sent == sum(d.bytes_received for d in result.devices)  # unicast: every copy lands
+    assert sent == sum(wl.bytes_sent_per_device())
+
+
+def test_workload_device_count_must_match():
+    wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    with pytest.raises(ValueError, match="2 devices"):
+        simulate(wl, [CPU], LinkSpec(bandwidth_mbps=8))
