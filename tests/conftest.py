@@ -27,5 +27,9 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-    """Tests never write to the user's cache."""
+    """Tests never write to the user's cache of results; they read the pinned assets
+    `prismsim assets fetch` put in the user's asset folder (offline after that)."""
+    from prismsim.assets import asset_root
+
+    monkeypatch.setenv("PRISMSIM_ASSET_DIR", str(asset_root()))
     monkeypatch.setenv("PRISMSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

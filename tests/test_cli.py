@@ -73,3 +73,17 @@ def test_simulate_unknown_link_is_one_clear_line():
     result = CliRunner().invoke(main, ["simulate", "--model", "vit-tiny", "--link", "pigeon"])
     assert result.exit_code == 2
     assert "unknown link 'pigeon'" in result.output and "Traceback" not in result.output
+
+
+def test_assets_list_and_accuracy_command():
+    result = CliRunner().invoke(main, ["assets", "list"])
+    assert result.exit_code == 0 and "dinov2-small-onnx" in result.output
+    result = CliRunner().invoke(main, [
+        "accuracy", "--model", "minilm-l6", "--limit", "3", "--strategy", "single", "voltage",
+        "--devices", "2", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(io.StringIO(result.output))
+    assert list(df["strategy"]) == ["single", "voltage"]
+    assert list(df["top1_agreement"]) == [1.0, 1.0]
+    result = CliRunner().invoke(main, ["assets", "fetch", "imagenet"])
+    assert result.exit_code == 2 and "unknown asset" in result.output

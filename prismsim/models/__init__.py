@@ -60,10 +60,15 @@ def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack
         return adapt(model)
     if model in BUILTINS:
         return adapt(build_builtin(model, seed), name=model)
+    from prismsim.models.pretrained import PRETRAINED
+
+    if model in PRETRAINED:
+        return adapt(PRETRAINED[model].load(), name=model)
     try:
         return adapt(_from_pretrained(model), name=model)
     except OSError as err:
-        raise ValueError(f"model {model!r} is not a built-in name ({', '.join(BUILTINS)}), "
+        names = ", ".join([*BUILTINS, *PRETRAINED])
+        raise ValueError(f"model {model!r} is not a built-in name ({names}), "
                          f"a local model directory, or a reachable hub model ({err})") from None
 
 
@@ -90,4 +95,5 @@ def random_inputs(stack: ModelStack, batch: int = 1, tokens: int | None = None,
         return {"pixel_values": torch.randn(batch, cfg.num_channels, size, size, generator=gen)}
     spec = BUILTINS.get(stack.name)
     n = tokens or (spec.tokens if spec and spec.tokens else 256)
+    n = min(n, getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", n))
     return {"input_ids": torch.randint(0, cfg.vocab_size, (batch, n), generator=gen)}

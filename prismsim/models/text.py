@@ -22,6 +22,9 @@ def _bert_head(model: nn.Module, base: nn.Module, hidden: int) -> Head:
     classifier = getattr(model, "classifier", None)
     if classifier is None:
         return Head(local=identity, width=hidden, first_only=False, finish=identity)
+    if getattr(model, "pooling", "cls") == "mean":  # MeanPoolClassifier
+        return Head(local=identity, width=hidden, first_only=False,
+                    finish=lambda y: classifier(y.mean(dim=1)))
     # HF: logits = classifier(pooler(h[:, 0])); the pooler reads row 0 itself
     return Head(local=identity, width=hidden, first_only=True,
                 finish=lambda y: classifier(base.pooler(y)))
@@ -30,7 +33,8 @@ def _bert_head(model: nn.Module, base: nn.Module, hidden: int) -> Head:
 def adapt_bert(model: nn.Module) -> ModelStack:
     base = getattr(model, "bert", model)
     cfg = base.config
-    if hasattr(model, "classifier") and base.pooler is None:
+    if hasattr(model, "classifier") and getattr(model, "pooling", "cls") == "cls" \
+            and base.pooler is None:
         raise ValueError("BERT classifier without a pooler is not supported")
     blocks = [_bert_block(layer, cfg.num_attention_heads) for layer in base.encoder.layer]
 

@@ -28,13 +28,30 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+_TYPE_TAGS = {"int", "float", "str", "bool", "none", "dict", "function-after"}
+
+
+def _key_path(prefix: str, loc: tuple) -> str:
+    """("network", "bandwidth_mbps", "list[...]", 2) -> "network.bandwidth_mbps[2]"
+    (pydantic's union-branch tags are left out)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not ("-" in part or "[" in part or part in _TYPE_TAGS):
+            out += f".{part}" if out else str(part)
+    return out
+
+
 def validation_message(err: ValidationError, where: str, prefix: str) -> str:
-    """One line per problem: ``file: key.path: message``."""
-    lines = []
+    """One line per problem: ``file: key.path: message, got value``. Of a union field's
+    branches, the one that got furthest (an item of a list) is the one reported."""
+    found: dict[str, str] = {}
     for e in err.errors():
-        path = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        lines.append(f"{where}: {path}: {e['msg']}")
-    return "\n".join(lines)
+        got = "" if e["type"] in ("missing", "extra_forbidden") else f", got {e['input']!r}"
+        found.setdefault(_key_path(prefix, e["loc"]), f"{e['msg']}{got}")
+    keep = [k for k in found if not any(o.startswith(k + "[") for o in found)]
+    return "\n".join(f"{where}: {k}: {found[k]}" for k in keep)
 
 
 def _entries(data: dict[str, Any], model: type[M], where: str, prefix: str) -> dict[str, M]:
@@ -62,14 +79,20 @@ def builtin_links() -> dict[str, LinkSpec]:
 def load_catalog(extra: Path | None = None) -> tuple[dict[str, DeviceSpec], dict[str, LinkSpec]]:
     """The shipped catalogs, with entries from ``extra`` (``devices:`` and ``links:``
     mappings) added or replacing shipped ones of the same name."""
-    devices, links = builtin_devices(), builtin_links()
-    if extra is not None:
-        data = _read_yaml(Path(extra).read_text(), str(extra))
-        unknown = sorted(set(data) - {"devices", "links"})
-        if unknown:
-            raise CatalogError(f"{extra}: unknown section(s) {unknown}; use devices: and links:")
-        devices |= _entries(data.get("devices") or {}, DeviceSpec, str(extra), "devices.")
-        links |= _entries(data.get("links") or {}, LinkSpec, str(extra), "links.")
+    if extra is None:
+        return builtin_devices(), builtin_links()
+    return load_catalog_data(_read_yaml(Path(extra).read_text(), str(extra)), str(extra))
+
+
+def load_catalog_data(data: dict[str, Any], where: str
+                      ) -> tuple[dict[str, DeviceSpec], dict[str, LinkSpec]]:
+    """The shipped catalogs plus the entries of ``data`` (e.g. a scenario's ``catalog:``)."""
+    unknown = sorted(set(data) - {"devices", "links"})
+    if unknown:
+        raise CatalogError(f"{where}: unknown section(s) {unknown}; use devices: and links:")
+    devices = builtin_devices() | _entries(data.get("devices") or {}, DeviceSpec, where,
+                                           "devices.")
+    links = builtin_links() | _entries(data.get("links") or {}, LinkSpec, where, "links.")
     return devices, links
 
 

@@ -1,0 +1,211 @@
+"""Accuracy of a strategy on real data: task metric and fidelity to the exact model,
+cached on disk (model + weights hash, dataset + split + limit, strategy, P, options)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import prismsim
+from prismsim import datasets as ds
+from prismsim.cost.cache import cache_root
+from prismsim.metrics import METRICS, bits_per_byte, mean_kl, top1_agreement
+from prismsim.models import ModelStack, load_model
+from prismsim.models.pretrained import PRETRAINED, byte_windows, image_pixels
+from prismsim.numerics.check import expand_points
+from prismsim.numerics.executor import run_numerics
+
+DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
+    "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
+    "wiki-xml": ds.wiki_xml,
+}
+
+
+@functools.cache
+def _model(name: str) -> ModelStack:
+    return load_model(name)
+
+
+@functools.cache
+def _dataset(name: str, split: str) -> ds.Dataset:
+    if name not in DATASETS:
+        return ds.hub_dataset(name, split)
+    return DATASETS[name](split)
+
+
+@functools.cache
+def weights_hash(name: str) -> str:
+    """sha256 of every parameter and buffer, in state-dict order."""
+    h = hashlib.sha256()
+    for key, t in _model(name).hf.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from prismsim.assets import fetch
+
+    return AutoTokenizer.from_pretrained(str(fetch("minilm-l6"))) if name == "minilm-l6" \
+        else AutoTokenizer.from_pretrained(name)
+
+
+def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, Any]]:
+    """Model inputs and their targets, ``batch`` examples at a time (text: one at a time,
+    unpadded, as the strategies take unpadded sequences)."""
+    spec = PRETRAINED.get(model)
+    if data.kind == "image":
+        pixels = _pixels(model, spec)
+        for i in range(0, len(data.examples), batch):
+            yield {"pixel_values": pixels(data.examples[i:i + batch])}, data.labels[i:i + batch]
+    elif data.kind == "text":
+        tok = _tokenizer(model)
+        for text, label in zip(data.examples, data.labels, strict=True):
+            parts = (text,) if isinstance(text, str) else tuple(text)  # sentence pairs
+            enc = tok(*parts, truncation=True, max_length=256, return_tensors="pt")
+            yield {k: v for k, v in enc.items() if k != "attention_mask"}, np.array([label])
+    else:
+        windows = byte_windows(data.examples, spec.tokens if spec else 256)
+        for i in range(0, len(windows), batch):
+            yield {"input_ids": windows[i:i + batch]}, windows[i:i + batch]
+
+
+def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
+    """Built-ins: our grayscale preprocessing; hub checkpoints: their own image processor."""
+    if spec is not None:
+        return lambda images: image_pixels(images, spec.image_size)
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(model)
+    return lambda images: processor(images=[im.convert("RGB") for im in images],
+                                    return_tensors="pt")["pixel_values"]
+
+
+def _lm_stats(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
+    """Summed next-byte cross-entropy (nats) of positions 1..n-1, and their count."""
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                           ids[:, 1:].reshape(-1), reduction="sum")
+    return float(ce), ids[:, 1:].numel()
+
+
+class _Tally:
+    """Running metric and fidelity over batches."""
+
+    def __init__(self, kind: str):
+        self.kind, self.preds, self.labels = kind, [], []
+        self.ce_nats, self.n_bytes, self.agree, self.kl, self.n_pos = 0.0, 0, 0.0, 0.0, 0
+
+    def add(self, out: torch.Tensor, ref: torch.Tensor, target: Any) -> None:
+        out_np, ref_np = out.float().numpy(), ref.float().numpy()
+        n = int(np.prod(out_np.shape[:-1]))
+        self.agree += top1_agreement(out_np, ref_np) * n
+        self.kl += mean_kl(out_np, ref_np) * n
+        self.n_pos += n
+        if self.kind == "bytes":
+            ce, count = _lm_stats(out, target)
+            self.ce_nats, self.n_bytes = self.ce_nats + ce, self.n_bytes + count
+        else:
+            self.preds.append(out_np.argmax(-1))
+            self.labels.append(np.asarray(target))
+
+    def result(self, metric: str) -> dict[str, Any]:
+        if self.kind == "bytes":
+            value = bits_per_byte(self.ce_nats, self.n_bytes)
+        else:
+            value = METRICS[metric](np.concatenate(self.preds), np.concatenate(self.labels))
+        return {"metric": metric, "value": value, "top1_agreement": self.agree / self.n_pos,
+                "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos}
+
+
+def _key(**fields: Any) -> str:
+    blob = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+_REFERENCE: dict[tuple, list[torch.Tensor]] = {}  # exact outputs of small-output tasks
+
+
+def _outputs(stack: ModelStack, model: str, data: ds.Dataset, strategy: str, devices: int,
+             batch: int, options: dict[str, Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                                  Any]]:
+    """(strategy output, exact output, target) per batch. Exact outputs of classifiers are
+    kept in memory for the next strategy; a byte model's are recomputed (they are large)."""
+    key = (model, data.name, data.split, len(data.examples), batch)
+    keep = data.kind != "bytes"
+    refs = _REFERENCE.get(key, []) if keep else []
+    fresh = []
+    for i, (inputs, target) in enumerate(batches(model, data, batch)):
+        ref = refs[i] if i < len(refs) else stack.reference(inputs)
+        fresh.append(ref)
+        out = ref if strategy == "single" else run_numerics(stack, inputs, strategy, devices,
+                                                             **options)
+        yield out, ref, target
+    if keep:
+        _REFERENCE[key] = fresh
+
+
+def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 1, *,
+             split: str = "test", limit: int | None = None, batch: int = 32,
+             use_cache: bool = True, **options: Any) -> dict[str, Any]:
+    """Task metric of ``strategy`` on ``devices``, and its top-1 agreement and mean KL
+    divergence against the exact single-device model, on the first ``limit`` examples
+    (byte datasets: ``limit`` windows)."""
+    data = _dataset(dataset, split).head(limit)
+    point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
+             "strategy": strategy, "devices": devices, "options": options}
+    key = _key(**point, weights=weights_hash(model), version=prismsim.__version__)
+    path = cache_root() / "accuracy" / f"{key}.json"
+    if use_cache and path.exists():
+        return json.loads(path.read_text())
+    start, tally = time.perf_counter(), _Tally(data.kind)
+    with torch.no_grad():
+        for out, ref, target in _outputs(_model(model), model, data, strategy, devices,
+                                         batch, options):
+            tally.add(out, ref, target)
+    result = {**point, **tally.result(data.metric), "seconds": time.perf_counter() - start,
+              "accuracy_source": _source(model, data)}
+    _store(path, result)
+    return result
+
+
+def _source(model: str, data: ds.Dataset) -> str:
+    about = PRETRAINED[model].about if model in PRETRAINED else "Hugging Face checkpoint"
+    return f"{model}: {about}; data: {data.name} {data.split} ({data.source})"
+
+
+def _store(path: Any, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+
+
+def accuracy_table(model: str, dataset: str | None, strategies: list[str], devices: list[int],
+                   crs: list[float], *, split: str = "test", limit: int | None = None,
+                   batch: int = 32, on_point: Callable[[str], None] | None = None
+                   ) -> pd.DataFrame:
+    """One row a point: single once, the others at every P (prism at every CR)."""
+    dataset = dataset or (PRETRAINED[model].dataset if model in PRETRAINED else None)
+    if dataset is None:
+        raise ValueError(f"give --dataset for {model!r}")
+    rows = []
+    for pt in expand_points(strategies, devices, crs):
+        r = evaluate(model, dataset, pt.strategy, pt.devices, split=split, limit=limit,
+                     batch=batch, **pt.options)
+        rows.append({k: v for k, v in r.items() if k != "options"} | {"cr": pt.options.get("cr")})
+        if on_point:
+            on_point(f"{pt.strategy} P={pt.devices} {pt.options}")
+    cols = ["model", "dataset", "split", "limit", "strategy", "devices", "cr", "metric", "value",
+            "top1_agreement", "mean_kl", "seconds", "accuracy_source"]
+    return pd.DataFrame(rows)[cols]

@@ -1,0 +1,127 @@
+"""Sweeps: grid, resume after an interruption, byte-identical reruns, bad scenarios."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from prismsim.cli import main
+from prismsim.scenario import load_scenario
+from prismsim.sweep import run_sweep
+
+TINY = """name: tiny
+model: {name: vit-tiny}
+strategies: [single, voltage, prism]
+devices: {count: [1, 2, 3]}
+prism: {cr: [2, 4]}
+network: {bandwidth_mbps: [50, 200, 1000], latency_ms: 1}
+"""
+
+
+def _scenario(tmp_path: Path, text: str = TINY, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_by_hand(tmp_path):
+    s = load_scenario(_scenario(tmp_path))
+    # single once, voltage at P=2,3, prism at P=2,3 x 2 CRs: 7 configurations x 3 bandwidths
+    assert len(s.grid()) == (1 + 2 + 4) * 3
+    assert {p.latency_ms for p in s.grid()} == {1.0}
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    s = load_scenario(_scenario(tmp_path))
+    whole = run_sweep(s, tmp_path / "whole")
+    seen = []
+
+    def kill_after_five(label):
+        seen.append(label)
+        if len(seen) == 5 + 7:  # 7 workloads traced, then 5 rows written
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_sweep(s, tmp_path / "cut", progress=kill_after_five)
+    assert len(pd.read_csv(tmp_path / "cut" / "results.csv")) == 5
+    with open(tmp_path / "cut" / "results.csv", "a") as f:
+        f.write("3f2a,tiny,vit-t")  # a row torn by the kill
+    resumed = run_sweep(s, tmp_path / "cut")
+    pd.testing.assert_frame_equal(resumed, whole)
+    assert resumed["point_id"].is_unique
+    first = (tmp_path / "whole" / "results.csv").read_bytes()
+    assert (tmp_path / "cut" / "results.csv").read_bytes() == first
+    run_sweep(s, tmp_path / "whole")  # a second identical run
+    assert (tmp_path / "whole" / "results.csv").read_bytes() == first
+    assert (tmp_path / "whole" / "results.parquet").exists()
+
+
+def test_vit_200mbps_reduced(tmp_path):
+    """The shipped scenario with 8 test images and one bandwidth: the paper's ordering
+    at 200 Mbit/s (voltage slower than one device, prism faster)."""
+    text = Path("scenarios/vit_200mbps.yaml").read_text()
+    text = text.replace("limit: 1000", "limit: 8").replace(
+        "[50, 100, 200, 400, 800, 1000]", "[200]").replace(
+        "output: results/vit_200mbps", f"output: {tmp_path / 'out'}")
+    df = run_sweep(load_scenario(_scenario(tmp_path, text)))
+    assert len(df) == 1 + 2 + 2 * 3
+    single = df[df.strategy == "single"].latency_s.item()
+    assert (df[df.strategy == "voltage"].latency_s > single).all()
+    assert (df[df.strategy == "prism"].latency_s < single).all()
+    assert df.accuracy.notna().all() and (df.metric == "accuracy").all()
+    exact = df[df.strategy.isin(["single", "voltage"])]
+    assert exact.accuracy.nunique() == 1 and (exact.top1_agreement == 1.0).all()
+
+
+BAD = {
+    "unknown key": (TINY + "colour: red\n", "s.yaml: colour: Extra inputs are not permitted"),
+    "wrong type": (TINY.replace("count: [1, 2, 3]", "count: many"), "s.yaml: devices.count"),
+    "empty grid": (TINY.replace("[single, voltage, prism]", "[single]").replace(
+        "[1, 2, 3]", "[2, 3]"), "s.yaml: empty grid"),
+    "negative bandwidth": (TINY.replace("[50, 200, 1000]", "[50, 200, -5]"),
+                           "s.yaml: network.bandwidth_mbps[2]: Input should be greater than 0, "
+                           "got -5"),
+    "unknown model": (TINY.replace("vit-tiny", "vit-huge"), "s.yaml: model.name: unknown model"),
+    "unknown device": (TINY.replace("count: [1, 2, 3]", "count: [1, 2, 3], profile: toaster"),
+                       "s.yaml: devices.profile: unknown device 'toaster'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_scenarios_are_one_clear_line(tmp_path, case):
+    text, message = BAD[case]
+    result = CliRunner().invoke(main, ["check", str(_scenario(tmp_path, text))])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_sweep_and_plot_commands(tmp_path):
+    text = TINY + f"output: {tmp_path / 'out'}\ntimeline: {{strategy: prism, devices: 3}}\n"
+    path = _scenario(tmp_path, text)
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 0 and "21 points" in result.output
+    result = CliRunner().invoke(main, ["sweep", str(path)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert {"results.csv", "results.parquet", "scenario.yaml", "timeline.json",
+            "latency_vs_bandwidth.png", "pareto.svg", "timeline.png"} <= {
+        p.name for p in out.iterdir()}
+    (out / "pareto.png").unlink()
+    result = CliRunner().invoke(main, ["plot", str(out)])
+    assert result.exit_code == 0 and (out / "pareto.png").exists()
+
+
+def test_dask_executor_with_a_local_cluster(tmp_path):
+    pytest.importorskip("dask.distributed")
+    s = load_scenario(_scenario(tmp_path))
+    local = run_sweep(s, tmp_path / "local")
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    dask = run_sweep(s, tmp_path / "dask", executor="dask")
+    pd.testing.assert_frame_equal(dask, local)
