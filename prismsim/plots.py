@@ -52,9 +52,9 @@ PROGRAM_LANES = ("compute", "staging", "wait")  # sequential on a device: they s
 
 # Columns whose values must agree for points to be comparable on one figure. The first
 # three are always named in the title; the others only when the frame holds several values.
-SYSTEM_SCOPE = ("model", "device_profile", "link", "medium", "latency_ms", "broadcast",
-                "batch", "wire", "tokens")
-MODEL_SCOPE = ("model", "batch", "wire", "tokens")
+SYSTEM_SCOPE = ("latency_model", "model", "device_profile", "link", "medium", "latency_ms",
+                "broadcast", "batch", "wire", "tokens")
+MODEL_SCOPE = ("latency_model", "model", "batch", "wire", "tokens")
 ALWAYS_NAMED = frozenset({"model", "device_profile", "link"})
 
 Span = tuple[int, str, str, float, float]
@@ -116,10 +116,14 @@ def _scope(df: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, str]
     first = df.iloc[0]
     keep = pd.Series(True, index=df.index)
     names = []
+    # an offline stand-in supplies the accuracy of another model's latency: say which
+    stand_in = "latency_model" in df and first["latency_model"] != first.get("model")
     for col in (c for c in columns if c in df):
         value = first[col]
         keep &= df[col].isna() if pd.isna(value) else df[col] == value
-        if col in ALWAYS_NAMED or df[col].nunique(dropna=False) > 1:
+        if stand_in and col in ("latency_model", "model"):
+            names.append(f"{'latency' if col == 'latency_model' else 'accuracy'} of {value}")
+        elif col in ALWAYS_NAMED or df[col].nunique(dropna=False) > 1:
             names.append(_scope_name(col, value))
     return df[keep], ", ".join(names)
 

@@ -35,9 +35,10 @@ def _listed(v: Any) -> list:
 
 
 class ModelSection(_Strict):
-    name: str  # built-in name, HF hub name or local directory
-    # built-in architecture with the same shapes: FLOPs and bytes are traced from it when
-    # the checkpoint itself cannot be loaded (offline), accuracy still needs ``name``
+    name: str  # built-in name, HF hub name or local directory: accuracy comes from it
+    # the model whose FLOPs, bytes and latency are simulated, if not ``name``: the
+    # built-in architecture of a checkpoint that cannot be loaded offline, or the paper's
+    # model when ``name`` is an offline stand-in for its accuracy (rows say both)
     architecture: str | None = None
     tokens: PositiveInt | None = None  # text models: sequence length for latency points
 

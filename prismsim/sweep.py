@@ -119,8 +119,9 @@ def _tick(progress: Progress | None, spec: Any) -> None:
 
 
 COLUMNS = [
-    "point_id", "scenario", "model", "strategy", "devices", "cr", "segments", "device_profile",
-    "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast", "batch", "wire", "tokens",
+    "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
+    "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast", "batch",
+    "wire", "tokens",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
@@ -140,7 +141,8 @@ def make_row(s: LoadedScenario, p: Point, wl: Workload, r: SimResult,
     acc = acc or {"metric": None, "value": float("nan"), "top1_agreement": float("nan"),
                   "mean_kl": float("nan"), "accuracy_source": "no dataset in the scenario"}
     return {
-        "point_id": p.key(), "scenario": s.spec.name, "model": p.model, "strategy": p.strategy,
+        "point_id": p.key(), "scenario": s.spec.name, "model": p.model,
+        "latency_model": p.architecture or p.model, "strategy": p.strategy,
         "devices": p.devices, "cr": p.cr, "segments": p.segments,
         "device_profile": p.device_profile, "link": p.link, "medium": p.medium,
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,

@@ -36,3 +36,15 @@ def test_dinov2_small_on_mnist_voltage_exact():
     assert single["value"] >= 0.8  # the head reaches 97 % on the full test split
     assert voltage["value"] == single["value"] and voltage["top1_agreement"] == 1.0
     assert voltage["mean_kl"] < 1e-9
+
+
+def test_char_gpt2_bits_per_byte():
+    """char-gpt2's training record gives 2.50 bits per byte on the whole held-out split."""
+    single = evaluate("char-gpt2", "wiki-xml", limit=8, batch=8)
+    voltage = evaluate("char-gpt2", "wiki-xml", "voltage", 3, limit=8, batch=8)
+    prism = evaluate("char-gpt2", "wiki-xml", "prism", 3, limit=8, batch=8, cr=8)
+    assert single["metric"] == "bits_per_byte"
+    assert 1.5 < single["value"] < 3.5  # far below the 8 bits of a uniform guess
+    assert voltage["value"] == pytest.approx(single["value"], abs=1e-5)
+    assert voltage["top1_agreement"] == 1.0
+    assert prism["value"] > single["value"]  # compression costs bits

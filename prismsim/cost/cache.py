@@ -36,6 +36,10 @@ def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
     """What identifies a model's architecture, cheaply (built-ins are not instantiated)."""
     if isinstance(model, str) and model in BUILTINS:
         return {"builtin": model, "spec": asdict(BUILTINS[model])}
+    from prismsim.models.pretrained import PRETRAINED
+
+    if isinstance(model, str) and model in PRETRAINED:  # architecture fixed by pinned assets
+        return {"pretrained": model, "about": PRETRAINED[model].about}
     if isinstance(model, ModelStack):
         model = model.hf
     if isinstance(model, nn.Module):

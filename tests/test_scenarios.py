@@ -1,0 +1,72 @@
+"""Every shipped scenario, reduced (few examples, few bandwidths), runs and shows the
+orderings it exists to show."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prismsim.scenario import load_scenario
+from prismsim.sweep import run_sweep
+
+
+def reduced(tmp_path: Path, name: str, **changes) -> Path:
+    data = yaml.safe_load(Path(f"scenarios/{name}.yaml").read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    data["output"] = str(tmp_path / name)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", [p.stem for p in Path("scenarios").glob("*.yaml")])
+def test_every_scenario_validates(name):
+    assert len(load_scenario(f"scenarios/{name}.yaml").grid()) > 0
+
+
+def test_paper_vit_b16_offline_gives_latency_and_says_why_no_accuracy(tmp_path):
+    df = run_sweep(load_scenario(reduced(tmp_path, "paper_vit_b16",
+                                         network__bandwidth_mbps=[200], dataset__limit=4)))
+    assert len(df) == 1 + 2 + 2 * 3 and df.accuracy.isna().all()
+    assert df.accuracy_source.str.startswith("unavailable: dataset 'cifar10'").all()
+    single = df[df.strategy == "single"].latency_s.item()
+    assert (df[df.strategy == "voltage"].latency_s > single).all()
+    assert (df[df.strategy == "prism"].latency_s < single).all()
+    assert df[df.strategy == "single"].gflops_total.item() == pytest.approx(35.15, rel=0.01)
+
+
+def test_bert_text_reduced(tmp_path):
+    df = run_sweep(load_scenario(reduced(tmp_path, "bert_text", network__bandwidth_mbps=[200],
+                                         dataset__limit=4, prism={"cr": [4]})))
+    assert len(df) == 1 + 2 + 2 + 2  # single, voltage x2, prism x2, tensor_parallel x2
+    assert (df.tokens == 256).all() and (df.metric == "accuracy").all()
+    tp, voltage = (df[df.strategy == s].set_index("devices").latency_s
+                   for s in ("tensor_parallel", "voltage"))
+    assert (tp > voltage).all()  # two AllReduces of N x d a block cost more than one AllGather
+
+
+def test_jetson_wifi_reduced(tmp_path):
+    df = run_sweep(load_scenario(reduced(tmp_path, "jetson_wifi", batch=[1, 8],
+                                         dataset__limit=4, prism={"cr": [8]})))
+    assert len(df) == (1 + 2 + 2) * 2
+    for batch, rows in df.groupby("batch"):
+        single = rows[rows.strategy == "single"].latency_s.item()
+        # full-tensor exchange over shared WiFi is slower than one board at every batch
+        assert (rows[rows.strategy == "voltage"].latency_s > single).all(), batch
+    assert (df.medium == "shared").all()
+
+
+def test_gpt2_text_reduced(tmp_path):
+    df = run_sweep(load_scenario(reduced(tmp_path, "gpt2_text", network__bandwidth_mbps=[200],
+                                         dataset__limit=4, prism={"cr": [2, 16]})))
+    assert len(df) == 1 + 2 + 4 and (df.metric == "bits_per_byte").all()
+    single = df[df.strategy == "single"].accuracy.item()
+    assert (df[df.strategy == "voltage"].accuracy - single).abs().max() < 1e-5
+    for p, rows in df[df.strategy == "prism"].groupby("devices"):
+        bpb = rows.set_index("cr").accuracy
+        assert bpb[16.0] >= bpb[2.0] > single, p  # more compression, more bits per byte
