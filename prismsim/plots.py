@@ -10,6 +10,7 @@ are never registered in pyplot's global figure list and are freed like any objec
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,6 +129,11 @@ def _scope(df: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, str]
     return df[keep], ", ".join(names)
 
 
+def _title(ax: Axes, text: str, width: int = 80) -> None:
+    """Long titles (model, device, link, ...) wrapped so they stay inside the figure."""
+    ax.set_title(textwrap.fill(text, width), fontsize="medium")
+
+
 def _scope_name(col: str, value: object) -> str:
     units = {"latency_ms": "{:g} ms link latency", "batch": "batch {}", "wire": "{} on the wire",
              "tokens": "{} tokens", "broadcast": "broadcast={}"}
@@ -191,7 +197,7 @@ def latency_vs_bandwidth(df: pd.DataFrame) -> Figure:
     _latency_y_axis(ax, (data["latency_s"] * MS_PER_S).tolist())
     ax.set_xlabel("link bandwidth (Mbit/s)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"Latency vs bandwidth: {where}")
+    _title(ax, f"Latency vs bandwidth: {where}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return fig
 
@@ -375,7 +381,7 @@ def pareto(df: pd.DataFrame, bandwidth_mbps: float | None = None) -> Figure:
         ax.set_yticks([])
     ax.grid(True, alpha=0.3)
     note = _unscored_note(missing)
-    ax.set_title(f"Latency vs {metric.replace('_', ' ')} at {bw:g} Mbit/s: {where}{note}")
+    _title(ax, f"Latency vs {metric.replace('_', ' ')} at {bw:g} Mbit/s: {where}{note}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     _place_labels(ax, labels)  # last: needs the final layout
     return fig
@@ -444,7 +450,7 @@ def comm_vs_cr(df: pd.DataFrame) -> Figure:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sent per device per layer (KB)")
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"Communication vs {xlabel}: {where}")
+    _title(ax, f"Communication vs {xlabel}: {where}")
     if ax.get_lines():
         ax.legend(loc="best", fontsize=9)
     return fig
@@ -487,7 +493,7 @@ def timeline(spans: list[Span], title: str = "") -> Figure:
     ax.set_xlim(left=0)
     ax.set_xlabel("time (ms)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(title or "Timeline of one inference")
+    _title(ax, title or "Timeline of one inference")
     ax.legend(handles=[Patch(color=LANE_COLOURS[lane], label=lane) for lane in lanes],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return fig

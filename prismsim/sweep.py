@@ -281,7 +281,7 @@ def record_timeline(s: LoadedScenario, out: Path) -> tuple[list, str] | None:
         return None
     wl = Workload.from_json(_trace(workload_spec(s, p)))
     spans = simulate(wl, s.devices[p.device_profile], s.link_for(p), record=True).spans
-    title = (f"{p.model} {p.strategy} P={p.devices} {p.options() or ''} on "
+    title = (f"{p.architecture or p.model} {p.strategy} P={p.devices} {p.options() or ''} on "
              f"{p.device_profile}, {p.bandwidth_mbps:g} Mbit/s")
     (out / "timeline.json").write_text(json.dumps({"title": title, "spans": spans}))
     return spans, title

@@ -33,7 +33,7 @@ def test_grid_by_hand(tmp_path):
     assert {p.latency_ms for p in s.grid()} == {1.0}
 
 
-class Stop(Exception):
+class StopError(Exception):
     pass
 
 
@@ -45,9 +45,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     def kill_after_five(label):
         seen.append(label)
         if len(seen) == 5 + 7:  # 7 workloads traced, then 5 rows written
-            raise Stop
+            raise StopError
 
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         run_sweep(s, tmp_path / "cut", progress=kill_after_five)
     assert len(pd.read_csv(tmp_path / "cut" / "results.csv")) == 5
     with open(tmp_path / "cut" / "results.csv", "a") as f:
