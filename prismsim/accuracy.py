@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,17 @@ DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
     "wiki-xml": ds.wiki_xml,
 }
+HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
+
+
+class Candidate(NamedTuple):
+    """One cloze option as model input: ids [1, n], the first scored position, the example
+    it belongs to and that example's answer (option index)."""
+
+    ids: torch.Tensor
+    start: int
+    example: int
+    label: int
 
 
 @functools.cache
@@ -62,8 +73,8 @@ def _tokenizer(name: str) -> Any:
 
 
 def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, Any]]:
-    """Model inputs and their targets, ``batch`` examples at a time (text: one at a time,
-    unpadded, as the strategies take unpadded sequences)."""
+    """Model inputs and their targets, ``batch`` examples at a time (text and cloze
+    candidates: one at a time, unpadded, as the strategies take unpadded sequences)."""
     spec = PRETRAINED.get(model)
     if data.kind == "image":
         pixels = _pixels(model, spec)
@@ -75,10 +86,43 @@ def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, An
             parts = (text,) if isinstance(text, str) else tuple(text)  # sentence pairs
             enc = tok(*parts, truncation=True, max_length=256, return_tensors="pt")
             yield {k: v for k, v in enc.items() if k != "attention_mask"}, np.array([label])
+    elif data.kind == "cloze":
+        yield from _cloze_batches(model, data, spec)
     else:
         windows = byte_windows(data.examples, spec.tokens if spec else 256)
         for i in range(0, len(windows), batch):
             yield {"input_ids": windows[i:i + batch]}, windows[i:i + batch]
+
+
+def _encoder(model: str, spec: Any) -> Callable[[str], list[int]]:
+    """Text -> token ids: UTF-8 bytes for a built-in byte model, else the model's tokenizer."""
+    if spec is not None and spec.kind == "bytes":
+        return lambda text: list(text.encode("utf-8"))
+    tok = _tokenizer(model)
+    return lambda text: tok(text, add_special_tokens=False)["input_ids"]
+
+
+def cloze_input(prefix: list[int], span: list[int], max_tokens: int) -> tuple[torch.Tensor, int]:
+    """The last ``max_tokens`` ids of prefix + span as [1, n], and the first position to
+    score: where the span starts after truncation, at least 1 (position 0 has no prediction)."""
+    ids = (prefix + span)[-max_tokens:]
+    return torch.tensor([ids]), max(len(ids) - len(span), 1)
+
+
+def span_logprob(logits: torch.Tensor, ids: torch.Tensor, start: int) -> float:
+    """Summed log-probability of ids[0, start:], each given the tokens before it."""
+    logp = torch.log_softmax(logits[0, start - 1:-1].double(), dim=-1)
+    return float(logp.gather(-1, ids[0, start:, None]).sum())
+
+
+def _cloze_batches(model: str, data: ds.Dataset, spec: Any) -> Iterator[tuple[dict, Candidate]]:
+    """One unpadded sequence per option: context + question with the option filled in."""
+    encode = _encoder(model, spec)
+    max_tokens = spec.tokens if spec is not None else HUB_LM_TOKENS
+    for i, (example, label) in enumerate(zip(data.examples, data.labels, strict=True)):
+        for context, scored in example.candidates():
+            ids, start = cloze_input(encode(context), encode(scored), max_tokens)
+            yield {"input_ids": ids}, Candidate(ids, start, i, int(label))
 
 
 def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
@@ -105,6 +149,8 @@ class _Tally:
     def __init__(self, kind: str):
         self.kind, self.preds, self.labels = kind, [], []
         self.ce_nats, self.n_bytes, self.agree, self.kl, self.n_pos = 0.0, 0, 0.0, 0.0, 0
+        self.scores: dict[int, list[float]] = {}  # cloze: example -> score of each option
+        self.answers: dict[int, int] = {}
 
     def add(self, out: torch.Tensor, ref: torch.Tensor, target: Any) -> None:
         out_np, ref_np = out.float().numpy(), ref.float().numpy()
@@ -115,6 +161,10 @@ class _Tally:
         if self.kind == "bytes":
             ce, count = _lm_stats(out, target)
             self.ce_nats, self.n_bytes = self.ce_nats + ce, self.n_bytes + count
+        elif self.kind == "cloze":
+            score = span_logprob(out, target.ids, target.start)
+            self.scores.setdefault(target.example, []).append(score)
+            self.answers[target.example] = target.label
         else:
             self.preds.append(out_np.argmax(-1))
             self.labels.append(np.asarray(target))
@@ -123,9 +173,17 @@ class _Tally:
         if self.kind == "bytes":
             value = bits_per_byte(self.ce_nats, self.n_bytes)
         else:
-            value = METRICS[metric](np.concatenate(self.preds), np.concatenate(self.labels))
+            value = METRICS[metric](*self._predictions())
         return {"metric": metric, "value": value, "top1_agreement": self.agree / self.n_pos,
                 "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos}
+
+    def _predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted, true) labels; a cloze example predicts its best-scored option."""
+        if self.kind == "cloze":
+            examples = sorted(self.scores)
+            return (np.array([int(np.argmax(self.scores[e])) for e in examples]),
+                    np.array([self.answers[e] for e in examples]))
+        return np.concatenate(self.preds), np.concatenate(self.labels)
 
 
 def _key(**fields: Any) -> str:
@@ -140,9 +198,9 @@ def _outputs(stack: ModelStack, model: str, data: ds.Dataset, strategy: str, dev
              batch: int, options: dict[str, Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor,
                                                                   Any]]:
     """(strategy output, exact output, target) per batch. Exact outputs of classifiers are
-    kept in memory for the next strategy; a byte model's are recomputed (they are large)."""
+    kept in memory for the next strategy; a language model's are recomputed (they are large)."""
     key = (model, data.name, data.split, len(data.examples), batch)
-    keep = data.kind != "bytes"
+    keep = data.kind in ("image", "text")
     refs = _REFERENCE.get(key, []) if keep else []
     fresh = []
     for i, (inputs, target) in enumerate(batches(model, data, batch)):
@@ -160,7 +218,8 @@ def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 
              use_cache: bool = True, **options: Any) -> dict[str, Any]:
     """Task metric of ``strategy`` on ``devices``, and its top-1 agreement and mean KL
     divergence against the exact single-device model, on the first ``limit`` examples
-    (byte datasets: ``limit`` windows)."""
+    (byte datasets: ``limit`` windows; cloze: ``limit`` examples, each option one forward
+    whatever ``batch`` is)."""
     data = _dataset(dataset, split).head(limit)
     point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
              "strategy": strategy, "devices": devices, "options": options}

@@ -25,7 +25,8 @@ WIKI_TEST_SHARE = 0.1  # the last 10 % of the Wikipedia XML bytes are held out
 class Dataset:
     name: str
     split: str
-    kind: str  # "image" (uint8 [n, h, w]), "text" (list of str), "bytes" (one bytes blob)
+    kind: str  # "image" (uint8 [n, h, w]), "text" (list of str), "bytes" (one bytes blob),
+    # "cloze" (list of ClozeExample; labels: the answer's option index)
     examples: Any
     labels: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
@@ -113,7 +114,10 @@ def hamlet_bytes() -> bytes:
 
 
 # Hugging Face hub datasets for connected machines: (path, config, split names, fields,
-# metric). GLUE's test labels are hidden, so "test" reads its validation split.
+# metric). GLUE's test labels are hidden, so "test" reads its validation split. Byte data
+# ("bytes": the column whose rows are joined with "sep") is scored in bits per byte. enwik8
+# has one train split on the hub that "carve" cuts into the standard three; its "enwik8-raw"
+# config is one row holding the exact 100 MB (the line config strips each line's indentation).
 HUB_DATASETS: dict[str, dict[str, Any]] = {
     "cifar10": {"path": "cifar10", "image": "img", "label": "label"},
     "cifar100": {"path": "cifar100", "image": "img", "label": "fine_label"},
@@ -130,7 +134,44 @@ HUB_DATASETS: dict[str, dict[str, Any]] = {
                   "test": "validation"},
     "glue/rte": {"path": "glue", "name": "rte", "text": ("sentence1", "sentence2"),
                  "test": "validation"},
+    "enwik8": {"path": "LTCB/enwik8", "name": "enwik8-raw", "bytes": "text", "sep": "\n",
+               "carve": True, "metric": "bits_per_byte"},
+    "text8": {"path": "afmck/text8-chunked1024", "bytes": "text", "sep": "",
+              "metric": "bits_per_character"},  # a-z and space: one byte is one character
+    "cbt/cn": {"path": "cam-cst/cbt", "name": "CN", "cloze": True},
+    "cbt/ne": {"path": "cam-cst/cbt", "name": "NE", "cloze": True},
 }
+ENWIK8_HELD_OUT = 5_000_000  # bytes each of validation and test: the 100 MB is 90 M + 5 M + 5 M
+CLOZE_BLANK = "XXXXX"  # how the Children's Book Test writes the missing word
+
+
+@dataclass(frozen=True)
+class ClozeExample:
+    """Context sentences joined with spaces, a question with a blank, candidate words."""
+
+    context: str
+    question: str
+    options: tuple[str, ...]
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(context, scored part) per option: the scored part is " " + the question with the
+        blank filled, so the separating space goes with the question as GPT-2's BPE puts it."""
+        return [(self.context, " " + self.question.replace(CLOZE_BLANK, option))
+                for option in self.options]
+
+
+def carve_held_out(data: bytes, split: str) -> bytes:
+    """enwik8's standard splits: the last ENWIK8_HELD_OUT bytes are test, the same amount
+    before them validation, and everything before that (90 M of 100 M) train."""
+    n = ENWIK8_HELD_OUT
+    if len(data) < 2 * n:
+        raise ValueError(f"{len(data)} bytes cannot hold two held-out parts of {n}")
+    bounds = {"train": (0, len(data) - 2 * n), "validation": (len(data) - 2 * n, len(data) - n),
+              "test": (len(data) - n, len(data))}
+    if split not in bounds:
+        raise ValueError(f"split must be one of {', '.join(bounds)}, got {split!r}")
+    begin, end = bounds[split]
+    return data[begin:end]
 
 
 def hub_dataset(name: str, split: str) -> Dataset:
@@ -139,19 +180,42 @@ def hub_dataset(name: str, split: str) -> Dataset:
     if spec is None:
         raise ValueError(f"unknown dataset {name!r}; offline: mnist-5k, digits, "
                          f"rotten-tomatoes, wiki-xml; hub: {', '.join(HUB_DATASETS)}")
+    hub_split = "train" if spec.get("carve") else spec.get(split, split)
+    table = _load_hub(name, spec, hub_split)
+    source = f"hub:{spec['path']}" + (f"/{spec['name']}" if "name" in spec else "")
+    if "bytes" in spec:
+        data = spec["sep"].join(table[spec["bytes"]]).encode("utf-8")
+        data = carve_held_out(data, split) if spec.get("carve") else data
+        return Dataset(name, split, "bytes", data, metric=spec["metric"], source=source)
+    if spec.get("cloze"):
+        return _cloze(name, split, table, source)
+    labels = np.asarray(table[spec.get("label", "label")])
+    if "image" in spec:
+        return Dataset(name, split, "image", table[spec["image"]], labels, source=source)
+    texts = list(zip(*(table[f] for f in spec["text"]), strict=True))
+    return Dataset(name, split, "text", texts, labels, metric=spec.get("metric", "accuracy"),
+                   source=source)
+
+
+def _load_hub(name: str, spec: dict[str, Any], split: str) -> Any:
     try:
         import datasets as hf
     except ImportError:
         raise ValueError(f"dataset {name!r} comes from the Hugging Face hub: install the "
                          "extra (pip install 'prismsim[hub]') on a connected machine") from None
     try:
-        table = hf.load_dataset(spec["path"], spec.get("name"), split=spec.get(split, split))
+        return hf.load_dataset(spec["path"], spec.get("name"), split=split)
     except Exception as err:  # the hub client raises many kinds when offline
         raise ValueError(f"dataset {name!r} could not be loaded from the hub: {err}") from None
-    labels = np.asarray(table[spec.get("label", "label")])
-    if "image" in spec:
-        return Dataset(name, split, "image", table[spec["image"]], labels,
-                       source=f"hub:{spec['path']}")
-    texts = list(zip(*(table[f] for f in spec["text"]), strict=True))
-    return Dataset(name, split, "text", texts, labels, metric=spec.get("metric", "accuracy"),
-                   source=f"hub:{spec['path']}/{spec.get('name', '')}")
+
+
+def _cloze(name: str, split: str, table: Any, source: str) -> Dataset:
+    """Children's Book Test rows -> ClozeExamples, labelled by the answer's option index."""
+    columns = zip(table["sentences"], table["question"], table["options"], table["answer"],
+                  strict=True)
+    examples, labels = [], []
+    for sentences, question, options, answer in columns:
+        examples.append(ClozeExample(" ".join(sentences), question, tuple(options)))
+        labels.append(list(options).index(answer))
+    return Dataset(name, split, "cloze", examples, np.asarray(labels, dtype=np.int64),
+                   source=source)

@@ -72,3 +72,4 @@ def mean_kl(logits: np.ndarray, ref_logits: np.ndarray) -> float:
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "spearman": spearman}
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_character"})  # byte / character LMs
