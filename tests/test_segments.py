@@ -40,6 +40,15 @@ def test_weighted_partition_by_largest_remainder():
     # goes to the larger remainder (0.67)
     assert partition_sizes(197, 2, weights=[2, 1]) == (131, 66)
     assert partition_sizes(10, 3, weights=[1, 1, 2]) == (3, 2, 5)  # 2.5, 2.5, 5
+    assert partition_sizes(197, 3, weights=[2, 1, 1]) == (99, 49, 49)  # 98.5, 49.25, 49.25
+
+
+def test_weighted_partition_gives_every_part_at_least_one():
+    # 3 over 10:1:1 = 2.5, 0.25, 0.25: the two small parts are lifted to 1, which the
+    # large one gives back
+    assert partition_sizes(3, 3, weights=[10, 1, 1]) == (1, 1, 1)
+    # 5 over 100:1:1 = 4.90, 0.05, 0.05: floors 4, 1, 1 are one too many
+    assert partition_sizes(5, 3, weights=[100, 1, 1]) == (3, 1, 1)
 
 
 def test_segment_means_by_hand():

@@ -15,7 +15,8 @@ def partition_sizes(n_tokens: int, n_parts: int, weights: Sequence[float] | None
 
     Equal split: sizes differ by at most one, the first ``n_tokens mod n_parts`` one
     longer (197 over 3 -> 66, 66, 65). With ``weights`` (e.g. device speeds), sizes are
-    proportional to them, rounded by largest remainder so they still sum to n_tokens.
+    proportional to them, rounded by largest remainder so they still sum to n_tokens;
+    every part gets at least one (3 over weights 10:1:1 -> 1, 1, 1).
     """
     if n_parts < 1 or n_tokens < n_parts:
         raise ValueError(f"cannot split {n_tokens} tokens into {n_parts} partitions")
@@ -26,6 +27,9 @@ def partition_sizes(n_tokens: int, n_parts: int, weights: Sequence[float] | None
         raise ValueError(f"need {n_parts} positive weights, got {list(weights)}")
     shares = [n_tokens * w / sum(weights) for w in weights]
     sizes = [max(1, math.floor(s)) for s in shares]
+    while sum(sizes) > n_tokens:  # lifting tiny shares to one took rows from the others
+        sizes[max((i for i in range(n_parts) if sizes[i] > 1),
+                  key=lambda i: sizes[i] - shares[i])] -= 1
     order = sorted(range(n_parts), key=lambda i: sizes[i] - shares[i])
     for i in order[: n_tokens - sum(sizes)]:
         sizes[i] += 1

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from prismsim.models.stack import Inputs, ModelStack
-from prismsim.strategies import prism, single, tensor_parallel, voltage
+from prismsim.strategies import galaxy, prism, single, tensor_parallel, voltage
 from prismsim.strategies.program import MASTER, DeviceContext, Program
 
 STRATEGIES: dict[str, ModuleType] = {
@@ -19,6 +19,7 @@ STRATEGIES: dict[str, ModuleType] = {
     "voltage": voltage,
     "prism": prism,
     "tensor_parallel": tensor_parallel,
+    "galaxy": galaxy,
 }
 
 

@@ -1,8 +1,15 @@
-"""Collectives written as point-to-point messages, for use with ``yield from``."""
+"""Collectives written as point-to-point messages, for use with ``yield from``.
+
+AllReduce sums whole tensors [B, N, d]. ReduceScatter and AllGather work on the row
+partition ``sizes`` (default the sequence partition ``ctx.sizes``): device p ends with,
+or contributes, chunk p = its own rows. Both are rings (each device sends only to the
+next one, so no two senders share a receiver), and their per-step pieces are exposed
+(``ring_*``) so a strategy can compute between the steps (galaxy's overlap).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import torch
@@ -50,3 +57,77 @@ def _ring_allreduce(ctx: DeviceContext, x: Tensor, tag: str) -> Generator[Any, A
         got = inbox.get(prv, stag)
         chunks[in_i] = ctx.compute(f"{stag}.add", torch.add, chunks[in_i], got) if reduce else got
     return torch.cat(chunks, dim=1)
+
+
+def ring_next(ctx: DeviceContext) -> int:
+    return (ctx.device + 1) % ctx.n_devices
+
+
+def ring_prev(ctx: DeviceContext) -> int:
+    return (ctx.device - 1) % ctx.n_devices
+
+
+def ring_chunk(ctx: DeviceContext, step: int) -> int:
+    """The chunk this device passes on at ring step ``step`` (0 .. P-2): the ReduceScatter
+    sends its running sum, the AllGather receives it (and forwards it unless last)."""
+    return (ctx.device - 1 - step) % ctx.n_devices
+
+
+def ring_accumulate(ctx: DeviceContext, part: Tensor, tag: str, step: int
+                    ) -> Generator[Any, Any, None]:
+    """ReduceScatter, one chunk at ring step ``step``: add this device's ``part`` to the
+    running sum from the previous device (none at step 0) and send it to the next."""
+    if step > 0:
+        inbox = yield Recv((Expect(ring_prev(ctx), tag, tuple(part.shape)),))
+        part = ctx.compute(f"{tag}.add", torch.add, inbox.get(ring_prev(ctx), tag), part)
+    yield send(ctx.device, (ring_next(ctx),), tag, part)
+
+
+def ring_reduced(ctx: DeviceContext, own: Tensor, tag: str) -> Generator[Any, Any, Tensor]:
+    """ReduceScatter, last step: the running sum of this device's own chunk, plus ``own``."""
+    if ctx.n_devices == 1:
+        return own
+    inbox = yield Recv((Expect(ring_prev(ctx), tag, tuple(own.shape)),))
+    return ctx.compute(f"{tag}.add", torch.add, inbox.get(ring_prev(ctx), tag), own)
+
+
+def ring_share(ctx: DeviceContext, rows: Tensor, tag: str) -> Generator[Any, Any, None]:
+    """AllGather, first step: this device's own chunk to the next device."""
+    if ctx.n_devices > 1:
+        yield send(ctx.device, (ring_next(ctx),), tag, rows)
+
+
+def ring_gathered(ctx: DeviceContext, tag: str, shape: tuple[int, ...], step: int
+                  ) -> Generator[Any, Any, Tensor]:
+    """AllGather, ring step ``step``: chunk ``ring_chunk(step)`` from the previous device,
+    forwarded to the next unless the next device is the one it came from (last step)."""
+    inbox = yield Recv((Expect(ring_prev(ctx), tag, shape),))
+    rows = inbox.get(ring_prev(ctx), tag)
+    if step < ctx.n_devices - 2:
+        yield send(ctx.device, (ring_next(ctx),), tag, rows)
+    return rows
+
+
+def reduce_scatter(ctx: DeviceContext, x: Tensor, tag: str, sizes: Sequence[int] | None = None
+                   ) -> Generator[Any, Any, Tensor]:
+    """Ring ReduceScatter: sum ``x`` [B, N, d] over all devices; device p gets only its rows
+    of the sum (chunk p of ``sizes``). P-1 steps; device p sends N - n_p rows in all."""
+    chunks = x.split(list(sizes or ctx.sizes), dim=1)
+    for step in range(ctx.n_devices - 1):
+        c = ring_chunk(ctx, step)
+        yield from ring_accumulate(ctx, chunks[c], f"{tag}.{c}", step)
+    return (yield from ring_reduced(ctx, chunks[ctx.device], f"{tag}.{ctx.device}"))
+
+
+def allgather(ctx: DeviceContext, rows: Tensor, tag: str, sizes: Sequence[int] | None = None
+              ) -> Generator[Any, Any, Tensor]:
+    """Ring AllGather: every device's rows (chunk q of ``sizes`` from device q), in order,
+    on every device. P-1 steps; device p sends N - n_(p+1) rows in all."""
+    sizes, p = sizes or ctx.sizes, ctx.device
+    yield from ring_share(ctx, rows, f"{tag}.{p}")
+    chunks = {p: rows}
+    for step in range(ctx.n_devices - 1):
+        c = ring_chunk(ctx, step)
+        shape = (rows.shape[0], sizes[c], rows.shape[2])
+        chunks[c] = yield from ring_gathered(ctx, f"{tag}.{c}", shape, step)
+    return torch.cat([chunks[c] for c in range(ctx.n_devices)], dim=1)

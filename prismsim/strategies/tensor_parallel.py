@@ -8,6 +8,7 @@ sub-layer ends in an AllReduce of the partial outputs [B, N, d]: two per block. 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -49,11 +50,13 @@ def _span(sizes: tuple[int, ...], p: int, unit: int = 1) -> slice:
     return slice(start, start + sizes[p] * unit)
 
 
-def shard(block: Block, p: int, n_dev: int) -> Shard:
+def shard(block: Block, p: int, n_dev: int, weights: Sequence[float] | None = None) -> Shard:
+    """Device p's whole heads and MLP columns; equal counts, or in proportion to
+    ``weights`` (device speeds)."""
     if n_dev > block.n_heads:
         raise ValueError(f"tensor_parallel: {n_dev} devices but only {block.n_heads} heads")
-    heads = _span(partition_sizes(block.n_heads, n_dev), p, block.head_dim)
-    cols = _span(partition_sizes(block.fc1.out_features, n_dev), p)
+    heads = _span(partition_sizes(block.n_heads, n_dev, weights), p, block.head_dim)
+    cols = _span(partition_sizes(block.fc1.out_features, n_dev, weights), p)
     return Shard(
         q_w=block.q.weight[heads].contiguous(), q_b=block.q.bias[heads].contiguous(),
         k_w=block.k.weight[heads].contiguous(), k_b=block.k.bias[heads].contiguous(),
