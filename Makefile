@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean testbed-deps
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +31,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The real-network testbed (prismsim validate) needs root, iproute2's ip/tc and iptables;
+# ethtool lets the router coalesce packets. Debian packages; the tests skip without them.
+testbed-deps:
+	command -v iptables >/dev/null && command -v ethtool >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ethtool iproute2; }
+

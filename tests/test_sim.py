@@ -132,3 +132,47 @@ def test_workload_device_count_must_match():
     wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
     with pytest.raises(ValueError, match="2 devices"):
         simulate(wl, [CPU], LinkSpec(bandwidth_mbps=8))
+
+
+def _compute(seconds):
+    return Task("compute", "c", int(seconds * 1e9))  # at 1 GFLOP/s
+
+
+def test_rendezvous_send_waits_for_the_posted_receive():
+    # device 0 sends 1 MB at t=0; device 1 computes 1 s, then posts its receive.
+    wl = _wl([[_send(0)], [_compute(1.0), _recv(0)]], [_msg(0, 0, [1])])
+    eager = LinkSpec(bandwidth_mbps=8, latency_ms=100)
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    # eager: data leaves at 0 and arrives at 1 s + 0.1 s, just after the receive is posted
+    assert simulate(wl, CPU, eager).latency_s == pytest.approx(1.1)
+    # rendezvous: posted at 1.0, the sender hears at 1.1, 1 s on the wire, +0.1 s = 2.2
+    assert simulate(wl, CPU, gloo).latency_s == pytest.approx(2.2)
+
+
+def test_rendezvous_late_send_goes_at_once():
+    # the receive is posted at 0 (sender hears at 0.1); the send comes at 1.0: no wait
+    wl = _wl([[_compute(1.0), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    assert simulate(wl, CPU, gloo).latency_s == pytest.approx(1.0 + 1.0 + 0.1)
+
+
+def test_rendezvous_copies_to_two_receivers_share_the_uplink():
+    # a message to devices 1 and 2, both post at 0: copies go one after the other on the
+    # sender's uplink from t = 0.1 (unicast): 0.1 + 1 + 0.1 and 0.1 + 2 + 0.1
+    wl = _wl([[_send(0)], [_recv(0)], [_recv(0)]], [_msg(0, 0, [1, 2])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    result = simulate(wl, CPU, gloo)
+    assert result.latency_s == pytest.approx(2.2)
+    assert sorted(d.finish_s for d in result.devices[1:]) == pytest.approx([1.2, 2.2])
+
+
+def test_message_delay_adds_to_data_not_to_the_handshake_or_the_medium():
+    wl = _wl([[_send(0)], [_compute(1.0), _recv(0)]], [_msg(0, 0, [1])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, message_delay_us=50_000, rendezvous=True)
+    # posted at 1.0, sender hears at 1.1 (latency only), 1 s on the wire, +0.1 +0.05
+    assert simulate(wl, CPU, gloo).latency_s == pytest.approx(2.25)
+    back_to_back = _wl([[_send(0), _send(1)], [_recv(0, 1)]],
+                       [_msg(0, 0, [1]), _msg(1, 0, [1])])
+    eager = LinkSpec(bandwidth_mbps=8, latency_ms=1, message_delay_us=5_000)
+    # the second copy starts when the first ends (1 s): the delay does not hold the uplink
+    assert simulate(back_to_back, CPU, eager).latency_s == pytest.approx(2.0 + 0.006)

@@ -10,7 +10,7 @@ listed message has arrived, then stages each one back to the device.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
@@ -84,6 +84,9 @@ class _Replay:
         self.spans: list[tuple[int, str, str, float, float]] = []
         self.arrival: dict[tuple[int, int], float] = {}  # (message, device) -> time
         self.waiting: dict[tuple[int, int], simpy.Event] = {}
+        self.rendezvous = link.rendezvous
+        self.handed: dict[int, float] = {}  # rendezvous: message -> when its sender sent it
+        self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
         self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None)
 
     def _span(self, device: int, lane: str, label: str, start: float, end: float) -> None:
@@ -109,8 +112,28 @@ class _Replay:
         yield from self._hold(p, "staging", f"{label} to host", stage)
 
     def _send(self, msg: Message) -> None:
+        if self.rendezvous:
+            self.handed[msg.id] = self.env.now
+            for dst in msg.dst:
+                if (msg.id, dst) in self.posted:
+                    self._book(msg, dst, max(self.env.now, self.posted[(msg.id, dst)]))
+            return
         for dst, at in self.medium.send(msg, self.env.now):
             self._deliver(msg.id, dst, at)
+
+    def _book(self, msg: Message, dst: int, at: float) -> None:
+        """Rendezvous: one copy to ``dst``, handed to the medium at ``at``."""
+        copy = replace(msg, dst=(dst,), broadcast=False)
+        for d, arrival in self.medium.send(copy, at):
+            self._deliver(msg.id, d, arrival)
+
+    def _post(self, p: int, ids: tuple[int, ...]) -> None:
+        """Rendezvous: device p posts its receives; each sender learns it a latency later."""
+        ready = self.env.now + self.medium.latency_s
+        for m in ids:
+            self.posted[(m, p)] = ready
+            if m in self.handed:
+                self._book(self.wl.messages[m], p, max(ready, self.handed[m]))
 
     def _recv(self, p: int, ids: tuple[int, ...], label: str) -> Generator[Any, Any, None]:
         start, keys = self.env.now, [(m, p) for m in ids]
@@ -145,6 +168,9 @@ class _Replay:
                 if staging:
                     yield from self._stage_out(p, msg, label)
                 self._send(msg)
+            elif self.rendezvous:
+                self._post(p, what)
+                yield from self._recv(p, what, label)
             elif staging or self.record or any((m, p) not in self.arrival for m in what):
                 yield from self._recv(p, what, label)
             else:  # every message already on its way: just wait for the last

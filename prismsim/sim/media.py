@@ -4,7 +4,7 @@ Each medium keeps, per transmitter or channel, the time it is next free; a messa
 booked in first-come-first-served order at the moment the device hands it over, so its
 arrival times are known then (one SimPy event per delivery, not per state change).
 A copy occupies the medium for ``per_message_s + (bytes + header) * 8 / rate`` and
-arrives ``latency_s`` after its transmission ends.
+arrives ``latency_s`` (+ ``message_delay_s``) after its transmission ends.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Medium:
     def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
         self.link, self.span = link, span
         self.latency_s = link.latency_s  # SI values read once, not per message
+        self.data_delay_s = link.latency_s + link.message_delay_s
         self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
         self.tx_s = [0.0] * n_devices
         self.rx_s = [0.0] * n_devices
@@ -57,7 +58,7 @@ class Medium:
             self.bytes_received[d] += msg.bytes
         if self.span:
             self.span(msg.src, "tx", f"{msg.tag} -> {list(dsts)}", start, end)
-        arrival = end + self.latency_s
+        arrival = end + self.data_delay_s
         return [(d, arrival) for d in dsts]
 
 

@@ -65,10 +65,17 @@ class LinkSpec(_Strict):
     goodput: float = Field(1.0, gt=0, le=1)  # payload share of the rate (framing, MAC, TCP)
     latency_ms: float = Field(0.0, ge=0)  # one-way propagation and forwarding delay
     per_message_us: float = Field(0.0, ge=0)  # fixed protocol cost of each message
+    # extra one-way delay of a message's data that does not occupy the medium (TCP window
+    # round trips of a bulk message, as a GLOO ping-pong measures them); not charged to
+    # a rendezvous handshake
+    message_delay_us: float = Field(0.0, ge=0)
     header_bytes: int = Field(0, ge=0)  # bytes added to each message
     broadcast: bool = False  # a message to every other device is transmitted once
     broadcast_mbps: PositiveFloat | None = None  # shared medium broadcast rate (None: same)
     relay: bool = False  # shared medium through an access point: every frame crosses twice
+    # GLOO-style rendezvous: a message's data leaves only once the receiver has posted its
+    # receive and told the sender (one latency), so an early send waits for a late receive
+    rendezvous: bool = False
 
     @property
     def bits_per_s(self) -> float:
@@ -87,3 +94,7 @@ class LinkSpec(_Strict):
     @property
     def per_message_s(self) -> float:
         return us_to_s(self.per_message_us)
+
+    @property
+    def message_delay_s(self) -> float:
+        return us_to_s(self.message_delay_us)

@@ -1,0 +1,90 @@
+"""Commands of the real-network testbed: ``testbed clean``, ``profile-device``, ``validate``
+(registered on the main group by :mod:`prismsim.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prismsim.cli import InputError, _emit, _progress_bar
+
+
+@click.group()
+def testbed() -> None:
+    """The shaped network of namespaces that `validate` builds."""
+
+
+@testbed.command("clean")
+def testbed_clean() -> None:
+    """Remove every namespace (and what runs in it) a testbed left behind."""
+    from prismsim.realrun.testbed import TestbedError, clean
+
+    try:
+        removed = clean()
+    except (TestbedError, FileNotFoundError) as err:
+        raise InputError(f"cannot clean: {err}") from None
+    click.echo(f"removed {len(removed)} namespace(s)" + (f": {' '.join(removed)}"
+                                                        if removed else ""))
+
+
+@click.command("profile-device")
+@click.option("--model", default="vit-tiny", show_default=True,
+              help="the model whose shapes are timed")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-procs", default=3, show_default=True, type=click.IntRange(min=1),
+              help="measure the per-process rate with 1..N processes computing at once")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="results/profile.yaml",
+              show_default=True)
+def profile_device(model: str, batch: int, max_procs: int, output: str) -> None:
+    """Measure this host: FLOP rate per process under contention, GLOO message cost."""
+    from prismsim.realrun.profile import profile_host, save_profile
+
+    profile = profile_host(model, batch, max_procs=max_procs)
+    save_profile(profile, Path(output))
+    rates = ", ".join(f"{k} busy: {v:.1f}" for k, v in profile["concurrent_gflops"].items())
+    click.echo(f"GFLOP/s per process ({rates}); GLOO fixed cost "
+               f"{profile['gloo_fixed_us']:.0f} us -> {output}")
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="results folder [default: results/<file name>]")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False, exists=True),
+              default=None, help="a profile-device file (default: the file's, or measure now)")
+@click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
+def validate(file: str, output: str | None, profile_file: str | None, fresh: bool) -> None:
+    """Run a grid for real in the testbed and compare it with the simulator."""
+    from prismsim.realrun import validate as val
+    from prismsim.realrun.runner import RunError
+    from prismsim.realrun.testbed import TestbedError, terminate_as_interrupt
+
+    try:
+        spec = val.load_spec(Path(file))
+    except val.SpecError as err:
+        raise InputError(str(err)) from None
+    out = Path(output) if output else Path("results") / Path(file).stem
+    chosen = profile_file or spec.profile
+    profile = val.load_profile(Path(chosen)) if chosen else None
+    with _progress_bar("validate", val.count_groups(spec)) as advance, terminate_as_interrupt():
+        try:
+            table, _ = val.run_validation(spec, out, profile, fresh=fresh,
+                                          progress=lambda rows: advance(_label(rows)))
+        except (TestbedError, RunError) as err:
+            raise InputError(str(err)) from None
+    val.scatter_plot(table, out / "validation.png")
+    _emit(table[["strategy", "options", "devices", "bandwidth_mbps", "latency_ms",
+                 "measured_ms", "simulated_ms", "error_pct"]], "table", digits=1)
+    click.echo(f"MAPE (distributed points): {val.mape(table):.1f} % with the link as "
+               f"measured in the testbed, {val.mape(table, 'error_nominal_pct'):.1f} % with "
+               f"the nominal link; {int((table['devices'] > 1).sum())} points -> "
+               f"{out / 'validation.csv'}, {out / 'validation.png'}")
+
+
+def _label(rows: list[dict]) -> str:
+    r = rows[-1]
+    return f"P={r['group']} {r['bandwidth_mbps']:g} Mbit/s {r['latency_ms']:g} ms"
+
+
+COMMANDS = (testbed, profile_device, validate)

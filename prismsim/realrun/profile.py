@@ -1,0 +1,243 @@
+"""Calibration of this host: the effective FLOP rate of one torch thread on a model's own
+shapes, how it falls when k such processes compute at once on the shared cores, and the
+fixed cost of one GLOO message (loopback ping-pong at several sizes).
+
+``prismsim profile-device`` writes the result as YAML that ``prismsim validate`` (and a
+scenario's device catalog, through its ``device`` part) can use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PINGPONG_SIZES_BYTES = (256, 4096, 16384, 65536, 262144)  # spans the small models' messages
+PINGPONG_PORT = 29517  # loopback port of the GLOO ping-pong
+MIN_FORWARDS = 3  # timed even if loading overran the start (a loaded machine)
+STARTUP_S = 8.0  # time for every profiling process to import torch and build the model
+
+
+def model_flops(model: str, batch: int = 1) -> int:
+    """FLOPs of the single-device program (fvcore, as the simulator counts them)."""
+    from prismsim.cost.trace import trace_workload
+
+    wl = trace_workload(model, "single", 1, batch=batch)
+    return sum(t.flops for t in wl.tasks[0])
+
+
+def time_single_s(model: str, batch: int, start_at: float, window_s: float) -> list[float]:
+    """Wall seconds of each single-device forward (through the program interface) begun
+    in ``[start_at, start_at + window_s)``; two untimed forwards warm up first."""
+    from prismsim.models import load_model, random_inputs
+    from prismsim.numerics.executor import make_contexts
+    from prismsim.realrun.worker import TimedContext, drive
+    from prismsim.strategies import single
+
+    stack = load_model(model, seed=0)
+    inputs = random_inputs(stack, batch=batch, seed=0)
+    base = make_contexts(stack, inputs, 1)[0]
+
+    def forward() -> float:
+        ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
+        ctx.t0 = time.perf_counter()
+        drive(single.program(ctx, stack, inputs, single.Options()), 1)
+        return time.perf_counter() - ctx.t0
+
+    out = []
+    with torch.no_grad():
+        forward(), forward()
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < start_at + window_s or len(out) < MIN_FORWARDS:
+            out.append(forward())
+    return out
+
+
+def _compute_worker(model: str, batch: int, start_at: float, window_s: float) -> None:
+    torch.set_num_threads(1)
+    print(json.dumps(time_single_s(model, batch, start_at, window_s)), flush=True)
+
+
+def concurrent_seconds(model: str, batch: int, k: int, window_s: float) -> list[float]:
+    """Per-forward seconds when ``k`` one-thread processes run the model at once (all
+    start together after loading, and run for the same window)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start_at = time.time() + STARTUP_S
+    cmd = [sys.executable, "-m", "prismsim.realrun.profile", "compute", model, str(batch),
+           repr(start_at), repr(window_s)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(k)]
+    times: list[float] = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"profile worker failed (exit {proc.returncode})")
+        times += json.loads(out)
+    return times
+
+
+@dataclass(frozen=True)
+class MessageCosts:
+    """What one GLOO message costs, by payload size in bytes."""
+
+    wall_s: dict[int, float]  # one-way time
+    cpu_s: dict[int, float]  # CPU time at one end (its send or its receive)
+
+
+def _pingpong_worker(rank: int, reps: int, init_method: str, interface: str) -> None:
+    import torch.distributed as dist
+
+    os.environ["GLOO_SOCKET_IFNAME"] = interface
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    wall, cpu = {}, {}
+    for size in PINGPONG_SIZES_BYTES:
+        buf = torch.zeros(size // 4)
+        rtts, cpus = [], []
+        for _ in range(reps):
+            start, cpu0 = time.perf_counter(), time.process_time()
+            if rank == 0:
+                dist.send(buf, 1)
+                dist.recv(buf, 1)
+            else:
+                dist.recv(buf, 0)
+                dist.send(buf, 0)
+            rtts.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu0)
+        wall[size] = statistics.median(rtts[3:]) / 2
+        cpu[size] = statistics.median(cpus[3:]) / 2  # per message end (one send, one recv)
+    dist.destroy_process_group()
+    if rank == 0:
+        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+
+
+def gloo_one_way_s(prefixes: tuple[list[str], list[str]] = ([], []),
+                   init_method: str = f"tcp://127.0.0.1:{PINGPONG_PORT}",
+                   interfaces: tuple[str, str] = ("lo", "lo"), reps: int = 20
+                   ) -> MessageCosts:
+    """Median one-way time of a GLOO message by size in bytes, and the CPU time one end
+    spends on it (every thread of the process: GLOO's, and the kernel's network path
+    charged to it): ping-pong between two
+    processes (on loopback, or each behind a command prefix such as ``ip netns exec``).
+    The receiver always waits first, so this is the eager path: no rendezvous wait."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "prismsim.realrun.profile", "pingpong"]
+    procs = [subprocess.Popen([*prefixes[r], *cmd, str(r), str(reps), init_method,
+                               interfaces[r]], stdout=subprocess.PIPE, text=True, env=env)
+             for r in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError("the GLOO ping-pong failed")
+    costs = json.loads(outs[0])
+    return MessageCosts({int(k): v for k, v in costs["wall"].items()},
+                        {int(k): v for k, v in costs["cpu"].items()})
+
+
+def testbed_one_way_s(tb: Any, reps: int = 12) -> MessageCosts:
+    """The same ping-pong between devices 0 and 1 of a running testbed."""
+    return gloo_one_way_s((tb.exec_prefix(0), tb.exec_prefix(1)),
+                          f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
+                          (tb.interface(0, "d"), tb.interface(1, "d")), reps)
+
+
+def fit_message_cost(one_way_s: dict[int, float]) -> tuple[float, float]:
+    """Least-squares fixed cost (s) and per-byte cost (s/byte) of a message."""
+    sizes = np.array(sorted(one_way_s), dtype=float)
+    times = np.array([one_way_s[int(s)] for s in sizes])
+    per_byte, fixed = np.polyfit(sizes, times, 1)
+    return float(max(fixed, 0.0)), float(max(per_byte, 0.0))
+
+
+def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 4.0
+                 ) -> dict[str, Any]:
+    """Everything ``validate`` needs about this host, as a plain dict (YAML-ready)."""
+    flops = model_flops(model, batch)
+    gflops = {}
+    spread = {}
+    for k in range(1, max_procs + 1):
+        times = concurrent_seconds(model, batch, k, window_s)
+        gflops[k] = flops / statistics.median(times) / 1e9
+        spread[k] = [flops / max(times) / 1e9, flops / min(times) / 1e9]
+    one_way = gloo_one_way_s().wall_s
+    fixed_s, per_byte_s = fit_message_cost(one_way)
+    return {
+        "model": model, "batch": batch, "model_gflops": flops / 1e9,
+        "cores": os.cpu_count(),
+        "concurrent_gflops": gflops, "concurrent_gflops_range": spread,
+        "gloo_one_way_us": {k: v * 1e6 for k, v in one_way.items()},
+        "gloo_fixed_us": fixed_s * 1e6, "gloo_loopback_gbps": 8e-9 / per_byte_s
+        if per_byte_s else None,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def save_profile(profile: dict[str, Any], path: Path) -> None:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "compute":
+        _compute_worker(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
+    elif argv[0] == "pingpong":
+        _pingpong_worker(int(argv[1]), int(argv[2]), argv[3], argv[4])
+    else:
+        raise SystemExit(f"unknown profile step {argv[0]!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+
+
+def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: int = 7,
+                 **options: Any) -> list[list[float]]:
+    """Median seconds of every compute step of every device's program, in program order,
+    each timed in this process with one torch thread (all devices run in turn, messages in
+    memory): the compute cost of the strategy's own shapes, free of any contention."""
+    from prismsim.models import load_model, random_inputs
+    from prismsim.numerics.executor import make_contexts, run_in_memory
+    from prismsim.realrun.worker import TimedContext
+    from prismsim.strategies import make_options, make_programs
+
+    torch.set_num_threads(1)
+    stack = load_model(model, seed=0)
+    inputs = random_inputs(stack, batch=batch, seed=0)
+    opts = make_options(strategy, **options)
+    runs = []
+    with torch.no_grad():
+        for _ in range(reps + 1):  # the first warms up
+            ctxs = [TimedContext(c.device, c.sizes, c.batch, c.hidden)
+                    for c in make_contexts(stack, inputs, devices)]
+            run_in_memory(make_programs(strategy, ctxs, stack, inputs, opts))
+            runs.append([[end - start for _, start, end in c.steps] for c in ctxs])
+    return [[statistics.median(r[d][i] for r in runs[1:]) for i in range(len(runs[0][d]))]
+            for d in range(devices)]
+
+
+def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> Any:
+    """A copy of ``wl`` whose compute tasks take the measured ``seconds`` on a device of
+    ``flops_per_s`` (their FLOPs rescaled), so a slower device still scales them."""
+    from dataclasses import replace
+
+    from prismsim.workload import Workload
+
+    tasks = []
+    for d, device_tasks in enumerate(wl.tasks):
+        measured = iter(seconds[d])
+        tasks.append([replace(t, flops=round(next(measured) * flops_per_s))
+                      if t.kind == "compute" else t for t in device_tasks])
+        if next(measured, None) is not None:
+            raise ValueError(f"device {d}: more timed steps than traced compute tasks")
+    return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages)

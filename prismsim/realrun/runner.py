@@ -1,0 +1,80 @@
+"""Run strategies for real: one worker process per device inside the testbed's namespaces,
+GLOO between them, and collect their timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prismsim.realrun.testbed import Testbed
+
+GLOO_PORT = 29500  # inside the master's own namespace, so never taken by anything else
+RUN_TIMEOUT_S = 900  # a set of interleaved runs that takes longer than this has hung
+
+
+class RunError(RuntimeError):
+    """A worker failed or hung; carries the end of its error output."""
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    """One strategy to run: ``devices`` defaults to the process group's size."""
+
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    devices: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": self.strategy, "options": self.options}
+        if self.devices is not None:
+            out["devices"] = self.devices
+        return out
+
+
+def _spec(tb: Testbed, rank: int, model: str, configs: list[RealConfig], batch: int,
+          warmup: int, runs: int, out: Path) -> dict[str, Any]:
+    return {"rank": rank, "devices": tb.n_devices, "model": model, "batch": batch,
+            "configs": [c.as_dict() for c in configs], "warmup": warmup, "runs": runs,
+            "init_method": f"tcp://{tb.address(0)}:{GLOO_PORT}",
+            "interface": tb.interface(rank, "d"), "out": str(out), "threads": 1}
+
+
+def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: int = 1,
+                warmup: int = 2, runs: int = 5) -> list[dict[str, Any]]:
+    """Run ``configs`` interleaved (``warmup`` + ``runs`` rounds) on every device of
+    ``tb``; returns one record per device, config and timed round."""
+    with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp:
+        procs = []
+        for rank in range(tb.n_devices):
+            spec_path, out = Path(tmp, f"spec{rank}.json"), Path(tmp, f"out{rank}.jsonl")
+            spec_path.write_text(json.dumps(_spec(tb, rank, model, configs, batch, warmup,
+                                                  runs, out)))
+            procs.append(subprocess.Popen(
+                [*tb.exec_prefix(rank), sys.executable, "-m", "prismsim.realrun.worker",
+                 str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        _wait_all(procs)
+        return [json.loads(line) for rank in range(tb.n_devices)
+                for line in Path(tmp, f"out{rank}.jsonl").read_text().splitlines()]
+
+
+def _wait_all(procs: list[subprocess.Popen]) -> None:
+    try:
+        errors = [(rank, proc.communicate(timeout=RUN_TIMEOUT_S)[1])
+                  for rank, proc in enumerate(procs)]
+        failed = [(rank, err) for rank, err in errors if procs[rank].returncode != 0]
+        if failed:  # the first to fail is usually the one that says why
+            failed.sort(key=lambda f: "Connection closed by peer" in f[1])
+            rank, err = failed[0]
+            raise RunError(f"device {rank} failed: {err.strip()[-2000:]}")
+    except subprocess.TimeoutExpired:
+        raise RunError(f"the devices did not finish in {RUN_TIMEOUT_S} s") from None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

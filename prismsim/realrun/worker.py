@@ -1,0 +1,122 @@
+"""One device of a real run: its own process, the same per-device program as the numerics
+executor, messages through torch.distributed (GLOO over TCP), one torch thread.
+
+Started by :mod:`prismsim.realrun.runner` as ``python -m prismsim.realrun.worker SPEC``
+(a JSON file). Several strategies share one process group and are run interleaved, each
+repetition after a barrier, so they see the same machine state. Each device writes one
+JSON line per timed repetition: wall and CPU seconds and every compute step's start and
+end (seconds from the barrier).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from prismsim.models import load_model, random_inputs
+from prismsim.numerics.executor import make_contexts
+from prismsim.strategies import get_strategy, make_options
+from prismsim.strategies.program import MASTER, DeviceContext, Inbox, Program, Send
+
+INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
+
+
+def tag_id(tag: str) -> int:
+    """GLOO tags are integers: a stable hash of the program's string tag."""
+    return zlib.crc32(tag.encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class TimedContext(DeviceContext):
+    """Records each compute step's (label, start, end) against ``t0``."""
+
+    t0: float = 0.0
+    steps: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def compute(self, label: str, fn: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args)
+        self.steps.append((label, start - self.t0, time.perf_counter() - self.t0))
+        return out
+
+
+def drive(program: Program, n_devices: int) -> Any:
+    """Run one program over torch.distributed: sends are ``isend`` (completed at the
+    end), each ``Recv`` posts all its ``irecv`` at once, then waits for them."""
+    pending, reply = [], None
+    while True:
+        try:
+            op = program.send(reply)
+        except StopIteration as stop:
+            for work in pending:
+                work.wait()
+            return stop.value
+        reply = None
+        if isinstance(op, Send):
+            pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
+                        for m in op.messages for dst in m.recipients(n_devices)]
+        else:
+            buffers = [torch.empty(e.shape) for e in op.expects]
+            works = [dist.irecv(b, e.src, tag=tag_id(e.tag))
+                     for e, b in zip(op.expects, buffers, strict=True)]
+            for work in works:
+                work.wait()
+            reply = Inbox(zip(op.expects, buffers, strict=True))
+
+
+def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
+    rank, n_dev = spec["rank"], spec["devices"]
+    devices = cfg.get("devices", n_dev)
+    if rank >= devices:  # this strategy runs on fewer devices (single): wait it out
+        return {}, None
+    base = make_contexts(stack, inputs, devices)[rank]
+    ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
+    opts = make_options(cfg["strategy"], **cfg.get("options", {}))
+    mine = inputs if rank == MASTER else None  # every device knows the shapes, not the data
+    program = get_strategy(cfg["strategy"]).program(ctx, stack, mine, opts)
+    cpu0, ctx.t0 = time.process_time(), time.perf_counter()
+    out = drive(program, devices)
+    wall = time.perf_counter() - ctx.t0
+    return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(spec.get("threads", 1))
+    rank, n_dev = spec["rank"], spec["devices"]
+    stack = load_model(spec["model"], seed=0)
+    inputs = random_inputs(stack, batch=spec.get("batch", 1), seed=0)
+    if n_dev > 1:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", spec["interface"])
+        dist.init_process_group("gloo", init_method=spec["init_method"], rank=rank,
+                                world_size=n_dev, timeout=timedelta(seconds=INIT_TIMEOUT_S))
+    ref = stack.reference(inputs) if rank == MASTER else None
+    out_path = Path(spec["out"])
+    with torch.no_grad(), out_path.open("w") as out_file:
+        for rep in range(spec["warmup"] + spec["runs"]):
+            for i, cfg in enumerate(spec["configs"]):
+                if n_dev > 1:
+                    dist.barrier()
+                record, out = _one_run(spec, cfg, stack, inputs)
+                if rep < spec["warmup"] or not record:
+                    continue
+                if out is not None:
+                    record["max_abs_error"] = float((out - ref).abs().max())
+                record.update(config=i, rep=rep - spec["warmup"], device=rank)
+                out_file.write(json.dumps(record) + "\n")
+    if n_dev > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

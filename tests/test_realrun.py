@@ -1,0 +1,161 @@
+"""The real-network testbed: netlink parsing, refusals, shaping accuracy, a whole GLOO run
+and its clean-up. Tests that build namespaces need root, ip, tc and iptables (CI has
+them: .ci/run installs iptables)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from prismsim.cli import main
+from prismsim.realrun import nfqueue, testbed
+from prismsim.realrun.runner import RealConfig, run_configs
+from prismsim.realrun.testbed import Testbed, TestbedError
+
+CAN_BUILD = (hasattr(testbed.os, "geteuid") and testbed.os.geteuid() == 0
+             and all(shutil.which(t) for t in ("ip", "tc", "iptables")))
+needs_testbed = pytest.mark.skipif(not CAN_BUILD, reason="needs root, ip, tc and iptables")
+
+
+def _packet_message(packet_id: int) -> bytes:
+    """An NFQNL_MSG_PACKET as the kernel writes it: nlmsghdr, nfgenmsg, PACKET_HDR attr."""
+    attr = struct.pack("=HH", 4 + 7, nfqueue.NFQA_PACKET_HDR) + struct.pack(">IHB", packet_id,
+                                                                           0x0800, 2) + b"\0"
+    body = struct.pack("=BBH", 0, 0, 0) + attr
+    kind = (nfqueue.NFNL_SUBSYS_QUEUE << 8) | nfqueue.NFQNL_MSG_PACKET
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_packet_ids_of_two_queued_packets_in_one_read():
+    assert nfqueue.packet_ids(_packet_message(5) + _packet_message(9)) == [5, 9]
+
+
+def test_netlink_attributes_are_padded_to_four_bytes():
+    attr = nfqueue._attr(1, b"\x01\x02\x03\x04\x05")
+    assert len(attr) == 12 and struct.unpack_from("=HH", attr) == (9, 1)
+
+
+def test_testbed_refuses_without_root(monkeypatch):
+    monkeypatch.setattr(testbed.os, "geteuid", lambda: 1000)
+    with pytest.raises(TestbedError, match="needs root"):
+        testbed.require_tools()
+
+
+def test_testbed_refuses_without_tc(monkeypatch):
+    monkeypatch.setattr(testbed.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(testbed.shutil, "which", lambda t: None if t == "tc" else "/bin/" + t)
+    with pytest.raises(TestbedError, match="needs tc"):
+        testbed.require_tools()
+
+
+def _ours(run_id: str) -> list[str]:
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    names = testbed.list_namespaces(prefix=f"{testbed.PREFIX}{run_id}")
+    return names + [ln for ln in links.splitlines() if f"{testbed.PREFIX}{run_id}" in ln]
+
+
+_SINK = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5555)); s.listen(1); print("up", flush=True)
+c, _ = s.accept(); n = int(sys.argv[1]); got = 0; buf = bytearray(1 << 20)
+while got < n:
+    got += c.recv_into(buf)
+c.send(b"k")
+"""
+
+
+def _timed_transfer_s(tb: Testbed, n_bytes: int) -> float:
+    """Seconds from the first byte sent by device 0 to device 1's acknowledgement."""
+    sink = subprocess.Popen([*tb.exec_prefix(1), sys.executable, "-c", _SINK, str(n_bytes)],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "up"
+    code = (f"import socket,time\nc=socket.create_connection(('{tb.address(1)}',5555))\n"
+            f"c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nt=time.perf_counter()\n"
+            f"c.sendall(b'x'*{n_bytes}); c.recv(1); print(time.perf_counter()-t)")
+    out = subprocess.run([*tb.exec_prefix(0), sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True)
+    sink.wait(timeout=30)
+    return float(out.stdout)
+
+
+@needs_testbed
+def test_shaped_goodput_matches_the_configured_rate():
+    # 2 MB at 50 Mbit/s: tbf counts 1514 B per frame carrying 1448 B of TCP payload,
+    # so 2e6 * 8 / (50e6 * 1448 / 1514) = 0.3346 s (+ one round trip, ~0 here)
+    with Testbed(2, 50e6) as tb:
+        seconds = _timed_transfer_s(tb, 2_000_000)
+    assert seconds == pytest.approx(2e6 * 8 / (50e6 * 1448 / 1514), rel=0.10)
+
+
+@needs_testbed
+def test_delay_line_holds_each_packet_for_the_set_time():
+    # a 1-byte exchange crosses the router twice (data, then the reply): 2 x 10 ms
+    with Testbed(2, 1000e6, delay_s=0.010) as tb:
+        _timed_transfer_s(tb, 1)  # connection set-up and first packets
+        seconds = _timed_transfer_s(tb, 1)
+    assert 0.019 <= seconds <= 0.030
+
+
+@needs_testbed
+def test_everything_is_removed_after_an_error():
+    with pytest.raises(RuntimeError, match="boom"), Testbed(2, 100e6, delay_s=0.001) as tb:
+        assert len(_ours(tb.run_id)) >= 3  # namespaces exist while it runs
+        raise RuntimeError("boom")
+    assert _ours(tb.run_id) == []
+
+
+@needs_testbed
+def test_clean_removes_a_leftover_namespace_and_its_processes():
+    name = f"{testbed.PREFIX}leftover-d0"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
+    time.sleep(0.2)
+    result = CliRunner().invoke(main, ["testbed", "clean"])
+    assert result.exit_code == 0 and name in result.output
+    assert sleeper.wait(timeout=10) != 0  # killed
+    assert name not in testbed.list_namespaces()
+
+
+@needs_testbed
+def test_gloo_voltage_run_is_exact_and_leaves_nothing(tmp_path):
+    with Testbed(2, 200e6, delay_s=0.001) as tb:
+        records = run_configs(tb, "vit-tiny", [RealConfig("single", devices=1),
+                                               RealConfig("voltage")], warmup=1, runs=2)
+    assert _ours(tb.run_id) == []
+    master = [r for r in records if r["device"] == 0]
+    assert len(master) == 4 and len([r for r in records if r["device"] == 1]) == 2
+    assert max(r["max_abs_error"] for r in master) < 1e-4  # voltage is exact over GLOO
+    voltage = [r for r in master if r["config"] == 1]
+    # 4 layers + input + output: at least 6 one-way delays of 1 ms on the master's path
+    assert min(r["wall_s"] for r in voltage) > 0.006
+
+
+@needs_testbed
+def test_validate_command_whole_path(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("model: vit-tiny\nstrategies:\n  - strategy: voltage\ndevices: [2]\n"
+                    "bandwidth_mbps: [200]\nlatency_ms: [1]\nwarmup: 1\nruns: 2\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["validate", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "MAPE (distributed points)" in result.output
+    for name in ("validation.csv", "validation_layers.csv", "validation.png", "profile.yaml"):
+        assert (out / name).exists()
+    assert testbed.list_namespaces() == []
+    assert socket.gethostname()  # the host's own network is untouched
+
+
+def test_validate_names_file_and_key_of_a_bad_field(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("strategies:\n  - strategy: voltage\nbandwidth_mbps: [fast]\n")
+    result = CliRunner().invoke(main, ["validate", str(spec)])
+    assert result.exit_code == 2
+    assert f"{spec}: bandwidth_mbps[0]" in result.output
