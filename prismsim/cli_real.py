@@ -38,13 +38,16 @@ def testbed_clean() -> None:
               show_default=True)
 def profile_device(model: str, batch: int, max_procs: int, output: str) -> None:
     """Measure this host: FLOP rate per process under contention, GLOO message cost."""
-    from prismsim.realrun.profile import profile_host, save_profile
+    from prismsim.realrun.profile import catalog_entries, profile_host, save_profile
 
     profile = profile_host(model, batch, max_procs=max_procs)
     save_profile(profile, Path(output))
+    catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
+    save_profile(catalog_entries(profile), catalog)
     rates = ", ".join(f"{k} busy: {v:.1f}" for k, v in profile["concurrent_gflops"].items())
     click.echo(f"GFLOP/s per process ({rates}); GLOO fixed cost "
-               f"{profile['gloo_fixed_us']:.0f} us -> {output}")
+               f"{profile['gloo_fixed_us']:.0f} us -> {output}; catalog entries -> {catalog} "
+               f"(--catalog {catalog})")
 
 
 @click.command()

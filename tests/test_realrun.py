@@ -159,3 +159,19 @@ def test_validate_names_file_and_key_of_a_bad_field(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(spec)])
     assert result.exit_code == 2
     assert f"{spec}: bandwidth_mbps[0]" in result.output
+
+
+def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
+    from prismsim.realrun.profile import catalog_entries, save_profile
+    from prismsim.sim.catalog import load_catalog
+
+    profile = {"model": "vit-tiny", "batch": 1, "measured_at": "2026-11-23 17:26:44",
+               "concurrent_gflops": {1: 49.66, 3: 33.57}, "gloo_fixed_us": 58.3,
+               "gloo_loopback_gbps": 22.6}
+    path = tmp_path / "profile-catalog.yaml"
+    save_profile(catalog_entries(profile), path)
+    devices, links = load_catalog(path)
+    assert devices["host-measured-3-busy"].flops_per_s == pytest.approx(33.57e9)
+    link = links["host-loopback-gloo"]
+    assert link.latency_s == pytest.approx(58.3e-6) and link.rendezvous
+    assert link.bits_per_s == pytest.approx(22.6e9)

@@ -133,12 +133,14 @@ def gloo_one_way_s(prefixes: tuple[list[str], list[str]] = ([], []),
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "prismsim.realrun.profile", "pingpong"]
     procs = [subprocess.Popen([*prefixes[r], *cmd, str(r), str(reps), init_method,
-                               interfaces[r]], stdout=subprocess.PIPE, text=True, env=env)
+                               interfaces[r]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
              for r in (0, 1)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
+    outs = [p.communicate(timeout=600) for p in procs]
     if any(p.returncode != 0 for p in procs):
-        raise RuntimeError("the GLOO ping-pong failed")
-    costs = json.loads(outs[0])
+        errors = " | ".join(err.strip()[-500:] for _, err in outs)
+        raise RuntimeError(f"the GLOO ping-pong failed: {errors}")
+    costs = json.loads(outs[0][0])
     return MessageCosts({int(k): v for k, v in costs["wall"].items()},
                         {int(k): v for k, v in costs["cpu"].items()})
 
@@ -241,3 +243,20 @@ def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> A
         if next(measured, None) is not None:
             raise ValueError(f"device {d}: more timed steps than traced compute tasks")
     return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages)
+
+
+def catalog_entries(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile as catalog entries (``devices:``, ``links:``) that ``--catalog`` and a
+    scenario's ``catalog:`` accept: this host with k processes busy, and GLOO loopback."""
+    when = profile["measured_at"]
+    devices = {
+        f"host-measured-{k}-busy": {
+            "source": f"prismsim profile-device {when}: {profile['model']} batch "
+                      f"{profile['batch']}, one torch thread, {k} process(es) computing at once",
+            "peak_gflops": round(float(rate), 3), "efficiency": 1.0}
+        for k, rate in profile["concurrent_gflops"].items()}
+    link = {"source": f"prismsim profile-device {when}: GLOO ping-pong on loopback",
+            "medium": "switched", "latency_ms": round(profile["gloo_fixed_us"] / 1e3, 4),
+            "bandwidth_mbps": round((profile["gloo_loopback_gbps"] or 1e3) * 1e3, 1),
+            "rendezvous": True}
+    return {"devices": devices, "links": {"host-loopback-gloo": link}}
