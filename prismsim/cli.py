@@ -179,8 +179,11 @@ def flops(models: tuple[str, ...], tokens: int | None, strategies: tuple[str, ..
 @click.option("--devices", "n_devices", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--cr", type=float, default=None, help="prism compression rate")
 @click.option("--means", type=int, default=None, help="prism Segment Means per partition")
-@click.option("--device", "device_name", default="cpu-2core-2.1ghz", show_default=True,
-              help="device profile from the catalog")
+@click.option("--device", "device_names", cls=Greedy, multiple=True,
+              default=("cpu-2core-2.1ghz",), show_default=True,
+              help="device profile from the catalog; or one per device (heterogeneous)")
+@click.option("--split", type=click.Choice(["equal", "speed"]), default="equal",
+              show_default=True, help="token partitions equal, or in proportion to speed")
 @click.option("--link", "link_name", default="ethernet-1g", show_default=True,
               help="link from the catalog")
 @click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -198,7 +201,8 @@ def flops(models: tuple[str, ...], tokens: int | None, strategies: tuple[str, ..
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
               help="write the timeline as Chrome/Perfetto trace JSON")
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
-             device_name: str, link_name: str, bandwidth_mbps: float | None,
+             device_names: tuple[str, ...], split: str, link_name: str,
+             bandwidth_mbps: float | None,
              latency_ms: float | None, medium: str | None, catalog_file: str | None,
              batch: int, tokens: int | None, wire: str, trace_file: str | None) -> None:
     """Simulate one inference: latency, energy, and where each device's time went."""
@@ -209,17 +213,22 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     options = {k: v for k, v in (("cr", cr), ("segments", means)) if v is not None}
     try:
         devices, links = load_catalog(catalog_file)
-        device, link = pick(devices, device_name, "device"), pick(links, link_name, "link")
+        names = _split(device_names, str)
+        specs = [pick(devices, name, "device") for name in names]
+        device = specs[0] if len(specs) == 1 else specs
+        link = pick(links, link_name, "link")
         overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms,
                      "medium": medium}
         link = link.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         wl, result = simulate_point(model, strategy, n_devices, device, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
-                                    **options)
+                                    split=split, **options)
     except (CatalogError, ValueError) as err:
         raise InputError(str(err)) from None
     info = summary(wl, result)
-    click.echo(f"{info['model']} {info['strategy']} on {n_devices} x {device.name} over "
+    on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
+    sizes = "/".join(str(n) for n in wl.meta["sizes"])
+    click.echo(f"{info['model']} {info['strategy']} on {on} (tokens {sizes}) over "
                f"{link.name} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
                f"{link.latency_ms:g} ms)")
     click.echo(f"latency {info['latency_s'] * 1e3:.2f} ms   energy {info['energy_j']:.3f} J   "
@@ -377,6 +386,35 @@ def plot(folder: str) -> None:
     click.echo("\n".join(str(p) for p in written))
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="results folder [default: the plan's output, or results/NAME]")
+def plan(file: str, output: str | None) -> None:
+    """Configurations meeting an accuracy floor and a latency SLO, cheapest first, and
+    their Pareto front over cost, latency and energy (plan.csv, pareto.csv, plan.png)."""
+    from prismsim.plan import SHOWN, PlanError, load_plan, run_plan, write_plan
+
+    try:
+        p = load_plan(file)
+        with _progress("tracing and evaluating") as advance:
+            result = run_plan(p, progress=advance)
+    except PlanError as err:
+        raise InputError(str(err)) from None
+    out = Path(output) if output else p.output
+    written = write_plan(result, out)
+    click.echo(f"{len(result.ranked)} of {len(result.table)} configurations meet the "
+               f"accuracy floor {result.accuracy_floor:g} and the "
+               f"{result.latency_slo_s * 1e3:g} ms SLO; cheapest first, then lowest energy:")
+    if len(result.ranked):
+        _emit(result.ranked[SHOWN], "table", digits=4)
+        click.echo("Pareto front over cost, latency and energy:")
+        _emit(result.front[SHOWN], "table", digits=4)
+    else:
+        click.echo("none: plan.csv's 'fails' column says what each one misses")
+    click.echo(f"-> {', '.join(str(w) for w in written)}")
+
+
 @contextmanager
 def _progress_bar(what: str, total: int) -> Iterator[Callable[[str], None]]:
     """A bar with an ETA on stderr (silent when stderr is not a terminal)."""
@@ -394,3 +432,13 @@ def _progress_bar(what: str, total: int) -> Iterator[Callable[[str], None]]:
             bar.update(task, advance=1, description=f"{what}: {label}"[:70])
 
         yield advance
+
+
+def _register_real() -> None:
+    from prismsim.cli_real import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_real()

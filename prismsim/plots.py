@@ -27,6 +27,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 from matplotlib.transforms import Transform
 
+from prismsim.metrics import LOWER_IS_BETTER
+
 MS_PER_S = 1e3
 LOG_Y_ABOVE = 10.0  # max/min latency beyond which the latency axis turns logarithmic
 BYTES_PER_KB = 1e3  # decimal kilobytes, like the Mbit/s of the links
@@ -39,14 +41,14 @@ NEAR_SPOTS = 6  # label spots touching their point (see _label_spots)
 REASON_CHARS = 60  # of an accuracy_source quoted in the Pareto title
 UNSCORED_Y = 0.03  # axes fraction where points without a score are drawn
 SVG_HASH_SALT = "prismsim"  # fixed salt: SVG element ids stay the same across runs
-LOWER_IS_BETTER = frozenset({"bits_per_byte"})
 
 # Known strategies first, in a fixed order, so colours and legends do not depend on the
 # order of rows; unknown ones follow alphabetically.
-STRATEGY_ORDER = ("single", "voltage", "tensor_parallel", "prism")
+STRATEGY_ORDER = ("single", "voltage", "tensor_parallel", "galaxy", "prism", "adaptive")
 STRATEGY_COLOURS = {"single": "black", "voltage": "tab:blue", "tensor_parallel": "tab:purple",
-                    "prism": "tab:orange"}  # red is the Pareto front's
-MARKERS = {"single": "s", "voltage": "o", "tensor_parallel": "D", "prism": "^"}
+                    "galaxy": "tab:green", "prism": "tab:orange",
+                    "adaptive": "tab:cyan"}  # red is the Pareto front's
+MARKERS = {"single": "s", "voltage": "o", "tensor_parallel": "D", "prism": "^", "adaptive": "*"}
 OTHER_MARKERS = ("v", "P", "X", "*", "h")
 LANE_COLOURS = {"compute": "tab:blue", "staging": "tab:orange", "wait": "0.8", "tx": "tab:green"}
 PROGRAM_LANES = ("compute", "staging", "wait")  # sequential on a device: they share one row
@@ -65,9 +67,10 @@ Span = tuple[int, str, str, float, float]
 
 def config_label(strategy: str, devices: int, cr: float = math.nan,
                  segments: float = math.nan, with_strategy: bool = True) -> str:
-    """"single", "voltage P=2", "prism P=3 CR=4.95" (L= when given as segment means)."""
-    if strategy == "single":
-        return "single"
+    """"single", "voltage P=2", "prism P=3 CR=4.95" (L= when given as segment means);
+    "adaptive" whatever it picked (its rows carry the chosen P and CR)."""
+    if strategy in ("single", "adaptive"):
+        return strategy
     parts = [strategy] if with_strategy else []
     parts.append(f"P={int(devices)}")
     if not pd.isna(cr):
@@ -186,6 +189,10 @@ def latency_vs_bandwidth(df: pd.DataFrame) -> Figure:
         label = rows["config"].iloc[0]
         # Rows repeated at one bandwidth (columns outside the scope) fold into their median.
         ms = rows.groupby("bandwidth_mbps")["latency_s"].median() * MS_PER_S
+        if rows["strategy"].iloc[0] == "adaptive":  # under the lines of what it picked
+            ax.plot(ms.index, ms.to_numpy(), color=STRATEGY_COLOURS["adaptive"], linewidth=7,
+                    alpha=0.4, zorder=1, solid_capstyle="round", label=label)
+            continue
         if int(rows["devices"].iloc[0]) == 1:
             ax.plot(bandwidths, [float(ms.median())] * len(bandwidths), color="black",
                     linestyle="--", label=label)

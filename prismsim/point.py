@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -11,13 +12,35 @@ from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
 from prismsim.workload import Workload
 
 
-def simulate_point(model: str, strategy: str, devices: int, device: DeviceSpec, link: LinkSpec,
-                   *, batch: int = 1, tokens: int | None = None, wire: str = "fp32",
+def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:
+    """Relative speeds of a heterogeneous set, for splits in proportion to them."""
+    fastest = max(s.flops_per_s for s in specs)
+    return tuple(s.flops_per_s / fastest for s in specs)
+
+
+def simulate_point(model: str, strategy: str, devices: int,
+                   device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec, *,
+                   batch: int = 1, tokens: int | None = None, wire: str = "fp32",
                    record: bool = False, cache: WorkloadCache | None = None,
-                   **options: Any) -> tuple[Workload, SimResult]:
+                   split: str = "equal", **options: Any) -> tuple[Workload, SimResult]:
+    """One inference. ``device``: one spec for all, or one per device; ``split="speed"``
+    sizes token partitions (and galaxy's heads and columns) in proportion to their
+    speeds instead of equally."""
+    specs = [device] * devices if isinstance(device, DeviceSpec) else list(device)
+    if len(specs) != devices:
+        raise ValueError(f"{len(specs)} device profiles for {devices} devices: give one, "
+                         f"or one per device")
+    weights = None
+    if split == "speed" and devices > 1:
+        weights = speed_weights(specs)
+        if strategy == "galaxy":
+            options = {**options, "speeds": weights}
+    elif split != "equal":
+        raise ValueError(f"split must be 'equal' or 'speed', got {split!r}")
     cache = cache or WorkloadCache()
-    wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire, **options)
-    return wl, simulate(wl, device, link, record=record)
+    wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
+                   weights=weights, **options)
+    return wl, simulate(wl, specs, link, record=record)
 
 
 def device_table(result: SimResult) -> pd.DataFrame:

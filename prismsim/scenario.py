@@ -66,6 +66,28 @@ class NetworkSection(_Strict):
     bandwidth_mbps: PositiveFloat | list[PositiveFloat] | None = None
     latency_ms: float | list[float] | None = Field(None)
     broadcast: bool | None = None
+    # GLOO-style rendezvous (data leaves once the receiver posted its receive); None:
+    # the link's own setting. A property of the software stack, not of the medium.
+    rendezvous: bool | None = None
+
+
+class AdaptiveSection(_Strict):
+    """Adaptive PRISM: at each (batch, bandwidth, link) point, the candidate an offline
+    performance map picks; rows with strategy ``adaptive`` (prismsim.adaptive)."""
+
+    objective: Literal["latency", "energy"] = "latency"  # the follow-up paper's first aim
+    # lowest task metric a candidate must reach (highest, for bits per byte); None: any
+    # candidate, as the paper's chooser trades accuracy for speed freely
+    accuracy_floor: float | None = None
+    # strategies of this scenario the chooser may pick; the paper: local or PRISM
+    candidates: list[str] = Field(default_factory=lambda: ["single", "prism"], min_length=1)
+    # map grid; None: the scenario's own batches / bandwidths, so the map is exact at
+    # every point and adaptive matches the best candidate there
+    map_batch: PositiveInt | list[PositiveInt] | None = None
+    map_bandwidth_mbps: PositiveFloat | list[PositiveFloat] | None = None
+    # a measured map (CSV with prismsim.adaptive.MAP_COLUMNS, path relative to the
+    # scenario file) used instead of simulating one; None: the simulator builds it
+    map_csv: str | None = None
 
 
 class TimelineSection(_Strict):
@@ -90,6 +112,7 @@ class Scenario(_Strict):
     output: str | None = None  # results folder (default results/<name>)
     timeline: TimelineSection = TimelineSection()
     catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
+    adaptive: AdaptiveSection | None = None  # None: no adaptive rows
 
 
 @dataclass(frozen=True)
@@ -111,13 +134,17 @@ class Point:
     broadcast: bool
     batch: int
     wire: str
+    rendezvous: bool = False  # the link's GLOO-style rendezvous (last: older keys unchanged)
 
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
 
     def key(self) -> str:
         """Stable id of the point (resuming a sweep matches rows by it)."""
-        blob = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not self.rendezvous:  # keys of points from before the field existed stay valid
+            del fields["rendezvous"]
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -135,10 +162,17 @@ class LoadedScenario:
     def link_for(self, point: Point) -> LinkSpec:
         return self.links[point.link].model_copy(update={
             "medium": point.medium, "bandwidth_mbps": point.bandwidth_mbps,
-            "latency_ms": point.latency_ms, "broadcast": point.broadcast})
+            "latency_ms": point.latency_ms, "broadcast": point.broadcast,
+            "rendezvous": point.rendezvous})
 
     def grid(self) -> list[Point]:
         return expand(self.spec, self.links)
+
+    @property
+    def map_csv(self) -> Path | None:
+        """The measured performance map named by ``adaptive.map_csv``, if any."""
+        a = self.spec.adaptive
+        return self.path.parent / a.map_csv if a and a.map_csv else None
 
 
 def _prism_options(s: Scenario) -> list[tuple[float | None, int | None]]:
@@ -147,7 +181,10 @@ def _prism_options(s: Scenario) -> list[tuple[float | None, int | None]]:
     return crs + segs
 
 
-def _strategy_points(s: Scenario) -> list[tuple[str, int, float | None, int | None]]:
+Config = tuple[str, int, float | None, int | None]  # strategy, P, CR, segments
+
+
+def _strategy_points(s: Scenario) -> list[Config]:
     """single on one device; every other strategy on every P > 1; prism at each CR."""
     out = []
     for name, p in product(s.strategies, _listed(s.devices.count)):
@@ -156,6 +193,13 @@ def _strategy_points(s: Scenario) -> list[tuple[str, int, float | None, int | No
         opts = _prism_options(s) if name == "prism" else [(None, None)]
         out += [(name, p, cr, seg) for cr, seg in opts]
     return out
+
+
+def adaptive_configs(s: Scenario) -> list[Config]:
+    """The configurations the adaptive chooser may pick (empty without ``adaptive:``)."""
+    if s.adaptive is None:
+        return []
+    return [c for c in _strategy_points(s) if c[0] in s.adaptive.candidates]
 
 
 def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
@@ -170,19 +214,22 @@ def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
             points.append(Point(
                 s.model.name, s.model.architecture, s.model.tokens, name, p, cr, seg, profile,
                 link_name, net.medium or base.medium, float(bw), float(lat),
-                base.broadcast if net.broadcast is None else net.broadcast, batch, s.wire))
+                base.broadcast if net.broadcast is None else net.broadcast, batch, s.wire,
+                base.rendezvous if net.rendezvous is None else net.rendezvous))
     return points
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path, error: type[ValueError] = ScenarioError,
+                 what: str = "scenario") -> dict[str, Any]:
+    """A YAML file that must hold a mapping; failures raise ``error`` naming the file."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file") from None
+        raise error(f"{path}: no such file") from None
     except yaml.YAMLError as err:
-        raise ScenarioError(f"{path.name}: not valid YAML: {err}") from None
+        raise error(f"{path.name}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path.name}: expected a mapping of scenario fields")
+        raise error(f"{path.name}: expected a mapping of {what} fields")
     return data
 
 
@@ -210,16 +257,53 @@ def _check_names(spec: Scenario, where: str, devices: dict, links: dict) -> None
                                     f"known: {', '.join(sorted(catalog))}")
 
 
+def _check_adaptive(spec: Scenario, path: Path) -> None:
+    a, where = spec.adaptive, path.name
+    if a is None:
+        return
+    for i, name in enumerate(a.candidates):
+        if name not in spec.strategies:
+            raise ScenarioError(f"{where}: adaptive.candidates[{i}]: {name!r} is not one of "
+                                f"the scenario's strategies ({', '.join(spec.strategies)})")
+    if not adaptive_configs(spec):
+        raise ScenarioError(f"{where}: adaptive.candidates: no grid configuration uses them")
+    if a.accuracy_floor is not None and spec.dataset is None:
+        raise ScenarioError(f"{where}: adaptive.accuracy_floor: needs a dataset: section "
+                            f"(the accuracy of each candidate)")
+    if a.map_csv is not None:
+        _check_map_csv(spec, path.parent / a.map_csv, where)
+
+
+def _check_map_csv(spec: Scenario, csv: Path, where: str) -> None:
+    import pandas as pd
+
+    from prismsim.adaptive import SYSTEM_COLUMNS, Candidate, PerformanceMap
+
+    try:
+        df = pd.read_csv(csv)
+        system = [c for c in SYSTEM_COLUMNS if c in df]  # a file may hold several systems
+        maps = [PerformanceMap.from_frame(g) for _, g in df.groupby(system)] if system else [
+            PerformanceMap.from_frame(df)]
+    except (OSError, ValueError, KeyError) as err:
+        raise ScenarioError(f"{where}: adaptive.map_csv: {csv}: {err}") from None
+    known = {Candidate(*c) for c in adaptive_configs(spec)}
+    for cand in (c for pmap in maps for c in pmap.candidates):
+        if cand not in known:
+            raise ScenarioError(f"{where}: adaptive.map_csv: {cand.label} is not a candidate "
+                                f"configuration of this scenario")
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and check a scenario; raise ScenarioError with file and key."""
     path = Path(path)
-    data, where = _read(path), path.name
+    data, where = read_mapping(path), path.name
     try:
         spec = Scenario(**data)
     except ValidationError as err:
         raise ScenarioError(validation_message(err, where, "")) from None
     devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog")
     _check_names(spec, where, devices, links)
+    _check_adaptive(spec, path)
     loaded = LoadedScenario(path, spec, devices, links)
     if not loaded.grid():
         raise ScenarioError(f"{where}: empty grid: no strategy has a matching device count "

@@ -10,19 +10,24 @@ Parquet), the plots are drawn and a summary is returned.
 from __future__ import annotations
 
 import csv as csvlib
+import hashlib
 import io
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from prismsim.adaptive import SYSTEM_COLUMNS, Candidate, PerformanceMap, build_map, choose
 from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.table import comm_bytes_per_layer, pdplc_tokens
-from prismsim.scenario import LoadedScenario, Point
+from prismsim.metrics import LOWER_IS_BETTER
+from prismsim.scenario import LoadedScenario, Point, _listed, adaptive_configs
 from prismsim.sim import SimResult, simulate
 from prismsim.workload import Workload
 
@@ -120,12 +125,12 @@ def _tick(progress: Progress | None, spec: Any) -> None:
 
 COLUMNS = [
     "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
-    "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast", "batch",
-    "wire", "tokens",
+    "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
+    "rendezvous", "batch", "wire", "tokens",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
-    "metric", "accuracy", "top1_agreement", "mean_kl", "accuracy_source",
+    "metric", "accuracy", "top1_agreement", "mean_kl", "accuracy_source", "adaptive_choice",
 ]
 
 
@@ -146,7 +151,8 @@ def make_row(s: LoadedScenario, p: Point, wl: Workload, r: SimResult,
         "devices": p.devices, "cr": p.cr, "segments": p.segments,
         "device_profile": p.device_profile, "link": p.link, "medium": p.medium,
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
-        "broadcast": p.broadcast, "batch": p.batch, "wire": p.wire, "tokens": wl.meta["tokens"],
+        "broadcast": p.broadcast, "rendezvous": p.rendezvous, "batch": p.batch, "wire": p.wire,
+        "tokens": wl.meta["tokens"],
         "latency_s": r.latency_s, "energy_j": r.energy_j, "bytes_on_air": r.bytes_on_air,
         "bytes_sent": sum(d.bytes_sent for d in r.devices),
         "compute_s": max(d.compute_s for d in r.devices),
@@ -160,7 +166,7 @@ def make_row(s: LoadedScenario, p: Point, wl: Workload, r: SimResult,
             comm_bytes_per_layer(wl),
         "metric": acc["metric"], "accuracy": acc["value"],
         "top1_agreement": acc["top1_agreement"], "mean_kl": acc["mean_kl"],
-        "accuracy_source": acc["accuracy_source"],
+        "accuracy_source": acc["accuracy_source"], "adaptive_choice": None,
     }
 
 
@@ -176,6 +182,13 @@ def read_rows(csv: Path, grid_ids: set[str]) -> dict[str, dict[str, Any]]:
     df = pd.read_csv(io.StringIO(buf.getvalue()), dtype={"point_id": str})
     df = df.dropna(subset=["latency_s"]).drop_duplicates("point_id", keep="last")
     return {row["point_id"]: row for row in df.to_dict("records")}
+
+
+def _other_columns(csv: Path) -> bool:
+    """Whether results.csv has a header other than COLUMNS (written by another version)."""
+    with open(csv, newline="") as f:
+        header = next(csvlib.reader(f), None)
+    return header is not None and header != COLUMNS
 
 
 class RowWriter:
@@ -219,17 +232,19 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     out = Path(out or s.output)
     out.mkdir(parents=True, exist_ok=True)
     csv, points = out / "results.csv", s.grid()
-    if fresh and csv.exists():
-        csv.unlink()
+    if csv.exists() and (fresh or _other_columns(csv)):
+        csv.unlink()  # rows of another column layout (an older prismsim) are recomputed
     shutil.copyfile(s.path, out / "scenario.yaml")
     done = read_rows(csv, {p.key() for p in points})
     todo = [p for p in points if p.key() not in done]
     kw = {"jobs": jobs, "executor": executor, "scheduler": scheduler, "progress": progress}
-    workloads = run_many(_trace, sorted({workload_spec(s, p) for p in todo}, key=str), **kw)
+    traces = {workload_spec(s, p) for p in todo} | adaptive_trace_specs(s, points)
+    workloads = run_many(_trace, sorted(traces, key=str), **kw)
     accs = run_many(_evaluate, sorted({a for p in todo if (a := accuracy_spec(s, p))},
                                       key=str), **kw)
     _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)
-    table = pd.DataFrame([done[p.key()] for p in points], columns=COLUMNS)
+    extra = adaptive_rows(s, points, done, workloads, out)
+    table = pd.DataFrame([done[p.key()] for p in points] + extra, columns=COLUMNS)
     table = pd.read_csv(_roundtrip(table), dtype={"point_id": str})
     _write_table(table, out)
     return table
@@ -260,7 +275,8 @@ def _roundtrip(df: pd.DataFrame) -> Any:
 
 def count_tasks(s: LoadedScenario) -> int:
     points = s.grid()
-    return (len(points) + len({workload_spec(s, p) for p in points})
+    traces = {workload_spec(s, p) for p in points} | adaptive_trace_specs(s, points)
+    return (len(points) + len(traces)
             + len({a for p in points if (a := accuracy_spec(s, p))}))
 
 
@@ -306,6 +322,8 @@ def summarize(df: pd.DataFrame, bandwidth_mbps: float = 200.0) -> pd.DataFrame:
     best = at.loc[at.groupby("strategy", sort=False)["latency_s"].idxmin()]
     cols = ["strategy", "devices", "cr", "segments", "bandwidth_mbps", "latency_s",
             "energy_j", "accuracy"]
+    if "adaptive_choice" in at and at["adaptive_choice"].notna().any():
+        cols.append("adaptive_choice")
     out = best[cols].copy()
     single = at[at["strategy"] == "single"]["latency_s"]
     if len(single):
@@ -317,8 +335,114 @@ def summarize(df: pd.DataFrame, bandwidth_mbps: float = 200.0) -> pd.DataFrame:
 def pareto_rows(df: pd.DataFrame) -> list:
     """Index labels of rows no other row beats on both latency and accuracy."""
     rows = df.dropna(subset=["accuracy"])
-    lower = (rows["metric"] == "bits_per_byte").any()
+    lower = rows["metric"].isin(LOWER_IS_BETTER).any()
     acc = -rows["accuracy"] if lower else rows["accuracy"]
     return [i for i in rows.index
             if not ((rows["latency_s"] <= rows.at[i, "latency_s"]) & (acc >= acc[i])
                     & ((rows["latency_s"] < rows.at[i, "latency_s"]) | (acc > acc[i]))).any()]
+
+
+# ---------------------------------------------------------------- adaptive rows
+
+def _system(p: Point) -> Point:
+    """The adaptive point at p's conditions: p without its configuration."""
+    return replace(p, strategy="adaptive", devices=0, cr=None, segments=None)
+
+
+def _as(p: Point, c: Candidate, batch: int | None = None) -> Point:
+    """The grid point of candidate ``c`` at p's conditions (at ``batch`` if given)."""
+    return replace(p, strategy=c.strategy, devices=c.devices, cr=c.cr, segments=c.segments,
+                   batch=p.batch if batch is None else batch)
+
+
+def _systems(points: list[Point]) -> dict[Point, list[Point]]:
+    """Adaptive points (one per batch and bandwidth) by system: what one map serves."""
+    out: dict[Point, list[Point]] = {}
+    for p in points:
+        a = _system(p)
+        members = out.setdefault(replace(a, batch=0, bandwidth_mbps=0.0), [])
+        if a not in members:
+            members.append(a)
+    return out
+
+
+def _map_batches(s: LoadedScenario) -> list[int]:
+    a = s.spec.adaptive
+    assert a is not None
+    return sorted(_listed(a.map_batch if a.map_batch is not None else s.spec.batch))
+
+
+def adaptive_trace_specs(s: LoadedScenario, points: list[Point]) -> set[tuple]:
+    """Workloads the simulated performance map needs (none for a measured one)."""
+    if s.spec.adaptive is None or s.map_csv is not None or not points:
+        return set()
+    cands = [Candidate(*c) for c in adaptive_configs(s.spec)]
+    return {workload_spec(s, _as(points[0], c, b)) for c in cands for b in _map_batches(s)}
+
+
+def _map_for(s: LoadedScenario, members: list[Point], done: dict[str, Any],
+             traced: dict[tuple, str]) -> PerformanceMap:
+    """The system's map: the measured one, or the simulator's over the map grid; each
+    candidate's accuracy from its rows when the map does not give one."""
+    a, first = s.spec.adaptive, members[0]
+    assert a is not None
+    cands = [Candidate(*c) for c in adaptive_configs(s.spec)]
+    acc = {c: float(done[_as(first, c).key()]["accuracy"]) for c in cands}
+    if s.map_csv is not None:
+        return _with_accuracy(_measured_map(s.map_csv, first), acc)
+    bws = _listed(a.map_bandwidth_mbps) if a.map_bandwidth_mbps is not None else sorted(
+        {m.bandwidth_mbps for m in members})
+
+    def workload_of(c: Candidate, batch: int) -> Workload:
+        return Workload.from_json(traced[workload_spec(s, _as(first, c, batch))])
+
+    return build_map(workload_of, cands, s.devices[first.device_profile], s.link_for(first),
+                     _map_batches(s), bws, acc)
+
+
+def _measured_map(csv: Path, system: Point) -> PerformanceMap:
+    """A map CSV; when it has system columns (as adaptive_map.csv), this system's rows."""
+    df = pd.read_csv(csv)
+    for col in (c for c in SYSTEM_COLUMNS if c in df):
+        df = df[df[col] == getattr(system, col)]
+    return PerformanceMap.from_frame(df)
+
+
+def _with_accuracy(pmap: PerformanceMap, acc: dict[Candidate, float]) -> PerformanceMap:
+    return PerformanceMap(tuple(
+        replace(e, accuracy=acc.get(e.candidate, math.nan)) if math.isnan(e.accuracy) else e
+        for e in pmap.entries))
+
+
+def _adaptive_row(s: LoadedScenario, p: Point, pmap: PerformanceMap,
+                  done: dict[str, Any]) -> dict[str, Any]:
+    """The row of the candidate the map picks for p's batch and bandwidth, simulated at
+    p's actual conditions (that candidate's own grid row), relabelled ``adaptive``."""
+    a = s.spec.adaptive
+    assert a is not None
+    metric = done[_as(p, pmap.candidates[0]).key()]["metric"]
+    entry = choose(pmap, p.batch, p.bandwidth_mbps, a.objective, a.accuracy_floor,
+                   lower_is_better=metric in LOWER_IS_BETTER)
+    row = dict(done[_as(p, entry.candidate).key()])
+    blob = p.key() + a.model_dump_json()
+    row.update(point_id=hashlib.sha256(blob.encode()).hexdigest()[:16], strategy="adaptive",
+               adaptive_choice=entry.candidate.label)
+    return row
+
+
+def adaptive_rows(s: LoadedScenario, points: list[Point], done: dict[str, Any],
+                  traced: dict[tuple, str], out: Path) -> list[dict[str, Any]]:
+    """One ``adaptive`` row per (system, batch, bandwidth) of the grid; the maps used are
+    written to ``adaptive_map.csv`` (loadable as a scenario's ``adaptive.map_csv``)."""
+    if s.spec.adaptive is None:
+        return []
+    rows, maps = [], []
+    for system, members in _systems(points).items():
+        pmap = _map_for(s, members, done, traced)
+        frame = pmap.to_frame()
+        for col in reversed(SYSTEM_COLUMNS):
+            frame.insert(0, col, getattr(system, col))
+        maps.append(frame)
+        rows += [_adaptive_row(s, p, pmap, done) for p in members]
+    pd.concat(maps).to_csv(out / "adaptive_map.csv", index=False)
+    return rows

@@ -87,3 +87,20 @@ def test_assets_list_and_accuracy_command():
     assert list(df["top1_agreement"]) == [1.0, 1.0]
     result = CliRunner().invoke(main, ["assets", "fetch", "imagenet"])
     assert result.exit_code == 2 and "unknown asset" in result.output
+
+
+def test_simulate_heterogeneous_devices_split_by_speed(tmp_path):
+    catalog = tmp_path / "cat.yaml"
+    catalog.write_text("devices:\n  fast: {peak_gflops: 2, efficiency: 1}\n"
+                       "  slow: {peak_gflops: 1, efficiency: 1}\n")
+    base = ["simulate", "--model", "vit-tiny", "--strategy", "voltage", "--devices", "3",
+            "--catalog", str(catalog), "--device", "fast", "slow", "slow"]
+    # speeds 2:1:1 over 197 tokens: shares 98.5 / 49.25 / 49.25, the spare to the largest
+    # remainder -> 99/49/49; the equal split is 66/66/65
+    speed = CliRunner().invoke(main, [*base, "--split", "speed"])
+    assert speed.exit_code == 0, speed.output
+    assert "fast + slow + slow (tokens 99/49/49)" in speed.output
+    equal = CliRunner().invoke(main, base)
+    assert "(tokens 66/66/65)" in equal.output
+    wrong = CliRunner().invoke(main, [*base[:-1]])
+    assert wrong.exit_code == 2 and "2 device profiles for 3 devices" in wrong.output

@@ -70,3 +70,11 @@ def test_bare_tensor_inputs():
     stack = load_model("vit-tiny")
     pixels = random_inputs(stack)["pixel_values"]
     assert run_numerics("vit-tiny", pixels, "single").shape == (1, 10)
+
+
+def test_dinov2_small_workload_inputs_are_its_own_196_px():
+    # its HF config says 518 px (1,370 tokens); the pinned model is used at 196 px = 197
+    from prismsim.models import load_model, random_inputs
+
+    stack = load_model("dinov2-small")
+    assert stack.n_tokens(random_inputs(stack)) == 14 * 14 + 1

@@ -175,3 +175,13 @@ def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
     link = links["host-loopback-gloo"]
     assert link.latency_s == pytest.approx(58.3e-6) and link.rendezvous
     assert link.bits_per_s == pytest.approx(22.6e9)
+
+
+def test_shipped_validation_grid_loads():
+    from pathlib import Path
+
+    from prismsim.realrun.validate import count_groups, load_spec
+
+    spec = load_spec(Path("scenarios/validate_vit_tiny.yaml"))
+    assert count_groups(spec) == 2 * 3 * 2  # P x bandwidth x latency
+    assert [s.strategy for s in spec.strategies] == ["voltage", "prism"]

@@ -39,7 +39,8 @@ def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
     from prismsim.models.pretrained import PRETRAINED
 
     if isinstance(model, str) and model in PRETRAINED:  # architecture fixed by pinned assets
-        return {"pretrained": model, "about": PRETRAINED[model].about}
+        spec = PRETRAINED[model]
+        return {"pretrained": model, "about": spec.about, "image_size": spec.image_size}
     if isinstance(model, ModelStack):
         model = model.hf
     if isinstance(model, nn.Module):

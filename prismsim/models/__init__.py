@@ -91,9 +91,19 @@ def random_inputs(stack: ModelStack, batch: int = 1, tokens: int | None = None,
     gen = torch.Generator().manual_seed(seed)
     cfg = stack.hf.config
     if stack.main_input == "pixel_values":
-        size = cfg.image_size
+        size = _image_size(stack)
         return {"pixel_values": torch.randn(batch, cfg.num_channels, size, size, generator=gen)}
     spec = BUILTINS.get(stack.name)
     n = tokens or (spec.tokens if spec and spec.tokens else 256)
     n = min(n, getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", n))
     return {"input_ids": torch.randint(0, cfg.vocab_size, (batch, n), generator=gen)}
+
+
+def _image_size(stack: ModelStack) -> int:
+    """A built-in pretrained model's own input size (dinov2-small: 196 px = 197 tokens,
+    where its HF config says 518), else the config's."""
+    from prismsim.models.pretrained import PRETRAINED
+
+    spec = PRETRAINED.get(stack.name)
+    return spec.image_size if spec and spec.image_size else stack.hf.config.image_size
+
