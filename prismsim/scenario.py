@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from prismsim.sim.catalog import load_catalog_data, validation_message
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 
+MIX_SEPARATOR = "+"  # a mixed set's device_profile: its profiles joined, in device order
+
 
 class ScenarioError(ValueError):
     """A scenario that cannot run; the message names file and key."""
@@ -53,6 +55,11 @@ class DatasetSection(_Strict):
 class DevicesSection(_Strict):
     count: PositiveInt | list[PositiveInt]  # P values
     profile: str | list[str] = "cpu-2core-2.1ghz"  # device catalog names (paper's CPU)
+    # heterogeneous sets, one catalog profile per device (e.g. [[orin, nano, nano]]): each
+    # set is one more grid value, run by every strategy but single at P = its size
+    mix: list[list[str]] | None = None
+    # token partitions of a mixed set: equal sizes, or in proportion to device speed
+    split: Literal["equal", "speed"] = "equal"
 
 
 class PrismSection(_Strict):
@@ -135,6 +142,11 @@ class Point:
     batch: int
     wire: str
     rendezvous: bool = False  # the link's GLOO-style rendezvous (last: older keys unchanged)
+    split: str = "equal"  # token partitions of a mixed set ("a+b+c" profiles): or "speed"
+
+    @property
+    def mixed(self) -> bool:
+        return MIX_SEPARATOR in self.device_profile
 
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
@@ -142,8 +154,9 @@ class Point:
     def key(self) -> str:
         """Stable id of the point (resuming a sweep matches rows by it)."""
         fields = asdict(self)
-        if not self.rendezvous:  # keys of points from before the field existed stay valid
-            del fields["rendezvous"]
+        for name, default in (("rendezvous", False), ("split", "equal")):
+            if fields[name] == default:  # keys of points from before the field stay valid
+                del fields[name]
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -158,6 +171,20 @@ class LoadedScenario:
     @property
     def output(self) -> Path:
         return Path(self.spec.output or f"results/{self.spec.name}")
+
+    def device_specs(self, point: Point) -> DeviceSpec | list[DeviceSpec]:
+        """The point's device profile, or one per device for a mixed set."""
+        if not point.mixed:
+            return self.devices[point.device_profile]
+        return [self.devices[n] for n in point.device_profile.split(MIX_SEPARATOR)]
+
+    def weights(self, point: Point) -> list[float] | None:
+        """Token partition weights: device speeds for a mixed set split by speed."""
+        if not (point.mixed and point.split == "speed"):
+            return None
+        from prismsim.point import speed_weights
+
+        return list(speed_weights(self.device_specs(point)))  # type: ignore[arg-type]
 
     def link_for(self, point: Point) -> LinkSpec:
         return self.links[point.link].model_copy(update={
@@ -202,11 +229,23 @@ def adaptive_configs(s: Scenario) -> list[Config]:
     return [c for c in _strategy_points(s) if c[0] in s.adaptive.candidates]
 
 
+def _mixed_points(s: Scenario) -> list[tuple[Config, str]]:
+    """Every strategy but single on each heterogeneous set, at P = the set's size."""
+    out = []
+    for names in s.devices.mix or []:
+        for name in (n for n in s.strategies if n != "single"):
+            opts = _prism_options(s) if name == "prism" else [(None, None)]
+            out += [((name, len(names), cr, seg), MIX_SEPARATOR.join(names))
+                    for cr, seg in opts]
+    return out
+
+
 def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
     points = []
     net = s.network
-    for (name, p, cr, seg), profile, link_name, batch in product(
-            _strategy_points(s), _listed(s.devices.profile), _listed(net.link), _listed(s.batch)):
+    systems = list(product(_strategy_points(s), _listed(s.devices.profile))) + _mixed_points(s)
+    for ((name, p, cr, seg), profile), link_name, batch in product(
+            systems, _listed(net.link), _listed(s.batch)):
         base = links[link_name]
         for bw, lat in product(_listed(net.bandwidth_mbps or base.bandwidth_mbps),
                                _listed(base.latency_ms if net.latency_ms is None
@@ -215,7 +254,8 @@ def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
                 s.model.name, s.model.architecture, s.model.tokens, name, p, cr, seg, profile,
                 link_name, net.medium or base.medium, float(bw), float(lat),
                 base.broadcast if net.broadcast is None else net.broadcast, batch, s.wire,
-                base.rendezvous if net.rendezvous is None else net.rendezvous))
+                base.rendezvous if net.rendezvous is None else net.rendezvous,
+                s.devices.split if MIX_SEPARATOR in profile else "equal"))
     return points
 
 
@@ -251,10 +291,22 @@ def _check_names(spec: Scenario, where: str, devices: dict, links: dict) -> None
     for key, value, catalog, kind in (("devices.profile", spec.devices.profile, devices, "device"),
                                       ("network.link", spec.network.link, links, "link")):
         for i, name in enumerate(_listed(value)):
-            if name not in catalog:
-                at = f"{key}[{i}]" if isinstance(value, list) else key
-                raise ScenarioError(f"{where}: {at}: unknown {kind} {name!r}; "
-                                    f"known: {', '.join(sorted(catalog))}")
+            at = f"{key}[{i}]" if isinstance(value, list) else key
+            _known(name, catalog, f"{where}: {at}", kind)
+    for i, names in enumerate(spec.devices.mix or []):
+        if len(names) < 2:
+            raise ScenarioError(f"{where}: devices.mix[{i}]: a mixed set needs 2 or more "
+                                f"devices, got {names}")
+        for j, name in enumerate(names):
+            _known(name, devices, f"{where}: devices.mix[{i}][{j}]", "device")
+    if spec.devices.mix and spec.adaptive is not None:
+        raise ScenarioError(f"{where}: devices.mix: adaptive rows need one device kind per "
+                            f"system; leave out mix or adaptive")
+
+
+def _known(name: str, catalog: dict, at: str, kind: str) -> None:
+    if name not in catalog:
+        raise ScenarioError(f"{at}: unknown {kind} {name!r}; known: {', '.join(sorted(catalog))}")
 
 
 def _check_adaptive(spec: Scenario, path: Path) -> None:

@@ -37,21 +37,23 @@ Progress = Callable[[str], None]
 def workload_spec(s: LoadedScenario, p: Point) -> tuple:
     """What decides a point's workload (not the hardware): shared across bandwidths."""
     return (p.architecture or p.model, p.strategy, p.devices, json.dumps(p.options()),
-            p.tokens, p.batch, p.wire)
+            p.tokens, p.batch, p.wire, json.dumps(s.weights(p)))
 
 
 def accuracy_spec(s: LoadedScenario, p: Point) -> tuple | None:
     d = s.spec.dataset
     if d is None:
         return None
+    weights = s.weights(p)  # a speed split changes the partitions, hence the accuracy
+    options = {**p.options(), **({"weights": weights} if weights else {})}
     return (p.model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
-            json.dumps(p.options()))
+            json.dumps(options))
 
 
 def _trace(spec: tuple) -> str:
-    model, strategy, devices, options, tokens, batch, wire = spec
+    model, strategy, devices, options, tokens, batch, wire, weights = spec
     wl = WorkloadCache().get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
-                             **json.loads(options))
+                             weights=json.loads(weights), **json.loads(options))
     return wl.to_json()  # plain text: travels back from another process or machine
 
 
@@ -126,7 +128,7 @@ def _tick(progress: Progress | None, spec: Any) -> None:
 COLUMNS = [
     "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
     "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
-    "rendezvous", "batch", "wire", "tokens",
+    "rendezvous", "split", "batch", "wire", "tokens",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
@@ -151,7 +153,8 @@ def make_row(s: LoadedScenario, p: Point, wl: Workload, r: SimResult,
         "devices": p.devices, "cr": p.cr, "segments": p.segments,
         "device_profile": p.device_profile, "link": p.link, "medium": p.medium,
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
-        "broadcast": p.broadcast, "rendezvous": p.rendezvous, "batch": p.batch, "wire": p.wire,
+        "broadcast": p.broadcast, "rendezvous": p.rendezvous, "split": p.split,
+        "batch": p.batch, "wire": p.wire,
         "tokens": wl.meta["tokens"],
         "latency_s": r.latency_s, "energy_j": r.energy_j, "bytes_on_air": r.bytes_on_air,
         "bytes_sent": sum(d.bytes_sent for d in r.devices),
@@ -258,7 +261,7 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
             spec = workload_spec(s, p)
             if spec not in cache:
                 cache[spec] = Workload.from_json(workloads[spec])
-            result = simulate(cache[spec], s.devices[p.device_profile], s.link_for(p))
+            result = simulate(cache[spec], s.device_specs(p), s.link_for(p))
             row = make_row(s, p, cache[spec], result, accs.get(accuracy_spec(s, p)))
             writer.write(row)
             done[p.key()] = row
@@ -296,7 +299,7 @@ def record_timeline(s: LoadedScenario, out: Path) -> tuple[list, str] | None:
     if p is None:
         return None
     wl = Workload.from_json(_trace(workload_spec(s, p)))
-    spans = simulate(wl, s.devices[p.device_profile], s.link_for(p), record=True).spans
+    spans = simulate(wl, s.device_specs(p), s.link_for(p), record=True).spans
     title = (f"{p.architecture or p.model} {p.strategy} P={p.devices} {p.options() or ''} on "
              f"{p.device_profile}, {p.bandwidth_mbps:g} Mbit/s")
     (out / "timeline.json").write_text(json.dumps({"title": title, "spans": spans}))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prismsim.scenario import load_scenario
+from prismsim.scenario import ScenarioError, load_scenario
 from prismsim.sweep import run_sweep
 
 
@@ -65,3 +65,47 @@ def test_gpt2_text_reduced(tmp_path):
     for p, rows in df[df.strategy == "prism"].groupby("devices"):
         bpb = rows.set_index("cr").accuracy
         assert bpb[16.0] >= bpb[2.0] > single, p  # more compression, more bits per byte
+
+
+MIXED = """name: mixed
+model: {name: vit-tiny}
+strategies: [single, voltage]
+devices: {count: 1, profile: fast, mix: [[fast, slow, slow]], split: SPLIT}
+network: {bandwidth_mbps: 100000, latency_ms: 0}
+catalog:
+  devices:
+    fast: {peak_gflops: 2, efficiency: 1}
+    slow: {peak_gflops: 1, efficiency: 1}
+"""
+
+
+def _mixed_rows(tmp_path, split):
+    path = tmp_path / f"{split}.yaml"
+    path.write_text(MIXED.replace("SPLIT", split))
+    df = run_sweep(load_scenario(path), tmp_path / split)
+    return df.set_index("strategy")
+
+
+def test_mixed_set_runs_voltage_on_its_three_devices_split_by_speed(tmp_path):
+    from prismsim.cost.cache import WorkloadCache
+
+    speed, equal = _mixed_rows(tmp_path, "speed"), _mixed_rows(tmp_path, "equal")
+    row = speed.loc["voltage"]
+    assert (row["devices"], row["device_profile"], row["split"]) == (3, "fast+slow+slow",
+                                                                      "speed")
+    assert speed.loc["single"]["device_profile"] == "fast"
+    # speeds 2:1:1 -> 197 tokens as 99/49/49 (equal: 66/66/65), as the cached workload says
+    wl = WorkloadCache().get("vit-tiny", "voltage", 3, weights=[1.0, 0.5, 0.5])
+    assert wl.meta["sizes"] == [99, 49, 49]
+    # compute-bound (100 Gbit/s, no latency): the slow boards' 66 rows set the pace when
+    # split equally; in proportion to speed every board finishes its rows about together
+    assert row["latency_s"] < equal.loc["voltage"]["latency_s"]
+
+
+def test_mixed_set_names_an_unknown_profile(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(MIXED.replace("SPLIT", "speed").replace("[[fast, slow, slow]]",
+                                                             "[[fast, slwo]]"))
+    with pytest.raises(ScenarioError, match=r"bad.yaml: devices.mix\[0\]\[1\]: unknown device "
+                                            r"'slwo'"):
+        load_scenario(path)
