@@ -4,7 +4,12 @@ Produced by tracing a strategy's per-device programs (``prismsim.cost.trace``), 
 by the simulator. Plain data, no torch: the simulator imports only this.
 
 Per device, ``tasks`` is the program order: ``compute`` (FLOPs), ``send`` (one message,
-which may go to several devices) and ``recv`` (waits until the listed messages arrived).
+which may go to several devices), ``post`` (receives posted early: the listed messages,
+which later ``recv`` tasks wait for, may be sent from now on) and ``recv`` (waits until
+the listed messages arrived).
+
+JSON: ``FORMAT`` is written with each workload; a file without one is format 1 (no
+``post`` tasks, otherwise the same) and still loads; a newer format is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+FORMAT = 2  # 2: ``post`` tasks
 _LAYER = re.compile(r"^L(\d+)(?:\.|$)")
 
 
@@ -41,10 +47,10 @@ class Message:
 
 @dataclass(frozen=True)
 class Task:
-    kind: Literal["compute", "send", "recv"]
+    kind: Literal["compute", "send", "post", "recv"]
     label: str = ""
     flops: int = 0
-    messages: tuple[int, ...] = ()  # send: the one message; recv: those it waits for
+    messages: tuple[int, ...] = ()  # send: the one message; post, recv: those it waits for
     bytes: int = 0  # compute: memory traffic of its ops, unfused (for a roofline)
 
     @property
@@ -84,13 +90,16 @@ class Workload:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"meta": self.meta,
+        return json.dumps({"format": FORMAT, "meta": self.meta,
                            "tasks": [[_task_row(t) for t in ts] for ts in self.tasks],
                            "messages": [asdict(m) for m in self.messages]})
 
     @classmethod
     def from_json(cls, text: str) -> Workload:
         raw = json.loads(text)
+        if raw.get("format", 1) > FORMAT:
+            raise ValueError(f"workload format {raw['format']} is newer than this prismsim's "
+                             f"({FORMAT})")
         tasks = [[Task(kind=r[0], label=r[1], flops=r[2], messages=tuple(r[3]), bytes=r[4])
                   for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})

@@ -5,7 +5,7 @@ import torch
 
 from prismsim.numerics.executor import DeadlockError, InMemoryNetwork, run_in_memory
 from prismsim.strategies.collectives import allreduce
-from prismsim.strategies.program import DeviceContext, Expect, Recv, send
+from prismsim.strategies.program import DeviceContext, Expect, Post, Recv, send
 
 
 def _ctxs(n: int, tokens: int = 6) -> list[DeviceContext]:
@@ -53,3 +53,19 @@ def test_wrong_shape_is_an_error():
     ctxs = _ctxs(2)
     with pytest.raises(ValueError, match="expected"):
         run_in_memory([sender(ctxs[0]), receiver(ctxs[1])])
+
+
+def test_posted_receives_are_taken_by_later_receives():
+    def sender(ctx):
+        yield send(0, (1,), "a", torch.ones(2))
+        yield send(0, (1,), "b", torch.full((3,), 2.0))
+
+    def receiver(ctx):
+        reply = yield Post((Expect(0, "b", (3,)), Expect(0, "a", (2,))))
+        assert reply is None  # a post returns at once, with nothing
+        a = (yield Recv((Expect(0, "a", (2,)),))).get(0, "a")
+        b = (yield Recv((Expect(0, "b", (3,)),))).get(0, "b")
+        return a.sum() + b.sum()
+
+    ctxs = _ctxs(2)
+    assert run_in_memory([sender(ctxs[0]), receiver(ctxs[1])])[1].item() == 8.0

@@ -139,6 +139,20 @@ def test_gloo_voltage_run_is_exact_and_leaves_nothing(tmp_path):
 
 
 @needs_testbed
+def test_gloo_galaxy_run_with_posted_receives_is_exact():
+    """galaxy posts its ring receives a sub-layer ahead (``Post``): the worker's early
+    irecvs must be matched by the later Recvs, in order, with the right data."""
+    with Testbed(2, 200e6, delay_s=0.001) as tb:
+        records = run_configs(tb, "vit-tiny", [RealConfig("galaxy"),
+                                               RealConfig("galaxy", {"tiles": 1})],
+                              warmup=1, runs=2)
+    assert _ours(tb.run_id) == []
+    master = [r for r in records if r["device"] == 0]
+    assert len(master) == 4 and len([r for r in records if r["device"] == 1]) == 4
+    assert max(r["max_abs_error"] for r in master) < 1e-4
+
+
+@needs_testbed
 def test_validate_command_whole_path(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text("model: vit-tiny\nstrategies:\n  - strategy: voltage\ndevices: [2]\n"

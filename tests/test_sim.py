@@ -176,3 +176,30 @@ def test_message_delay_adds_to_data_not_to_the_handshake_or_the_medium():
     eager = LinkSpec(bandwidth_mbps=8, latency_ms=1, message_delay_us=5_000)
     # the second copy starts when the first ends (1 s): the delay does not hold the uplink
     assert simulate(back_to_back, CPU, eager).latency_s == pytest.approx(2.0 + 0.006)
+
+
+def _post(*ids):
+    return Task("post", "p", 0, tuple(ids))
+
+
+def test_rendezvous_early_post_hides_the_handshake():
+    # device 0 sends 1 MB at t=0; device 1 posts its receive at 0, computes 1 s, receives.
+    posted = _wl([[_send(0)], [_post(0), _compute(1.0), _recv(0)]], [_msg(0, 0, [1])])
+    late = _wl([[_send(0)], [_compute(1.0), _recv(0)]], [_msg(0, 0, [1])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    # posted at 0, the sender hears at 0.1, 1 s on the wire, +0.1 s = 1.2 (not 2.2)
+    result = simulate(posted, CPU, gloo)
+    assert result.latency_s == pytest.approx(1.2)
+    assert result.devices[0].bytes_sent == MB  # the receive does not post (send) it again
+    assert simulate(late, CPU, gloo).latency_s == pytest.approx(2.2)
+    eager = LinkSpec(bandwidth_mbps=8, latency_ms=100)  # a post is free and changes nothing
+    assert simulate(posted, CPU, eager).latency_s == pytest.approx(1.1)
+
+
+def test_rendezvous_receive_keeps_the_earlier_post():
+    # posted at 0 (sender hears at 0.1), received at 1.0, sent at 1.05: the data leaves at
+    # once, 1.05 + 1 + 0.1 = 2.15; posting again at the receive would hold it to 1.1 (2.2)
+    wl = _wl([[_compute(1.05), _send(0)], [_post(0), _compute(1.0), _recv(0)]],
+             [_msg(0, 0, [1])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    assert simulate(wl, CPU, gloo).latency_s == pytest.approx(2.15)

@@ -1,14 +1,18 @@
 """Workloads: messages and waits, wire sizes, the disk cache."""
 
+import json
 import os
 import time
 
 import pytest
+import torch
 
 from prismsim.cost.cache import WorkloadCache, workload_key
-from prismsim.cost.trace import trace_workload
+from prismsim.cost.trace import TracingContext, _Recorder, trace_workload
 from prismsim.cost.units import wire_bytes
-from prismsim.workload import Workload
+from prismsim.numerics.executor import run_in_memory
+from prismsim.strategies.program import Expect, Post, Recv, send
+from prismsim.workload import FORMAT, Workload
 
 
 def test_wire_bytes_by_hand():
@@ -68,3 +72,26 @@ def test_damaged_cache_file_is_retraced(tmp_path):
     (path,) = (tmp_path / "workloads").iterdir()
     path.write_text(path.read_text()[:100])  # truncated
     assert cache.get("bert-tiny", "voltage", 2).tasks == good.tasks
+
+
+def test_format_1_files_load_and_newer_ones_are_refused():
+    wl = trace_workload("vit-tiny", "voltage", 2)
+    raw = json.loads(wl.to_json())
+    assert raw.pop("format") == FORMAT
+    assert Workload.from_json(json.dumps(raw)).tasks == wl.tasks  # format 1: no "format"
+    with pytest.raises(ValueError, match="newer"):
+        Workload.from_json(json.dumps({**raw, "format": FORMAT + 1}))
+
+
+def test_a_posted_receive_never_taken_is_an_error():
+    def sender(ctx):
+        yield send(0, (1,), "a", torch.ones(2))
+
+    def receiver(ctx):
+        yield Post((Expect(0, "a", (2,)), Expect(0, "b", (2,))))
+        yield Recv((Expect(0, "a", (2,)),))
+
+    ctxs = [TracingContext(p, (1, 1), 1, 2) for p in range(2)]
+    rec = _Recorder(2, "fp32")
+    with pytest.raises(ValueError, match=r"never took: \[\(0, 'b'\)\]"):
+        run_in_memory([rec.wrap(sender(ctxs[0]), ctxs[0]), rec.wrap(receiver(ctxs[1]), ctxs[1])])

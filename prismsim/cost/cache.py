@@ -2,7 +2,8 @@
 
 Key: the model's architecture (config, HF class; weights do not change FLOPs or bytes),
 strategy and options, device count and split, tokens, batch, wire dtype, and the
-versions of prismsim and transformers. One JSON file a workload, written atomically.
+versions of prismsim, of the workload format and of transformers. One JSON file a
+workload, written atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 import prismsim
 from prismsim.models.builtin import BUILTINS
 from prismsim.models.stack import ModelStack
-from prismsim.workload import Workload
+from prismsim.workload import FORMAT, Workload
 
 
 def cache_root() -> Path:
@@ -62,6 +63,7 @@ def workload_key(model: str | nn.Module | ModelStack, strategy: str, devices: in
         "model": model_identity(model), "strategy": strategy, "devices": devices,
         "options": options, "tokens": tokens, "batch": batch, "wire": wire,
         "weights": list(weights) if weights else None, "prismsim": prismsim.__version__,
+        "format": FORMAT,
         "transformers": version("transformers"),
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -16,6 +16,7 @@ from prismsim.strategies.program import (
     MASTER,
     DeviceContext,
     Inbox,
+    Post,
     Program,
     Recv,
     Send,
@@ -97,8 +98,8 @@ def _advance(p: int, gen: Program, net: InMemoryNetwork, waiting: list[Recv | No
             net.post(op)
         elif isinstance(op, Recv):
             waiting[p] = op
-        else:
-            raise TypeError(f"device {p} yielded {op!r}; programs yield Send or Recv")
+        elif not isinstance(op, Post):  # a Post changes nothing in memory
+            raise TypeError(f"device {p} yielded {op!r}; programs yield Send, Recv or Post")
 
 
 def make_contexts(stack: ModelStack, inputs: dict[str, Tensor], devices: int,

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import zlib
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,15 @@ import torch.distributed as dist
 from prismsim.models import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts
 from prismsim.strategies import get_strategy, make_options
-from prismsim.strategies.program import MASTER, DeviceContext, Inbox, Program, Send
+from prismsim.strategies.program import (
+    MASTER,
+    DeviceContext,
+    Expect,
+    Inbox,
+    Post,
+    Program,
+    Send,
+)
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 
@@ -52,8 +61,11 @@ class TimedContext(DeviceContext):
 
 def drive(program: Program, n_devices: int) -> Any:
     """Run one program over torch.distributed: sends are ``isend`` (completed at the
-    end), each ``Recv`` posts all its ``irecv`` at once, then waits for them."""
+    end); a ``Post`` issues its ``irecv`` at once; each ``Recv`` takes the posted ones
+    for its expects (oldest first per source and tag), issues ``irecv`` for the rest,
+    then waits for them all."""
     pending, reply = [], None
+    posted: dict[tuple[int, str], deque[tuple[Any, torch.Tensor]]] = defaultdict(deque)
     while True:
         try:
             op = program.send(reply)
@@ -65,13 +77,21 @@ def drive(program: Program, n_devices: int) -> Any:
         if isinstance(op, Send):
             pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
                         for m in op.messages for dst in m.recipients(n_devices)]
+        elif isinstance(op, Post):
+            for e in op.expects:
+                posted[(e.src, e.tag)].append(_irecv(e))
         else:
-            buffers = [torch.empty(e.shape) for e in op.expects]
-            works = [dist.irecv(b, e.src, tag=tag_id(e.tag))
-                     for e, b in zip(op.expects, buffers, strict=True)]
-            for work in works:
+            received = [posted[(e.src, e.tag)].popleft() if posted[(e.src, e.tag)]
+                        else _irecv(e) for e in op.expects]
+            for work, _ in received:
                 work.wait()
-            reply = Inbox(zip(op.expects, buffers, strict=True))
+            reply = Inbox(zip(op.expects, (b for _, b in received), strict=True))
+
+
+def _irecv(e: Expect) -> tuple[Any, torch.Tensor]:
+    """An ``irecv`` of ``e`` into a fresh buffer: (its work, the buffer)."""
+    buffer = torch.empty(e.shape)
+    return dist.irecv(buffer, e.src, tag=tag_id(e.tag)), buffer
 
 
 def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:

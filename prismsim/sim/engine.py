@@ -4,7 +4,9 @@ Each device is one process walking its tasks in program order: compute holds it 
 max(FLOPs / (peak x efficiency), memory bytes / bandwidth); a send stages the tensor
 (GLOO on a GPU device copies it to host memory, blocking the program) and hands it to
 the medium, which transmits it while the device goes on; a receive waits until every
-listed message has arrived, then stages each one back to the device.
+listed message has arrived, then stages each one back to the device. On a rendezvous
+link a message leaves only once its receive is posted: by a ``post`` task (the program
+posted it early, and goes on at once) or else by the receive itself.
 """
 
 from __future__ import annotations
@@ -128,9 +130,12 @@ class _Replay:
             self._deliver(msg.id, d, arrival)
 
     def _post(self, p: int, ids: tuple[int, ...]) -> None:
-        """Rendezvous: device p posts its receives; each sender learns it a latency later."""
+        """Rendezvous: device p posts its receives; each sender learns it a latency later.
+        Receives posted before (by a ``post`` task) keep their earlier time."""
         ready = self.env.now + self.medium.latency_s
         for m in ids:
+            if (m, p) in self.posted:
+                continue
             self.posted[(m, p)] = ready
             if m in self.handed:
                 self._book(self.wl.messages[m], p, max(ready, self.handed[m]))
@@ -168,6 +173,9 @@ class _Replay:
                 if staging:
                     yield from self._stage_out(p, msg, label)
                 self._send(msg)
+            elif kind == "post":
+                if self.rendezvous:  # else free: messages leave when sent anyway
+                    self._post(p, what)
             elif self.rendezvous:
                 self._post(p, what)
                 yield from self._recv(p, what, label)

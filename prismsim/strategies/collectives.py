@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from prismsim.numerics.segments import partition_sizes
-from prismsim.strategies.program import ALL, DeviceContext, Expect, Recv, send
+from prismsim.strategies.program import ALL, DeviceContext, Expect, Post, Recv, send
 
 
 def allreduce(ctx: DeviceContext, x: Tensor, tag: str, algorithm: str = "ring"
@@ -43,20 +43,28 @@ def _direct_allreduce(ctx: DeviceContext, x: Tensor, tag: str) -> Generator[Any,
 
 def _ring_allreduce(ctx: DeviceContext, x: Tensor, tag: str) -> Generator[Any, Any, Tensor]:
     """Ring AllReduce (as NCCL/GLOO): P-1 reduce-scatter steps then P-1 all-gather steps,
-    each sending one of P token chunks to the next device: 2 (P-1)/P N d per device."""
+    each sending one of P token chunks to the next device: 2 (P-1)/P N d per device.
+    Every step's receive is posted first, so no step waits for a rendezvous handshake."""
     n_dev, p = ctx.n_devices, ctx.device
     nxt, prv = (p + 1) % n_dev, (p - 1) % n_dev
     chunks = list(x.split(partition_sizes(x.shape[1], n_dev), dim=1))
-    for step in range(2 * (n_dev - 1)):
-        reduce = step < n_dev - 1
-        shift = step if reduce else step - (n_dev - 1) - 1
-        out_i, in_i = (p - shift) % n_dev, (p - shift - 1) % n_dev
-        stag = f"{tag}.{'rs' if reduce else 'ag'}{step}"
+    steps = [_allreduce_step(p, n_dev, step, tag) for step in range(2 * (n_dev - 1))]
+    yield Post(tuple(Expect(prv, stag, tuple(chunks[in_i].shape)) for _, _, in_i, stag in steps))
+    for reduce, out_i, in_i, stag in steps:
         yield send(p, (nxt,), stag, chunks[out_i])
         inbox = yield Recv((Expect(prv, stag, tuple(chunks[in_i].shape)),))
         got = inbox.get(prv, stag)
         chunks[in_i] = ctx.compute(f"{stag}.add", torch.add, chunks[in_i], got) if reduce else got
     return torch.cat(chunks, dim=1)
+
+
+def _allreduce_step(p: int, n_dev: int, step: int, tag: str) -> tuple[bool, int, int, str]:
+    """Ring AllReduce step ``step`` on device p: (a reduce step, the chunk it sends, the
+    chunk it receives, the step's tag)."""
+    reduce = step < n_dev - 1
+    shift = step if reduce else step - (n_dev - 1) - 1
+    out_i, in_i = (p - shift) % n_dev, (p - shift - 1) % n_dev
+    return reduce, out_i, in_i, f"{tag}.{'rs' if reduce else 'ag'}{step}"
 
 
 def ring_next(ctx: DeviceContext) -> int:

@@ -18,6 +18,10 @@ is computed. The AllGather brings chunk p-1-s at step s, the order in which the
 ReduceScatter needs the MLP's partial sums, so the MLP needs no wait beyond one piece.
 Attention needs every key first: its output projection starts after the AllGather.
 Exact (up to float summation order).
+
+Receives are posted early (``Post``): a sub-layer's (its AllGather's pieces, its
+ReduceScatter's running sums) when the sub-layer before it starts, so on a rendezvous
+transport (GLOO) no piece waits for its receiver's handshake.
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ from prismsim.strategies.collectives import (
     ring_accumulate,
     ring_chunk,
     ring_gathered,
+    ring_prev,
     ring_reduced,
     ring_share,
 )
-from prismsim.strategies.program import MASTER, DeviceContext, Expect, Program, Recv, send
+from prismsim.strategies.program import MASTER, DeviceContext, Expect, Post, Program, Recv, send
 from prismsim.strategies.rowwise import collect_output
 from prismsim.strategies.tensor_parallel import Shard
 
@@ -114,6 +119,19 @@ def ring_pieces(ctx: DeviceContext, pieces: Pieces) -> Iterator[tuple[int, int, 
             yield step, ring_chunk(ctx, step), t
 
 
+def sublayer_receives(ctx: DeviceContext, pieces: Pieces, tag: str) -> Post:
+    """Every receive of one sub-layer's collectives on this device, to post at once: the
+    AllGather's pieces, the ReduceScatter's running sums (ring steps 1 .. P-2) and its
+    last step's sums of own pieces (taken in ``_connect``). None on one device."""
+    prev, ring = ring_prev(ctx), list(ring_pieces(ctx, pieces))
+    gathered = [Expect(prev, f"{tag}.ag{c}.{t}", pieces.shape(c, t)) for _, c, t in ring]
+    running = [Expect(prev, f"{tag}.rs{c}.{t}", pieces.shape(c, t))
+               for step, c, t in ring if step > 0]
+    reduced = [Expect(prev, f"{tag}.rs{ctx.device}.{t}", pieces.shape(ctx.device, t))
+               for t in range(pieces.n_tiles)] if ctx.n_devices > 1 else []
+    return Post(tuple(gathered + running + reduced))
+
+
 def qkv(block: Block, s: Shard, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """This device's heads of Q, K, V [B, h_p, n, dh] for input rows h (after attn_in)."""
     return (block.split_heads(F.linear(h, s.q_w, s.q_b)),
@@ -144,6 +162,8 @@ def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, option
 def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pieces: Pieces,
          shards: list[Shard]) -> Program:
     biases = piece_biases(pieces, stack.causal)
+    subs = [f"L{layer}.{sub}" for layer in range(len(stack.blocks)) for sub in ("attn", "mlp")]
+    yield from _post(ctx, pieces, subs, 0)  # each sub-layer then posts the next one's
     x = yield from _scatter_input(ctx, stack, inputs)
     x_own = list(x.split(pieces.sizes[ctx.device], dim=1))  # the residual stream, by tile
     h_own = []
@@ -152,16 +172,24 @@ def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pieces: P
     last = len(stack.blocks) - 1
     for layer, (block, s) in enumerate(zip(stack.blocks, shards, strict=True)):
         tag = f"L{layer}"
+        yield from _post(ctx, pieces, subs, 2 * layer + 1)
         own = yield from _attention(ctx, block, s, pieces, h_own, biases, f"{tag}.attn")
         x_own, h_own = yield from _connect(
             ctx, own, x_own, partial(tensor_parallel.attn_finish, block), block.mlp_in,
             f"{tag}.attn", f"{tag}.mlp")
+        yield from _post(ctx, pieces, subs, 2 * layer + 2)
         own = yield from _mlp(ctx, block, s, pieces, h_own, f"{tag}.mlp")
         next_in = stack.blocks[layer + 1].attn_in if layer < last else None
         x_own, h_own = yield from _connect(
             ctx, own, x_own, partial(tensor_parallel.mlp_finish, block), next_in,
             f"{tag}.mlp", f"L{layer + 1}.attn")
     return (yield from collect_output(ctx, stack, torch.cat(x_own, dim=1)))
+
+
+def _post(ctx: DeviceContext, pieces: Pieces, subs: list[str], i: int) -> Gen:
+    """Post the receives of sub-layer ``subs[i]`` (none past the last, or on one device)."""
+    if i < len(subs) and ctx.n_devices > 1:
+        yield sublayer_receives(ctx, pieces, subs[i])
 
 
 def _scatter_input(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None) -> Gen:

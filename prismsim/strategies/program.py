@@ -8,6 +8,11 @@ and the executor carries them out:
 * ``Recv(expects)``: wait until every expected message has arrived; the executor sends
   back an :class:`Inbox`. Each expectation names its source, tag and shape, so a
   process-per-device executor can pre-allocate receive buffers.
+* ``Post(expects)``: post receives now (buffers ready) without waiting; returns at once.
+  A later ``Recv`` of the same (source, tag) takes the oldest posted one, FIFO. With a
+  rendezvous transport (GLOO) the senders may then send before the program reaches the
+  ``Recv``, so posting early hides the handshake. Every posted receive must be taken by
+  a later ``Recv``.
 
 Compute goes through :meth:`DeviceContext.compute`, which an executor may override to
 count FLOPs or time each step. The generator's return value is the device's result (the
@@ -62,7 +67,12 @@ class Recv:
     expects: tuple[Expect, ...]
 
 
-Op = Send | Recv
+@dataclass(frozen=True)
+class Post:
+    expects: tuple[Expect, ...]
+
+
+Op = Send | Recv | Post
 
 
 class Inbox:
