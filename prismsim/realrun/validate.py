@@ -7,6 +7,8 @@ network grid; see ``scenarios/validate_vit_tiny.yaml``.
 
 from __future__ import annotations
 
+import functools
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -142,14 +144,16 @@ def summarize_measured(records: list[dict], config: int) -> dict[str, Any]:
                          for k in layers[0]}}
 
 
-def _steps(spec: ValidationSpec, cfg: RealConfig, n_dev: int, profile: dict[str, Any]
-           ) -> list[list[float]]:
-    """This config's compute steps timed in isolation (once per run of validate)."""
-    key = (cfg.strategy, n_dev, repr(sorted(cfg.options.items())))
-    if key not in profile.setdefault("_steps", {}):
-        profile["_steps"][key] = step_seconds(spec.model, cfg.strategy, n_dev, spec.batch,
-                                              **cfg.options)
-    return profile["_steps"][key]
+def _steps(spec: ValidationSpec, cfg: RealConfig, n_dev: int) -> list[list[float]]:
+    """This config's compute steps timed in isolation (once per process)."""
+    return _timed_steps(spec.model, cfg.strategy, n_dev, spec.batch,
+                        json.dumps(cfg.options, sort_keys=True))
+
+
+@functools.cache
+def _timed_steps(model: str, strategy: str, n_dev: int, batch: int, options: str
+                 ) -> list[list[float]]:
+    return step_seconds(model, strategy, n_dev, batch, **json.loads(options))
 
 
 def simulate_point(spec: ValidationSpec, cfg: RealConfig, devices: int,
@@ -159,7 +163,7 @@ def simulate_point(spec: ValidationSpec, cfg: RealConfig, devices: int,
     scales the timed compute steps to the host's speed during the testbed run."""
     n_dev = cfg.devices or devices
     wl = WorkloadCache().get(spec.model, cfg.strategy, n_dev, batch=spec.batch, **cfg.options)
-    seconds = [[s * speed for s in dev] for dev in _steps(spec, cfg, n_dev, profile)]
+    seconds = [[s * speed for s in dev] for dev in _steps(spec, cfg, n_dev)]
     wl = timed_workload(wl, seconds, host_device(profile, 1).flops_per_s)
     out: dict[str, Any] = {}
     for name, link in links.items():
@@ -252,7 +256,7 @@ def _measure(spec: ValidationSpec, tb: Testbed, configs: list[RealConfig],
     records = run_configs(tb, spec.model, configs, batch=spec.batch, warmup=spec.warmup,
                           runs=spec.runs)
     rows, layer_rows = [], []
-    speed = _host_speed(spec, configs[0], records, profile)
+    speed = _host_speed(spec, configs[0], records)
     for i, cfg in enumerate(configs):
         measured = summarize_measured(records, i)
         simulated = simulate_point(spec, cfg, tb.n_devices, profile, links, speed, costs)
@@ -267,12 +271,11 @@ def _measure(spec: ValidationSpec, tb: Testbed, configs: list[RealConfig],
     return rows, layer_rows
 
 
-def _host_speed(spec: ValidationSpec, single: RealConfig, records: list[dict],
-                profile: dict[str, Any]) -> float:
+def _host_speed(spec: ValidationSpec, single: RealConfig, records: list[dict]) -> float:
     """How much slower the host ran during this testbed run than when its steps were
     timed: the interleaved single-device run's latency over its timed steps' sum (the
     CPU's speed drifts between runs on a shared machine)."""
-    timed_s = sum(_steps(spec, single, 1, profile)[0])
+    timed_s = sum(_steps(spec, single, 1)[0])
     return summarize_measured(records, 0)["measured_ms"] / 1e3 / timed_s
 
 
