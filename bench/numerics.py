@@ -16,8 +16,9 @@ from collections.abc import Callable
 import torch
 
 from prismsim import run_numerics
-from prismsim.models import adapt, random_inputs
-from prismsim.models.builtin import BUILTINS, build_builtin
+from prismsim.models.builtin import build_builtin
+from prismsim.models.catalog import BUILTINS
+from prismsim.models.load import adapt, random_inputs
 
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:

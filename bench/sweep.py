@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from prismsim.scenario import load_scenario
-from prismsim.sweep import run_sweep
+from prismsim.sweep.run import run_sweep
 
 SCENARIO = """name: bench
 model: {name: vit-base}

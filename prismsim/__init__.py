@@ -10,13 +10,13 @@ __all__ = ["__version__", "load_model", "run_numerics"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: ``prismsim --version`` should not pay for importing torch and transformers.
+    # Lazy: ``prismsim --help`` and ``check`` must not pay for importing torch and transformers.
     if name == "run_numerics":
         from prismsim.numerics.executor import run_numerics
 
         return run_numerics
     if name == "load_model":
-        from prismsim.models import load_model
+        from prismsim.models.load import load_model
 
         return load_model
     raise AttributeError(f"module 'prismsim' has no attribute {name!r}")

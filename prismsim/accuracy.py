@@ -14,15 +14,20 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
+from transformers import AutoImageProcessor, AutoTokenizer
 
 import prismsim
 from prismsim import datasets as ds
-from prismsim.cost.cache import cache_root
+from prismsim.assets import fetch
+from prismsim.cache_dir import cache_root
+from prismsim.configuration import command_configurations, prism_settings
 from prismsim.metrics import METRICS, bits_per_byte, mean_kl, top1_agreement
-from prismsim.models import ModelStack, load_model
-from prismsim.models.pretrained import PRETRAINED, byte_windows, image_pixels
-from prismsim.numerics.check import expand_points
+from prismsim.models.catalog import PRETRAINED
+from prismsim.models.load import load_model
+from prismsim.models.pretrained import byte_windows, image_pixels
+from prismsim.models.stack import ModelStack
 from prismsim.numerics.executor import run_numerics
+from prismsim.progress import Progress
 
 DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
@@ -31,7 +36,7 @@ DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
 HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
 
 
-class Candidate(NamedTuple):
+class ClozeOption(NamedTuple):
     """One cloze option as model input: ids [1, n], the first scored position, the example
     it belongs to and that example's answer (option index)."""
 
@@ -64,10 +69,6 @@ def weights_hash(name: str) -> str:
 
 
 def _tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    from prismsim.assets import fetch
-
     return AutoTokenizer.from_pretrained(str(fetch("minilm-l6"))) if name == "minilm-l6" \
         else AutoTokenizer.from_pretrained(name)
 
@@ -115,22 +116,20 @@ def span_logprob(logits: torch.Tensor, ids: torch.Tensor, start: int) -> float:
     return float(logp.gather(-1, ids[0, start:, None]).sum())
 
 
-def _cloze_batches(model: str, data: ds.Dataset, spec: Any) -> Iterator[tuple[dict, Candidate]]:
+def _cloze_batches(model: str, data: ds.Dataset, spec: Any) -> Iterator[tuple[dict, ClozeOption]]:
     """One unpadded sequence per option: context + question with the option filled in."""
     encode = _encoder(model, spec)
     max_tokens = spec.tokens if spec is not None else HUB_LM_TOKENS
     for i, (example, label) in enumerate(zip(data.examples, data.labels, strict=True)):
         for context, scored in example.candidates():
             ids, start = cloze_input(encode(context), encode(scored), max_tokens)
-            yield {"input_ids": ids}, Candidate(ids, start, i, int(label))
+            yield {"input_ids": ids}, ClozeOption(ids, start, i, int(label))
 
 
 def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
     """Built-ins: our grayscale preprocessing; hub checkpoints: their own image processor."""
     if spec is not None:
         return lambda images: image_pixels(images, spec.image_size)
-    from transformers import AutoImageProcessor
-
     processor = AutoImageProcessor.from_pretrained(model)
     return lambda images: processor(images=[im.convert("RGB") for im in images],
                                     return_tensors="pt")["pixel_values"]
@@ -252,19 +251,18 @@ def _store(path: Any, result: dict[str, Any]) -> None:
 
 def accuracy_table(model: str, dataset: str | None, strategies: list[str], devices: list[int],
                    crs: list[float], *, split: str = "test", limit: int | None = None,
-                   batch: int = 32, on_point: Callable[[str], None] | None = None
-                   ) -> pd.DataFrame:
-    """One row a point: single once, the others at every P (prism at every CR)."""
+                   batch: int = 32, progress: Progress | None = None) -> pd.DataFrame:
+    """One row a configuration: single once, the others at every P (prism at every CR)."""
     dataset = dataset or (PRETRAINED[model].dataset if model in PRETRAINED else None)
     if dataset is None:
         raise ValueError(f"give --dataset for {model!r}")
     rows = []
-    for pt in expand_points(strategies, devices, crs):
-        r = evaluate(model, dataset, pt.strategy, pt.devices, split=split, limit=limit,
-                     batch=batch, **pt.options)
-        rows.append({k: v for k, v in r.items() if k != "options"} | {"cr": pt.options.get("cr")})
-        if on_point:
-            on_point(f"{pt.strategy} P={pt.devices} {pt.options}")
+    for c in command_configurations(strategies, devices, prism_settings(crs)):
+        r = evaluate(model, dataset, c.strategy, c.devices, split=split, limit=limit,
+                     batch=batch, **c.options())
+        rows.append({k: v for k, v in r.items() if k != "options"} | {"cr": c.cr})
+        if progress:
+            progress(c.label())
     cols = ["model", "dataset", "split", "limit", "strategy", "devices", "cr", "metric", "value",
             "top1_agreement", "mean_kl", "seconds", "accuracy_source"]
     return pd.DataFrame(rows)[cols]

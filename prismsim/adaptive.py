@@ -13,15 +13,18 @@ itself is then simulated at its actual batch and bandwidth.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
+from prismsim.configuration import Configuration
 from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
+from prismsim.userfiles import UserFileError, read_text
 from prismsim.workload import Workload
 
 Objective = Literal["latency", "energy"]
@@ -33,33 +36,10 @@ MAP_COLUMNS = [*CANDIDATE_COLUMNS, "batch", "bandwidth_mbps", "latency_s", "ener
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A configuration the chooser may pick: single, or a strategy on P devices with its
-    compression rate (or Segment Means per partition)."""
-
-    strategy: str
-    devices: int
-    cr: float | None = None
-    segments: int | None = None
-
-    @property
-    def label(self) -> str:
-        """"single", "prism P=3 CR=8", "prism P=2 L=10"."""
-        if self.strategy == "single":
-            return "single"
-        cr = [] if self.cr is None else [f"CR={self.cr:g}"]
-        seg = [] if self.segments is None else [f"L={self.segments}"]
-        return " ".join([self.strategy, f"P={self.devices}", *cr, *seg])
-
-    def options(self) -> dict[str, float | int]:
-        return {k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
-
-
-@dataclass(frozen=True)
 class MapEntry:
     """One candidate at one (batch, bandwidth) grid point of the map."""
 
-    candidate: Candidate
+    configuration: Configuration
     batch: int
     bandwidth_mbps: float
     latency_s: float
@@ -83,8 +63,8 @@ class PerformanceMap:
         return sorted({e.bandwidth_mbps for e in self.entries})
 
     @property
-    def candidates(self) -> list[Candidate]:
-        return list(dict.fromkeys(e.candidate for e in self.entries))
+    def configurations(self) -> list[Configuration]:
+        return list(dict.fromkeys(e.configuration for e in self.entries))
 
     def at(self, batch: int, bandwidth_mbps: float) -> list[MapEntry]:
         return [e for e in self.entries if e.batch == batch and e.bandwidth_mbps == bandwidth_mbps]
@@ -102,7 +82,7 @@ class PerformanceMap:
         if missing:
             raise ValueError(f"performance map: missing column(s) {missing}")
         entries = tuple(_row_entry(r) for r in df.to_dict("records"))
-        keys = [(e.candidate, e.batch, e.bandwidth_mbps) for e in entries]
+        keys = [(e.configuration, e.batch, e.bandwidth_mbps) for e in entries]
         if len(set(keys)) != len(keys):
             raise ValueError("performance map: a candidate appears twice at one "
                              "(batch, bandwidth_mbps)")
@@ -113,26 +93,36 @@ class PerformanceMap:
 
     @classmethod
     def from_csv(cls, path: Path) -> PerformanceMap:
-        return cls.from_frame(pd.read_csv(path))
+        return cls.from_frame(read_map_frame(path))
+
+
+def read_map_frame(path: Path) -> pd.DataFrame:
+    """A map CSV (a user's file: bounded, and any failure one ValueError naming it)."""
+    try:
+        return pd.read_csv(io.StringIO(read_text(Path(path))))
+    except UserFileError:
+        raise
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path}: not a readable CSV: {str(err).splitlines()[0]}") from None
 
 
 def _entry_row(e: MapEntry) -> dict[str, object]:
-    c = e.candidate
+    c = e.configuration
     return {"strategy": c.strategy, "devices": c.devices, "cr": c.cr, "segments": c.segments,
             "batch": e.batch, "bandwidth_mbps": e.bandwidth_mbps, "latency_s": e.latency_s,
             "energy_j": e.energy_j, "accuracy": e.accuracy}
 
 
-def _present(x: object) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
-
-
-def _row_entry(r: Mapping[str, object]) -> MapEntry:
-    cr, seg, acc = r.get("cr"), r.get("segments"), r.get("accuracy")
-    cand = Candidate(str(r["strategy"]), int(r["devices"]), float(cr) if _present(cr) else None,
-                     int(seg) if _present(seg) else None)
-    return MapEntry(cand, int(r["batch"]), float(r["bandwidth_mbps"]), float(r["latency_s"]),
-                    float(r["energy_j"]), float(acc) if _present(acc) else math.nan)
+def _row_entry(r: Mapping[str, Any]) -> MapEntry:
+    try:
+        config = Configuration.of(r["strategy"], r["devices"], r.get("cr"), r.get("segments"))
+        acc = r.get("accuracy")
+        return MapEntry(config, int(r["batch"]), float(r["bandwidth_mbps"]),
+                        float(r["latency_s"]), float(r["energy_j"]),
+                        math.nan if acc is None else float(acc))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"performance map: a row's values do not read as numbers: {err}") \
+            from None
 
 
 # ---------------------------------------------------------------- choosing
@@ -178,23 +168,23 @@ def choose(pmap: PerformanceMap, batch: int, bandwidth_mbps: float,
 
 # ---------------------------------------------------------------- building, serving
 
-WorkloadOf = Callable[[Candidate, int], Workload]  # (candidate, batch) -> its workload
+WorkloadOf = Callable[[Configuration, int], Workload]  # (configuration, batch) -> workload
 
 
-def build_map(workload_of: WorkloadOf, candidates: Sequence[Candidate], device: DeviceSpec,
+def build_map(workload_of: WorkloadOf, configurations: Sequence[Configuration], device: DeviceSpec,
               link: LinkSpec, batches: Sequence[int], bandwidths_mbps: Sequence[float],
-              accuracy: Mapping[Candidate, float] | None = None) -> PerformanceMap:
+              accuracy: Mapping[Configuration, float] | None = None) -> PerformanceMap:
     """The simulator's map: every candidate at every batch and bandwidth on ``device``
     boards joined by ``link`` (its bandwidth replaced by each grid value)."""
     accuracy = accuracy or {}
     entries = []
-    for cand in candidates:
+    for config in configurations:
         for batch in batches:
-            wl = workload_of(cand, batch)
+            wl = workload_of(config, batch)
             for bw in bandwidths_mbps:
                 r = simulate(wl, device, at_bandwidth(link, bw))
-                entries.append(MapEntry(cand, batch, float(bw), r.latency_s, r.energy_j,
-                                        accuracy.get(cand, math.nan)))
+                entries.append(MapEntry(config, batch, float(bw), r.latency_s, r.energy_j,
+                                        accuracy.get(config, math.nan)))
     return PerformanceMap(tuple(entries))
 
 
@@ -209,18 +199,5 @@ def serve(pmap: PerformanceMap, workload_of: WorkloadOf, device: DeviceSpec, lin
     """One request: the map's choice, then that candidate simulated at the request's
     actual batch and bandwidth (which the map only approximates)."""
     entry = choose(pmap, batch, bandwidth_mbps, objective, accuracy_floor, lower_is_better)
-    wl = workload_of(entry.candidate, batch)
+    wl = workload_of(entry.configuration, batch)
     return entry, simulate(wl, device, at_bandwidth(link, bandwidth_mbps))
-
-
-def cached_workloads(model: str, *, tokens: int | None = None,
-                     wire: str = "fp32") -> WorkloadOf:
-    """(candidate, batch) -> the traced workload of ``model``, from the disk cache."""
-    from prismsim.cost.cache import WorkloadCache  # torch: only when tracing is needed
-
-    cache = WorkloadCache()
-
-    def workload_of(cand: Candidate, batch: int) -> Workload:
-        return cache.get(model, cand.strategy, cand.devices, tokens=tokens, batch=batch,
-                         wire=wire, **cand.options())
-    return workload_of

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from prismsim.cost.cache import cache_root
+from prismsim.cache_dir import cache_root
 
 
 class AssetError(RuntimeError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from prismsim.assets import asset_file
 
@@ -80,8 +81,6 @@ def digits(split: str = "test") -> Dataset:
 
 def rotten_tomatoes(split: str = "test") -> Dataset:
     """Review snippets labelled fresh (1) / rotten (0); plot summaries dropped."""
-    import pandas as pd
-
     with bz2.open(asset_file("rotten-tomatoes")) as f:
         table = pd.read_csv(f)
     table = table[table["category"].isin(["fresh", "rotten"])].reset_index(drop=True)

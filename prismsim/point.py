@@ -1,4 +1,5 @@
-"""One point: a (cached) workload replayed on devices and a link; tables of the result."""
+"""One point (``prismsim simulate``): a cached workload replayed on devices and a link;
+tables of the result."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ import pandas as pd
 
 from prismsim.cost.cache import WorkloadCache
 from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
+from prismsim.sim.specs import speed_weights
 from prismsim.workload import Workload
-
-
-def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:
-    """Relative speeds of a heterogeneous set, for splits in proportion to them."""
-    fastest = max(s.flops_per_s for s in specs)
-    return tuple(s.flops_per_s / fastest for s in specs)
 
 
 def simulate_point(model: str, strategy: str, devices: int,

@@ -6,28 +6,23 @@ by the simulator. Plain data, no torch: the simulator imports only this.
 Per device, ``tasks`` is the program order: ``compute`` (FLOPs), ``send`` (one message,
 which may go to several devices), ``post`` (receives posted early: the listed messages,
 which later ``recv`` tasks wait for, may be sent from now on) and ``recv`` (waits until
-the listed messages arrived).
+the listed messages arrived). Tasks and messages carry the block they belong to
+(``layer``; None for input and output steps) as a field of their own.
 
-JSON: ``FORMAT`` is written with each workload; a file without one is format 1 (no
-``post`` tasks, otherwise the same) and still loads; a newer format is refused.
+JSON: ``FORMAT`` is written with each workload; files of another format are refused
+(the workload cache traces them again).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FORMAT = 2  # 2: ``post`` tasks
-_LAYER = re.compile(r"^L(\d+)(?:\.|$)")
-
-
-def layer_of(label: str) -> int | None:
-    """Block index of a task label ("L3.block" -> 3); None for input/output steps."""
-    m = _LAYER.match(label)
-    return int(m.group(1)) if m else None
+FORMAT = 3  # 2: ``post`` tasks; 3: ``layer`` fields, ``payload_bytes`` / ``memory_bytes``
 
 
 @dataclass(frozen=True)
@@ -36,13 +31,10 @@ class Message:
     src: int
     dst: tuple[int, ...]
     broadcast: bool  # sent to every other device: a broadcast-capable medium sends it once
-    tag: str
+    tag: str  # the program's tag as text ("L3.rows", "input.from2")
     shape: tuple[int, ...]
-    bytes: int  # payload of one copy, in the wire dtype
-
-    @property
-    def layer(self) -> int | None:
-        return layer_of(self.tag)
+    payload_bytes: int  # of one copy, in the wire dtype
+    layer: int | None = None  # the block it belongs to; None: input or output
 
 
 @dataclass(frozen=True)
@@ -51,20 +43,15 @@ class Task:
     label: str = ""
     flops: int = 0
     messages: tuple[int, ...] = ()  # send: the one message; post, recv: those it waits for
-    bytes: int = 0  # compute: memory traffic of its ops, unfused (for a roofline)
-
-    @property
-    def layer(self) -> int | None:
-        return layer_of(self.label)
+    memory_bytes: int = 0  # compute: bytes its ops read and write, unfused (a roofline)
+    layer: int | None = None  # the block it belongs to; None: input, head or output
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the simulator caches per workload
 class Workload:
     meta: dict[str, Any]
     tasks: list[list[Task]]  # per device, program order
     messages: list[Message] = field(default_factory=list)
-    # the simulator's per-device-spec preparation, kept with the workload it belongs to
-    compiled: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_devices(self) -> int:
@@ -77,7 +64,7 @@ class Workload:
         """Unicast accounting: one copy per recipient."""
         out = [0] * self.n_devices
         for m in self.messages:
-            out[m.src] += m.bytes * len(m.dst)
+            out[m.src] += m.payload_bytes * len(m.dst)
         return out
 
     def bytes_received_per_device(self, layered_only: bool = False) -> list[int]:
@@ -86,8 +73,30 @@ class Workload:
             if layered_only and m.layer is None:
                 continue
             for d in m.dst:
-                out[d] += m.bytes
+                out[d] += m.payload_bytes
         return out
+
+    def received_per_layer(self, per_message: Callable[[Message], float]) -> float:
+        """The busiest receiver's per-layer average of ``per_message`` over the messages
+        of the blocks (input and output transfers left out)."""
+        layers = {m.layer for m in self.messages if m.layer is not None}
+        if not layers:
+            return 0.0
+        per_device = [0.0] * self.n_devices
+        for m in self.messages:
+            if m.layer is not None:
+                for d in m.dst:
+                    per_device[d] += per_message(m)
+        return max(per_device) / len(layers)
+
+    def comm_bytes_per_layer(self) -> float:
+        """Bytes the busiest device receives per layer."""
+        return self.received_per_layer(lambda m: m.payload_bytes)
+
+    def pdplc_tokens(self) -> float:
+        """Token vectors the busiest device receives per layer (the paper's PDPLC)."""
+        batch = self.meta["batch"]
+        return self.received_per_layer(lambda m: math.prod(m.shape[:-1]) / batch)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "meta": self.meta,
@@ -97,11 +106,11 @@ class Workload:
     @classmethod
     def from_json(cls, text: str) -> Workload:
         raw = json.loads(text)
-        if raw.get("format", 1) > FORMAT:
-            raise ValueError(f"workload format {raw['format']} is newer than this prismsim's "
-                             f"({FORMAT})")
-        tasks = [[Task(kind=r[0], label=r[1], flops=r[2], messages=tuple(r[3]), bytes=r[4])
-                  for r in ts] for ts in raw["tasks"]]
+        if raw.get("format", 1) != FORMAT:
+            raise ValueError(f"workload format {raw.get('format', 1)}, this prismsim reads "
+                             f"{FORMAT}: trace it again")
+        tasks = [[Task(kind=r[0], label=r[1], layer=r[2], flops=r[3], messages=tuple(r[4]),
+                       memory_bytes=r[5]) for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
         return cls(meta=raw["meta"], tasks=tasks, messages=messages)
@@ -115,4 +124,4 @@ class Workload:
 
 
 def _task_row(t: Task) -> list[Any]:
-    return [t.kind, t.label, t.flops, list(t.messages), t.bytes]
+    return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes]

@@ -3,7 +3,8 @@ import functools
 import pytest
 import torch
 
-from prismsim.models import ModelStack, load_model, random_inputs
+from prismsim.models.load import load_model, random_inputs
+from prismsim.models.stack import ModelStack
 
 torch.set_num_threads(2)
 

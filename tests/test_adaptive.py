@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from prismsim.adaptive import (
-    Candidate,
     MapEntry,
     PerformanceMap,
     build_map,
@@ -18,20 +17,21 @@ from prismsim.adaptive import (
     map_batch,
     serve,
 )
+from prismsim.configuration import Configuration
 from prismsim.scenario import ScenarioError, load_scenario
 from prismsim.sim import DeviceSpec, LinkSpec
-from prismsim.sweep import run_sweep
+from prismsim.sweep.run import run_sweep
 from prismsim.workload import Message, Task, Workload
 
 MB = 1_000_000
 # 1 GFLOP/s: 1e9 FLOPs take 1 s. 1 W idle, 5 W computing, the radio costs nothing extra.
 BOARD = DeviceSpec(peak_gflops=1.0, efficiency=1.0, idle_w=1, compute_w=5, tx_w=1, rx_w=1)
 LINK = LinkSpec(bandwidth_mbps=8, latency_ms=500)
-SINGLE = Candidate("single", 1)
-PRISM = Candidate("prism", 2, cr=4.0)
+SINGLE = Configuration("single", 1)
+PRISM = Configuration("prism", 2, cr=4.0)
 
 
-def workload_of(cand: Candidate, batch: int) -> Workload:
+def workload_of(cand: Configuration, batch: int) -> Workload:
     """single: b x 1e9 FLOPs on one board. "prism": each board b x 0.5e9 FLOPs, then
     board 1 sends b MB to board 0. At bandwidth w Mbit/s:
       single  latency b,                        energy 1 W x b + 4 W x b = 5b
@@ -45,12 +45,12 @@ def workload_of(cand: Candidate, batch: int) -> Workload:
                     [msg])
 
 
-def hand_map(accuracy: dict[Candidate, float] | None = None) -> PerformanceMap:
+def hand_map(accuracy: dict[Configuration, float] | None = None) -> PerformanceMap:
     return build_map(workload_of, [SINGLE, PRISM], BOARD, LINK, [1, 4], [8, 32], accuracy)
 
 
 def test_map_built_by_the_simulator_holds_hand_computed_values():
-    got = {(e.candidate, e.batch, e.bandwidth_mbps): (e.latency_s, e.energy_j)
+    got = {(e.configuration, e.batch, e.bandwidth_mbps): (e.latency_s, e.energy_j)
            for e in hand_map().entries}
     expected = {
         (SINGLE, 1, 8.0): (1.0, 5.0), (SINGLE, 1, 32.0): (1.0, 5.0),
@@ -67,10 +67,10 @@ def test_map_built_by_the_simulator_holds_hand_computed_values():
 
 def test_latency_objective_picks_prism_only_where_it_is_faster():
     pmap = hand_map()
-    assert choose(pmap, 4, 32).candidate == PRISM  # 3.5 s < 4 s
-    assert choose(pmap, 1, 32).candidate == SINGLE  # 1 s < 1.25 s: the 0.5 s latency
-    assert choose(pmap, 4, 8).candidate == SINGLE  # 4 s < 6.5 s: the link is too slow
-    assert choose(pmap, 1, 8).candidate == SINGLE
+    assert choose(pmap, 4, 32).configuration == PRISM  # 3.5 s < 4 s
+    assert choose(pmap, 1, 32).configuration == SINGLE  # 1 s < 1.25 s: the 0.5 s latency
+    assert choose(pmap, 4, 8).configuration == SINGLE  # 4 s < 6.5 s: the link is too slow
+    assert choose(pmap, 1, 8).configuration == SINGLE
 
 
 def test_lookup_is_at_or_below_the_request_bandwidth():
@@ -81,8 +81,8 @@ def test_lookup_is_at_or_below_the_request_bandwidth():
     pmap = hand_map()
     # at 30 Mbit/s prism would take 2 + 32/30 + 0.5 = 3.57 s < 4 s, but the map is read
     # at 8 Mbit/s, where single wins: the conservative choice
-    assert choose(pmap, 4, 30).candidate == SINGLE
-    assert choose(pmap, 4, 100).candidate == PRISM
+    assert choose(pmap, 4, 30).configuration == SINGLE
+    assert choose(pmap, 4, 100).configuration == PRISM
 
 
 def test_nearest_batch_ties_to_the_larger():
@@ -90,45 +90,45 @@ def test_nearest_batch_ties_to_the_larger():
     assert map_batch([1, 4], 3) == 4
     assert map_batch([2, 4], 3) == 4
     assert map_batch([1, 4], 16) == 4
-    assert choose(hand_map(), 3, 32).candidate == PRISM  # read at batch 4
-    assert choose(hand_map(), 2, 32).candidate == SINGLE  # read at batch 1
+    assert choose(hand_map(), 3, 32).configuration == PRISM  # read at batch 4
+    assert choose(hand_map(), 2, 32).configuration == SINGLE  # read at batch 1
 
 
 def test_serve_simulates_the_choice_at_the_actual_conditions():
     entry, result = serve(hand_map(), workload_of, BOARD, LINK, 4, 100)
-    assert entry.candidate == PRISM and entry.bandwidth_mbps == 32
+    assert entry.configuration == PRISM and entry.bandwidth_mbps == 32
     assert result.latency_s == pytest.approx(2 + 0.32 + 0.5)  # 32 Mbit over 100 Mbit/s
     assert result.energy_j == pytest.approx(2 * 2.82 + 16)
     entry, result = serve(hand_map(), workload_of, BOARD, LINK, 3, 40)
-    assert entry.candidate == PRISM and entry.batch == 4
+    assert entry.configuration == PRISM and entry.batch == 4
     assert result.latency_s == pytest.approx(1.5 + 0.6 + 0.5)
 
 
 def test_accuracy_floor_excludes_a_candidate():
     pmap = hand_map({SINGLE: 0.97, PRISM: 0.80})
-    assert choose(pmap, 4, 32, accuracy_floor=0.8).candidate == PRISM  # at the floor: kept
-    assert choose(pmap, 4, 32, accuracy_floor=0.9).candidate == SINGLE
+    assert choose(pmap, 4, 32, accuracy_floor=0.8).configuration == PRISM  # at the floor: kept
+    assert choose(pmap, 4, 32, accuracy_floor=0.9).configuration == SINGLE
     with pytest.raises(ValueError, match=r"accuracy floor 0\.99 at batch 4, 32 Mbit/s"):
         choose(pmap, 4, 32, accuracy_floor=0.99)
     bpb = hand_map({SINGLE: 2.5, PRISM: 2.7})  # bits per byte: lower is better
-    assert choose(bpb, 4, 32, accuracy_floor=2.6, lower_is_better=True).candidate == SINGLE
-    assert choose(bpb, 4, 32, accuracy_floor=2.7, lower_is_better=True).candidate == PRISM
+    assert choose(bpb, 4, 32, accuracy_floor=2.6, lower_is_better=True).configuration == SINGLE
+    assert choose(bpb, 4, 32, accuracy_floor=2.7, lower_is_better=True).configuration == PRISM
     # prism's accuracy unknown: it cannot be shown to reach the floor
-    assert choose(hand_map({SINGLE: 0.97}), 4, 32, accuracy_floor=0.5).candidate == SINGLE
+    assert choose(hand_map({SINGLE: 0.97}), 4, 32, accuracy_floor=0.5).configuration == SINGLE
 
 
 def test_energy_objective_differs_from_latency():
     pmap = hand_map()
     # prism is faster at batch 4 and 32 Mbit/s (3.5 s < 4 s) but keeps two boards
     # powered for 3.5 s: 23 J against one board's 20 J
-    assert choose(pmap, 4, 32, objective="latency").candidate == PRISM
-    assert choose(pmap, 4, 32, objective="energy").candidate == SINGLE
+    assert choose(pmap, 4, 32, objective="latency").configuration == PRISM
+    assert choose(pmap, 4, 32, objective="energy").configuration == SINGLE
     # with idle boards drawing nothing, prism's two half-loads cost what one full load
     # does (4 x 5 W x 0.5 s x 2 = 20 J), a tie that the shorter latency breaks
     cool = BOARD.model_copy(update={"idle_w": 0.0, "tx_w": 0.0, "rx_w": 0.0})
     pmap = build_map(workload_of, [SINGLE, PRISM], cool, LINK, [4], [32])
     assert [e.energy_j for e in pmap.entries] == [pytest.approx(20.0)] * 2
-    assert choose(pmap, 4, 32, objective="energy").candidate == PRISM
+    assert choose(pmap, 4, 32, objective="energy").configuration == PRISM
 
 
 def test_map_csv_round_trip_and_a_measured_map(tmp_path):
@@ -141,10 +141,10 @@ def test_map_csv_round_trip_and_a_measured_map(tmp_path):
         "orin,single,1,,,8,100,0.120,1.8\n"
         "orin,prism,3,8,,8,100,0.090,2.4\n")
     measured = PerformanceMap.from_csv(tmp_path / "measured.csv")
-    assert measured.entries[1] == MapEntry(Candidate("prism", 3, 8.0), 8, 100.0, 0.09, 2.4)
+    assert measured.entries[1] == MapEntry(Configuration("prism", 3, 8.0), 8, 100.0, 0.09, 2.4)
     assert math.isnan(measured.entries[0].accuracy)
-    assert choose(measured, 8, 150).candidate.label == "prism P=3 CR=8"
-    assert choose(measured, 8, 150, objective="energy").candidate.label == "single"
+    assert choose(measured, 8, 150).configuration.label() == "prism P=3 CR=8"
+    assert choose(measured, 8, 150, objective="energy").configuration.label() == "single"
     with pytest.raises(ValueError, match="missing column"):
         PerformanceMap.from_frame(pd.DataFrame({"strategy": ["single"]}))
     with pytest.raises(ValueError, match="appears twice"):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from prismsim.cli import main
+from prismsim.cli.main import main
 
 
 def test_version_and_help():
@@ -23,7 +23,7 @@ def test_numerics_reports_exactness_and_bytes():
     result = CliRunner().invoke(main, ["numerics", "--model", "vit-tiny", "--strategy",
                                        "voltage", "--devices", "2", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    row = pd.read_csv(io.StringIO(result.output)).iloc[0]
+    row = pd.read_csv(io.StringIO(result.stdout)).iloc[0]
     assert row["max_rel_err"] < 1e-5
     # 197 tokens x 192 features x 4 bytes = 151,296 bytes of rows: the master's input
     # (each device ends up with all rows), then both devices' rows after layers 1..3
@@ -44,7 +44,7 @@ def test_flops_table_with_space_separated_values():
         "flops", "--model", "vit-tiny", "--strategy", "single", "voltage", "prism",
         "--devices", "2", "3", "--means", "5", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    df = pd.read_csv(io.StringIO(result.output)).set_index(["strategy", "devices"])
+    df = pd.read_csv(io.StringIO(result.stdout)).set_index(["strategy", "devices"])
     assert len(df) == 5  # single, voltage x 2, prism x 2
     # 197 tokens: P=2 -> 99/98, the busiest receiver gets 99 rows; P=3 -> 66/66/65: 132
     assert df.loc[("voltage", 2), "pdplc_tokens"] == 99
@@ -82,7 +82,7 @@ def test_assets_list_and_accuracy_command():
         "accuracy", "--model", "minilm-l6", "--limit", "3", "--strategy", "single", "voltage",
         "--devices", "2", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    df = pd.read_csv(io.StringIO(result.output))
+    df = pd.read_csv(io.StringIO(result.stdout))
     assert list(df["strategy"]) == ["single", "voltage"]
     assert list(df["top1_agreement"]) == [1.0, 1.0]
     result = CliRunner().invoke(main, ["assets", "fetch", "imagenet"])

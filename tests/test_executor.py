@@ -4,19 +4,18 @@ import pytest
 import torch
 
 from prismsim.numerics.executor import DeadlockError, InMemoryNetwork, run_in_memory
+from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies.collectives import allreduce
-from prismsim.strategies.program import DeviceContext, Expect, Post, Recv, send
+from prismsim.strategies.program import DeviceContext, Expect, Post, Recv, Tag, send
 
 
 def _ctxs(n: int, tokens: int = 6) -> list[DeviceContext]:
-    from prismsim.numerics.segments import partition_sizes
-
     sizes = partition_sizes(tokens, n)
     return [DeviceContext(device=p, sizes=sizes, batch=1, hidden=2) for p in range(n)]
 
 
 def _allreduce_program(ctx, x, algorithm):
-    out = yield from allreduce(ctx, x, "t", algorithm)
+    out = yield from allreduce(ctx, x, Tag("t"), algorithm)
     return out
 
 
@@ -37,7 +36,7 @@ def test_allreduce_sums_and_counts_bytes(algorithm):
 
 def test_deadlock_is_reported():
     def waits(ctx):
-        yield Recv((Expect(1 - ctx.device, "never", (1,)),))
+        yield Recv((Expect(1 - ctx.device, Tag("never"), (1,)),))
 
     with pytest.raises(DeadlockError):
         run_in_memory([waits(c) for c in _ctxs(2)])
@@ -45,10 +44,10 @@ def test_deadlock_is_reported():
 
 def test_wrong_shape_is_an_error():
     def sender(ctx):
-        yield send(0, (1,), "x", torch.zeros(3))
+        yield send(0, (1,), Tag("x"), torch.zeros(3))
 
     def receiver(ctx):
-        yield Recv((Expect(0, "x", (4,)),))
+        yield Recv((Expect(0, Tag("x"), (4,)),))
 
     ctxs = _ctxs(2)
     with pytest.raises(ValueError, match="expected"):
@@ -57,14 +56,14 @@ def test_wrong_shape_is_an_error():
 
 def test_posted_receives_are_taken_by_later_receives():
     def sender(ctx):
-        yield send(0, (1,), "a", torch.ones(2))
-        yield send(0, (1,), "b", torch.full((3,), 2.0))
+        yield send(0, (1,), Tag("a"), torch.ones(2))
+        yield send(0, (1,), Tag("b"), torch.full((3,), 2.0))
 
     def receiver(ctx):
-        reply = yield Post((Expect(0, "b", (3,)), Expect(0, "a", (2,))))
+        reply = yield Post((Expect(0, Tag("b"), (3,)), Expect(0, Tag("a"), (2,))))
         assert reply is None  # a post returns at once, with nothing
-        a = (yield Recv((Expect(0, "a", (2,)),))).get(0, "a")
-        b = (yield Recv((Expect(0, "b", (3,)),))).get(0, "b")
+        a = (yield Recv((Expect(0, Tag("a"), (2,)),))).get(0, Tag("a"))
+        b = (yield Recv((Expect(0, Tag("b"), (3,)),))).get(0, Tag("b"))
         return a.sum() + b.sum()
 
     ctxs = _ctxs(2)

@@ -17,12 +17,12 @@ from transformers import (
 
 from prismsim import load_model, run_numerics
 from prismsim.cost.trace import trace_workload
-from prismsim.models import random_inputs
+from prismsim.models.load import random_inputs
 from prismsim.numerics.executor import InMemoryNetwork, run_in_memory
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 from prismsim.strategies import tensor_parallel
 from prismsim.strategies.collectives import allgather, reduce_scatter
-from prismsim.strategies.program import DeviceContext
+from prismsim.strategies.program import DeviceContext, Tag
 from prismsim.workload import Workload
 from tests.conftest import rel_err
 
@@ -100,7 +100,7 @@ def test_options_are_checked():
 
 def _collective(ctx, x, which):
     fn = reduce_scatter if which == "reduce_scatter" else allgather
-    out = yield from fn(ctx, x, "t")
+    out = yield from fn(ctx, x, Tag("t"))
     return out
 
 
@@ -129,7 +129,7 @@ def _block_bytes(wl):
     out = [0] * wl.n_devices
     for m in wl.messages:
         if m.layer is not None:
-            out[m.src] += m.bytes * len(m.dst)
+            out[m.src] += m.payload_bytes * len(m.dst)
     return out
 
 

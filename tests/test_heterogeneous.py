@@ -5,7 +5,7 @@ import pytest
 
 from prismsim import load_model, run_numerics
 from prismsim.cost.trace import trace_workload
-from prismsim.models import random_inputs
+from prismsim.models.load import random_inputs
 from prismsim.numerics.executor import make_contexts
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 from tests.conftest import rel_err

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prismsim import accuracy, datasets
-from prismsim.accuracy import Candidate, cloze_input, evaluate, span_logprob
+from prismsim.accuracy import ClozeOption, cloze_input, evaluate, span_logprob
 from prismsim.datasets import ClozeExample, carve_held_out, hub_dataset
 
 CAT = "The cat sat on the mat."  # 23 bytes; 20 of them joined by spaces: 479 bytes
@@ -121,7 +121,7 @@ def test_cloze_tally_picks_the_best_option():
     # example 0 (answer 1): option 1 likelier, right; example 1 (answer 0): wrong
     for example, label, options in ((0, 1, (unlikely, likely)), (1, 0, (unlikely, likely))):
         for logits in options:
-            tally.add(logits, logits, Candidate(ids, 1, example, label))
+            tally.add(logits, logits, ClozeOption(ids, 1, example, label))
     result = tally.result("accuracy")
     assert result["value"] == 0.5
     assert result["top1_agreement"] == 1.0 and result["n_positions"] == 12  # 4 x 3

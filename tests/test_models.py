@@ -14,7 +14,7 @@ from transformers import (
 )
 
 from prismsim import load_model, run_numerics
-from prismsim.models import normalize_inputs, random_inputs
+from prismsim.models.load import normalize_inputs, random_inputs
 from tests.conftest import rel_err
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -74,7 +74,7 @@ def test_bare_tensor_inputs():
 
 def test_dinov2_small_workload_inputs_are_its_own_196_px():
     # its HF config says 518 px (1,370 tokens); the pinned model is used at 196 px = 197
-    from prismsim.models import load_model, random_inputs
+    from prismsim.models.load import load_model, random_inputs
 
     stack = load_model("dinov2-small")
     assert stack.n_tokens(random_inputs(stack)) == 14 * 14 + 1

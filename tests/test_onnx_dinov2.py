@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.utils import Extractor
 
 from prismsim.assets import ASSETS, asset_file
-from prismsim.cost.cache import cache_root
+from prismsim.cache_dir import cache_root
 from prismsim.models import onnx_dinov2
 from prismsim.models.onnx_dinov2 import ASSET, build_model, load_dinov2_small, onnx_to_state_dict
 

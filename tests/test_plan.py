@@ -42,8 +42,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from prismsim.cli import main
-from prismsim.plan import configurations, judge, load_plan, pareto_rows, run_plan
+from prismsim.cli.main import main
+from prismsim.configuration import Configuration
+from prismsim.pareto import front_rows
+from prismsim.plan.search import deployments, judge, run_plan
+from prismsim.plan.spec import load_plan
 from prismsim.workload import Message, Task, Workload
 
 MB = 1_000_000
@@ -77,19 +80,19 @@ links:
 
 def _two_device(gflop: int, n_bytes: int) -> Workload:
     msg = Message(id=0, src=1, dst=(0,), broadcast=False, tag="m", shape=(n_bytes // 4,),
-                  bytes=n_bytes)
+                  payload_bytes=n_bytes)
     return Workload(meta={}, messages=[msg], tasks=[
         [Task("compute", "c", gflop * GFLOP), Task("recv", "r", 0, (0,))],
         [Task("compute", "c", gflop * GFLOP), Task("send", "m", 0, (0,))]])
 
 
-def toy_workload(strategy: str, devices: int, cr: float | None) -> Workload:
-    assert devices == (1 if strategy == "single" else 2)
-    if strategy == "single":
+def toy_workload(c: Configuration) -> Workload:
+    assert c.devices == (1 if c.strategy == "single" else 2)
+    if c.strategy == "single":
         return Workload(meta={}, tasks=[[Task("compute", "c", 12 * GFLOP)]])
-    if strategy == "voltage":
+    if c.strategy == "voltage":
         return _two_device(8, 4 * MB)
-    return _two_device(7, int(4 * MB / cr))
+    return _two_device(7, int(4 * MB / c.cr))
 
 
 def _plan_file(tmp_path: Path, text: str = PLAN) -> Path:
@@ -144,9 +147,9 @@ def test_pareto_rows_over_three_columns():
                        "energy_j": [5.0, 5.0, 4.0, 3.0, 4.0, 9.0]})
     # 0 and 1 are equal and cheapest: both stay. 2 and 3 trade latency for energy: both
     # stay. 4 is beaten by 2 (cheaper, as fast, as frugal). 5 is the fastest: stays.
-    assert pareto_rows(df, ("cost_usd", "latency_s", "energy_j")) == [0, 1, 2, 3, 5]
+    assert front_rows(df, minimize=("cost_usd", "latency_s", "energy_j")) == [0, 1, 2, 3, 5]
     # on cost and latency alone 3 is beaten by 2 (same cost, faster)
-    assert pareto_rows(df, ("cost_usd", "latency_s")) == [0, 1, 2, 5]
+    assert front_rows(df, minimize=("cost_usd", "latency_s")) == [0, 1, 2, 5]
 
 
 def test_lower_is_better_metric_makes_the_floor_a_ceiling():
@@ -165,7 +168,8 @@ def test_lower_is_better_metric_makes_the_floor_a_ceiling():
     (("price_usd: 200", "price_usd: -5"),
      "plan.yaml: devices[1].price_usd: Input should be greater than or equal to 0, got -5"),
     (("latency_slo_ms: 1000", "latency_slo: 1000"),
-     "plan.yaml: latency_slo: Extra inputs are not permitted"),
+     "plan.yaml: latency_slo_ms: Field required; latency_slo: Extra inputs are not "
+     "permitted"),
     (("bandwidth_mbps: 80", "bandwidth_mbps: fast"),
      "plan.yaml: links[0].bandwidth_mbps: Input should be a valid number"),
     (("strategies: [single, voltage, prism]", "strategies: [single, voltge, prism]"),
@@ -195,7 +199,7 @@ def test_missing_accuracy_entry_is_named(tmp_path):
     text = PLAN.replace("counts: [1, 2]", "counts: [1, 2, 3]")
     with pytest.raises(ValueError, match=r"plan.yaml: accuracy.entries: no value for "
                                          r"prism P=3 CR=4"):
-        run_plan(load_plan(_plan_file(tmp_path, text)), workload=lambda *a: None)
+        run_plan(load_plan(_plan_file(tmp_path, text)), workload=lambda c: None)
 
 
 # The CLI traces vit-tiny (4 blocks, 197 tokens) for single and voltage P=2 on a Raspberry
@@ -239,7 +243,7 @@ def test_cli_writes_tables_and_a_deterministic_plot(tmp_path):
 def test_example_plan_validates():
     plan = load_plan("scenarios/plan_vit.yaml")
     # 3 boards x (single + P in {2, 3} x (voltage + prism at 4 CRs) x 2 links) = 3 x 21
-    assert len(configurations(plan)) == 63
+    assert len(deployments(plan)) == 63
     assert [c.price_usd for c in plan.devices] == [80, 99, 249]
 
 

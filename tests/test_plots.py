@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from prismsim import plots
+from prismsim.sim import Span
 
 BANDWIDTHS = (50.0, 200.0, 1000.0)
 # (strategy, P, CR, latency ms at 50 / 200 / 1000 Mbit/s, accuracy, comm bytes/device/layer)
@@ -42,29 +43,6 @@ def results(model: str = "vit-base") -> pd.DataFrame:
 
 def line(ax, label: str):
     return next(ln for ln in ax.get_lines() if ln.get_label() == label)
-
-
-# ---------------------------------------------------------------- pareto_front
-
-def test_pareto_front_higher_is_better():
-    pts = [(1.0, 0.5), (2.0, 0.9), (1.5, 0.4), (3.0, 0.9), (0.5, 0.1), (2.5, 0.95)]
-    # 2 is beaten by 0 (faster, better); 3 by 1 (faster, as good); the rest each trade
-    # latency for accuracy. Sorted by latency: 4 (0.5), 0 (1.0), 1 (2.0), 5 (2.5).
-    assert plots.pareto_front(pts) == [4, 0, 1, 5]
-
-
-def test_pareto_front_lower_is_better():
-    pts = [(1.0, 1.2), (2.0, 1.0), (1.5, 1.1), (3.0, 1.0), (2.5, 1.15)]
-    # Lower loss wins: 3 and 4 are beaten by 1 (faster, loss no higher).
-    assert plots.pareto_front(pts, higher_is_better=False) == [0, 2, 1]
-    # Read as "higher is better", point 0 is fastest and best: it beats all the others.
-    assert plots.pareto_front(pts, higher_is_better=True) == [0]
-
-
-def test_pareto_front_ties_and_nan():
-    assert plots.pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [0, 1]  # equal: neither beats
-    assert plots.pareto_front([(1.0, math.nan), (2.0, 0.5)]) == [1]
-    assert plots.pareto_front([]) == []
 
 
 # ---------------------------------------------------------------- latency vs bandwidth
@@ -183,11 +161,11 @@ def test_comm_vs_segment_means_when_no_cr_is_given():
 
 # ---------------------------------------------------------------- timeline
 
-SPANS = [
+SPANS = [Span(*s) for s in [
     (0, "compute", "embed", 0.0, 0.001), (0, "tx", "x -> [1]", 0.001, 0.0015),
     (0, "compute", "L0", 0.001, 0.002), (1, "wait", "x", 0.0, 0.0015),
     (1, "compute", "L0", 0.0015, 0.0025),
-]
+]]
 
 
 def test_timeline_rows_and_ms():

@@ -25,8 +25,8 @@ class KeyRows(DeviceContext):
 
     key_rows: list[int]
 
-    def compute(self, label, fn, *args):
-        if label.endswith(".block"):
+    def compute(self, tag, fn, *args):
+        if tag.name == "block":
             x, remote = args[0], args[1]
             self.key_rows.append(x.shape[1] + (0 if remote is None else remote.shape[1]))
         return fn(*args)

@@ -14,7 +14,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from prismsim.cli import main
+from prismsim.cli.main import main
 from prismsim.realrun import nfqueue, testbed
 from prismsim.realrun.runner import RealConfig, run_configs
 from prismsim.realrun.testbed import Testbed, TestbedError
@@ -172,7 +172,7 @@ def test_validate_names_file_and_key_of_a_bad_field(tmp_path):
     spec.write_text("strategies:\n  - strategy: voltage\nbandwidth_mbps: [fast]\n")
     result = CliRunner().invoke(main, ["validate", str(spec)])
     assert result.exit_code == 2
-    assert f"{spec}: bandwidth_mbps[0]" in result.output
+    assert "bad.yaml: bandwidth_mbps[0]" in result.output
 
 
 def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):

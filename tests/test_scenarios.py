@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from prismsim.scenario import ScenarioError, load_scenario
-from prismsim.sweep import run_sweep
+from prismsim.sweep.run import run_sweep
 
 
 def reduced(tmp_path: Path, name: str, **changes) -> Path:

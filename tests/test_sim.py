@@ -15,7 +15,7 @@ CPU = DeviceSpec(peak_gflops=1.0, efficiency=1.0)  # 1 GFLOP/s: 1e9 FLOPs take 1
 
 def _msg(i, src, dst, n_bytes=MB, broadcast=False):
     return Message(id=i, src=src, dst=tuple(dst), broadcast=broadcast, tag=f"m{i}",
-                   shape=(n_bytes // 4,), bytes=n_bytes)
+                   shape=(n_bytes // 4,), payload_bytes=n_bytes)
 
 
 def _send(i):
@@ -64,7 +64,7 @@ def test_broadcast_is_one_transmission_unicast_three():
 
 
 def test_staging_at_both_ends():
-    gpu = DeviceSpec(peak_gflops=1.0, efficiency=1.0, staging_us=100, staging_gbps=1.0)
+    gpu = DeviceSpec(peak_gflops=1.0, efficiency=1.0, staging_us=100, staging_gbytes_per_s=1.0)
     wl = _wl([[_send(0)], [_recv(0)]], [_msg(0, 0, [1])])
     result = simulate(wl, gpu, LinkSpec(bandwidth_mbps=8, latency_ms=1))
     stage = 100e-6 + MB / 1e9  # fixed + bytes / bandwidth = 1.1 ms
@@ -88,10 +88,10 @@ def test_energy_is_power_times_time_per_state():
 
 
 def test_roofline_takes_the_larger_time():
-    task = Task("compute", "c", 10**9, bytes=10**9)
+    task = Task("compute", "c", 10**9, memory_bytes=10**9)
     wl = _wl([[task]], [])
     assert simulate(wl, CPU, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(1.0)
-    slow_memory = DeviceSpec(peak_gflops=1.0, efficiency=1.0, mem_bandwidth_gbps=0.5)
+    slow_memory = DeviceSpec(peak_gflops=1.0, efficiency=1.0, mem_bandwidth_gbytes_per_s=0.5)
     assert simulate(wl, slow_memory, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(2.0)
 
 

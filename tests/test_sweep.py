@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from prismsim.cli import main
+from prismsim.cli.main import main
 from prismsim.scenario import load_scenario
-from prismsim.sweep import run_sweep
+from prismsim.sweep.run import run_sweep
 
 TINY = """name: tiny
 model: {name: vit-tiny}
@@ -37,13 +37,14 @@ class StopError(Exception):
     pass
 
 
-def test_resume_equals_an_uninterrupted_run(tmp_path):
+def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     s = load_scenario(_scenario(tmp_path))
     whole = run_sweep(s, tmp_path / "whole")
+    monkeypatch.setattr("prismsim.sweep.results.FLUSH_ROWS", 5)  # rows go out 5 at a time
     seen = []
 
-    def kill_after_five(label):
-        seen.append(label)
+    def kill_after_five(label, n=1):
+        seen.extend([label] * n)
         if len(seen) == 5 + 7:  # 7 workloads traced, then 5 rows written
             raise StopError
 

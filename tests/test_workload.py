@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from prismsim.cost.cache import WorkloadCache, workload_key
-from prismsim.cost.trace import TracingContext, _Recorder, trace_workload
+from prismsim.cost.trace import Recorder, TracingContext, trace_workload
 from prismsim.cost.units import wire_bytes
 from prismsim.numerics.executor import run_in_memory
-from prismsim.strategies.program import Expect, Post, Recv, send
+from prismsim.strategies.program import Expect, Post, Recv, Tag, send
 from prismsim.workload import FORMAT, Workload
 
 
@@ -27,11 +27,15 @@ def test_voltage_task_graph_by_hand():
     """vit-tiny (197 tokens, d = 192, 4 blocks) on 2 devices: the master sends device 1 its
     98 rows and the master's 99 rows; after blocks 0-2 each sends its rows to the other."""
     wl = trace_workload("vit-tiny", "voltage", 2)
-    tags = sorted((m.src, m.dst, m.tag, m.shape[1]) for m in wl.messages)
-    assert tags == sorted([(0, (1,), "input.rows", 98), (0, (1,), "input.from0", 99)] + [
-        (d, (1 - d,), f"L{layer}", 99 - d) for layer in (1, 2, 3) for d in (0, 1)])
-    assert all(m.broadcast for m in wl.messages if m.layer)  # to every other device
-    assert wl.messages[0].bytes == 98 * 192 * 4
+    tags = sorted((m.src, m.dst, m.tag, m.layer, m.shape[1]) for m in wl.messages)
+    assert tags == sorted([(0, (1,), "input.rows", None, 98),
+                           (0, (1,), "input.from0", None, 99)] + [
+        (d, (1 - d,), f"L{layer}.rows", layer, 99 - d) for layer in (1, 2, 3) for d in (0, 1)])
+    assert all(m.broadcast for m in wl.messages if m.layer is not None)  # to every other one
+    assert wl.messages[0].payload_bytes == 98 * 192 * 4
+    # compute steps carry their block: the embedding none, block l's step l
+    assert [(t.label, t.layer) for t in wl.tasks[0] if t.kind == "compute"][:2] == [
+        ("embed", None), ("L0.block", 0)]
     kinds = [t.kind for t in wl.tasks[1]]
     # device 1: wait for the input, then per block: compute, send, wait; finally the last block
     assert kinds == ["recv"] + ["compute", "send", "recv"] * 3 + ["compute"]
@@ -74,24 +78,28 @@ def test_damaged_cache_file_is_retraced(tmp_path):
     assert cache.get("bert-tiny", "voltage", 2).tasks == good.tasks
 
 
-def test_format_1_files_load_and_newer_ones_are_refused():
+def test_files_of_another_format_are_refused_and_retraced(tmp_path):
     wl = trace_workload("vit-tiny", "voltage", 2)
     raw = json.loads(wl.to_json())
-    assert raw.pop("format") == FORMAT
-    assert Workload.from_json(json.dumps(raw)).tasks == wl.tasks  # format 1: no "format"
-    with pytest.raises(ValueError, match="newer"):
-        Workload.from_json(json.dumps({**raw, "format": FORMAT + 1}))
+    assert raw.pop("format") == FORMAT == 3
+    for other in ({}, {"format": 2}, {"format": FORMAT + 1}):  # no "format": format 1
+        with pytest.raises(ValueError, match="trace it again"):
+            Workload.from_json(json.dumps({**raw, **other}))
+    cache = WorkloadCache(tmp_path)
+    good = cache.get("vit-tiny", "voltage", 2)
+    (path,) = (tmp_path / "workloads").iterdir()
+    path.write_text(json.dumps({**raw, "format": 2}))  # written by an older prismsim
+    assert cache.get("vit-tiny", "voltage", 2).tasks == good.tasks
 
 
 def test_a_posted_receive_never_taken_is_an_error():
     def sender(ctx):
-        yield send(0, (1,), "a", torch.ones(2))
+        yield send(0, (1,), Tag("a"), torch.ones(2))
 
     def receiver(ctx):
-        yield Post((Expect(0, "a", (2,)), Expect(0, "b", (2,))))
-        yield Recv((Expect(0, "a", (2,)),))
+        yield Post((Expect(0, Tag("a"), (2,)), Expect(0, Tag("b"), (2,))))
+        yield Recv((Expect(0, Tag("a"), (2,)),))
 
     ctxs = [TracingContext(p, (1, 1), 1, 2) for p in range(2)]
-    rec = _Recorder(2, "fp32")
     with pytest.raises(ValueError, match=r"never took: \[\(0, 'b'\)\]"):
-        run_in_memory([rec.wrap(sender(ctxs[0]), ctxs[0]), rec.wrap(receiver(ctxs[1]), ctxs[1])])
+        run_in_memory([sender(ctxs[0]), receiver(ctxs[1])], Recorder(ctxs, "fp32"))

@@ -17,28 +17,21 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import transformers
 from torch import nn
 
 import prismsim
-from prismsim.models.builtin import BUILTINS
+from prismsim.cache_dir import cache_root
+from prismsim.cost.trace import trace_workload
+from prismsim.models.catalog import BUILTINS, PRETRAINED
 from prismsim.models.stack import ModelStack
 from prismsim.workload import FORMAT, Workload
-
-
-def cache_root() -> Path:
-    """$PRISMSIM_CACHE_DIR, else $XDG_CACHE_HOME/prismsim, else ~/.cache/prismsim."""
-    if os.environ.get("PRISMSIM_CACHE_DIR"):
-        return Path(os.environ["PRISMSIM_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "prismsim"
 
 
 def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
     """What identifies a model's architecture, cheaply (built-ins are not instantiated)."""
     if isinstance(model, str) and model in BUILTINS:
         return {"builtin": model, "spec": asdict(BUILTINS[model])}
-    from prismsim.models.pretrained import PRETRAINED
-
     if isinstance(model, str) and model in PRETRAINED:  # architecture fixed by pinned assets
         spec = PRETRAINED[model]
         return {"pretrained": model, "about": spec.about, "image_size": spec.image_size}
@@ -47,8 +40,6 @@ def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
     if isinstance(model, nn.Module):
         config = model.config
     else:
-        import transformers
-
         config = transformers.AutoConfig.from_pretrained(model)
     fields = json.loads(config.to_json_string(use_diff=False))
     fields.pop("_name_or_path", None)
@@ -88,9 +79,7 @@ class WorkloadCache:
             try:
                 return Workload.load(path)
             except (ValueError, KeyError, TypeError, IndexError):
-                path.unlink()  # damaged (e.g. an interrupted write by an older version)
-        from prismsim.cost.trace import trace_workload
-
+                path.unlink()  # damaged, or of another format: traced again
         wl = trace_workload(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
                             weights=weights, **options)
         self._store(path, wl)

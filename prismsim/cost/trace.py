@@ -1,10 +1,9 @@
-"""The workload executor: run a strategy's per-device programs once, recording every
-compute step's FLOPs (fvcore) and every message's size, source, destinations and which
-receive waits for it (and which post, if the receive was posted early)."""
+"""The workload executor: run a strategy's per-device programs once, in memory, recording
+every compute step's FLOPs (fvcore) and every message's size, source, destinations and
+which receive waits for it (and which post, if the receive was posted early)."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -16,37 +15,38 @@ from torch import nn
 import prismsim
 from prismsim.cost.flops import count_flops, run_counting_bytes, signature
 from prismsim.cost.units import wire_bytes
-from prismsim.models import ModelStack, load_model, random_inputs
-from prismsim.numerics.executor import make_contexts, run_in_memory
+from prismsim.models.load import load_model, random_inputs
+from prismsim.models.stack import ModelStack
+from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_memory
 from prismsim.strategies import make_options, make_programs
 from prismsim.strategies.program import (
     ALL,
     DeviceContext,
     Expect,
+    Inbox,
     Post,
-    Program,
     Recv,
     Send,
+    Tag,
 )
 from prismsim.workload import Message, Task, Workload
-
-_LAYER_PREFIX = re.compile(r"^L\d+\.")
 
 
 @dataclass
 class TracingContext(DeviceContext):
-    """Counts each compute step's FLOPs; steps with the same label pattern and input
-    signature on this device are traced once (all blocks of a model share shapes)."""
+    """Counts each compute step's FLOPs; steps with the same name and input signature on
+    this device are traced once (all blocks of a model share shapes)."""
 
     tasks: list[Task] = field(default_factory=list)
     memo: dict[tuple, int] = field(default_factory=dict)
 
-    def compute(self, label: str, fn: Callable[..., Any], *args: Any) -> Any:
-        key = (_LAYER_PREFIX.sub("L*.", label), signature(args))
+    def compute(self, tag: Tag, fn: Callable[..., Any], *args: Any) -> Any:
+        key = (tag.name, signature(args))
         result, memory_bytes = run_counting_bytes(fn, args)
         if key not in self.memo:
             self.memo[key] = count_flops(fn, args)
-        self.tasks.append(Task("compute", label, self.memo[key], bytes=memory_bytes))
+        self.tasks.append(Task("compute", str(tag), self.memo[key],
+                               memory_bytes=memory_bytes, layer=tag.layer))
         return result
 
 
@@ -65,42 +65,59 @@ class _PendingPost:
             self.tasks[self.index] = replace(self.tasks[self.index], messages=tuple(self.ids))
 
 
-class _Recorder:
-    """Wraps each program to record its sends, posts and receives, in program order.
+def _joined(expects: Sequence[Expect]) -> tuple[str, int | None]:
+    """A post's or a receive's label and layer: its expects' tags joined, their block."""
+    layers = {e.tag.layer for e in expects}
+    return ",".join(str(e.tag) for e in expects), layers.pop() if len(layers) == 1 else None
+
+
+class Recorder:
+    """A transport that records every send, post and receive into the devices' task
+    lists, in program order, and delivers through an in-memory network.
 
     Messages are matched FIFO per (receiver, source, tag), as a transport matches them;
     a receive takes the oldest expect posted for its key, if any, and that post task
     gets the same message id as the receive."""
 
-    def __init__(self, n_devices: int, wire: str):
-        self.n_devices, self.wire = n_devices, wire
+    def __init__(self, contexts: Sequence[TracingContext], wire: str):
+        self.contexts, self.wire = contexts, wire
+        self.net = InMemoryNetwork(len(contexts))
         self.messages: list[Message] = []
-        self._queued: dict[tuple[int, int, str], deque[int]] = defaultdict(deque)
+        self._queued: dict[tuple[int, int, Tag], deque[int]] = defaultdict(deque)
         # posted, not yet taken: (device, src, tag) -> FIFO of (post, slot, posted expect)
-        self._posted: dict[tuple[int, int, str], deque[tuple[_PendingPost, int, Expect]]] = \
+        self._posted: dict[tuple[int, int, Tag], deque[tuple[_PendingPost, int, Expect]]] = \
             defaultdict(deque)
 
-    def _sent(self, op: Send) -> list[Task]:
-        tasks = []
+    def send(self, device: int, op: Send) -> None:
         for msg in op.messages:
-            dst = msg.recipients(self.n_devices)
+            dst = msg.recipients(len(self.contexts))
             if not dst:
                 continue
+            shape = tuple(msg.tensor.shape)
             m = Message(id=len(self.messages), src=msg.src, dst=dst, broadcast=msg.dst == ALL,
-                        tag=msg.tag, shape=tuple(msg.tensor.shape),
-                        bytes=wire_bytes(tuple(msg.tensor.shape), self.wire))
+                        tag=str(msg.tag), layer=msg.tag.layer, shape=shape,
+                        payload_bytes=wire_bytes(shape, self.wire))
             self.messages.append(m)
             for d in dst:
-                self._queued[(d, m.src, m.tag)].append(m.id)
-            tasks.append(Task("send", msg.tag, 0, (m.id,)))
-        return tasks
+                self._queued[(d, m.src, msg.tag)].append(m.id)
+            self.contexts[device].tasks.append(Task("send", m.tag, messages=(m.id,),
+                                                    layer=m.layer))
+        self.net.send(device, op)
 
-    def _posting(self, device: int, op: Post, tasks: list[Task]) -> None:
+    def post(self, device: int, op: Post) -> None:
         """Record a post task; its ids are resolved by the receives that take it."""
+        tasks = self.contexts[device].tasks
         pending = _PendingPost(tasks, len(tasks), [None] * len(op.expects))
-        tasks.append(Task("post", ",".join(e.tag for e in op.expects)))
+        label, layer = _joined(op.expects)
+        tasks.append(Task("post", label, layer=layer))
         for slot, e in enumerate(op.expects):
             self._posted[(device, e.src, e.tag)].append((pending, slot, e))
+
+    def take(self, device: int, op: Recv) -> Inbox | None:
+        inbox = self.net.take(device, op)
+        if inbox is not None:
+            self.contexts[device].tasks.append(self._received(device, op))
+        return inbox
 
     def _received(self, device: int, op: Recv) -> Task:
         ids = []
@@ -112,28 +129,14 @@ class _Recorder:
                 if posted != e:
                     raise ValueError(f"device {device} posted {posted}, received {e}")
                 pending.resolve(slot, ids[-1])
-        return Task("recv", ",".join(e.tag for e in op.expects), 0, tuple(ids))
+        label, layer = _joined(op.expects)
+        return Task("recv", label, messages=tuple(ids), layer=layer)
 
-    def _check_posts_taken(self, device: int) -> None:
-        left = sorted((src, tag) for (d, src, tag), q in self._posted.items() if d == device and q)
+    def finish(self, device: int) -> None:
+        left = sorted((src, str(tag)) for (d, src, tag), q in self._posted.items()
+                      if d == device and q)
         if left:
             raise ValueError(f"device {device} posted receives it never took: {left}")
-
-    def wrap(self, gen: Program, ctx: TracingContext) -> Program:
-        reply = None
-        while True:
-            try:
-                op = gen.send(reply)
-            except StopIteration as stop:
-                self._check_posts_taken(ctx.device)
-                return stop.value
-            if isinstance(op, Send):
-                ctx.tasks.extend(self._sent(op))
-            elif isinstance(op, Post):
-                self._posting(ctx.device, op, ctx.tasks)
-            reply = yield op
-            if isinstance(op, Recv):
-                ctx.tasks.append(self._received(ctx.device, op))
 
 
 def _meta(stack: ModelStack, strategy: str, options: Any, ctx: DeviceContext, wire: str
@@ -160,9 +163,9 @@ def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: 
     opts = make_options(strategy, **options)
     contexts = [TracingContext(c.device, c.sizes, c.batch, c.hidden)
                 for c in make_contexts(stack, inputs, devices, weights)]
-    rec = _Recorder(devices, wire)
+    rec = Recorder(contexts, wire)
     programs = make_programs(strategy, contexts, stack, inputs, opts)
     with torch.no_grad():
-        run_in_memory([rec.wrap(g, c) for g, c in zip(programs, contexts, strict=True)])
+        run_in_memory(programs, rec)
     return Workload(meta=_meta(stack, strategy, opts, contexts[0], wire),
                     tasks=[c.tasks for c in contexts], messages=rec.messages)

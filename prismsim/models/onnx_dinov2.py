@@ -25,7 +25,7 @@ from transformers import Dinov2Config, Dinov2Model
 from transformers.initialization import no_init_weights
 
 from prismsim.assets import ASSETS, asset_file
-from prismsim.cost.cache import cache_root
+from prismsim.cache_dir import cache_root
 
 ASSET = "dinov2-small-onnx"
 

@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from prismsim.models import load_model, random_inputs
+from prismsim.configuration import command_configurations, prism_settings
+from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_memory
 from prismsim.strategies import make_options, make_programs
 from prismsim.strategies.program import MASTER
-
-
-@dataclass(frozen=True)
-class Point:
-    strategy: str
-    devices: int
-    options: dict[str, Any]
-
-
-def expand_points(strategies: Iterable[str], devices: Iterable[int], crs: Iterable[float]
-                  ) -> list[Point]:
-    """single once on one device; the others at every device count (prism at every CR)."""
-    points = []
-    for name in strategies:
-        if name == "single":
-            points.append(Point("single", 1, {}))
-            continue
-        for p in devices:
-            opts = [{"cr": cr} for cr in crs] if name == "prism" else [{}]
-            points += [Point(name, p, o) for o in opts]
-    return points
 
 
 def _agreement(out: Tensor, ref: Tensor) -> float:
@@ -53,16 +31,16 @@ def check_numerics(model: str = "vit-base", strategies: Iterable[str] = ("single
     ref = stack.reference(inputs)
     scale = float(ref.abs().max())
     rows = []
-    for pt in expand_points(strategies, devices, crs):
-        contexts = make_contexts(stack, inputs, pt.devices)
-        net = InMemoryNetwork(pt.devices)
-        programs = make_programs(pt.strategy, contexts, stack, inputs,
-                                 make_options(pt.strategy, **pt.options))
+    for c in command_configurations(strategies, devices, prism_settings(crs)):
+        contexts = make_contexts(stack, inputs, c.devices)
+        net = InMemoryNetwork(c.devices)
+        programs = make_programs(c.strategy, contexts, stack, inputs,
+                                 make_options(c.strategy, **c.options()))
         with torch.no_grad():
             out = run_in_memory(programs, net)[MASTER]
         rows.append({
-            "model": stack.name, "tokens": contexts[0].n_tokens, "strategy": pt.strategy,
-            "devices": pt.devices, "cr": pt.options.get("cr"),
+            "model": stack.name, "tokens": contexts[0].n_tokens, "strategy": c.strategy,
+            "devices": c.devices, "cr": c.cr,
             "max_rel_err": float((out - ref).abs().max()) / scale,
             "argmax_agreement": _agreement(out, ref),
             "bytes_sent": sum(net.sent_bytes), "messages": sum(net.sent_messages),

@@ -9,17 +9,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prismsim.models import ModelStack, load_model, normalize_inputs
+from prismsim.models.load import load_model, normalize_inputs
+from prismsim.models.stack import ModelStack
 from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies import make_options, make_programs
 from prismsim.strategies.program import (
     MASTER,
     DeviceContext,
+    Driver,
     Inbox,
     Post,
     Program,
     Recv,
     Send,
+    Tag,
+    Transport,
 )
 
 
@@ -28,15 +32,16 @@ class DeadlockError(RuntimeError):
 
 
 class InMemoryNetwork:
-    """Mailboxes keyed by (destination, source, tag); FIFO per key."""
+    """Mailboxes keyed by (destination, source, tag); FIFO per key. A transport for
+    programs run in one process."""
 
     def __init__(self, n_devices: int):
         self.n_devices = n_devices
-        self._boxes: dict[tuple[int, int, str], deque[Tensor]] = defaultdict(deque)
+        self._boxes: dict[tuple[int, int, Tag], deque[Tensor]] = defaultdict(deque)
         self.sent_bytes = [0] * n_devices  # unicast accounting: one copy per recipient
         self.sent_messages = [0] * n_devices
 
-    def post(self, op: Send) -> None:
+    def send(self, device: int, op: Send) -> None:
         for msg in op.messages:
             recipients = msg.recipients(self.n_devices)
             for dst in recipients:
@@ -45,7 +50,10 @@ class InMemoryNetwork:
             self.sent_bytes[msg.src] += size_bytes * len(recipients)
             self.sent_messages[msg.src] += len(recipients)
 
-    def try_take(self, device: int, op: Recv) -> Inbox | None:
+    def post(self, device: int, op: Post) -> None:
+        """Nothing to do: in memory a message waits in its mailbox anyway."""
+
+    def take(self, device: int, op: Recv) -> Inbox | None:
         keys = [(device, e.src, e.tag) for e in op.expects]
         if not all(self._boxes[k] for k in keys):
             return None
@@ -53,53 +61,26 @@ class InMemoryNetwork:
         for e, k in zip(op.expects, keys, strict=True):
             t = self._boxes[k].popleft()
             if tuple(t.shape) != e.shape:
-                raise ValueError(f"device {device}: message {e.tag!r} from {e.src} has shape "
+                raise ValueError(f"device {device}: message {e.tag} from {e.src} has shape "
                                  f"{tuple(t.shape)}, expected {e.shape}")
             items.append((e, t))
         return Inbox(items)
 
+    def finish(self, device: int) -> None:
+        """Nothing outstanding: sends were delivered when made."""
 
-def run_in_memory(programs: Sequence[Program], net: InMemoryNetwork | None = None
-                  ) -> list[Any]:
-    """Drive every generator until it finishes; returns each device's result."""
+
+def run_in_memory(programs: Sequence[Program], net: Transport | None = None) -> list[Any]:
+    """Drive every generator until it finishes, round robin, each until it blocks;
+    returns each device's result."""
     net = net or InMemoryNetwork(len(programs))
-    waiting: list[Recv | None] = [None] * len(programs)
-    reply: list[Any] = [None] * len(programs)
-    results: list[Any] = [None] * len(programs)
-    alive = set(range(len(programs)))
-    while alive:
-        progressed = False
-        for p in sorted(alive):
-            progressed |= _advance(p, programs[p], net, waiting, reply, results, alive)
-        if not progressed:
-            raise DeadlockError(f"devices {sorted(alive)} wait for messages that never come: "
-                           f"{[waiting[p] for p in sorted(alive)]}")
-    return results
-
-
-def _advance(p: int, gen: Program, net: InMemoryNetwork, waiting: list[Recv | None],
-             reply: list[Any], results: list[Any], alive: set[int]) -> bool:
-    """Run device p until it blocks on a Recv whose messages are not all there."""
-    progressed = False
-    while True:
-        if waiting[p] is not None:
-            inbox = net.try_take(p, waiting[p])
-            if inbox is None:
-                return progressed
-            waiting[p], reply[p] = None, inbox
-        try:
-            op = gen.send(reply[p])
-        except StopIteration as stop:
-            results[p] = stop.value
-            alive.discard(p)
-            return True
-        progressed, reply[p] = True, None
-        if isinstance(op, Send):
-            net.post(op)
-        elif isinstance(op, Recv):
-            waiting[p] = op
-        elif not isinstance(op, Post):  # a Post changes nothing in memory
-            raise TypeError(f"device {p} yielded {op!r}; programs yield Send, Recv or Post")
+    drivers = [Driver(p, gen, net) for p, gen in enumerate(programs)]
+    while not all(d.done for d in drivers):
+        progressed = [d.advance() for d in drivers if not d.done]
+        if not any(progressed):
+            waiting = [(d.device, d.blocked) for d in drivers if not d.done]
+            raise DeadlockError(f"devices wait for messages that never come: {waiting}")
+    return [d.result for d in drivers]
 
 
 def make_contexts(stack: ModelStack, inputs: dict[str, Tensor], devices: int,

@@ -14,13 +14,22 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import yaml
+
+from prismsim.cost.trace import trace_workload
+from prismsim.models.load import load_model, random_inputs
+from prismsim.numerics.executor import make_contexts, run_in_memory
+from prismsim.realrun.worker import TimedContext, drive
+from prismsim.strategies import make_options, make_programs, single
+from prismsim.workload import Workload
 
 PINGPONG_SIZES_BYTES = (256, 4096, 16384, 65536, 262144)  # spans the small models' messages
 PINGPONG_PORT = 29517  # loopback port of the GLOO ping-pong
@@ -30,8 +39,6 @@ STARTUP_S = 8.0  # time for every profiling process to import torch and build th
 
 def model_flops(model: str, batch: int = 1) -> int:
     """FLOPs of the single-device program (fvcore, as the simulator counts them)."""
-    from prismsim.cost.trace import trace_workload
-
     wl = trace_workload(model, "single", 1, batch=batch)
     return sum(t.flops for t in wl.tasks[0])
 
@@ -39,11 +46,6 @@ def model_flops(model: str, batch: int = 1) -> int:
 def time_single_s(model: str, batch: int, start_at: float, window_s: float) -> list[float]:
     """Wall seconds of each single-device forward (through the program interface) begun
     in ``[start_at, start_at + window_s)``; two untimed forwards warm up first."""
-    from prismsim.models import load_model, random_inputs
-    from prismsim.numerics.executor import make_contexts
-    from prismsim.realrun.worker import TimedContext, drive
-    from prismsim.strategies import single
-
     stack = load_model(model, seed=0)
     inputs = random_inputs(stack, batch=batch, seed=0)
     base = make_contexts(stack, inputs, 1)[0]
@@ -51,7 +53,7 @@ def time_single_s(model: str, batch: int, start_at: float, window_s: float) -> l
     def forward() -> float:
         ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
         ctx.t0 = time.perf_counter()
-        drive(single.program(ctx, stack, inputs, single.Options()), 1)
+        drive(0, single.program(ctx, stack, inputs, single.Options()), 1)
         return time.perf_counter() - ctx.t0
 
     out = []
@@ -95,8 +97,6 @@ class MessageCosts:
 
 
 def _pingpong_worker(rank: int, reps: int, init_method: str, interface: str) -> None:
-    import torch.distributed as dist
-
     os.environ["GLOO_SOCKET_IFNAME"] = interface
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2,
                             timeout=timedelta(seconds=60))
@@ -184,8 +184,6 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
 
 
 def save_profile(profile: dict[str, Any], path: Path) -> None:
-    import yaml
-
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
 
@@ -208,11 +206,6 @@ def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: 
     """Median seconds of every compute step of every device's program, in program order,
     each timed in this process with one torch thread (all devices run in turn, messages in
     memory): the compute cost of the strategy's own shapes, free of any contention."""
-    from prismsim.models import load_model, random_inputs
-    from prismsim.numerics.executor import make_contexts, run_in_memory
-    from prismsim.realrun.worker import TimedContext
-    from prismsim.strategies import make_options, make_programs
-
     torch.set_num_threads(1)
     stack = load_model(model, seed=0)
     inputs = random_inputs(stack, batch=batch, seed=0)
@@ -223,7 +216,7 @@ def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: 
             ctxs = [TimedContext(c.device, c.sizes, c.batch, c.hidden)
                     for c in make_contexts(stack, inputs, devices)]
             run_in_memory(make_programs(strategy, ctxs, stack, inputs, opts))
-            runs.append([[end - start for _, start, end in c.steps] for c in ctxs])
+            runs.append([[end - start for _, _, start, end in c.steps] for c in ctxs])
     return [[statistics.median(r[d][i] for r in runs[1:]) for i in range(len(runs[0][d]))]
             for d in range(devices)]
 
@@ -231,10 +224,6 @@ def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: 
 def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> Any:
     """A copy of ``wl`` whose compute tasks take the measured ``seconds`` on a device of
     ``flops_per_s`` (their FLOPs rescaled), so a slower device still scales them."""
-    from dataclasses import replace
-
-    from prismsim.workload import Workload
-
     tasks = []
     for d, device_tasks in enumerate(wl.tasks):
         measured = iter(seconds[d])

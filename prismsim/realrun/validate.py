@@ -15,9 +15,11 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from prismsim.cost.cache import WorkloadCache
+from prismsim.names import check_model, check_strategies
 from prismsim.realrun.profile import (
     MessageCosts,
     fit_message_cost,
@@ -30,25 +32,29 @@ from prismsim.realrun.profile import (
 from prismsim.realrun.runner import RealConfig, run_configs
 from prismsim.realrun.testbed import FRAME_OVERHEAD_BYTES, MTU_BYTES, Testbed
 from prismsim.sim import simulate
-from prismsim.sim.catalog import validation_message
 from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.userfiles import (
+    StrictModel,
+    UserFileError,
+    load_model_file,
+    read_mapping,
+    validate,
+)
 
 TCP_PAYLOAD_BYTES = MTU_BYTES - 52  # IPv4 20 + TCP 20 + timestamps 12 per frame
 GOODPUT = TCP_PAYLOAD_BYTES / (MTU_BYTES + FRAME_OVERHEAD_BYTES)  # what tbf's rate carries
 
 
-class SpecError(ValueError):
+class SpecError(UserFileError):
     """A validation file that does not validate; names the file and the key."""
 
 
-class StrategyEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrategyEntry(StrictModel):
     strategy: str
     options: dict[str, Any] = Field(default_factory=dict)  # the strategy's options
 
 
-class ValidationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ValidationSpec(StrictModel):
     model: str = "vit-tiny"  # small enough that P processes fit on 2 cores
     batch: int = Field(1, ge=1)  # images per inference
     strategies: list[StrategyEntry]  # single is always run beside them, as the baseline
@@ -60,14 +66,28 @@ class ValidationSpec(BaseModel):
     profile: str | None = None  # a saved `prismsim profile-device` file; None: measure now
 
 
+class ProfileFile(BaseModel):
+    """What validation reads of a ``prismsim profile-device`` file (other keys kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    concurrent_gflops: dict[int, PositiveFloat] = Field(min_length=1)  # k busy -> GFLOP/s
+    gloo_fixed_us: float = Field(ge=0)  # fixed cost of one GLOO message
+
+
 def load_spec(path: Path) -> ValidationSpec:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return ValidationSpec.model_validate(data)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-    except ValidationError as err:
-        raise SpecError(validation_message(err, str(path), "")) from None
+    spec = load_model_file(path, ValidationSpec, "validation fields", SpecError)
+    check_model(spec.model, f"{path.name}: model", SpecError)
+    check_strategies([e.strategy for e in spec.strategies], f"{path.name}: strategies",
+                     SpecError)
+    return spec
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """A saved profile, checked: a damaged or foreign file is one error naming it."""
+    where = path.name
+    data = read_mapping(path, "profile fields", where)
+    validate(ProfileFile, data, where, error=SpecError)
+    return data
 
 
 def host_device(profile: dict[str, Any], busy: int) -> DeviceSpec:
@@ -94,7 +114,7 @@ def calibrated_device(profile: dict[str, Any], busy: int, costs: MessageCosts) -
     measured by the same ping-pong) charged to its program, as staging is."""
     fixed_s, per_byte_s = fit_message_cost(costs.cpu_s)
     base = host_device(profile, busy)
-    return base.model_copy(update={"staging_us": fixed_s * 1e6, "staging_gbps":
+    return base.model_copy(update={"staging_us": fixed_s * 1e6, "staging_gbytes_per_s":
                                    1e-9 / per_byte_s if per_byte_s else 1e6})
 
 
@@ -122,11 +142,11 @@ def _configs(spec: ValidationSpec) -> list[RealConfig]:
 
 
 def _layer_ends(steps: list[list]) -> dict[int, float]:
-    """When the device finished each layer's last compute step (label ``L<i>.*``)."""
+    """When the device finished each layer's last compute step: steps are (label, layer,
+    start, end)."""
     ends: dict[int, float] = {}
-    for label, _, end in steps:
-        if label.startswith("L") and "." in label:
-            layer = int(label[1:label.index(".")])
+    for _, layer, _, end in steps:
+        if layer is not None:
             ends[layer] = max(ends.get(layer, 0.0), end)
     return ends
 
@@ -173,8 +193,8 @@ def simulate_point(spec: ValidationSpec, cfg: RealConfig, devices: int,
         result = simulate(wl, device, link, record=not out)
         out[name] = result.latency_s * 1e3
         if len(out) == 1:
-            steps = [[label, start, end] for d, lane, label, start, end in result.spans
-                     if d == 0 and lane == "compute"]
+            steps = [[s.label, s.layer, s.start_s, s.end_s] for s in result.spans
+                     if s.device == 0 and s.lane == "compute"]
             out["sim_layer_ms"] = {k: v * 1e3 for k, v in _layer_ends(steps).items()}
     return out
 
@@ -296,12 +316,8 @@ def mape(table: pd.DataFrame, column: str = "error_pct", distributed_only: bool 
 
 
 def scatter_plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.add_subplot()
     for (strategy, devices), group in table.groupby(["strategy", "devices"]):
         ax.scatter(group["measured_ms"], group["simulated_ms"], label=f"{strategy} P={devices}",
                    s=22)
@@ -310,10 +326,6 @@ def scatter_plot(table: pd.DataFrame, path: Path) -> None:
     ax.set(xlabel="measured latency (ms)", ylabel="simulated latency (ms)", xlim=(0, top),
            ylim=(0, top), title=f"Simulator vs testbed (MAPE {mape(table):.1f} %)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(fig)
 
 
-def load_profile(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())

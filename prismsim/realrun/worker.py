@@ -24,68 +24,81 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from prismsim.models import load_model, random_inputs
+from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts
 from prismsim.strategies import get_strategy, make_options
 from prismsim.strategies.program import (
     MASTER,
     DeviceContext,
+    Driver,
     Expect,
     Inbox,
     Post,
     Program,
+    Recv,
     Send,
+    Tag,
 )
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 
 
-def tag_id(tag: str) -> int:
-    """GLOO tags are integers: a stable hash of the program's string tag."""
-    return zlib.crc32(tag.encode()) & 0x7FFFFFFF
+def tag_id(tag: Tag) -> int:
+    """GLOO tags are integers: a stable hash of the program's tag as text."""
+    return zlib.crc32(str(tag).encode()) & 0x7FFFFFFF
 
 
 @dataclass
 class TimedContext(DeviceContext):
-    """Records each compute step's (label, start, end) against ``t0``."""
+    """Records each compute step's (label, layer, start, end) against ``t0``."""
 
     t0: float = 0.0
-    steps: list[tuple[str, float, float]] = field(default_factory=list)
+    steps: list[tuple[str, int | None, float, float]] = field(default_factory=list)
 
-    def compute(self, label: str, fn: Any, *args: Any) -> Any:
+    def compute(self, tag: Tag, fn: Any, *args: Any) -> Any:
         start = time.perf_counter()
         out = fn(*args)
-        self.steps.append((label, start - self.t0, time.perf_counter() - self.t0))
+        self.steps.append((str(tag), tag.layer, start - self.t0, time.perf_counter() - self.t0))
         return out
 
 
-def drive(program: Program, n_devices: int) -> Any:
-    """Run one program over torch.distributed: sends are ``isend`` (completed at the
-    end); a ``Post`` issues its ``irecv`` at once; each ``Recv`` takes the posted ones
+class GlooTransport:
+    """Messages through torch.distributed: sends are ``isend`` (completed when the program
+    returns); a ``Post`` issues its ``irecv`` at once; each ``Recv`` takes the posted ones
     for its expects (oldest first per source and tag), issues ``irecv`` for the rest,
     then waits for them all."""
-    pending, reply = [], None
-    posted: dict[tuple[int, str], deque[tuple[Any, torch.Tensor]]] = defaultdict(deque)
-    while True:
-        try:
-            op = program.send(reply)
-        except StopIteration as stop:
-            for work in pending:
-                work.wait()
-            return stop.value
-        reply = None
-        if isinstance(op, Send):
-            pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
-                        for m in op.messages for dst in m.recipients(n_devices)]
-        elif isinstance(op, Post):
-            for e in op.expects:
-                posted[(e.src, e.tag)].append(_irecv(e))
-        else:
-            received = [posted[(e.src, e.tag)].popleft() if posted[(e.src, e.tag)]
-                        else _irecv(e) for e in op.expects]
-            for work, _ in received:
-                work.wait()
-            reply = Inbox(zip(op.expects, (b for _, b in received), strict=True))
+
+    def __init__(self, n_devices: int):
+        self.n_devices = n_devices
+        self.pending: list[Any] = []
+        self.posted: dict[tuple[int, Tag], deque[tuple[Any, torch.Tensor]]] = defaultdict(deque)
+
+    def send(self, device: int, op: Send) -> None:
+        self.pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
+                         for m in op.messages for dst in m.recipients(self.n_devices)]
+
+    def post(self, device: int, op: Post) -> None:
+        for e in op.expects:
+            self.posted[(e.src, e.tag)].append(_irecv(e))
+
+    def take(self, device: int, op: Recv) -> Inbox:
+        received = [self.posted[(e.src, e.tag)].popleft() if self.posted[(e.src, e.tag)]
+                    else _irecv(e) for e in op.expects]
+        for work, _ in received:
+            work.wait()
+        return Inbox(zip(op.expects, (b for _, b in received), strict=True))
+
+    def finish(self, device: int) -> None:
+        for work in self.pending:
+            work.wait()
+        self.pending.clear()
+
+
+def drive(device: int, program: Program, n_devices: int) -> Any:
+    """Run one program to its end over torch.distributed; its result."""
+    driver = Driver(device, program, GlooTransport(n_devices))
+    driver.advance()
+    return driver.result
 
 
 def _irecv(e: Expect) -> tuple[Any, torch.Tensor]:
@@ -105,7 +118,7 @@ def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]
     mine = inputs if rank == MASTER else None  # every device knows the shapes, not the data
     program = get_strategy(cfg["strategy"]).program(ctx, stack, mine, opts)
     cpu0, ctx.t0 = time.process_time(), time.perf_counter()
-    out = drive(program, devices)
+    out = drive(rank, program, devices)
     wall = time.perf_counter() - ctx.t0
     return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
 

@@ -1,7 +1,8 @@
 """The SimPy simulator: replays Workloads on modelled devices and network media.
 Imports no torch, no models, no strategies."""
 
-from prismsim.sim.engine import DeviceStats, SimResult, simulate
+from prismsim.sim.engine import simulate
+from prismsim.sim.results import DeviceStats, SimResult, Span
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 
-__all__ = ["DeviceSpec", "DeviceStats", "LinkSpec", "SimResult", "simulate"]
+__all__ = ["DeviceSpec", "DeviceStats", "LinkSpec", "SimResult", "Span", "simulate"]

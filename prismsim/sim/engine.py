@@ -12,70 +12,16 @@ posted it early, and goes on at once) or else by the receive itself.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import simpy
 
 from prismsim.sim.media import MEDIA
+from prismsim.sim.program import Compute, Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, LinkSpec
-from prismsim.workload import Message, Task, Workload
-
-
-@dataclass
-class DeviceStats:
-    compute_s: float = 0.0
-    staging_s: float = 0.0
-    wait_s: float = 0.0  # blocked in a receive
-    finish_s: float = 0.0
-    tx_s: float = 0.0
-    rx_s: float = 0.0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    energy_j: float = 0.0
-
-    @property
-    def comm_s(self) -> float:
-        """Time the program is held by communication: staging and waiting to receive."""
-        return self.staging_s + self.wait_s
-
-
-@dataclass
-class SimResult:
-    latency_s: float
-    devices: list[DeviceStats]
-    bytes_on_air: int
-    spans: list[tuple[int, str, str, float, float]] = field(default_factory=list)
-
-    @property
-    def energy_j(self) -> float:
-        return sum(d.energy_j for d in self.devices)
-
-    def idle_s(self, device: int) -> float:
-        d = self.devices[device]
-        return self.latency_s - d.compute_s - d.comm_s
-
-
-def compute_s(task: Task, spec: DeviceSpec) -> float:
-    """Roofline: the larger of compute time and memory time (if a bandwidth is given)."""
-    t = task.flops / spec.flops_per_s
-    mem = spec.mem_bytes_per_s
-    return max(t, task.bytes / mem) if mem else t
-
-
-def _compiled(tasks: Sequence[Task], spec: DeviceSpec, merge: bool) -> list[tuple]:
-    """Tasks as (kind, payload, label) with compute times precomputed; consecutive compute
-    steps merged into one hold when no timeline is recorded (same result, fewer events)."""
-    ops: list[tuple] = []
-    for t in tasks:
-        if t.kind == "compute":
-            if merge and ops and ops[-1][0] == "compute":
-                ops[-1] = ("compute", ops[-1][1] + compute_s(t, spec), ops[-1][2])
-            else:
-                ops.append(("compute", compute_s(t, spec), t.label))
-        else:
-            ops.append((t.kind, t.messages, t.label))
-    return ops
+from prismsim.workload import Message, Workload
 
 
 class _Replay:
@@ -83,7 +29,7 @@ class _Replay:
         self.env = simpy.Environment()
         self.wl, self.specs, self.record = wl, specs, record
         self.stats = [DeviceStats() for _ in specs]
-        self.spans: list[tuple[int, str, str, float, float]] = []
+        self.spans: list[Span] = []
         self.arrival: dict[tuple[int, int], float] = {}  # (message, device) -> time
         self.waiting: dict[tuple[int, int], simpy.Event] = {}
         self.rendezvous = link.rendezvous
@@ -91,9 +37,10 @@ class _Replay:
         self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
         self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None)
 
-    def _span(self, device: int, lane: str, label: str, start: float, end: float) -> None:
+    def _span(self, device: int, lane: str, label: str, start: float, end: float,
+              layer: int | None = None) -> None:
         if end > start:
-            self.spans.append((device, lane, label, start, end))
+            self.spans.append(Span(device, lane, label, start, end, layer))
 
     def _deliver(self, msg_id: int, device: int, at: float) -> None:
         key = (msg_id, device)
@@ -102,14 +49,15 @@ class _Replay:
         if event is not None:  # the receiver already waits: wake it on arrival
             self.env.timeout(at - self.env.now).callbacks.append(lambda _: event.succeed())
 
-    def _hold(self, p: int, lane: str, label: str, seconds: float) -> Generator[Any, Any, None]:
+    def _hold(self, p: int, lane: str, label: str, seconds: float, layer: int | None = None
+              ) -> Generator[Any, Any, None]:
         start = self.env.now
         yield self.env.timeout(seconds)
         if self.record:
-            self._span(p, lane, label, start, self.env.now)
+            self._span(p, lane, label, start, self.env.now, layer)
 
     def _stage_out(self, p: int, msg: Message, label: str) -> Generator[Any, Any, None]:
-        stage = self.specs[p].staging_s(msg.bytes)
+        stage = self.specs[p].staging_s(msg.payload_bytes)
         self.stats[p].staging_s += stage
         yield from self._hold(p, "staging", f"{label} to host", stage)
 
@@ -152,48 +100,50 @@ class _Replay:
         self.stats[p].wait_s += self.env.now - start
         if self.record:
             self._span(p, "wait", label, start, self.env.now)
-        if not self.specs[p].staging_gbps:
+        if not self.specs[p].stages:
             return
-        stage = sum(self.specs[p].staging_s(self.wl.messages[m].bytes) for m in ids)
+        stage = sum(self.specs[p].staging_s(self.wl.messages[m].payload_bytes) for m in ids)
         if stage:
             self.stats[p].staging_s += stage
             yield from self._hold(p, "staging", f"{label} to device", stage)
 
-    def device(self, p: int, ops: list[tuple]) -> Generator[Any, Any, None]:
-        timeout, stats, staging = self.env.timeout, self.stats[p], self.specs[p].staging_gbps
-        for kind, what, label in ops:
-            if kind == "compute":
-                stats.compute_s += what
-                if self.record:
-                    yield from self._hold(p, "compute", label, what)
+    def device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
+        stats, timeout, record = self.stats[p], self.env.timeout, self.record
+        for op in ops:
+            if isinstance(op, Compute):  # the common case, inline: one event per hold
+                stats.compute_s += op.seconds
+                if record:
+                    yield from self._hold(p, "compute", op.label, op.seconds, op.layer)
                 else:
-                    yield timeout(what)
-            elif kind == "send":
-                msg = self.wl.messages[what[0]]
-                if staging:
-                    yield from self._stage_out(p, msg, label)
+                    yield timeout(op.seconds)
+            elif isinstance(op, SendMessage):
+                msg = self.wl.messages[op.message]
+                if self.specs[p].stages:
+                    yield from self._stage_out(p, msg, op.label)
                 self._send(msg)
-            elif kind == "post":
+            elif isinstance(op, PostReceives):
                 if self.rendezvous:  # else free: messages leave when sent anyway
-                    self._post(p, what)
-            elif self.rendezvous:
-                self._post(p, what)
-                yield from self._recv(p, what, label)
-            elif staging or self.record or any((m, p) not in self.arrival for m in what):
-                yield from self._recv(p, what, label)
-            else:  # every message already on its way: just wait for the last
-                last = max(self.arrival[(m, p)] for m in what)
-                if last > self.env.now:
-                    stats.wait_s += last - self.env.now
-                    yield timeout(last - self.env.now)
-        self.stats[p].finish_s = self.env.now
+                    self._post(p, op.messages)
+            else:
+                yield from self._receive(p, op)
+        stats.finish_s = self.env.now
+
+    def _receive(self, p: int, op: Receive) -> Generator[Any, Any, None]:
+        ids = op.messages
+        if self.rendezvous:
+            self._post(p, ids)
+        if self.rendezvous or self.specs[p].stages or self.record or any(
+                (m, p) not in self.arrival for m in ids):
+            yield from self._recv(p, ids, op.label)
+            return
+        last = max(self.arrival[(m, p)] for m in ids)  # all on their way: wait for the last
+        if last > self.env.now:
+            self.stats[p].wait_s += last - self.env.now
+            yield self.env.timeout(last - self.env.now)
 
     def run(self) -> SimResult:
-        for p, (tasks, spec) in enumerate(zip(self.wl.tasks, self.specs, strict=True)):
-            key = (p, spec, not self.record)
-            if key not in self.wl.compiled:  # reused across points with this device spec
-                self.wl.compiled[key] = _compiled(tasks, spec, merge=not self.record)
-            self.env.process(self.device(p, self.wl.compiled[key]))
+        for p, spec in enumerate(self.specs):
+            self.env.process(self.device(p, device_ops(self.wl, p, spec, not self.record)))
         self.env.run()
         if self.waiting:
             raise RuntimeError(f"messages never sent: {sorted(self.waiting)}")
@@ -203,19 +153,8 @@ class _Replay:
             st.tx_s, st.rx_s = med.tx_s[p], med.rx_s[p]
             st.bytes_sent, st.bytes_received = med.bytes_sent[p], med.bytes_received[p]
             st.energy_j = energy_j(spec, latency, st.compute_s, st.tx_s, st.rx_s)
-        return SimResult(latency, self.stats, med.bytes_on_air, sorted(self.spans, key=_start))
-
-
-def _start(span: tuple) -> float:
-    return span[3]
-
-
-def energy_j(spec: DeviceSpec, latency_s: float, compute_s: float, tx_s: float,
-             rx_s: float) -> float:
-    """Idle power for the whole inference plus each active state's extra power for the
-    time spent in it; with states that do not overlap this is sum(power x time per state)."""
-    return (spec.idle_w * latency_s + (spec.compute_w - spec.idle_w) * compute_s
-            + (spec.tx_w - spec.idle_w) * tx_s + (spec.rx_w - spec.idle_w) * rx_s)
+        spans = sorted(self.spans, key=lambda span: span.start_s)
+        return SimResult(latency, self.stats, med.bytes_on_air, spans)
 
 
 def simulate(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,

@@ -15,14 +15,15 @@ from prismsim.cost.units import bytes_to_bits
 from prismsim.sim.specs import LinkSpec
 from prismsim.workload import Message
 
-Span = Callable[[int, str, str, float, float], None]  # (device, lane, label, start, end)
+# receives each transmission as (device, lane, label, start, end) when a timeline is kept
+SpanSink = Callable[[int, str, str, float, float], None]
 Delivery = tuple[int, float]  # (destination, arrival time)
 
 
 class Medium:
     """Accounting shared by every medium; subclasses book the transmissions."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
         self.link, self.span = link, span
         self.latency_s = link.latency_s  # SI values read once, not per message
         self.data_delay_s = link.latency_s + link.message_delay_s
@@ -38,7 +39,7 @@ class Medium:
         raise NotImplementedError
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
-        bits = bytes_to_bits(msg.bytes + self.link.header_bytes)
+        bits = bytes_to_bits(msg.payload_bytes + self.link.header_bytes)
         return self.per_message_s + bits / bits_per_s
 
     def copies(self, msg: Message) -> list[tuple[int, ...]]:
@@ -51,11 +52,11 @@ class Medium:
                 airtime_s: float, hops: int = 1) -> list[Delivery]:
         """The sender transmits for one airtime, each receiver receives for one."""
         self.tx_s[msg.src] += airtime_s
-        self.bytes_sent[msg.src] += msg.bytes
-        self.bytes_on_air += msg.bytes * hops
+        self.bytes_sent[msg.src] += msg.payload_bytes
+        self.bytes_on_air += msg.payload_bytes * hops
         for d in dsts:
             self.rx_s[d] += airtime_s
-            self.bytes_received[d] += msg.bytes
+            self.bytes_received[d] += msg.payload_bytes
         if self.span:
             self.span(msg.src, "tx", f"{msg.tag} -> {list(dsts)}", start, end)
         arrival = end + self.data_delay_s
@@ -67,7 +68,7 @@ class Switched(Medium):
     downlinks free at once (cut-through); unicast to k peers sends k copies one after
     the other through the uplink; a broadcast-capable switch replicates one transmission."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
         super().__init__(link, n_devices, span)
         self.up_free = [0.0] * n_devices
         self.down_free = [0.0] * n_devices
@@ -90,7 +91,7 @@ class Shared(Medium):
     access point (``relay``) each frame crosses the air twice. A broadcast is one
     transmission at the broadcast rate."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
         super().__init__(link, n_devices, span)
         self.free = 0.0
 
@@ -110,7 +111,7 @@ class Mesh(Medium):
     """Independent point-to-point links, one per ordered pair: copies to different peers
     go out in parallel."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: Span | None = None):
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
         super().__init__(link, n_devices, span)
         self.free: dict[tuple[int, int], float] = {}
 

@@ -3,9 +3,10 @@ inside; catalogs and scenarios write human units such as GFLOP/s, Mbit/s, ms).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import AliasChoices, Field, PositiveFloat
 
 from prismsim.cost.units import (
     gbytes_per_s_to_bytes_per_s,
@@ -14,13 +15,15 @@ from prismsim.cost.units import (
     ms_to_s,
     us_to_s,
 )
+from prismsim.userfiles import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _renamed(name: str, old: str) -> AliasChoices:
+    """A field read under its name or, from files written before it was renamed, ``old``."""
+    return AliasChoices(name, old)
 
 
-class DeviceSpec(_Strict):
+class DeviceSpec(StrictModel):
     """One edge device. Power is per state; energy adds (P_state - P_idle) for the time
     spent in each active state on top of P_idle for the whole inference."""
 
@@ -28,7 +31,9 @@ class DeviceSpec(_Strict):
     source: str = ""  # where the numbers come from (datasheet, measurement)
     peak_gflops: PositiveFloat  # peak FLOP/s of the compute unit used, in GFLOP/s
     efficiency: float = Field(0.5, gt=0, le=1)  # achieved share of peak; 0.5 until measured
-    mem_bandwidth_gbps: PositiveFloat | None = None  # GB/s; set to add a roofline term
+    # memory bandwidth, GB/s (bytes); set to add a roofline term. Formerly mem_bandwidth_gbps.
+    mem_bandwidth_gbytes_per_s: PositiveFloat | None = Field(
+        None, validation_alias=_renamed("mem_bandwidth_gbytes_per_s", "mem_bandwidth_gbps"))
     idle_w: float = Field(0.0, ge=0)  # power doing nothing, watts
     compute_w: float = Field(0.0, ge=0)  # power while computing, watts
     tx_w: float = Field(0.0, ge=0)  # power while transmitting, watts
@@ -36,7 +41,9 @@ class DeviceSpec(_Strict):
     # GLOO on a GPU device copies each tensor to host memory before sending and back
     # after receiving; 0 / None for CPU devices, which send from host memory directly.
     staging_us: float = Field(0.0, ge=0)  # fixed cost of one copy, microseconds
-    staging_gbps: PositiveFloat | None = None  # copy bandwidth, GB/s (None: no copy)
+    # copy bandwidth, GB/s (bytes); None: no copy. Formerly staging_gbps.
+    staging_gbytes_per_s: PositiveFloat | None = Field(
+        None, validation_alias=_renamed("staging_gbytes_per_s", "staging_gbps"))
 
     @property
     def flops_per_s(self) -> float:
@@ -44,16 +51,28 @@ class DeviceSpec(_Strict):
 
     @property
     def mem_bytes_per_s(self) -> float | None:
-        bw = self.mem_bandwidth_gbps
+        bw = self.mem_bandwidth_gbytes_per_s
         return gbytes_per_s_to_bytes_per_s(bw) if bw else None
 
+    @property
+    def stages(self) -> bool:
+        """Whether messages are copied between device and host memory (GLOO on a GPU)."""
+        return self.staging_gbytes_per_s is not None
+
     def staging_s(self, n_bytes: int) -> float:
-        if self.staging_gbps is None:
+        if self.staging_gbytes_per_s is None:
             return 0.0
-        return us_to_s(self.staging_us) + n_bytes / gbytes_per_s_to_bytes_per_s(self.staging_gbps)
+        return us_to_s(self.staging_us) + n_bytes / gbytes_per_s_to_bytes_per_s(
+            self.staging_gbytes_per_s)
 
 
-class LinkSpec(_Strict):
+def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:
+    """Relative speeds of a heterogeneous set, for splits in proportion to them."""
+    fastest = max(s.flops_per_s for s in specs)
+    return tuple(s.flops_per_s / fastest for s in specs)
+
+
+class LinkSpec(StrictModel):
     """The network joining the devices."""
 
     name: str = "link"

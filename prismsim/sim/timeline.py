@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prismsim.cost.units import s_to_us
-from prismsim.sim.engine import SimResult
-
-LANES = ("compute", "staging", "wait", "tx")
+from prismsim.sim.results import LANES, SimResult
 
 
 def chrome_trace(result: SimResult, device_names: list[str] | None = None) -> dict[str, Any]:
@@ -23,10 +21,10 @@ def chrome_trace(result: SimResult, device_names: list[str] | None = None) -> di
         for tid, lane in enumerate(LANES):
             events.append({"ph": "M", "name": "thread_name", "pid": p, "tid": tid,
                            "args": {"name": lane}})
-    for device, lane, label, start, end in result.spans:
-        events.append({"ph": "X", "name": label, "cat": lane, "pid": device,
-                       "tid": LANES.index(lane), "ts": s_to_us(start),
-                       "dur": s_to_us(end - start)})
+    for span in result.spans:
+        events.append({"ph": "X", "name": span.label, "cat": span.lane, "pid": span.device,
+                       "tid": LANES.index(span.lane), "ts": s_to_us(span.start_s),
+                       "dur": s_to_us(span.end_s - span.start_s)})
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 

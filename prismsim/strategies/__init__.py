@@ -2,30 +2,34 @@
 
 Each module has ``Options`` (a frozen dataclass, defaults commented) and
 ``program(ctx, stack, inputs, options)`` returning that device's generator.
+``STRATEGIES`` maps a name to its module's import path, so listing and checking names
+(``prismsim check``) imports no torch; a plug-in adds its own module path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prismsim.models.stack import Inputs, ModelStack
-from prismsim.strategies import galaxy, prism, single, tensor_parallel, voltage
 from prismsim.strategies.program import MASTER, DeviceContext, Program
 
-STRATEGIES: dict[str, ModuleType] = {
-    "single": single,
-    "voltage": voltage,
-    "prism": prism,
-    "tensor_parallel": tensor_parallel,
-    "galaxy": galaxy,
+if TYPE_CHECKING:
+    from prismsim.models.stack import Inputs, ModelStack
+
+STRATEGIES: dict[str, str] = {
+    "single": "prismsim.strategies.single",
+    "voltage": "prismsim.strategies.voltage",
+    "prism": "prismsim.strategies.prism",
+    "tensor_parallel": "prismsim.strategies.tensor_parallel",
+    "galaxy": "prismsim.strategies.galaxy",
 }
 
 
 def get_strategy(name: str) -> ModuleType:
     try:
-        return STRATEGIES[name]
+        return importlib.import_module(STRATEGIES[name])
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
 

@@ -47,8 +47,8 @@ from prismsim.strategies.collectives import (
     ring_reduced,
     ring_share,
 )
-from prismsim.strategies.program import MASTER, DeviceContext, Expect, Post, Program, Recv, send
-from prismsim.strategies.rowwise import collect_output
+from prismsim.strategies.program import MASTER, DeviceContext, Expect, Post, Program, Recv, Tag
+from prismsim.strategies.rowwise import INPUT_ROWS, collect_output, own_rows_expect, scatter_rows
 from prismsim.strategies.tensor_parallel import Shard
 
 Gen = Generator[Any, Any, Any]
@@ -119,15 +119,15 @@ def ring_pieces(ctx: DeviceContext, pieces: Pieces) -> Iterator[tuple[int, int, 
             yield step, ring_chunk(ctx, step), t
 
 
-def sublayer_receives(ctx: DeviceContext, pieces: Pieces, tag: str) -> Post:
+def sublayer_receives(ctx: DeviceContext, pieces: Pieces, tag: Tag) -> Post:
     """Every receive of one sub-layer's collectives on this device, to post at once: the
     AllGather's pieces, the ReduceScatter's running sums (ring steps 1 .. P-2) and its
     last step's sums of own pieces (taken in ``_connect``). None on one device."""
     prev, ring = ring_prev(ctx), list(ring_pieces(ctx, pieces))
-    gathered = [Expect(prev, f"{tag}.ag{c}.{t}", pieces.shape(c, t)) for _, c, t in ring]
-    running = [Expect(prev, f"{tag}.rs{c}.{t}", pieces.shape(c, t))
+    gathered = [Expect(prev, tag.sub(f"ag{c}.{t}"), pieces.shape(c, t)) for _, c, t in ring]
+    running = [Expect(prev, tag.sub(f"rs{c}.{t}"), pieces.shape(c, t))
                for step, c, t in ring if step > 0]
-    reduced = [Expect(prev, f"{tag}.rs{ctx.device}.{t}", pieces.shape(ctx.device, t))
+    reduced = [Expect(prev, tag.sub(f"rs{ctx.device}.{t}"), pieces.shape(ctx.device, t))
                for t in range(pieces.n_tiles)] if ctx.n_devices > 1 else []
     return Post(tuple(gathered + running + reduced))
 
@@ -162,31 +162,31 @@ def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, option
 def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pieces: Pieces,
          shards: list[Shard]) -> Program:
     biases = piece_biases(pieces, stack.causal)
-    subs = [f"L{layer}.{sub}" for layer in range(len(stack.blocks)) for sub in ("attn", "mlp")]
+    subs = [Tag(sub, layer) for layer in range(len(stack.blocks)) for sub in ("attn", "mlp")]
     yield from _post(ctx, pieces, subs, 0)  # each sub-layer then posts the next one's
     x = yield from _scatter_input(ctx, stack, inputs)
     x_own = list(x.split(pieces.sizes[ctx.device], dim=1))  # the residual stream, by tile
     h_own = []
     for t, x_t in enumerate(x_own):
-        h_own.append((yield from _share(ctx, x_t, stack.blocks[0].attn_in, t, "L0.attn")))
+        h_own.append((yield from _share(ctx, x_t, stack.blocks[0].attn_in, t, Tag("attn", 0))))
     last = len(stack.blocks) - 1
     for layer, (block, s) in enumerate(zip(stack.blocks, shards, strict=True)):
-        tag = f"L{layer}"
+        attn, mlp = Tag("attn", layer), Tag("mlp", layer)
         yield from _post(ctx, pieces, subs, 2 * layer + 1)
-        own = yield from _attention(ctx, block, s, pieces, h_own, biases, f"{tag}.attn")
+        own = yield from _attention(ctx, block, s, pieces, h_own, biases, attn)
         x_own, h_own = yield from _connect(
             ctx, own, x_own, partial(tensor_parallel.attn_finish, block), block.mlp_in,
-            f"{tag}.attn", f"{tag}.mlp")
+            attn, mlp)
         yield from _post(ctx, pieces, subs, 2 * layer + 2)
-        own = yield from _mlp(ctx, block, s, pieces, h_own, f"{tag}.mlp")
+        own = yield from _mlp(ctx, block, s, pieces, h_own, mlp)
         next_in = stack.blocks[layer + 1].attn_in if layer < last else None
         x_own, h_own = yield from _connect(
             ctx, own, x_own, partial(tensor_parallel.mlp_finish, block), next_in,
-            f"{tag}.mlp", f"L{layer + 1}.attn")
+            mlp, Tag("attn", layer + 1))
     return (yield from collect_output(ctx, stack, torch.cat(x_own, dim=1)))
 
 
-def _post(ctx: DeviceContext, pieces: Pieces, subs: list[str], i: int) -> Gen:
+def _post(ctx: DeviceContext, pieces: Pieces, subs: list[Tag], i: int) -> Gen:
     """Post the receives of sub-layer ``subs[i]`` (none past the last, or on one device)."""
     if i < len(subs) and ctx.n_devices > 1:
         yield sublayer_receives(ctx, pieces, subs[i])
@@ -194,67 +194,64 @@ def _post(ctx: DeviceContext, pieces: Pieces, subs: list[str], i: int) -> Gen:
 
 def _scatter_input(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None) -> Gen:
     """The master embeds the input and sends each device its partition's rows."""
-    p = ctx.device
-    if p != MASTER:
-        inbox = yield Recv((Expect(MASTER, "input.rows", (ctx.batch, ctx.sizes[p], ctx.hidden)),))
-        return inbox.get(MASTER, "input.rows")
-    x = ctx.compute("embed", stack.embed, inputs)
-    for q in ctx.others():
-        yield send(p, (q,), "input.rows", x[:, ctx.rows(q)])
-    return x[:, ctx.rows(p)]
+    if ctx.device != MASTER:
+        inbox = yield Recv((own_rows_expect(ctx),))
+        return inbox.get(MASTER, INPUT_ROWS)
+    x = yield from scatter_rows(ctx, stack, inputs)
+    return x[:, ctx.rows(ctx.device)]
 
 
-def _share(ctx: DeviceContext, x: Tensor, sub_in: Callable[[Tensor], Tensor], t: int, tag: str
+def _share(ctx: DeviceContext, x: Tensor, sub_in: Callable[[Tensor], Tensor], t: int, tag: Tag
            ) -> Gen:
     """The next sub-layer's input rows of own tile t (pre-LN: its LayerNorm), sent on
     the AllGather ring at once."""
-    h = ctx.compute(f"{tag}.in", sub_in, x)
-    yield from ring_share(ctx, h, f"{tag}.ag{ctx.device}.{t}")
+    h = ctx.compute(tag.sub("in"), sub_in, x)
+    yield from ring_share(ctx, h, tag.sub(f"ag{ctx.device}.{t}"))
     return h
 
 
 def _attention(ctx: DeviceContext, block: Block, s: Shard, pieces: Pieces, h_own: list[Tensor],
-               biases: dict[tuple[int, int], Tensor | None], tag: str) -> Gen:
+               biases: dict[tuple[int, int], Tensor | None], tag: Tag) -> Gen:
     """Q/K/V of own pieces, then of each piece the AllGather brings; then per query piece
     attention over all keys and the output projection, its ReduceScatter partial sum
     sent at once. Returns this device's partials of its own pieces."""
     project, out = partial(qkv, block, s), partial(attn_out, block, s)
-    proj = {(ctx.device, t): ctx.compute(f"{tag}.qkv", project, h) for t, h in enumerate(h_own)}
+    proj = {(ctx.device, t): ctx.compute(tag.sub("qkv"), project, h) for t, h in enumerate(h_own)}
     for step, c, t in ring_pieces(ctx, pieces):
-        h = yield from ring_gathered(ctx, f"{tag}.ag{c}.{t}", pieces.shape(c, t), step)
-        proj[(c, t)] = ctx.compute(f"{tag}.qkv", project, h)
+        h = yield from ring_gathered(ctx, tag.sub(f"ag{c}.{t}"), pieces.shape(c, t), step)
+        proj[(c, t)] = ctx.compute(tag.sub("qkv"), project, h)
     k = torch.cat([proj[key][1] for key in pieces.in_order()], dim=2)  # all keys, in order
     v = torch.cat([proj[key][2] for key in pieces.in_order()], dim=2)
     for step, c, t in ring_pieces(ctx, pieces):
-        part = ctx.compute(f"{tag}.out", out, proj[(c, t)][0], k, v, biases[(c, t)])
-        yield from ring_accumulate(ctx, part, f"{tag}.rs{c}.{t}", step)
-    return [ctx.compute(f"{tag}.out", out, proj[(ctx.device, t)][0], k, v,
+        part = ctx.compute(tag.sub("out"), out, proj[(c, t)][0], k, v, biases[(c, t)])
+        yield from ring_accumulate(ctx, part, tag.sub(f"rs{c}.{t}"), step)
+    return [ctx.compute(tag.sub("out"), out, proj[(ctx.device, t)][0], k, v,
                         biases[(ctx.device, t)]) for t in range(pieces.n_tiles)]
 
 
 def _mlp(ctx: DeviceContext, block: Block, s: Shard, pieces: Pieces, h_own: list[Tensor],
-         tag: str) -> Gen:
+         tag: Tag) -> Gen:
     """Own pieces first (while the first gathered pieces travel), then each piece the
     AllGather brings, its ReduceScatter partial sum sent at once."""
     out = partial(mlp_out, block, s)
-    own = [ctx.compute(f"{tag}.out", out, h) for h in h_own]
+    own = [ctx.compute(tag.sub("out"), out, h) for h in h_own]
     for step, c, t in ring_pieces(ctx, pieces):
-        h = yield from ring_gathered(ctx, f"{tag}.ag{c}.{t}", pieces.shape(c, t), step)
-        part = ctx.compute(f"{tag}.out", out, h)
-        yield from ring_accumulate(ctx, part, f"{tag}.rs{c}.{t}", step)
+        h = yield from ring_gathered(ctx, tag.sub(f"ag{c}.{t}"), pieces.shape(c, t), step)
+        part = ctx.compute(tag.sub("out"), out, h)
+        yield from ring_accumulate(ctx, part, tag.sub(f"rs{c}.{t}"), step)
     return own
 
 
 def _connect(ctx: DeviceContext, own: list[Tensor], x_own: list[Tensor],
              finish: Callable[[Tensor, Tensor], Tensor],
-             next_in: Callable[[Tensor], Tensor] | None, tag: str, next_tag: str) -> Gen:
+             next_in: Callable[[Tensor], Tensor] | None, tag: Tag, next_tag: Tag) -> Gen:
     """The sequence-parallel connective part, tile by tile on own rows: the ReduceScatter's
     last step, bias + residual (+ LayerNorm), and the next sub-layer's input rows onto
     the AllGather ring (none after the last sub-layer)."""
     new_x, new_h = [], []
     for t, (part, x) in enumerate(zip(own, x_own, strict=True)):
-        total = yield from ring_reduced(ctx, part, f"{tag}.rs{ctx.device}.{t}")
-        new_x.append(ctx.compute(f"{tag}.finish", finish, x, total))
+        total = yield from ring_reduced(ctx, part, tag.sub(f"rs{ctx.device}.{t}"))
+        new_x.append(ctx.compute(tag.sub("finish"), finish, x, total))
         if next_in is not None:
             new_h.append((yield from _share(ctx, new_x[-1], next_in, t, next_tag)))
     return new_x, new_h

@@ -17,15 +17,22 @@ and the executor carries them out:
 Compute goes through :meth:`DeviceContext.compute`, which an executor may override to
 count FLOPs or time each step. The generator's return value is the device's result (the
 master returns the model output; the others return ``None``).
+
+Messages and compute steps are named by a :class:`Tag`: the block they belong to and a
+name within it, so per-layer accounting reads a field instead of parsing text.
+
+Every executor runs programs through one :class:`Driver` loop and differs only in its
+:class:`Transport` (in memory, recording a trace, or torch.distributed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: the interface itself needs no torch
+    from torch import Tensor
 
 MASTER = 0  # the device that holds the input, sends the first partitions, collects the output
 ALL = "all"  # destination meaning "every other device" (a medium may broadcast it once)
@@ -34,12 +41,29 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Tag:
+    """What a message or compute step is: the block it belongs to (None outside the
+    blocks: input, head, output) and its name there. ``str(tag)`` is its text, e.g.
+    "L3.attn.rs0" or "embed", as timelines show it and GLOO's integer tag hashes it."""
+
+    name: str
+    layer: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.layer is None else f"L{self.layer}.{self.name}"
+
+    def sub(self, part: str | int) -> Tag:
+        """A finer name in the same block: Tag("attn", 3).sub("rs0") is L3.attn.rs0."""
+        return Tag(f"{self.name}.{part}", self.layer)
+
+
+@dataclass(frozen=True)
 class Message:
     """One tensor from ``src`` to the devices in ``dst`` (a tuple, or ``ALL``)."""
 
     src: int
     dst: tuple[int, ...] | str
-    tag: str
+    tag: Tag
     tensor: Tensor
 
     def recipients(self, n_devices: int) -> tuple[int, ...]:
@@ -53,7 +77,7 @@ class Expect:
     """A message a device waits for: from ``src`` with ``tag``, of ``shape``."""
 
     src: int
-    tag: str
+    tag: Tag
     shape: tuple[int, ...]
 
 
@@ -81,11 +105,11 @@ class Inbox:
     def __init__(self, items: Iterable[tuple[Expect, Tensor]]):
         self._by_key = {(e.src, e.tag): t for e, t in items}
 
-    def get(self, src: int, tag: str) -> Tensor:
+    def get(self, src: int, tag: Tag) -> Tensor:
         try:
             return self._by_key[(src, tag)]
         except KeyError:
-            raise KeyError(f"no message from device {src} tagged {tag!r} in this inbox") from None
+            raise KeyError(f"no message from device {src} tagged {tag} in this inbox") from None
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -126,12 +150,73 @@ class DeviceContext:
     def others(self) -> tuple[int, ...]:
         return tuple(d for d in range(self.n_devices) if d != self.device)
 
-    def compute(self, label: str, fn: Callable[..., T], *args: Any) -> T:
+    def compute(self, tag: Tag, fn: Callable[..., T], *args: Any) -> T:
         """Run one compute step. Executors override this to count FLOPs or time it."""
-        del label
+        del tag
         return fn(*args)
 
 
-def send(src: int, dst: tuple[int, ...] | str, tag: str, tensor: Tensor) -> Send:
+def send(src: int, dst: tuple[int, ...] | str, tag: Tag, tensor: Tensor) -> Send:
     """A ``Send`` of one message (skipped by executors when ``dst`` is empty)."""
     return Send((Message(src, dst, tag, tensor),))
+
+
+# ---------------------------------------------------------------- running programs
+
+class Transport(Protocol):
+    """How an executor carries out one device's operations."""
+
+    def send(self, device: int, op: Send) -> None:
+        """Hand the messages over; returns at once."""
+
+    def post(self, device: int, op: Post) -> None:
+        """Post receives early; returns at once."""
+
+    def take(self, device: int, op: Recv) -> Inbox | None:
+        """The messages of ``op``, or None while they are not all there (an executor
+        that can block waits instead and never returns None)."""
+
+    def finish(self, device: int) -> None:
+        """The program returned: complete what is outstanding, check what is left."""
+
+
+class Driver:
+    """Runs one device's program against a transport, operation by operation."""
+
+    def __init__(self, device: int, program: Program, transport: Transport):
+        self.device, self.program, self.transport = device, program, transport
+        self.blocked: Recv | None = None  # the receive it waits on
+        self.reply: Any = None  # what the program gets back from its last operation
+        self.done, self.result = False, None
+
+    def advance(self) -> bool:
+        """Run until the program returns or waits on a receive whose messages are not
+        all there; whether it got anywhere."""
+        progressed = False
+        while not self.done:
+            if self.blocked is not None:
+                inbox = self.transport.take(self.device, self.blocked)
+                if inbox is None:
+                    return progressed
+                self.blocked, self.reply = None, inbox
+            self._step()
+            progressed = True
+        return progressed
+
+    def _step(self) -> None:
+        try:
+            op = self.program.send(self.reply)
+        except StopIteration as stop:
+            self.done, self.result = True, stop.value
+            self.transport.finish(self.device)
+            return
+        self.reply = None
+        if isinstance(op, Send):
+            self.transport.send(self.device, op)
+        elif isinstance(op, Post):
+            self.transport.post(self.device, op)
+        elif isinstance(op, Recv):
+            self.blocked = op
+        else:
+            raise TypeError(f"device {self.device} yielded {op!r}; programs yield Send, "
+                            f"Recv or Post")

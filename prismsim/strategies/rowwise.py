@@ -19,9 +19,11 @@ from torch import Tensor
 from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import segment_ends
-from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Recv, send
+from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Recv, Tag, send
 
 Summarize = Callable[[Tensor], Tensor]
+EMBED, INPUT_ROWS, OUTPUT = Tag("embed"), Tag("input.rows"), Tag("output")
+HEAD_LOCAL, HEAD_FINISH = Tag("head.local"), Tag("head.finish")
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,12 @@ def _dst(ctx: DeviceContext, receivers: tuple[int, ...]) -> tuple[int, ...] | st
     return ALL if len(receivers) == ctx.n_devices - 1 else receivers
 
 
-def _summary(ctx: DeviceContext, plan: RowwisePlan, r: int, rows: Tensor, tag: str) -> Tensor:
+def _summary(ctx: DeviceContext, plan: RowwisePlan, r: int, rows: Tensor, tag: Tag) -> Tensor:
     fn = plan.summarize(r)
-    return rows if fn is None else ctx.compute(f"{tag}.summary{r}", fn, rows)
+    return rows if fn is None else ctx.compute(tag.sub(f"summary{r}"), fn, rows)
 
 
-def _expect(ctx: DeviceContext, plan: RowwisePlan, r: int, src: int, tag: str) -> Expect:
+def _expect(ctx: DeviceContext, plan: RowwisePlan, r: int, src: int, tag: Tag) -> Expect:
     return Expect(src, tag, (ctx.batch, len(plan.segments[r]), ctx.hidden))
 
 
@@ -110,31 +112,45 @@ def _remote(plan: RowwisePlan, r_summaries: list[tuple[int, Tensor]]) -> Tensor 
     return torch.cat(parts, dim=1)
 
 
+def scatter_rows(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None
+                 ) -> Generator[Any, Any, Tensor]:
+    """The master embeds the input and sends every other device its partition's rows;
+    returns this device's rows (the master's: the whole embedded sequence). Receives
+    are taken by the caller on the other devices, with whatever else the master sends."""
+    x = ctx.compute(EMBED, stack.embed, inputs)
+    for q in ctx.others():
+        yield send(ctx.device, (q,), INPUT_ROWS, x[:, ctx.rows(q)])
+    return x
+
+
+def own_rows_expect(ctx: DeviceContext) -> Expect:
+    """What a device other than the master receives first: its partition's rows."""
+    return Expect(MASTER, INPUT_ROWS, (ctx.batch, ctx.sizes[ctx.device], ctx.hidden))
+
+
 def distribute(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
                ) -> Generator[Any, Any, tuple[Tensor, Tensor | None]]:
     """The master embeds the input and sends each device its partition and the
     summaries of the partitions it needs. Returns (local rows, remote key rows)."""
-    p = ctx.device
+    p, summary_tag = ctx.device, Tag("input")
     if p != MASTER:
-        expects = (Expect(MASTER, "input.rows", (ctx.batch, ctx.sizes[p], ctx.hidden)),)
-        expects += tuple(_expect(ctx, plan, r, MASTER, f"input.from{r}") for r in plan.senders[p])
-        inbox = yield Recv(expects)
-        got = [(r, inbox.get(MASTER, f"input.from{r}")) for r in plan.senders[p]]
-        return inbox.get(MASTER, "input.rows"), _remote(plan, got)
-    x = ctx.compute("embed", stack.embed, inputs)
-    for q in ctx.others():
-        yield send(p, (q,), "input.rows", x[:, ctx.rows(q)])
+        summaries = [_expect(ctx, plan, r, MASTER, summary_tag.sub(f"from{r}"))
+                     for r in plan.senders[p]]
+        inbox = yield Recv((own_rows_expect(ctx), *summaries))
+        got = [(r, inbox.get(MASTER, summary_tag.sub(f"from{r}"))) for r in plan.senders[p]]
+        return inbox.get(MASTER, INPUT_ROWS), _remote(plan, got)
+    x = yield from scatter_rows(ctx, stack, inputs)
     summaries = {}
     for r in range(ctx.n_devices):
         dst = tuple(q for q in plan.receivers(r) if q != MASTER)
         if dst or r in plan.senders[p]:
-            summaries[r] = _summary(ctx, plan, r, x[:, ctx.rows(r)], "input")
+            summaries[r] = _summary(ctx, plan, r, x[:, ctx.rows(r)], summary_tag)
         if dst:
-            yield send(p, dst, f"input.from{r}", summaries[r])
+            yield send(p, dst, summary_tag.sub(f"from{r}"), summaries[r])
     return x[:, ctx.rows(p)], _remote(plan, [(r, summaries[r]) for r in plan.senders[p]])
 
 
-def exchange(ctx: DeviceContext, plan: RowwisePlan, x: Tensor, tag: str
+def exchange(ctx: DeviceContext, plan: RowwisePlan, x: Tensor, tag: Tag
              ) -> Generator[Any, Any, Tensor | None]:
     """Send this device's summary to those who need it; receive the ones it needs."""
     p = ctx.device
@@ -155,18 +171,18 @@ def collect_output(ctx: DeviceContext, stack: ModelStack, x: Tensor
     if head.first_only:
         if p != MASTER:
             return None
-        y = ctx.compute("head.local", head.local, x[:, :1])
-        return ctx.compute("head.finish", head.finish, y)
-    y = ctx.compute("head.local", head.local, x)
+        y = ctx.compute(HEAD_LOCAL, head.local, x[:, :1])
+        return ctx.compute(HEAD_FINISH, head.finish, y)
+    y = ctx.compute(HEAD_LOCAL, head.local, x)
     if p != MASTER:
-        yield send(p, (MASTER,), "output", y)
+        yield send(p, (MASTER,), OUTPUT, y)
         return None
     others = ctx.others()
     if others:
-        inbox = yield Recv(tuple(Expect(q, "output", (ctx.batch, ctx.sizes[q], head.width))
+        inbox = yield Recv(tuple(Expect(q, OUTPUT, (ctx.batch, ctx.sizes[q], head.width))
                                  for q in others))
-        y = torch.cat([y] + [inbox.get(q, "output") for q in others], dim=1)
-    return ctx.compute("head.finish", head.finish, y)
+        y = torch.cat([y] + [inbox.get(q, OUTPUT) for q in others], dim=1)
+    return ctx.compute(HEAD_FINISH, head.finish, y)
 
 
 def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
@@ -176,7 +192,7 @@ def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: Roww
     x, remote = yield from distribute(ctx, stack, inputs, plan)
     last = len(stack.blocks) - 1
     for layer, block in enumerate(stack.blocks):
-        x = ctx.compute(f"L{layer}.block", partial(block_rows, block), x, remote, bias)
+        x = ctx.compute(Tag("block", layer), partial(block_rows, block), x, remote, bias)
         if layer < last:
-            remote = yield from exchange(ctx, plan, x, f"L{layer + 1}")
+            remote = yield from exchange(ctx, plan, x, Tag("rows", layer + 1))
     return (yield from collect_output(ctx, stack, x))

@@ -20,7 +20,10 @@ from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies.collectives import allreduce
-from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Program, Recv, send
+from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Program, Recv, Tag, send
+from prismsim.strategies.rowwise import EMBED
+
+INPUT, HEAD = Tag("input"), Tag("head")
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,11 @@ def mlp_finish(block: Block, x: Tensor, total: Tensor) -> Tensor:
 def _input(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None) -> Any:
     """The master embeds and sends the whole sequence to every device."""
     if ctx.device != MASTER:
-        inbox = yield Recv((Expect(MASTER, "input", (ctx.batch, ctx.n_tokens, ctx.hidden)),))
-        return inbox.get(MASTER, "input")
-    x = ctx.compute("embed", stack.embed, inputs)
+        inbox = yield Recv((Expect(MASTER, INPUT, (ctx.batch, ctx.n_tokens, ctx.hidden)),))
+        return inbox.get(MASTER, INPUT)
+    x = ctx.compute(EMBED, stack.embed, inputs)
     if ctx.n_devices > 1:
-        yield send(MASTER, ALL, "input", x)
+        yield send(MASTER, ALL, INPUT, x)
     return x
 
 
@@ -111,12 +114,13 @@ def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: 
     bias = key_bias(positions, positions, [1.0] * ctx.n_tokens, stack.causal)
     x = yield from _input(ctx, stack, inputs)
     for layer, (block, s) in enumerate(zip(stack.blocks, shards, strict=True)):
-        part = ctx.compute(f"L{layer}.attn", partial(attn_partial, block, s), x, bias)
-        total = yield from allreduce(ctx, part, f"L{layer}.attn", options.allreduce)
-        x = ctx.compute(f"L{layer}.attn_out", partial(attn_finish, block), x, total)
-        part = ctx.compute(f"L{layer}.mlp", partial(mlp_partial, block, s), x)
-        total = yield from allreduce(ctx, part, f"L{layer}.mlp", options.allreduce)
-        x = ctx.compute(f"L{layer}.mlp_out", partial(mlp_finish, block), x, total)
+        attn, mlp = Tag("attn", layer), Tag("mlp", layer)
+        part = ctx.compute(attn, partial(attn_partial, block, s), x, bias)
+        total = yield from allreduce(ctx, part, attn, options.allreduce)
+        x = ctx.compute(Tag("attn_out", layer), partial(attn_finish, block), x, total)
+        part = ctx.compute(mlp, partial(mlp_partial, block, s), x)
+        total = yield from allreduce(ctx, part, mlp, options.allreduce)
+        x = ctx.compute(Tag("mlp_out", layer), partial(mlp_finish, block), x, total)
     if ctx.device != MASTER:
         return None
-    return ctx.compute("head", stack.apply_head, x)
+    return ctx.compute(HEAD, stack.apply_head, x)

@@ -1,5 +1,5 @@
-"""Commands of the real-network testbed: ``testbed clean``, ``profile-device``, ``validate``
-(registered on the main group by :mod:`prismsim.cli`)."""
+"""Commands of the real-network testbed: ``testbed clean``, ``profile-device``,
+``validate``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from prismsim.cli import InputError, _emit, _progress_bar
+from prismsim.cli.common import InputError, emit, user_errors
+from prismsim.progress import reporter
 
 
 @click.group()
@@ -40,22 +41,28 @@ def profile_device(model: str, batch: int, max_procs: int, output: str) -> None:
     """Measure this host: FLOP rate per process under contention, GLOO message cost."""
     from prismsim.realrun.profile import catalog_entries, profile_host, save_profile
 
-    profile = profile_host(model, batch, max_procs=max_procs)
-    save_profile(profile, Path(output))
-    catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
-    save_profile(catalog_entries(profile), catalog)
+    with user_errors(ValueError, RuntimeError):
+        profile = profile_host(model, batch, max_procs=max_procs)
+        save_profile(profile, Path(output))
+        catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
+        save_profile(catalog_entries(profile), catalog)
     rates = ", ".join(f"{k} busy: {v:.1f}" for k, v in profile["concurrent_gflops"].items())
     click.echo(f"GFLOP/s per process ({rates}); GLOO fixed cost "
                f"{profile['gloo_fixed_us']:.0f} us -> {output}; catalog entries -> {catalog} "
                f"(--catalog {catalog})")
 
 
+def _label(rows: list[dict]) -> str:
+    r = rows[-1]
+    return f"P={r['group']} {r['bandwidth_mbps']:g} Mbit/s {r['latency_ms']:g} ms"
+
+
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="results folder [default: results/<file name>]")
-@click.option("--profile", "profile_file", type=click.Path(dir_okay=False, exists=True),
-              default=None, help="a profile-device file (default: the file's, or measure now)")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False), default=None,
+              help="a profile-device file (default: the file's, or measure now)")
 @click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
 def validate(file: str, output: str | None, profile_file: str | None, fresh: bool) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
@@ -63,31 +70,22 @@ def validate(file: str, output: str | None, profile_file: str | None, fresh: boo
     from prismsim.realrun.runner import RunError
     from prismsim.realrun.testbed import TestbedError, terminate_as_interrupt
 
-    try:
-        spec = val.load_spec(Path(file))
-    except val.SpecError as err:
-        raise InputError(str(err)) from None
     out = Path(output) if output else Path("results") / Path(file).stem
-    chosen = profile_file or spec.profile
-    profile = val.load_profile(Path(chosen)) if chosen else None
-    with _progress_bar("validate", val.count_groups(spec)) as advance, terminate_as_interrupt():
-        try:
+    with user_errors(TestbedError, RunError):
+        spec = val.load_spec(Path(file))
+        chosen = profile_file or spec.profile
+        profile = val.load_profile(Path(chosen)) if chosen else None
+        with reporter("validate", val.count_groups(spec)) as progress, \
+                terminate_as_interrupt():
             table, _ = val.run_validation(spec, out, profile, fresh=fresh,
-                                          progress=lambda rows: advance(_label(rows)))
-        except (TestbedError, RunError) as err:
-            raise InputError(str(err)) from None
-    val.scatter_plot(table, out / "validation.png")
-    _emit(table[["strategy", "options", "devices", "bandwidth_mbps", "latency_ms",
-                 "measured_ms", "simulated_ms", "error_pct"]], "table", digits=1)
+                                          progress=lambda rows: progress(_label(rows)))
+        val.scatter_plot(table, out / "validation.png")
+    emit(table[["strategy", "options", "devices", "bandwidth_mbps", "latency_ms",
+                "measured_ms", "simulated_ms", "error_pct"]], "table", digits=1)
     click.echo(f"MAPE (distributed points): {val.mape(table):.1f} % with the link as "
                f"measured in the testbed, {val.mape(table, 'error_nominal_pct'):.1f} % with "
                f"the nominal link; {int((table['devices'] > 1).sum())} points -> "
                f"{out / 'validation.csv'}, {out / 'validation.png'}")
-
-
-def _label(rows: list[dict]) -> str:
-    r = rows[-1]
-    return f"P={r['group']} {r['bandwidth_mbps']:g} Mbit/s {r['latency_ms']:g} ms"
 
 
 COMMANDS = (testbed, profile_device, validate)

@@ -1,0 +1,15 @@
+"""Where prismsim keeps what it computed or fetched once: workloads, accuracies,
+converted weights and assets (each in a folder of its own under one root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """$PRISMSIM_CACHE_DIR, else $XDG_CACHE_HOME/prismsim, else ~/.cache/prismsim."""
+    if os.environ.get("PRISMSIM_CACHE_DIR"):
+        return Path(os.environ["PRISMSIM_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "prismsim"

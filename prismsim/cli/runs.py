@@ -1,0 +1,180 @@
+"""Commands that simulate hardware: ``simulate`` (one inference), ``check`` and ``sweep``
+(a scenario), ``plot`` (redraw a results folder), ``plan`` (which hardware to buy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from prismsim.cli.common import Greedy, emit, split_values, user_errors
+from prismsim.progress import reporter
+
+
+@click.command()
+@click.option("--model", default="vit-base", show_default=True)
+@click.option("--strategy", default="prism", show_default=True)
+@click.option("--devices", "n_devices", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--cr", type=float, default=None, help="prism compression rate")
+@click.option("--means", type=int, default=None, help="prism Segment Means per partition")
+@click.option("--device", "device_names", cls=Greedy, multiple=True,
+              default=("cpu-2core-2.1ghz",), show_default=True,
+              help="device profile from the catalog; or one per device (heterogeneous)")
+@click.option("--split", type=click.Choice(["equal", "speed"]), default="equal",
+              show_default=True, help="token partitions equal, or in proportion to speed")
+@click.option("--link", "link_name", default="ethernet-1g", show_default=True,
+              help="link from the catalog")
+@click.option("--bandwidth-mbps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="override the link's bandwidth")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=None,
+              help="override the link's one-way latency")
+@click.option("--medium", type=click.Choice(["switched", "shared", "mesh"]), default=None,
+              help="override the link's medium")
+@click.option("--catalog", "catalog_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML with more devices: and links: entries")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--tokens", type=click.IntRange(min=1), default=None)
+@click.option("--wire", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True)
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
+              help="write the timeline as Chrome/Perfetto trace JSON")
+def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
+             device_names: tuple[str, ...], split: str, link_name: str,
+             bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
+             catalog_file: str | None, batch: int, tokens: int | None, wire: str,
+             trace_file: str | None) -> None:
+    """Simulate one inference: latency, energy, and where each device's time went."""
+    from prismsim.point import device_table, simulate_point, summary
+    from prismsim.sim.catalog import load_catalog, pick
+    from prismsim.sim.timeline import write_chrome_trace
+
+    options = {k: v for k, v in (("cr", cr), ("segments", means)) if v is not None}
+    overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
+    with user_errors(ValueError):
+        devices, links = load_catalog(catalog_file)
+        names = split_values(device_names, str)
+        specs = [pick(devices, name, "device") for name in names]
+        link = pick(links, link_name, "link").model_copy(
+            update={k: v for k, v in overrides.items() if v is not None})
+        wl, result = simulate_point(model, strategy, n_devices,
+                                    specs[0] if len(specs) == 1 else specs, link, batch=batch,
+                                    tokens=tokens, wire=wire, record=trace_file is not None,
+                                    split=split, **options)
+    info = summary(wl, result)
+    on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
+    sizes = "/".join(str(n) for n in wl.meta["sizes"])
+    click.echo(f"{info['model']} {info['strategy']} on {on} (tokens {sizes}) over "
+               f"{link.name} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
+               f"{link.latency_ms:g} ms)")
+    click.echo(f"latency {info['latency_s'] * 1e3:.2f} ms   energy {info['energy_j']:.3f} J   "
+               f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "
+               f"GFLOPs {info['gflops_total']:.2f} "
+               f"(busiest device {info['gflops_per_device']:.2f})")
+    emit(device_table(result), "table", digits=4)
+    if trace_file:
+        with user_errors():
+            write_chrome_trace(result, trace_file)
+        click.echo(f"timeline written to {trace_file}")
+
+
+def _scenario(path: str):  # type: ignore[no-untyped-def]
+    from prismsim.scenario import load_scenario
+
+    with user_errors():
+        return load_scenario(path)
+
+
+@click.command()
+@click.argument("file", type=click.Path())
+def check(file: str) -> None:
+    """Validate a scenario and print the size of its grid."""
+    from prismsim.sweep.needs import accuracy_need, distinct, workload_need
+
+    s = _scenario(file)
+    points = s.grid()
+    n_wl = len({workload_need(s, p) for p in points})
+    n_acc = len(distinct(accuracy_need(s, p) for p in points))
+    click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, "
+               f"{n_acc} accuracy evaluations; results in {s.output}")
+
+
+def _plot(out: Path, df) -> list[Path]:  # type: ignore[no-untyped-def]
+    from prismsim.plots import save_all
+    from prismsim.sweep.timeline import load_timeline
+
+    timeline = load_timeline(out)
+    spans, title = timeline if timeline else (None, "")
+    return save_all(df, out, spans, title)
+
+
+@click.command()
+@click.argument("file", type=click.Path())
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="results folder [default: the scenario's output, or results/NAME]")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="processes tracing workloads and evaluating accuracy")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a "
+              "LocalCluster on this machine)")
+@click.option("--fresh", is_flag=True, help="discard rows of an earlier run of this folder")
+def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: str | None,
+          fresh: bool) -> None:
+    """Run every point of a scenario: results table, plots and a summary."""
+    from prismsim.sweep.run import count_tasks, run_sweep
+    from prismsim.sweep.summary import summarize
+
+    s = _scenario(file)
+    out = Path(output) if output else s.output
+    with user_errors(ValueError, RuntimeError):
+        with reporter(f"sweep {s.spec.name}", count_tasks(s)) as progress:
+            df = run_sweep(s, out, jobs=jobs, executor=executor, scheduler=scheduler,
+                           fresh=fresh, progress=progress)
+        written = _plot(out, df)
+    click.echo(f"{len(df)} points -> {out / 'results.csv'}, {out / 'results.parquet'}, "
+               f"{len(written)} plot files")
+    click.echo("fastest configuration of each strategy near 200 Mbit/s:")
+    emit(summarize(df), "table", digits=4)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def plot(folder: str) -> None:
+    """Redraw the plots of a results folder (no simulation)."""
+    from prismsim.sweep.results import read_table
+
+    out = Path(folder)
+    with user_errors():
+        written = _plot(out, read_table(out))
+    click.echo("\n".join(str(p) for p in written))
+
+
+@click.command()
+@click.argument("file", type=click.Path())
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="results folder [default: the plan's output, or results/NAME]")
+def plan(file: str, output: str | None) -> None:
+    """Configurations meeting an accuracy floor and a latency SLO, cheapest first, and
+    their Pareto front over cost, latency and energy (plan.csv, pareto.csv, plan.png)."""
+    from prismsim.plan.report import SHOWN, write_plan
+    from prismsim.plan.search import count_steps, run_plan
+    from prismsim.plan.spec import load_plan
+
+    with user_errors():
+        p = load_plan(file)
+        with reporter("tracing and evaluating", count_steps(p)) as progress:
+            result = run_plan(p, progress=progress)
+        written = write_plan(result, Path(output) if output else p.output)
+    click.echo(f"{len(result.ranked)} of {len(result.table)} configurations meet the "
+               f"accuracy floor {result.accuracy_floor:g} and the "
+               f"{result.latency_slo_s * 1e3:g} ms SLO; cheapest first, then lowest energy:")
+    if len(result.ranked):
+        emit(result.ranked[SHOWN], "table", digits=4)
+        click.echo("Pareto front over cost, latency and energy:")
+        emit(result.front[SHOWN], "table", digits=4)
+    else:
+        click.echo("none: plan.csv's 'fails' column says what each one misses")
+    click.echo(f"-> {', '.join(str(w) for w in written)}")
+
+
+COMMANDS = (simulate, check, sweep, plot, plan)

@@ -1,0 +1,81 @@
+"""A configuration: a strategy on P devices with its PRISM setting. It decides the
+per-device programs, hence the workload and the accuracy, but not the hardware; every
+grid (scenarios, plans, the adaptive chooser, the ``flops``, ``numerics`` and
+``accuracy`` commands) is built from these, and every table and plot names them with
+:meth:`Configuration.label`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SINGLE = "single"  # the one strategy that runs on one device, and only there
+ADAPTIVE = "adaptive"  # rows whose configuration the adaptive chooser picked
+
+
+def _given(x: Any) -> bool:
+    """A value that is there: not None, not NaN (as a table's empty cell reads)."""
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+@dataclass(frozen=True)
+class Configuration:
+    strategy: str
+    devices: int
+    cr: float | None = None  # prism: compression rate CR = n_p / L ...
+    segments: int | None = None  # ... or L, Segment Means per partition
+
+    @classmethod
+    def of(cls, strategy: str, devices: Any, cr: Any = None, segments: Any = None
+           ) -> Configuration:
+        """From table cells: NaN is "not given", numbers come back to int and float."""
+        return cls(str(strategy), int(devices), float(cr) if _given(cr) else None,
+                   int(segments) if _given(segments) else None)
+
+    def options(self) -> dict[str, float | int]:
+        """The strategy's keyword options this configuration sets."""
+        return {k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
+
+    def label(self, with_strategy: bool = True) -> str:
+        """"single", "voltage P=2", "prism P=3 CR=4.95", "prism P=2 L=10"; "adaptive"
+        whatever it picked."""
+        if self.strategy in (SINGLE, ADAPTIVE):
+            return self.strategy
+        parts = [self.strategy] if with_strategy else []
+        parts.append(f"P={self.devices}")
+        if self.cr is not None:
+            parts.append(f"CR={self.cr:g}")
+        if self.segments is not None:
+            parts.append(f"L={self.segments}")
+        return " ".join(parts)
+
+
+def prism_settings(crs: Iterable[float] = (), segments: Iterable[int] = ()
+                   ) -> list[dict[str, Any]]:
+    """PRISM's options of a grid: each CR, then each number of means."""
+    return [{"cr": float(c)} for c in crs] + [{"segments": int(s)} for s in segments]
+
+
+def configurations(strategies: Iterable[str], counts: Iterable[int],
+                   prism: Iterable[Mapping[str, Any]] = ()) -> list[Configuration]:
+    """single on one device (when 1 is among ``counts``), every other strategy at every
+    count above 1, prism at each of its settings; strategies in the order given, then
+    counts, then settings."""
+    counts, prism = list(counts), [dict(p) for p in prism]
+    out = []
+    for name in strategies:
+        for p in counts:
+            if (name == SINGLE) != (p == 1):
+                continue
+            settings = prism if name == "prism" else [{}]
+            out += [Configuration(name, p, **s) for s in settings]
+    return out
+
+
+def command_configurations(strategies: Iterable[str], counts: Iterable[int],
+                           prism: Iterable[Mapping[str, Any]] = ()) -> list[Configuration]:
+    """As the ``numerics``, ``flops`` and ``accuracy`` commands take their options:
+    single once whatever the counts, every other strategy at each count above 1."""
+    return configurations(strategies, [1, *(p for p in counts if p > 1)], prism)

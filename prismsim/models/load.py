@@ -1,0 +1,102 @@
+"""Loading a model: a Hugging Face model (object, built-in name, hub name or local
+directory) -> the uniform :class:`ModelStack` that strategies run; model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import transformers
+from torch import Tensor, nn
+
+from prismsim.models.builtin import build_builtin
+from prismsim.models.catalog import BUILTINS, PRETRAINED, model_names
+from prismsim.models.pretrained import LOADERS
+from prismsim.models.stack import Inputs, ModelStack
+from prismsim.models.text import adapt_bert, adapt_gpt2
+from prismsim.models.vision import adapt_dinov2, adapt_vit
+
+ADAPTERS: dict[str, Callable[[nn.Module], ModelStack]] = {
+    "vit": adapt_vit,
+    "dinov2": adapt_dinov2,
+    "bert": adapt_bert,
+    "gpt2": adapt_gpt2,
+}
+
+def adapt(model: nn.Module, name: str | None = None) -> ModelStack:
+    """Wrap a HF model object. Switches it to eval mode and eager attention (the reference)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ADAPTERS:
+        raise ValueError(f"unsupported model type {model_type!r}; supported: {sorted(ADAPTERS)}")
+    model.eval().requires_grad_(False)  # inference only; also lets TorchScript trace steps
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    stack = ADAPTERS[model_type](model)
+    for block in stack.blocks:  # GPT-2's split projections are new modules
+        block.requires_grad_(False)
+    if name:
+        stack.name = name
+    return stack
+
+
+def _from_pretrained(name: str) -> nn.Module:
+    config = transformers.AutoConfig.from_pretrained(name)
+    archs = getattr(config, "architectures", None) or []
+    cls = getattr(transformers, archs[0], None) if archs else transformers.AutoModel
+    if cls is None:
+        raise ValueError(f"{name}: unknown architecture {archs[0]!r}")
+    return cls.from_pretrained(name, attn_implementation="eager")
+
+
+def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack:
+    """A ModelStack from a stack, a HF model object, a built-in name (seeded random
+    weights), or a hub name / local directory (real weights)."""
+    if isinstance(model, ModelStack):
+        return model
+    if isinstance(model, nn.Module):
+        return adapt(model)
+    if model in BUILTINS:
+        return adapt(build_builtin(model, seed), name=model)
+    if model in LOADERS:
+        return adapt(LOADERS[model](), name=model)
+    try:
+        return adapt(_from_pretrained(model), name=model)
+    except OSError as err:
+        names = ", ".join(model_names())
+        raise ValueError(f"model {model!r} is not a built-in name ({names}), "
+                         f"a local model directory, or a reachable hub model ({err})") from None
+
+
+def normalize_inputs(stack: ModelStack, inputs: Tensor | Inputs) -> Inputs:
+    """Accept a bare tensor (pixel values or input ids) or a dict of model inputs."""
+    if isinstance(inputs, Tensor):
+        inputs = {stack.main_input: inputs}
+    if stack.main_input not in inputs:
+        raise ValueError(f"{stack.name}: inputs need {stack.main_input!r}, got {sorted(inputs)}")
+    mask = inputs.get("attention_mask")
+    if mask is not None and not bool(mask.all()):
+        raise ValueError(f"{stack.name}: padded inputs (attention_mask with zeros) are not "
+                         "supported by the distributed strategies; pass unpadded sequences")
+    return {k: v for k, v in inputs.items() if k != "attention_mask"}
+
+
+def random_inputs(stack: ModelStack, batch: int = 1, tokens: int | None = None,
+                  seed: int = 0) -> Inputs:
+    """Seeded random inputs of the right kind: images for vision, token ids for text."""
+    gen = torch.Generator().manual_seed(seed)
+    cfg = stack.hf.config
+    if stack.main_input == "pixel_values":
+        size = _image_size(stack)
+        return {"pixel_values": torch.randn(batch, cfg.num_channels, size, size, generator=gen)}
+    spec = BUILTINS.get(stack.name)
+    n = tokens or (spec.tokens if spec and spec.tokens else 256)
+    n = min(n, getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", n))
+    return {"input_ids": torch.randint(0, cfg.vocab_size, (batch, n), generator=gen)}
+
+
+def _image_size(stack: ModelStack) -> int:
+    """A built-in pretrained model's own input size (dinov2-small: 196 px = 197 tokens,
+    where its HF config says 518), else the config's."""
+    spec = PRETRAINED.get(stack.name)
+    return spec.image_size if spec and spec.image_size else stack.hf.config.image_size
+

@@ -1,0 +1,202 @@
+"""The plan's search: every deployment (device kind, count, strategy, CR, link) is
+simulated and given its accuracy; those meeting both the accuracy floor and the latency
+SLO are ranked by cost (price x count), then energy per inference.
+
+The Pareto front is taken over (cost, latency, energy) among the deployments that meet
+both constraints, all three minimized: the three things a buyer trades once the accuracy
+floor is met (accuracy is a constraint here, not an objective).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from prismsim.accuracy import evaluate
+from prismsim.configuration import Configuration
+from prismsim.cost.cache import WorkloadCache
+from prismsim.cost.units import ms_to_s
+from prismsim.metrics import LOWER_IS_BETTER
+from prismsim.pareto import front_rows
+from prismsim.plan.spec import LoadedPlan, PlanError, plan_configurations
+from prismsim.progress import Progress
+from prismsim.sim import simulate
+from prismsim.workload import Workload
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way to buy and run: ``count`` devices of one kind running a configuration
+    over a link ("" for one device: no network)."""
+
+    device: str
+    configuration: Configuration
+    link: str
+
+    @property
+    def count(self) -> int:
+        return self.configuration.devices
+
+
+def deployments(plan: LoadedPlan) -> list[Deployment]:
+    """Every device kind with every configuration of the plan, one device without a
+    link, the others over every link. Order: devices, counts, strategies as listed."""
+    out = []
+    for priced in plan.devices:
+        for c in plan_configurations(plan.spec):
+            links = [""] if c.devices == 1 else list(plan.links)
+            out += [Deployment(priced.name, c, link) for link in links]
+    return out
+
+
+WorkloadFn = Callable[[Configuration], Workload]
+AccuracyFn = Callable[[Configuration], dict[str, Any]]
+
+
+def traced_workloads(plan: LoadedPlan) -> WorkloadFn:
+    """Workloads traced from the strategies' own programs (disk-cached, as in sweeps)."""
+    m, cache = plan.spec.model, WorkloadCache()
+
+    def get(c: Configuration) -> Workload:
+        try:
+            return cache.get(m.architecture or m.name, c.strategy, c.devices, tokens=m.tokens,
+                             batch=plan.spec.batch, **c.options())
+        except (OSError, ValueError) as err:  # a hub model offline, a bad option
+            raise PlanError(f"{plan.path.name}: model: cannot trace {c.label()}: {err}") \
+                from None
+    return get
+
+
+def table_accuracy(plan: LoadedPlan) -> AccuracyFn:
+    """Values from the plan's accuracy table: an entry for this P beats one for every P."""
+    table = plan.spec.accuracy
+    assert table is not None
+    where = plan.path.name
+
+    def get(c: Configuration) -> dict[str, Any]:
+        found = {e.devices: e for e in table.entries if e.strategy == c.strategy
+                 and e.cr == c.cr}
+        entry = found.get(c.devices) or found.get(None)
+        if entry is None:
+            raise PlanError(f"{where}: accuracy.entries: no value for {c.label()}")
+        return {"metric": table.metric, "value": entry.value,
+                "accuracy_source": table.source}
+    return get
+
+
+def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
+    """The model evaluated on the plan's dataset (disk-cached, shared with sweeps)."""
+    d = plan.spec.dataset
+    assert d is not None
+
+    def get(c: Configuration) -> dict[str, Any]:
+        try:
+            r = evaluate(plan.spec.model.name, d.name, c.strategy, c.devices, split=d.split,
+                         limit=d.limit, batch=d.batch, **c.options())
+        except (OSError, RuntimeError, ValueError) as err:  # offline hub model or dataset
+            raise PlanError(f"{plan.path.name}: accuracy of {c.label()} unavailable ({err}); "
+                            f"give an accuracy: table instead") from None
+        return {k: r[k] for k in ("metric", "value", "accuracy_source")}
+    return get
+
+
+COLUMNS = ["device", "count", "strategy", "cr", "link", "unit_price_usd", "cost_usd",
+           "latency_s", "energy_j", "bytes_on_air", "metric", "accuracy", "meets_slo",
+           "meets_floor", "feasible", "fails", "rank", "pareto", "accuracy_source"]
+PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the docstring
+RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
+
+
+def count_steps(plan: LoadedPlan) -> int:
+    """Accuracies and workloads the plan needs: for progress."""
+    return 2 * len(plan_configurations(plan.spec))
+
+
+def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what: str,
+          progress: Progress | None) -> dict[Configuration, Any]:
+    out = {}
+    for c in configs:
+        out[c] = fn(c)
+        if progress:
+            progress(f"{what} of {c.label()}")
+    return out
+
+
+def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
+                 progress: Progress | None = None) -> pd.DataFrame:
+    """One row a deployment: cost, simulated latency and energy, accuracy."""
+    configs = plan_configurations(plan.spec)
+    accs = _each(accuracy, configs, "accuracy", progress)  # first: table errors come early
+    wls = _each(workload, configs, "workload", progress)
+    prices = {d.name: d for d in plan.devices}
+    first_link = next(iter(plan.links.values()))  # one device sends nothing: any link
+    rows = []
+    for dep in deployments(plan):
+        priced, c = prices[dep.device], dep.configuration
+        r = simulate(wls[c], priced.spec, plan.links.get(dep.link, first_link))
+        acc = accs[c]
+        rows.append({"device": dep.device, "count": dep.count, "strategy": c.strategy,
+                     "cr": math.nan if c.cr is None else c.cr, "link": dep.link,
+                     "unit_price_usd": priced.price_usd, "cost_usd": priced.price_usd * dep.count,
+                     "latency_s": r.latency_s, "energy_j": r.energy_j,
+                     "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
+                     "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"]})
+    return pd.DataFrame(rows)
+
+
+def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float) -> pd.DataFrame:
+    """Adds meets_slo, meets_floor, feasible, fails, rank (1 = cheapest feasible, then
+    lowest energy) and pareto; feasible rows first in rank order, then the others."""
+    df = df.copy()
+    lower = df["metric"].isin(LOWER_IS_BETTER)
+    df["meets_slo"] = df["latency_s"] <= latency_slo_s
+    df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
+        lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
+    df["feasible"] = df["meets_slo"] & df["meets_floor"]
+    df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor))
+                             if not ok) for slo, floor in zip(df["meets_slo"],
+                                                              df["meets_floor"], strict=True)]
+    # stable sort: equal keys keep the order deployments were listed in
+    df = df.sort_values(["feasible", *RANK_COLUMNS], ascending=[False, True, True, True],
+                        kind="stable").reset_index(drop=True)
+    n_ok = int(df["feasible"].sum())
+    df["rank"] = pd.array(list(range(1, n_ok + 1)) + [None] * (len(df) - n_ok), dtype="Int64")
+    df["pareto"] = df.index.isin(front_rows(df[df["feasible"]], minimize=PARETO_COLUMNS))
+    return df[COLUMNS]
+
+
+@dataclass
+class PlanResult:
+    table: pd.DataFrame  # every deployment, feasible ones first in rank order
+    accuracy_floor: float
+    latency_slo_s: float
+    name: str
+    model: str
+
+    @property
+    def ranked(self) -> pd.DataFrame:
+        return self.table[self.table["feasible"]]
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.table[self.table["pareto"]]
+
+
+def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
+             accuracy: AccuracyFn | None = None,
+             progress: Progress | None = None) -> PlanResult:
+    """Simulate, judge and rank every deployment of the plan. ``workload`` and
+    ``accuracy`` default to traced workloads and the plan's accuracy source."""
+    s = plan.spec
+    workload = workload or traced_workloads(plan)
+    accuracy = accuracy or (table_accuracy(plan) if s.accuracy else evaluated_accuracy(plan))
+    raw = simulate_all(plan, workload, accuracy, progress)
+    slo_s = ms_to_s(s.latency_slo_ms)
+    model = s.model.name if not s.model.architecture else (
+        f"{s.model.architecture} (accuracy of {s.model.name})")
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s), s.accuracy_floor, slo_s,
+                      s.name, model)

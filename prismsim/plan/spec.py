@@ -1,0 +1,218 @@
+"""The plan file: candidate devices with prices, counts, strategies, CRs and links, an
+accuracy floor and a latency SLO (strict YAML: unknown keys are errors naming file and
+key path); and the :class:`LoadedPlan` the search runs on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    Discriminator,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+)
+
+from prismsim.configuration import Configuration, configurations, prism_settings
+from prismsim.names import check_model, check_strategies
+from prismsim.scenario.schema import DatasetSection, ModelSection
+from prismsim.sim.catalog import builtin_devices, builtin_links
+from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.strategies import STRATEGIES
+from prismsim.userfiles import StrictModel, UserFileError, load_model_file
+
+
+class PlanError(UserFileError):
+    """A plan that cannot run; the message names file and key."""
+
+
+class ProfileDevice(StrictModel):
+    """A candidate device from the catalog (prismsim/catalog/devices.yaml)."""
+
+    profile: str
+    price_usd: NonNegativeFloat  # list price of one device, US dollars
+    name: str | None = None  # label in the tables; None: the profile's name
+
+
+class InlineDevice(DeviceSpec):
+    """A candidate device described in the plan file (DeviceSpec fields)."""
+
+    name: str  # required here (DeviceSpec's default "device"): it labels the table rows
+    price_usd: NonNegativeFloat  # list price of one device, US dollars
+
+
+class InlineLink(LinkSpec):
+    """A candidate link described in the plan file (LinkSpec fields)."""
+
+    name: str  # required here: it labels the table rows
+
+
+def _device_kind(v: Any) -> str:
+    # Tags hold a "-" so error key paths leave them out (see userfiles.key_path).
+    return "catalog-profile" if isinstance(v, dict) and "profile" in v else "inline-spec"
+
+
+def _link_kind(v: Any) -> str:
+    return "catalog-name" if isinstance(v, str) else "inline-spec"
+
+
+PlanDevice = Annotated[
+    Annotated[ProfileDevice, Tag("catalog-profile")] | Annotated[InlineDevice, Tag("inline-spec")],
+    Discriminator(_device_kind)]
+PlanLink = Annotated[
+    Annotated[str, Tag("catalog-name")] | Annotated[InlineLink, Tag("inline-spec")],
+    Discriminator(_link_kind)]
+
+
+class AccuracyEntry(StrictModel):
+    """The metric of one strategy, at one P (or every P), at one CR (prism)."""
+
+    strategy: str
+    devices: PositiveInt | None = None  # None: the same value at every device count
+    cr: float | None = Field(None, ge=1)  # prism: the compression rate; None otherwise
+    value: float
+
+
+class AccuracyTable(StrictModel):
+    """Metric values given by hand (measured elsewhere) instead of evaluated."""
+
+    metric: str = "accuracy"  # task metric's name; bits_per_byte-like ones: lower is better
+    source: str  # required: where the numbers come from (a paper's table, an earlier run)
+    entries: list[AccuracyEntry] = Field(min_length=1)
+
+
+class PrismCr(StrictModel):
+    cr: list[Annotated[float, Field(ge=1)]] = Field(min_length=1)  # CRs tried (CR = n_p / L)
+
+
+class PlanSpec(StrictModel):
+    name: str
+    description: str = ""  # free text for the reader of the file
+    model: ModelSection
+    dataset: DatasetSection | None = None  # evaluate accuracy on it ...
+    accuracy: AccuracyTable | None = None  # ... or take it from this table (exactly one)
+    # lowest acceptable metric value (for lower-is-better metrics: the highest)
+    accuracy_floor: float
+    latency_slo_ms: PositiveFloat  # one inference of ``batch`` inputs must end within it
+    batch: PositiveInt = 1  # inputs per inference (1: one request at a time)
+    devices: list[PlanDevice] = Field(min_length=1)
+    counts: list[PositiveInt] = Field(min_length=1)  # device counts P tried
+    strategies: list[str] = Field(min_length=1)
+    prism: PrismCr | None = None  # required when prism is among the strategies
+    # a switched gigabit LAN: the usual wired setup of devices on one desk or shelf
+    links: list[PlanLink] = Field(["ethernet-1g"], min_length=1)
+    output: str | None = None  # results folder (default results/<name>)
+
+
+@dataclass(frozen=True)
+class PricedDevice:
+    """A device kind to buy: its spec and the price of one."""
+
+    name: str
+    spec: DeviceSpec
+    price_usd: float
+
+
+@dataclass
+class LoadedPlan:
+    path: Path
+    spec: PlanSpec
+    devices: list[PricedDevice]
+    links: dict[str, LinkSpec]
+
+    @property
+    def output(self) -> Path:
+        return Path(self.spec.output or f"results/{self.spec.name}")
+
+
+def _priced(spec: PlanSpec, where: str) -> list[PricedDevice]:
+    catalog, out = builtin_devices(), []
+    for i, d in enumerate(spec.devices):
+        if isinstance(d, InlineDevice):
+            fields = d.model_dump(exclude={"price_usd"})
+            out.append(PricedDevice(d.name, DeviceSpec(**fields), d.price_usd))
+        elif d.profile not in catalog:
+            raise PlanError(f"{where}: devices[{i}].profile: unknown device {d.profile!r}; "
+                            f"known: {', '.join(sorted(catalog))}")
+        else:
+            out.append(PricedDevice(d.name or d.profile, catalog[d.profile], d.price_usd))
+    _unique([c.name for c in out], where, "devices")
+    return out
+
+
+def _links(spec: PlanSpec, where: str) -> dict[str, LinkSpec]:
+    catalog, out = builtin_links(), {}
+    for i, link in enumerate(spec.links):
+        if isinstance(link, LinkSpec):
+            out[link.name] = LinkSpec(**link.model_dump())
+        elif link not in catalog:
+            raise PlanError(f"{where}: links[{i}]: unknown link {link!r}; "
+                            f"known: {', '.join(sorted(catalog))}")
+        else:
+            out[link] = catalog[link]
+    _unique([link if isinstance(link, str) else link.name for link in spec.links],
+            where, "links")
+    return out
+
+
+def _unique(names: list[str], where: str, key: str) -> None:
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise PlanError(f"{where}: {key}[{i}]: {name!r} is listed twice "
+                            f"(give one of them another name)")
+
+
+def _check(spec: PlanSpec, where: str) -> None:
+    check_strategies(spec.strategies, f"{where}: strategies", PlanError)
+    check_model(spec.model.name, f"{where}: model.name", PlanError)
+    check_model(spec.model.architecture, f"{where}: model.architecture", PlanError)
+    if (spec.dataset is None) == (spec.accuracy is None):
+        which = "both" if spec.dataset else "neither"
+        raise PlanError(f"{where}: give either dataset: (accuracy is evaluated) or "
+                        f"accuracy: (a table of values), not {which}")
+    if "prism" in spec.strategies and spec.prism is None:
+        raise PlanError(f"{where}: prism: give the compression rates to try, "
+                        f"e.g. prism: {{cr: [2, 4]}}")
+    if spec.accuracy:
+        _check_table(spec.accuracy, where, set(STRATEGIES))
+
+
+def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
+    seen = set()
+    for i, e in enumerate(table.entries):
+        if e.strategy not in known:
+            raise PlanError(f"{where}: accuracy.entries[{i}].strategy: unknown strategy "
+                            f"{e.strategy!r}")
+        if (e.cr is None) != (e.strategy != "prism"):
+            need = "needs a cr" if e.strategy == "prism" else "takes no cr (prism only)"
+            raise PlanError(f"{where}: accuracy.entries[{i}]: {e.strategy} {need}")
+        key = (e.strategy, e.devices, e.cr)
+        if key in seen:
+            raise PlanError(f"{where}: accuracy.entries[{i}]: a second value for {key}")
+        seen.add(key)
+
+
+def plan_configurations(spec: PlanSpec) -> list[Configuration]:
+    """The (strategy, P, CR) the plan tries: single on one device, every other strategy
+    at every count above 1, prism at each CR; by count, then strategy as listed."""
+    crs = spec.prism.cr if spec.prism else []
+    configs = configurations(spec.strategies, spec.counts, prism_settings(crs))
+    return sorted(configs, key=lambda c: spec.counts.index(c.devices))  # stable
+
+
+def load_plan(path: str | Path) -> LoadedPlan:
+    """Read, validate and check a plan file; raise PlanError naming file and key."""
+    path = Path(path)
+    spec, where = load_model_file(path, PlanSpec, "plan fields", PlanError), path.name
+    _check(spec, where)
+    plan = LoadedPlan(path, spec, _priced(spec, where), _links(spec, where))
+    if not plan_configurations(spec):
+        raise PlanError(f"{where}: no configuration: single needs 1 in counts, "
+                        f"the other strategies a count above 1")
+    return plan
+
+

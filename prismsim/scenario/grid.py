@@ -1,0 +1,115 @@
+"""A scenario's grid: every point (configuration x device profile x link x batch x
+bandwidth x latency) it asks for, in a fixed order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from itertools import product
+from typing import Any
+
+from prismsim.configuration import Configuration, configurations, prism_settings
+from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, as_list
+from prismsim.sim.specs import LinkSpec
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: everything that decides its latency and accuracy."""
+
+    model: str
+    architecture: str | None
+    tokens: int | None
+    strategy: str
+    devices: int
+    cr: float | None
+    segments: int | None
+    device_profile: str
+    link: str
+    medium: str
+    bandwidth_mbps: float
+    latency_ms: float
+    broadcast: bool
+    batch: int
+    wire: str
+    rendezvous: bool = False  # the link's GLOO-style rendezvous (last: older keys unchanged)
+    split: str = "equal"  # token partitions of a mixed set ("a+b+c" profiles): or "speed"
+
+    @property
+    def mixed(self) -> bool:
+        return MIX_SEPARATOR in self.device_profile
+
+    @property
+    def configuration(self) -> Configuration:
+        return Configuration(self.strategy, self.devices, self.cr, self.segments)
+
+    def options(self) -> dict[str, Any]:
+        return self.configuration.options()
+
+    @property
+    def latency_model(self) -> str:
+        """The model whose FLOPs, bytes and latency are simulated."""
+        return self.architecture or self.model
+
+    def key(self) -> str:
+        """Stable id of the point (resuming a sweep matches rows by it)."""
+        return self._key
+
+    @cached_property
+    def _key(self) -> str:
+        fields = asdict(self)
+        for name, default in (("rendezvous", False), ("split", "equal")):
+            if fields[name] == default:  # keys of points from before the field stay valid
+                del fields[name]
+        blob = json.dumps(fields, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def scenario_configurations(s: Scenario) -> list[Configuration]:
+    """single on one device; every other strategy on every P > 1; prism at each CR."""
+    return configurations(s.strategies, as_list(s.devices.count), _prism(s))
+
+
+def adaptive_configurations(s: Scenario) -> list[Configuration]:
+    """The configurations the adaptive chooser may pick (none without ``adaptive:``)."""
+    if s.adaptive is None:
+        return []
+    return [c for c in scenario_configurations(s) if c.strategy in s.adaptive.candidates]
+
+
+def _mixed_systems(s: Scenario) -> list[tuple[Configuration, str]]:
+    """Every strategy but single on each heterogeneous set, at P = the set's size."""
+    out = []
+    for names in s.devices.mix or []:
+        others = [n for n in s.strategies if n != "single"]
+        for c in configurations(others, [len(names)], _prism(s)):
+            out.append((c, MIX_SEPARATOR.join(names)))
+    return out
+
+
+def _prism(s: Scenario) -> list[dict[str, Any]]:
+    crs = as_list(s.prism.cr) if s.prism.cr is not None else []
+    segs = as_list(s.prism.segments) if s.prism.segments is not None else []
+    return prism_settings(crs, segs)
+
+
+def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
+    """Every point, in order: systems (configurations x profiles, then mixed sets),
+    links, batches, bandwidths, latencies."""
+    net, points = s.network, []
+    systems = list(product(scenario_configurations(s), as_list(s.devices.profile)))
+    for (c, profile), link_name, batch in product(systems + _mixed_systems(s),
+                                                  as_list(net.link), as_list(s.batch)):
+        base = links[link_name]
+        lat_values = base.latency_ms if net.latency_ms is None else net.latency_ms
+        for bw, lat in product(as_list(net.bandwidth_mbps or base.bandwidth_mbps),
+                               as_list(lat_values)):
+            points.append(Point(
+                s.model.name, s.model.architecture, s.model.tokens, c.strategy, c.devices,
+                c.cr, c.segments, profile, link_name, net.medium or base.medium, float(bw),
+                float(lat), base.broadcast if net.broadcast is None else net.broadcast,
+                batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
+                s.devices.split if MIX_SEPARATOR in profile else "equal"))
+    return points

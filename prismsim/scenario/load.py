@@ -1,0 +1,136 @@
+"""Reading a scenario: strict YAML, names checked against the catalogs, and the
+:class:`LoadedScenario` a sweep runs. Every error is one line naming the file and the
+key, e.g. ``vit_200mbps.yaml: network.bandwidth_mbps[2]: Input should be greater than
+0, got -5``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from prismsim.adaptive import SYSTEM_COLUMNS, PerformanceMap, read_map_frame
+from prismsim.names import check_model, check_strategies
+from prismsim.scenario.grid import Point, adaptive_configurations, expand
+from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, ScenarioError, as_list
+from prismsim.sim.catalog import CatalogError, load_catalog_data
+from prismsim.sim.specs import DeviceSpec, LinkSpec, speed_weights
+from prismsim.userfiles import load_model_file
+
+
+@dataclass
+class LoadedScenario:
+    path: Path
+    spec: Scenario
+    devices: dict[str, DeviceSpec]
+    links: dict[str, LinkSpec]
+
+    @property
+    def output(self) -> Path:
+        return Path(self.spec.output or f"results/{self.spec.name}")
+
+    def device_specs(self, point: Point) -> DeviceSpec | list[DeviceSpec]:
+        """The point's device profile, or one per device for a mixed set."""
+        if not point.mixed:
+            return self.devices[point.device_profile]
+        return [self.devices[n] for n in point.device_profile.split(MIX_SEPARATOR)]
+
+    def weights(self, point: Point) -> list[float] | None:
+        """Token partition weights: device speeds for a mixed set split by speed."""
+        if not (point.mixed and point.split == "speed"):
+            return None
+        return list(speed_weights(self.device_specs(point)))  # type: ignore[arg-type]
+
+    def link_for(self, point: Point) -> LinkSpec:
+        return self.links[point.link].model_copy(update={
+            "medium": point.medium, "bandwidth_mbps": point.bandwidth_mbps,
+            "latency_ms": point.latency_ms, "broadcast": point.broadcast,
+            "rendezvous": point.rendezvous})
+
+    def grid(self) -> list[Point]:
+        return list(self._points)
+
+    @cached_property
+    def _points(self) -> tuple[Point, ...]:
+        return tuple(expand(self.spec, self.links))
+
+    @property
+    def map_csv(self) -> Path | None:
+        """The measured performance map named by ``adaptive.map_csv``, if any."""
+        a = self.spec.adaptive
+        return self.path.parent / a.map_csv if a and a.map_csv else None
+
+
+def _check_names(spec: Scenario, where: str, devices: dict, links: dict) -> None:
+    check_strategies(spec.strategies, f"{where}: strategies", ScenarioError)
+    check_model(spec.model.name, f"{where}: model.name", ScenarioError)
+    check_model(spec.model.architecture, f"{where}: model.architecture", ScenarioError)
+    for key, value, catalog, kind in (("devices.profile", spec.devices.profile, devices, "device"),
+                                      ("network.link", spec.network.link, links, "link")):
+        for i, name in enumerate(as_list(value)):
+            at = f"{key}[{i}]" if isinstance(value, list) else key
+            _known(name, catalog, f"{where}: {at}", kind)
+    for i, names in enumerate(spec.devices.mix or []):
+        if len(names) < 2:
+            raise ScenarioError(f"{where}: devices.mix[{i}]: a mixed set needs 2 or more "
+                                f"devices, got {names}")
+        for j, name in enumerate(names):
+            _known(name, devices, f"{where}: devices.mix[{i}][{j}]", "device")
+    if spec.devices.mix and spec.adaptive is not None:
+        raise ScenarioError(f"{where}: devices.mix: adaptive rows need one device kind per "
+                            f"system; leave out mix or adaptive")
+
+
+def _known(name: str, catalog: dict, at: str, kind: str) -> None:
+    if name not in catalog:
+        raise ScenarioError(f"{at}: unknown {kind} {name!r}; known: {', '.join(sorted(catalog))}")
+
+
+def _check_adaptive(spec: Scenario, path: Path) -> None:
+    a, where = spec.adaptive, path.name
+    if a is None:
+        return
+    for i, name in enumerate(a.candidates):
+        if name not in spec.strategies:
+            raise ScenarioError(f"{where}: adaptive.candidates[{i}]: {name!r} is not one of "
+                                f"the scenario's strategies ({', '.join(spec.strategies)})")
+    if not adaptive_configurations(spec):
+        raise ScenarioError(f"{where}: adaptive.candidates: no grid configuration uses them")
+    if a.accuracy_floor is not None and spec.dataset is None:
+        raise ScenarioError(f"{where}: adaptive.accuracy_floor: needs a dataset: section "
+                            f"(the accuracy of each candidate)")
+    if a.map_csv is not None:
+        _check_map_csv(spec, path.parent / a.map_csv, where)
+
+
+def _check_map_csv(spec: Scenario, csv: Path, where: str) -> None:
+    """Every configuration of a measured map must be one the chooser may pick."""
+    try:
+        df = read_map_frame(csv)
+        system = [c for c in SYSTEM_COLUMNS if c in df]  # a file may hold several systems
+        maps = [PerformanceMap.from_frame(g) for _, g in df.groupby(system)] if system else [
+            PerformanceMap.from_frame(df)]
+    except ValueError as err:
+        raise ScenarioError(f"{where}: adaptive.map_csv: {err}") from None
+    known = set(adaptive_configurations(spec))
+    for config in (c for pmap in maps for c in pmap.configurations):
+        if config not in known:
+            raise ScenarioError(f"{where}: adaptive.map_csv: {config.label()} is not a "
+                                f"candidate configuration of this scenario")
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Read, validate and check a scenario; raise ScenarioError with file and key."""
+    path = Path(path)
+    spec, where = load_model_file(path, Scenario, "scenario fields", ScenarioError), path.name
+    try:
+        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog")
+    except CatalogError as err:
+        raise ScenarioError(str(err)) from None
+    _check_names(spec, where, devices, links)
+    _check_adaptive(spec, path)
+    loaded = LoadedScenario(path, spec, devices, links)
+    if not loaded.grid():
+        raise ScenarioError(f"{where}: empty grid: no strategy has a matching device count "
+                            f"(single needs devices.count 1, the others counts above 1)")
+    return loaded

@@ -1,0 +1,107 @@
+"""The scenario file's schema: one strict model per section. A list in a field makes a
+grid axis (``as_list`` reads either form)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from prismsim.userfiles import StrictModel, UserFileError
+
+MIX_SEPARATOR = "+"  # a mixed set's device_profile: its profiles joined, in device order
+
+
+class ScenarioError(UserFileError):
+    """A scenario that cannot run; the message names file and key."""
+
+
+def as_list(v: Any) -> list:
+    """A grid field's values: the list given, or the one value."""
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+class ModelSection(StrictModel):
+    name: str  # built-in name, HF hub name or local directory: accuracy comes from it
+    # the model whose FLOPs, bytes and latency are simulated, if not ``name``: the
+    # built-in architecture of a checkpoint that cannot be loaded offline, or the paper's
+    # model when ``name`` is an offline stand-in for its accuracy (rows say both)
+    architecture: str | None = None
+    tokens: PositiveInt | None = None  # text models: sequence length for latency points
+
+
+class DatasetSection(StrictModel):
+    name: str
+    split: str = "test"  # held-out split: accuracy is never measured on training data
+    limit: PositiveInt | None = 1000  # examples evaluated (byte data: 256-byte windows)
+    batch: PositiveInt = 32  # examples per forward while evaluating (not the latency batch)
+
+
+class DevicesSection(StrictModel):
+    count: PositiveInt | list[PositiveInt]  # P values
+    profile: str | list[str] = "cpu-2core-2.1ghz"  # device catalog names (paper's CPU)
+    # heterogeneous sets, one catalog profile per device (e.g. [[orin, nano, nano]]): each
+    # set is one more grid value, run by every strategy but single at P = its size
+    mix: list[list[str]] | None = None
+    # token partitions of a mixed set: equal sizes, or in proportion to device speed
+    split: Literal["equal", "speed"] = "equal"
+
+
+class PrismSection(StrictModel):
+    cr: PositiveFloat | list[PositiveFloat] | None = None  # compression rates (>= 1)
+    segments: PositiveInt | list[PositiveInt] | None = None  # or means per partition
+
+
+class NetworkSection(StrictModel):
+    link: str | list[str] = "ethernet-1g"  # link catalog names; fields below override
+    medium: Literal["switched", "shared", "mesh"] | None = None
+    bandwidth_mbps: PositiveFloat | list[PositiveFloat] | None = None
+    latency_ms: float | list[float] | None = Field(None)
+    broadcast: bool | None = None
+    # GLOO-style rendezvous (data leaves once the receiver posted its receive); None:
+    # the link's own setting. A property of the software stack, not of the medium.
+    rendezvous: bool | None = None
+
+
+class AdaptiveSection(StrictModel):
+    """Adaptive PRISM: at each (batch, bandwidth, link) point, the candidate an offline
+    performance map picks; rows with strategy ``adaptive`` (prismsim.adaptive)."""
+
+    objective: Literal["latency", "energy"] = "latency"  # the follow-up paper's first aim
+    # lowest task metric a candidate must reach (highest, for bits per byte); None: any
+    # candidate, as the paper's chooser trades accuracy for speed freely
+    accuracy_floor: float | None = None
+    # strategies of this scenario the chooser may pick; the paper: local or PRISM
+    candidates: list[str] = Field(default_factory=lambda: ["single", "prism"], min_length=1)
+    # map grid; None: the scenario's own batches / bandwidths, so the map is exact at
+    # every point and adaptive matches the best candidate there
+    map_batch: PositiveInt | list[PositiveInt] | None = None
+    map_bandwidth_mbps: PositiveFloat | list[PositiveFloat] | None = None
+    # a measured map (CSV with prismsim.adaptive.MAP_COLUMNS, path relative to the
+    # scenario file) used instead of simulating one; None: the simulator builds it
+    map_csv: str | None = None
+
+
+class TimelineSection(StrictModel):
+    """The point whose per-device timeline is drawn (first matching point)."""
+
+    strategy: str = "prism"
+    devices: PositiveInt | None = None
+    bandwidth_mbps: PositiveFloat | None = None
+
+
+class Scenario(StrictModel):
+    name: str
+    description: str = ""
+    model: ModelSection
+    dataset: DatasetSection | None = None  # None: latency only, no accuracy column
+    strategies: list[str] = Field(min_length=1)
+    devices: DevicesSection
+    prism: PrismSection = PrismSection()
+    network: NetworkSection = NetworkSection()
+    batch: PositiveInt | list[PositiveInt] = 1  # inference batch size for latency
+    wire: Literal["fp32", "fp16", "int8"] = "fp32"  # element type on the wire
+    output: str | None = None  # results folder (default results/<name>)
+    timeline: TimelineSection = TimelineSection()
+    catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
+    adaptive: AdaptiveSection | None = None  # None: no adaptive rows

@@ -1,0 +1,82 @@
+"""A device's tasks prepared for replay on one device spec: typed operations with compute
+times worked out once, cached by the engine per (workload, device, spec, merge).
+
+The cache is keyed weakly by the workload, so it lives exactly as long as the workload
+it was made from and the workload itself stays plain data.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prismsim.sim.specs import DeviceSpec
+from prismsim.workload import Task, Workload
+
+
+@dataclass(frozen=True)
+class Compute:
+    seconds: float
+    label: str
+    layer: int | None
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    message: int  # id in the workload's messages
+    label: str
+
+
+@dataclass(frozen=True)
+class PostReceives:
+    messages: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Receive:
+    messages: tuple[int, ...]
+    label: str
+
+
+Op = Compute | SendMessage | PostReceives | Receive
+
+
+def compute_s(task: Task, spec: DeviceSpec) -> float:
+    """Roofline: the larger of compute time and memory time (if a bandwidth is given)."""
+    t = task.flops / spec.flops_per_s
+    mem = spec.mem_bytes_per_s
+    return max(t, task.memory_bytes / mem) if mem else t
+
+
+def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool) -> list[Op]:
+    """Tasks as typed operations; consecutive compute steps merged into one hold when no
+    timeline is recorded (same result, fewer events)."""
+    ops: list[Op] = []
+    for t in tasks:
+        if t.kind == "compute":
+            last = ops[-1] if ops else None
+            if merge and isinstance(last, Compute):
+                ops[-1] = Compute(last.seconds + compute_s(t, spec), last.label, last.layer)
+            else:
+                ops.append(Compute(compute_s(t, spec), t.label, t.layer))
+        elif t.kind == "send":
+            ops.append(SendMessage(t.messages[0], t.label))
+        elif t.kind == "post":
+            ops.append(PostReceives(t.messages))
+        else:
+            ops.append(Receive(t.messages, t.label))
+    return ops
+
+
+_CACHE: weakref.WeakKeyDictionary[Workload, dict[tuple, list[Op]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list[Op]:
+    """The compiled operations of one device (reused across points with this spec)."""
+    per_workload = _CACHE.setdefault(wl, {})
+    key = (device, spec, merge)
+    if key not in per_workload:
+        per_workload[key] = compile_tasks(wl.tasks[device], spec, merge)
+    return per_workload[key]

@@ -1,0 +1,40 @@
+"""Computing one need: a workload traced (or read from the disk cache) and an accuracy
+evaluated (or read from its cache). Plain functions of plain data, so they run in this
+process, in worker processes or on a Dask cluster alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from prismsim.accuracy import evaluate
+from prismsim.cost.cache import WorkloadCache
+from prismsim.sweep.needs import AccuracyNeed, WorkloadNeed
+from prismsim.sweep.rows import NO_ACCURACY
+
+ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source")
+
+
+def trace(need: WorkloadNeed) -> str:
+    """The workload as JSON: plain text travels back from another process or machine."""
+    wl = WorkloadCache().get(need.model, need.strategy, need.devices, tokens=need.tokens,
+                             batch=need.batch, wire=need.wire, weights=need.weights,
+                             **dict(need.options))
+    return wl.to_json()
+
+
+def accuracy(need: AccuracyNeed) -> dict[str, Any]:
+    """The task metric and fidelity; a model or dataset that cannot be had (a hub one,
+    offline) gives NaN with the reason in ``accuracy_source``."""
+    try:
+        r = evaluate(need.model, need.dataset, need.strategy, need.devices, split=need.split,
+                     limit=need.limit, batch=need.batch, **need.keywords())
+    except (OSError, ValueError, RuntimeError) as err:
+        return {**NO_ACCURACY, "accuracy_source": f"unavailable: {err}"}
+    return {k: r[k] for k in ACCURACY_KEYS}
+
+
+def init_worker(threads: int) -> None:
+    """A worker process's torch threads: the machine's cores shared among the workers."""
+    torch.set_num_threads(threads)

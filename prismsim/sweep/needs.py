@@ -1,0 +1,83 @@
+"""What a sweep computes once and shares between points: the workload of each distinct
+(model, configuration, tokens, batch, wire, split) and the accuracy of each distinct
+(model, dataset, configuration, split). Plain data, no torch: ``prismsim check`` counts
+them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from prismsim.scenario.grid import Point
+from prismsim.scenario.load import LoadedScenario
+
+Options = tuple[tuple[str, Any], ...]  # a strategy's options, sorted: hashable
+
+
+@dataclass(frozen=True)
+class WorkloadNeed:
+    """What decides a point's workload (not the hardware): shared across bandwidths."""
+
+    model: str  # the latency model (architecture)
+    strategy: str
+    devices: int
+    options: Options
+    tokens: int | None
+    batch: int
+    wire: str
+    weights: tuple[float, ...] | None  # token partition weights (a speed split)
+
+    def label(self) -> str:
+        return f"trace {self.model} {self.strategy} P={self.devices} {dict(self.options)}"
+
+
+@dataclass(frozen=True)
+class AccuracyNeed:
+    """What decides a point's accuracy: shared across hardware and network."""
+
+    model: str
+    dataset: str
+    split: str
+    limit: int | None
+    batch: int  # examples per forward while evaluating
+    strategy: str
+    devices: int
+    options: Options
+    weights: tuple[float, ...] | None
+
+    def label(self) -> str:
+        return f"accuracy {self.model} {self.strategy} P={self.devices} {dict(self.options)}"
+
+    def keywords(self) -> dict[str, Any]:
+        """The strategy's keyword options, and the partition weights when given."""
+        return {**dict(self.options), **({"weights": list(self.weights)} if self.weights
+                                         else {})}
+
+
+def _options(p: Point) -> Options:
+    return tuple(sorted(p.options().items()))
+
+
+def _weights(s: LoadedScenario, p: Point) -> tuple[float, ...] | None:
+    w = s.weights(p)
+    return tuple(w) if w else None
+
+
+def workload_need(s: LoadedScenario, p: Point) -> WorkloadNeed:
+    return WorkloadNeed(p.latency_model, p.strategy, p.devices, _options(p), p.tokens,
+                        p.batch, p.wire, _weights(s, p))
+
+
+def accuracy_need(s: LoadedScenario, p: Point) -> AccuracyNeed | None:
+    d = s.spec.dataset
+    if d is None:
+        return None
+    return AccuracyNeed(p.model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
+                        _options(p), _weights(s, p))
+
+
+def distinct(needs: Any) -> list:
+    """Needs without repeats and without None, in a stable order."""
+    return sorted({n for n in needs if n is not None}, key=lambda n: json.dumps(
+        n.__dict__, default=str, sort_keys=True))

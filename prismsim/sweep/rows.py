@@ -1,0 +1,81 @@
+"""The results table's schema: one row a point, its parameters, what the simulation gave
+(latency, energy, bytes, where each device's time went), the workload's FLOPs and
+communication, and the accuracy."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from prismsim.scenario.grid import Point
+from prismsim.sim import SimResult
+from prismsim.workload import Workload
+
+COLUMNS = [
+    "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
+    "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
+    "rendezvous", "split", "batch", "wire", "tokens",
+    "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
+    "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
+    "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
+    "metric", "accuracy", "top1_agreement", "mean_kl", "accuracy_source", "adaptive_choice",
+]
+NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
+               "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario"}
+
+
+def _per_device(values: Iterable[float]) -> str:
+    return json.dumps([round(v, 9) for v in values])
+
+
+def point_columns(scenario: str, p: Point) -> dict[str, Any]:
+    return {
+        "point_id": p.key(), "scenario": scenario, "model": p.model,
+        "latency_model": p.latency_model, "strategy": p.strategy,
+        "devices": p.devices, "cr": p.cr, "segments": p.segments,
+        "device_profile": p.device_profile, "link": p.link, "medium": p.medium,
+        "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
+        "broadcast": p.broadcast, "rendezvous": p.rendezvous, "split": p.split,
+        "batch": p.batch, "wire": p.wire,
+    }
+
+
+def result_columns(r: SimResult) -> dict[str, Any]:
+    """Latency, energy, bytes; the busiest device's times and every device's (JSON)."""
+    devices = r.devices
+    idle = [r.idle_s(i) for i in range(len(devices))]
+    return {
+        "latency_s": r.latency_s, "energy_j": r.energy_j, "bytes_on_air": r.bytes_on_air,
+        "bytes_sent": sum(d.bytes_sent for d in devices),
+        "compute_s": max(d.compute_s for d in devices),
+        "comm_s": max(d.comm_s for d in devices), "idle_s": max(idle),
+        "compute_s_per_device": _per_device(d.compute_s for d in devices),
+        "comm_s_per_device": _per_device(d.comm_s for d in devices),
+        "idle_s_per_device": _per_device(idle),
+        "energy_j_per_device": _per_device(d.energy_j for d in devices),
+    }
+
+
+def workload_columns(wl: Workload) -> dict[str, Any]:
+    """What the traced program costs, whatever the hardware (the same for every point of
+    one workload)."""
+    flops = wl.flops_per_device()
+    return {"tokens": wl.meta["tokens"], "gflops_total": sum(flops) / 1e9,
+            "gflops_per_device": max(flops) / 1e9, "pdplc_tokens": wl.pdplc_tokens(),
+            "comm_bytes_per_device_per_layer": wl.comm_bytes_per_layer()}
+
+
+def accuracy_columns(acc: dict[str, Any] | None) -> dict[str, Any]:
+    acc = acc or NO_ACCURACY
+    return {"metric": acc["metric"], "accuracy": acc["value"],
+            "top1_agreement": acc["top1_agreement"], "mean_kl": acc["mean_kl"],
+            "accuracy_source": acc["accuracy_source"]}
+
+
+def make_row(scenario: str, p: Point, workload: dict[str, Any], r: SimResult,
+             acc: dict[str, Any] | None) -> dict[str, Any]:
+    """One results row; ``workload``: the point's :func:`workload_columns`."""
+    return {**point_columns(scenario, p), **workload, **result_columns(r),
+            **accuracy_columns(acc), "adaptive_choice": None}

@@ -1,0 +1,99 @@
+"""The sweep: every point of a scenario's grid, resumable.
+
+Workloads and accuracies are computed once per distinct need (disk caches, shared by
+every bandwidth and link setting) and every point is simulated. Finished rows are
+appended to ``results.csv`` as they come (in short batches, each reported only once it
+is on disk), so a killed sweep resumed with the same command recomputes only the points
+that were in flight; at the end the table is rewritten in grid order (CSV and Parquet).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from prismsim.progress import Progress
+from prismsim.scenario.grid import Point
+from prismsim.scenario.load import LoadedScenario
+from prismsim.sim import simulate
+from prismsim.sweep import compute
+from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
+from prismsim.sweep.executors import run_many
+from prismsim.sweep.needs import accuracy_need, distinct, workload_need
+from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
+from prismsim.sweep.rows import make_row, workload_columns
+from prismsim.sweep.timeline import record_timeline, timeline_point
+from prismsim.workload import Workload
+
+
+def count_tasks(s: LoadedScenario) -> int:
+    """Units of work a fresh sweep reports: workloads, accuracies, points."""
+    points = s.grid()
+    traces = {workload_need(s, p) for p in points} | adaptive_workload_needs(s, points)
+    accs = distinct(accuracy_need(s, p) for p in points)
+    return len(points) + len(traces) + len(accs)
+
+
+def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
+              executor: str = "local", scheduler: str | None = None, fresh: bool = False,
+              progress: Progress | None = None) -> pd.DataFrame:
+    """Compute every missing point of the grid; return the whole table in grid order."""
+    out = Path(out or s.output)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, points = out / "results.csv", s.grid()
+    if csv.exists() and (fresh or other_columns(csv)):
+        csv.unlink()  # rows of another column layout (an older prismsim) are recomputed
+    shutil.copyfile(s.path, out / "scenario.yaml")
+    done = read_rows(csv, {p.key() for p in points})
+    todo = [p for p in points if p.key() not in done]
+    kw: dict[str, Any] = {"jobs": jobs, "executor": executor, "scheduler": scheduler,
+                          "progress": progress}
+    traces = distinct([workload_need(s, p) for p in todo]
+                      + list(adaptive_workload_needs(s, points)))
+    workloads = run_many(compute.trace, traces, **kw)
+    accs = run_many(compute.accuracy, distinct(accuracy_need(s, p) for p in todo), **kw)
+    _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)
+    extra = adaptive_rows(s, points, done, workloads, out)
+    table = as_written([done[p.key()] for p in points] + extra)
+    write_table(table, out)
+    _timeline(s, workloads, out)
+    return table
+
+
+def _timeline(s: LoadedScenario, workloads: dict, out: Path) -> None:
+    """The scenario's timeline point, recorded for the timeline plot."""
+    p = timeline_point(s)
+    if p is not None:
+        need = workload_need(s, p)
+        text = workloads[need] if need in workloads else compute.trace(need)
+        record_timeline(s, p, Workload.from_json(text), out)
+
+
+def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: dict,
+                  writer: RowWriter, done: dict[str, Any], progress: Progress | None) -> None:
+    """Simulate each point; its row goes to ``done`` and to the file, and is reported
+    once written."""
+    parsed: dict[Any, tuple[Workload, dict[str, Any]]] = {}
+    name = s.spec.name
+    try:
+        for p in todo:
+            need = workload_need(s, p)
+            if need not in parsed:
+                wl = Workload.from_json(workloads[need])
+                parsed[need] = wl, workload_columns(wl)
+            wl, wl_columns = parsed[need]
+            result = simulate(wl, s.device_specs(p), s.link_for(p))
+            row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)))
+            done[p.key()] = row
+            _report(writer.write(row), progress)
+    finally:
+        _report(writer.close(), progress)
+
+
+def _report(rows: list[dict[str, Any]], progress: Progress | None) -> None:
+    if progress and rows:
+        r = rows[-1]
+        progress(f"{r['strategy']} P={r['devices']} {r['bandwidth_mbps']:g} Mbit/s", len(rows))

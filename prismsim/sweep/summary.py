@@ -1,0 +1,45 @@
+"""The summary a sweep ends with: each strategy's fastest configuration near a bandwidth,
+against one device, and whether it is on the latency/accuracy Pareto front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from prismsim.metrics import LOWER_IS_BETTER
+from prismsim.pareto import front_rows
+
+PAPER_BANDWIDTH_MBPS = 200.0  # the setting the PRISM paper highlights
+
+
+def closest(values: Iterable[float], target: float) -> float:
+    """The value nearest ``target``; a tie goes to the lower one."""
+    return min(values, key=lambda v: (abs(v - target), v))
+
+
+def latency_accuracy_front(df: pd.DataFrame) -> list:
+    """Index labels of the rows on the front of latency (lower) and the task metric
+    (higher, or lower for bits per byte); rows without a metric are never on it."""
+    rows = df.dropna(subset=["accuracy"])
+    lower = bool(rows["metric"].isin(LOWER_IS_BETTER).any())
+    minimize = ["latency_s", "accuracy"] if lower else ["latency_s"]
+    return front_rows(rows, minimize=minimize, maximize=[] if lower else ["accuracy"])
+
+
+def summarize(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS
+              ) -> pd.DataFrame:
+    """At the bandwidth closest to ``bandwidth_mbps``: each strategy's fastest
+    configuration, and whether it is on the latency/accuracy Pareto front there."""
+    at = df[df["bandwidth_mbps"] == closest(df["bandwidth_mbps"].unique(), bandwidth_mbps)]
+    best = at.loc[at.groupby("strategy", sort=False)["latency_s"].idxmin()]
+    cols = ["strategy", "devices", "cr", "segments", "bandwidth_mbps", "latency_s",
+            "energy_j", "accuracy"]
+    if "adaptive_choice" in at and at["adaptive_choice"].notna().any():
+        cols.append("adaptive_choice")
+    out = best[cols].copy()
+    single = at[at["strategy"] == "single"]["latency_s"]
+    if len(single):
+        out["vs_single_pct"] = 100 * (out["latency_s"] / single.min() - 1)
+    out["pareto"] = out.index.isin(latency_accuracy_front(at))
+    return out.reset_index(drop=True)
