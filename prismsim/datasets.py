@@ -49,14 +49,18 @@ class Dataset:
                        self.classes, self.metric, self.source)
 
 
+def _held_out(split: str, test: Any, train: Any) -> Any:
+    """The part a split names: ``test`` (held out) or ``train``."""
+    parts = {"test": test, "train": train}
+    if split not in parts:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return parts[split]
+
+
 def _split_indices(n: int, split: str) -> np.ndarray:
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     n_test = round(n * TEST_SHARE)
-    if split == "test":
-        return order[:n_test]
-    if split == "train":
-        return order[n_test:]
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _held_out(split, order[:n_test], order[n_test:])
 
 
 def mnist_5k(split: str = "test") -> Dataset:
@@ -96,11 +100,7 @@ def wiki_bytes(split: str = "test") -> bytes:
     with bz2.open(asset_file("wiki-xml")) as f:
         data = f.read()
     cut = int(len(data) * (1 - WIKI_TEST_SHARE))
-    if split == "train":
-        return data[:cut]
-    if split == "test":
-        return data[cut:]
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _held_out(split, data[cut:], data[:cut])
 
 
 def wiki_xml(split: str = "test") -> Dataset:

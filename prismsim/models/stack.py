@@ -1,7 +1,7 @@
 """The uniform model stack every strategy works on: embed, blocks, head.
 
-Strategies never touch Hugging Face internals; a family adapter (``vit.py``,
-``bert.py``, ...) maps a HF model onto these pieces. The pieces reference the HF
+Strategies never touch Hugging Face internals; a family adapter (``vision.py``,
+``text.py``) maps a HF model onto these pieces. The pieces reference the HF
 modules' own parameters (GPT-2's fused ``c_attn`` is split into copies), so the
 numerics are the HF model's numerics.
 """
@@ -64,23 +64,26 @@ class Block(nn.Module):
         b, h, n, dh = t.shape
         return t.transpose(1, 2).reshape(b, n, h * dh)
 
+    def _sub_in(self, ln: nn.Module, x: Tensor) -> Tensor:
+        return ln(x) if self.pre_ln else x
+
+    def _residual(self, ln: nn.Module, scale: Tensor | None, x: Tensor, y: Tensor) -> Tensor:
+        y = y if scale is None else y * scale
+        return x + y if self.pre_ln else ln(x + y)
+
     def attn_in(self, x: Tensor) -> Tensor:
         """What the Q/K/V projections see of the residual stream x."""
-        return self.ln_attn(x) if self.pre_ln else x
+        return self._sub_in(self.ln_attn, x)
 
     def attn_residual(self, x: Tensor, y: Tensor) -> Tensor:
         """Combine the residual x with the output projection y (bias included)."""
-        if self.ls_attn is not None:
-            y = y * self.ls_attn
-        return x + y if self.pre_ln else self.ln_attn(x + y)
+        return self._residual(self.ln_attn, self.ls_attn, x, y)
 
     def mlp_in(self, x: Tensor) -> Tensor:
-        return self.ln_mlp(x) if self.pre_ln else x
+        return self._sub_in(self.ln_mlp, x)
 
     def mlp_residual(self, x: Tensor, y: Tensor) -> Tensor:
-        if self.ls_mlp is not None:
-            y = y * self.ls_mlp
-        return x + y if self.pre_ln else self.ln_mlp(x + y)
+        return self._residual(self.ln_mlp, self.ls_mlp, x, y)
 
     def mlp(self, x: Tensor) -> Tensor:
         """The whole position-wise MLP sub-block, residual included."""

@@ -27,7 +27,8 @@ import yaml
 from prismsim.cost.trace import trace_workload
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_in_memory
-from prismsim.realrun.worker import TimedContext, drive
+from prismsim.realrun.gloo import drive
+from prismsim.realrun.worker import TimedContext
 from prismsim.strategies import make_options, make_programs, single
 from prismsim.workload import Workload
 

@@ -14,8 +14,6 @@ import json
 import os
 import sys
 import time
-import zlib
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,26 +24,11 @@ import torch.distributed as dist
 
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts
+from prismsim.realrun.gloo import drive
 from prismsim.strategies import get_strategy, make_options
-from prismsim.strategies.program import (
-    MASTER,
-    DeviceContext,
-    Driver,
-    Expect,
-    Inbox,
-    Post,
-    Program,
-    Recv,
-    Send,
-    Tag,
-)
+from prismsim.strategies.program import MASTER, DeviceContext, Tag
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
-
-
-def tag_id(tag: Tag) -> int:
-    """GLOO tags are integers: a stable hash of the program's tag as text."""
-    return zlib.crc32(str(tag).encode()) & 0x7FFFFFFF
 
 
 @dataclass
@@ -60,51 +43,6 @@ class TimedContext(DeviceContext):
         out = fn(*args)
         self.steps.append((str(tag), tag.layer, start - self.t0, time.perf_counter() - self.t0))
         return out
-
-
-class GlooTransport:
-    """Messages through torch.distributed: sends are ``isend`` (completed when the program
-    returns); a ``Post`` issues its ``irecv`` at once; each ``Recv`` takes the posted ones
-    for its expects (oldest first per source and tag), issues ``irecv`` for the rest,
-    then waits for them all."""
-
-    def __init__(self, n_devices: int):
-        self.n_devices = n_devices
-        self.pending: list[Any] = []
-        self.posted: dict[tuple[int, Tag], deque[tuple[Any, torch.Tensor]]] = defaultdict(deque)
-
-    def send(self, device: int, op: Send) -> None:
-        self.pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
-                         for m in op.messages for dst in m.recipients(self.n_devices)]
-
-    def post(self, device: int, op: Post) -> None:
-        for e in op.expects:
-            self.posted[(e.src, e.tag)].append(_irecv(e))
-
-    def take(self, device: int, op: Recv) -> Inbox:
-        received = [self.posted[(e.src, e.tag)].popleft() if self.posted[(e.src, e.tag)]
-                    else _irecv(e) for e in op.expects]
-        for work, _ in received:
-            work.wait()
-        return Inbox(zip(op.expects, (b for _, b in received), strict=True))
-
-    def finish(self, device: int) -> None:
-        for work in self.pending:
-            work.wait()
-        self.pending.clear()
-
-
-def drive(device: int, program: Program, n_devices: int) -> Any:
-    """Run one program to its end over torch.distributed; its result."""
-    driver = Driver(device, program, GlooTransport(n_devices))
-    driver.advance()
-    return driver.result
-
-
-def _irecv(e: Expect) -> tuple[Any, torch.Tensor]:
-    """An ``irecv`` of ``e`` into a fresh buffer: (its work, the buffer)."""
-    buffer = torch.empty(e.shape)
-    return dist.irecv(buffer, e.src, tag=tag_id(e.tag)), buffer
 
 
 def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:

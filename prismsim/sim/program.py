@@ -9,36 +9,25 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from prismsim.sim.specs import DeviceSpec
 from prismsim.workload import Task, Workload
 
 
-@dataclass(frozen=True)
-class Compute:
+# One operation each; tuples, as the replay reads them in its innermost loop.
+class Compute(NamedTuple):
     seconds: float
     label: str
     layer: int | None
-
-
-@dataclass(frozen=True)
-class SendMessage:
-    message: int  # id in the workload's messages
-    label: str
-
-
-@dataclass(frozen=True)
-class PostReceives:
+class SendMessage(NamedTuple):
+    message: int
+    label: str  # message id
+class PostReceives(NamedTuple):
     messages: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Receive:
+class Receive(NamedTuple):
     messages: tuple[int, ...]
     label: str
-
-
 Op = Compute | SendMessage | PostReceives | Receive
 
 

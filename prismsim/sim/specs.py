@@ -106,14 +106,7 @@ class LinkSpec(StrictModel):
             return self.bits_per_s
         return mbps_to_bits_per_s(self.broadcast_mbps) * self.goodput
 
-    @property
-    def latency_s(self) -> float:
-        return ms_to_s(self.latency_ms)
-
-    @property
-    def per_message_s(self) -> float:
-        return us_to_s(self.per_message_us)
-
-    @property
-    def message_delay_s(self) -> float:
-        return us_to_s(self.message_delay_us)
+    # the same values in seconds, as the simulator uses them
+    latency_s = property(lambda self: ms_to_s(self.latency_ms))
+    per_message_s = property(lambda self: us_to_s(self.per_message_us))
+    message_delay_s = property(lambda self: us_to_s(self.message_delay_us))
