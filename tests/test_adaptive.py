@@ -153,13 +153,8 @@ def test_map_csv_round_trip_and_a_measured_map(tmp_path):
 
 # ---------------------------------------------------------------- scenarios
 
-TINY = """name: tiny
-model: {name: vit-tiny}
-strategies: [single, voltage, prism]
-devices: {count: [1, 2, 3]}
-prism: {cr: [2, 4]}
-network: {bandwidth_mbps: [5, 200, 1000], latency_ms: 0.1}
-"""
+TINY = Path("scenarios/tiny_vit.yaml").read_text().replace(
+    "[50, 200, 1000], latency_ms: 1", "[5, 200, 1000], latency_ms: 0.1")
 
 
 def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:

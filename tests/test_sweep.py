@@ -11,13 +11,7 @@ from prismsim.cli.main import main
 from prismsim.scenario import load_scenario
 from prismsim.sweep.run import run_sweep
 
-TINY = """name: tiny
-model: {name: vit-tiny}
-strategies: [single, voltage, prism]
-devices: {count: [1, 2, 3]}
-prism: {cr: [2, 4]}
-network: {bandwidth_mbps: [50, 200, 1000], latency_ms: 1}
-"""
+TINY = Path("scenarios/tiny_vit.yaml").read_text()  # 21 points, latency only
 
 
 def _scenario(tmp_path: Path, text: str = TINY, name: str = "s.yaml") -> Path:
@@ -126,3 +120,22 @@ def test_dask_executor_with_a_local_cluster(tmp_path):
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
     dask = run_sweep(s, tmp_path / "dask", executor="dask")
     pd.testing.assert_frame_equal(dask, local)
+
+
+def test_a_point_is_reported_only_once_its_row_is_on_disk(tmp_path, monkeypatch):
+    """Rows are written in batches (here of 4): at every report the file already holds
+    every row reported so far (the 7 workloads come first and write nothing)."""
+    monkeypatch.setattr("prismsim.sweep.results.FLUSH_ROWS", 4)
+    monkeypatch.setattr("prismsim.sweep.results.FLUSH_EVERY_S", 3600.0)
+    s = load_scenario(_scenario(tmp_path))
+    csv = tmp_path / "out" / "results.csv"
+    reported, batches = [], []
+
+    def check(label, n=1):
+        reported.append(n)
+        if len(reported) > 7:  # a batch of rows
+            batches.append(n)
+            on_disk = len(csv.read_text().splitlines()) - 1  # less the header
+            assert on_disk == sum(reported) - 7
+    run_sweep(s, tmp_path / "out", progress=check)
+    assert batches == [4, 4, 4, 4, 4, 1]  # 21 points

@@ -18,10 +18,27 @@ from typing import Any
 import simpy
 
 from prismsim.sim.media import MEDIA
-from prismsim.sim.program import Compute, Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.program import Compute, Op, Receive, SendMessage, device_ops
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.workload import Message, Workload
+
+
+class _Wake(simpy.Event):
+    """What a receive waits on: fires once the arrival times of all its messages are
+    known, at the last of them; one event per receive however many messages it takes
+    (scheduled with a delay, as SimPy's own Timeout is)."""
+
+    def __init__(self, env: simpy.Environment, unknown: int, last_s: float):
+        super().__init__(env)
+        self.unknown, self.last_s = unknown, last_s
+
+    def known(self, arrival_s: float) -> None:
+        self.last_s = max(self.last_s, arrival_s)
+        self.unknown -= 1
+        if self.unknown == 0:
+            self._ok, self._value = True, None
+            self.env.schedule(self, delay=max(0.0, self.last_s - self.env.now))
 
 
 class _Replay:
@@ -31,7 +48,7 @@ class _Replay:
         self.stats = [DeviceStats() for _ in specs]
         self.spans: list[Span] = []
         self.arrival: dict[tuple[int, int], float] = {}  # (message, device) -> time
-        self.waiting: dict[tuple[int, int], simpy.Event] = {}
+        self.waiting: dict[tuple[int, int], _Wake] = {}  # (message, device) -> its receive
         self.rendezvous = link.rendezvous
         self.handed: dict[int, float] = {}  # rendezvous: message -> when its sender sent it
         self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
@@ -45,9 +62,9 @@ class _Replay:
     def _deliver(self, msg_id: int, device: int, at: float) -> None:
         key = (msg_id, device)
         self.arrival[key] = at
-        event = self.waiting.pop(key, None)
-        if event is not None:  # the receiver already waits: wake it on arrival
-            self.env.timeout(at - self.env.now).callbacks.append(lambda _: event.succeed())
+        wake = self.waiting.pop(key, None)
+        if wake is not None:  # the receiver already waits
+            wake.known(at)
 
     def _hold(self, p: int, lane: str, label: str, seconds: float, layer: int | None = None
               ) -> Generator[Any, Any, None]:
@@ -88,58 +105,59 @@ class _Replay:
             if m in self.handed:
                 self._book(self.wl.messages[m], p, max(ready, self.handed[m]))
 
-    def _recv(self, p: int, ids: tuple[int, ...], label: str) -> Generator[Any, Any, None]:
-        start, keys = self.env.now, [(m, p) for m in ids]
-        pending = [self.waiting.setdefault(k, self.env.event())
-                   for k in keys if k not in self.arrival]
-        if pending:  # not handed to the network yet
-            yield self.env.all_of(pending)
-        last = max(self.arrival[k] for k in keys)
-        if last > self.env.now:
-            yield self.env.timeout(last - self.env.now)
-        self.stats[p].wait_s += self.env.now - start
-        if self.record:
-            self._span(p, "wait", label, start, self.env.now)
-        if not self.specs[p].stages:
-            return
-        stage = sum(self.specs[p].staging_s(self.wl.messages[m].payload_bytes) for m in ids)
+    def _arrived(self, p: int, ids: tuple[int, ...]) -> simpy.Event | None:
+        """What device p waits on until every message of ``ids`` has arrived (None: all
+        are already there): one event, however many messages."""
+        if self.rendezvous:
+            self._post(p, ids)
+        arrival, now = self.arrival, self.env.now
+        last, unknown = now, []
+        for m in ids:
+            at = arrival.get((m, p))
+            if at is None:
+                unknown.append((m, p))  # not handed to the network yet
+            elif at > last:
+                last = at
+        if unknown:
+            wake = _Wake(self.env, len(unknown), last)
+            for key in unknown:
+                self.waiting[key] = wake
+            return wake
+        return self.env.timeout(last - now) if last > now else None
+
+    def _stage_in(self, p: int, op: Receive) -> Generator[Any, Any, None]:
+        stage = sum(self.specs[p].staging_s(self.wl.messages[m].payload_bytes)
+                    for m in op.messages)
         if stage:
             self.stats[p].staging_s += stage
-            yield from self._hold(p, "staging", f"{label} to device", stage)
+            yield from self._hold(p, "staging", f"{op.label} to device", stage)
 
     def device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
-        stats, timeout, record = self.stats[p], self.env.timeout, self.record
+        env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
         for op in ops:
             if isinstance(op, Compute):  # the common case, inline: one event per hold
                 stats.compute_s += op.seconds
                 if record:
                     yield from self._hold(p, "compute", op.label, op.seconds, op.layer)
                 else:
-                    yield timeout(op.seconds)
+                    yield env.timeout(op.seconds)
+            elif isinstance(op, Receive):
+                start, event = env.now, self._arrived(p, op.messages)
+                if event is not None:
+                    yield event
+                    stats.wait_s += env.now - start
+                if record:
+                    self._span(p, "wait", op.label, start, env.now)
+                if stages:
+                    yield from self._stage_in(p, op)
             elif isinstance(op, SendMessage):
                 msg = self.wl.messages[op.message]
-                if self.specs[p].stages:
+                if stages:
                     yield from self._stage_out(p, msg, op.label)
                 self._send(msg)
-            elif isinstance(op, PostReceives):
-                if self.rendezvous:  # else free: messages leave when sent anyway
-                    self._post(p, op.messages)
-            else:
-                yield from self._receive(p, op)
-        stats.finish_s = self.env.now
-
-    def _receive(self, p: int, op: Receive) -> Generator[Any, Any, None]:
-        ids = op.messages
-        if self.rendezvous:
-            self._post(p, ids)
-        if self.rendezvous or self.specs[p].stages or self.record or any(
-                (m, p) not in self.arrival for m in ids):
-            yield from self._recv(p, ids, op.label)
-            return
-        last = max(self.arrival[(m, p)] for m in ids)  # all on their way: wait for the last
-        if last > self.env.now:
-            self.stats[p].wait_s += last - self.env.now
-            yield self.env.timeout(last - self.env.now)
+            elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
+                self._post(p, op.messages)
+        stats.finish_s = env.now
 
     def run(self) -> SimResult:
         for p, spec in enumerate(self.specs):

@@ -28,6 +28,7 @@ class Medium:
         self.latency_s = link.latency_s  # SI values read once, not per message
         self.data_delay_s = link.latency_s + link.message_delay_s
         self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
+        self.header_bytes, self.broadcasts = link.header_bytes, link.broadcast
         self.tx_s = [0.0] * n_devices
         self.rx_s = [0.0] * n_devices
         self.bytes_sent = [0] * n_devices
@@ -39,12 +40,12 @@ class Medium:
         raise NotImplementedError
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
-        bits = bytes_to_bits(msg.payload_bytes + self.link.header_bytes)
+        bits = bytes_to_bits(msg.payload_bytes + self.header_bytes)
         return self.per_message_s + bits / bits_per_s
 
     def copies(self, msg: Message) -> list[tuple[int, ...]]:
         """Destination groups sent as one transmission each."""
-        if msg.broadcast and self.link.broadcast:
+        if msg.broadcast and self.broadcasts:
             return [msg.dst]
         return [(d,) for d in msg.dst]
 

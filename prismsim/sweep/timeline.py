@@ -45,7 +45,7 @@ def load_timeline(out: Path) -> Timeline | None:
     try:
         data = json.loads(read_text(path))
         return [Span(*x) for x in data["spans"]], str(data["title"])
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
         if isinstance(err, UserFileError):
             raise
         raise UserFileError(f"{path}: not a timeline prismsim wrote ({err})") from None

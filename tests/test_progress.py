@@ -1,0 +1,47 @@
+"""Progress reaches a log: plain lines with done/total, rate and ETA when stderr is not a
+terminal."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from prismsim.cli.main import main
+from prismsim.progress import LogLines
+
+
+def test_a_log_line_by_hand():
+    stream = io.StringIO()
+    lines = LogLines("sweep x", 8, stream, every_s=3600)
+    lines.start = time.monotonic() - 10.0  # 4 of 8 done in 10 s: 0.4/s, 4 more take 10 s
+    lines("prism P=2", 3)
+    lines("prism P=3")
+    assert re.fullmatch(r"sweep x: 4/8 \(50 %\) in 10 s, 0\.4/s, ETA 10 s; last: prism P=3",
+                        lines.line())
+    lines.close()
+    assert stream.getvalue().startswith("sweep x: 4/8 (50 %) in 10 s")  # the closing line
+
+
+def test_durations_read_as_minutes_and_hours():
+    stream = io.StringIO()
+    lines = LogLines("w", None, stream, every_s=3600)
+    lines.start = time.monotonic() - 3725.0
+    lines("a", 2)
+    assert lines.line().startswith("w: 2 in 1 h 02 min, ")
+    lines.close()
+
+
+def test_a_sweep_logs_progress_lines(tmp_path, monkeypatch):
+    """tiny_vit: 7 workloads to trace and 21 points: 28 units, all reported."""
+    monkeypatch.setenv("PRISMSIM_PROGRESS_S", "0.05")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(Path("scenarios/tiny_vit.yaml").read_text())
+    result = CliRunner().invoke(main, ["sweep", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    logged = [line for line in result.stderr.splitlines() if line.startswith("sweep tiny: ")]
+    assert logged and logged[-1].startswith("sweep tiny: 28/28 (100 %) in ")
+    assert "/s" in logged[-1]
