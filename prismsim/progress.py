@@ -22,7 +22,8 @@ LABEL_CHARS = 70
 
 class Progress(Protocol):
     def __call__(self, label: str, n: int = 1) -> None:
-        """``n`` more items finished; ``label`` says what the last one was."""
+        """``n`` more items finished; ``label`` says what the last one was. ``n=0``:
+        nothing finished, ``label`` has started (shown while it runs)."""
 
 
 def _duration(seconds: float) -> str:
@@ -42,13 +43,14 @@ class LogLines:
     def __init__(self, what: str, total: int | None, stream: TextIO, every_s: float):
         self.what, self.total, self.stream, self.every_s = what, total, stream, every_s
         self.done, self.label, self.start = 0, "", time.monotonic()
+        self.running = False  # whether ``label`` is under way (else: the last one done)
         self.lock, self.stopped = threading.Lock(), threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
         self.thread.start()
 
     def __call__(self, label: str, n: int = 1) -> None:
         with self.lock:
-            self.done, self.label = self.done + n, label
+            self.done, self.label, self.running = self.done + n, label, n == 0
 
     def _beat(self) -> None:
         while not self.stopped.wait(self.every_s):
@@ -62,7 +64,8 @@ class LogLines:
         eta = ""
         if self.total and self.done:
             eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate else ""
-        last = f"; last: {self.label[:LABEL_CHARS]}" if self.label else ""
+        last = f"; {'now' if self.running else 'last'}: {self.label[:LABEL_CHARS]}" \
+            if self.label else ""
         return (f"{self.what}: {count}{share} in {_duration(elapsed)}, {rate:.3g}/s{eta}"
                 f"{last}")
 

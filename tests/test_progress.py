@@ -45,3 +45,13 @@ def test_a_sweep_logs_progress_lines(tmp_path, monkeypatch):
     logged = [line for line in result.stderr.splitlines() if line.startswith("sweep tiny: ")]
     assert logged and logged[-1].startswith("sweep tiny: 28/28 (100 %) in ")
     assert "/s" in logged[-1]
+
+
+def test_a_started_item_shows_while_it_runs():
+    stream = io.StringIO()
+    lines = LogLines("sweep x", 3, stream, every_s=3600)
+    lines("trace a")
+    lines("accuracy b", 0)  # started, not finished
+    assert lines.line().startswith("sweep x: 1/3 (33 %)")
+    assert lines.line().endswith("; now: accuracy b")
+    lines.close()

@@ -203,3 +203,19 @@ def test_rendezvous_receive_keeps_the_earlier_post():
              [_msg(0, 0, [1])])
     gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
     assert simulate(wl, CPU, gloo).latency_s == pytest.approx(2.15)
+
+
+def test_prepared_operations_live_as_long_as_their_workload():
+    import gc
+
+    from prismsim.sim import program
+
+    wl = _wl([[Task("compute", "c", 10**9), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
+    simulate(wl, CPU, LinkSpec(bandwidth_mbps=8))
+    ops = program.device_ops(wl, 0, CPU, merge=True)
+    assert ops == [program.Compute(1.0, "c", None), program.SendMessage(0, "m0")]
+    assert len(program._CACHE) >= 1 and wl in program._CACHE
+    before = len(program._CACHE)
+    del wl
+    gc.collect()
+    assert len(program._CACHE) == before - 1

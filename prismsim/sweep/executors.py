@@ -25,11 +25,17 @@ def run_many(fn: Callable[[Any], Any], needs: Sequence[Any], *, jobs: int = 1,
     if executor != "local":
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if jobs <= 1:
-        return {n: _done(n, fn(n), progress) for n in needs}
+        return {n: _done(n, fn(_started(n, progress)), progress) for n in needs}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, initializer=init_worker, initargs=(threads,)) as pool:
         return {n: _done(n, r, progress)
                 for n, r in zip(needs, pool.map(fn, needs), strict=True)}
+
+
+def _started(need: Any, progress: Progress | None) -> Any:
+    if progress:
+        progress(need.label(), 0)
+    return need
 
 
 def _done(need: Any, result: Any, progress: Progress | None) -> Any:
