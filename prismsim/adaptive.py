@@ -28,7 +28,7 @@ from prismsim.userfiles import UserFileError, read_text
 from prismsim.workload import Workload
 
 Objective = Literal["latency", "energy"]
-CANDIDATE_COLUMNS = ["strategy", "devices", "cr", "segments"]
+CANDIDATE_COLUMNS = ["strategy", "devices", "cr", "segments", "exchange"]
 # optional columns of a map file: the system (boards, network) each row was measured on
 SYSTEM_COLUMNS = ("device_profile", "link", "medium", "latency_ms", "broadcast", "rendezvous")
 MAP_COLUMNS = [*CANDIDATE_COLUMNS, "batch", "bandwidth_mbps", "latency_s", "energy_j",
@@ -74,11 +74,11 @@ class PerformanceMap:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> PerformanceMap:
-        """Rows with MAP_COLUMNS (``cr``, ``segments``, ``accuracy`` may be missing or
-        empty); other columns are ignored. A (candidate, batch, bandwidth) given twice is
-        an error."""
-        missing = [c for c in MAP_COLUMNS if c not in df and c not in ("cr", "segments",
-                                                                       "accuracy")]
+        """Rows with MAP_COLUMNS (``cr``, ``segments``, ``exchange``, ``accuracy`` may be
+        missing or empty); other columns are ignored. A (candidate, batch, bandwidth)
+        given twice is an error."""
+        optional = ("cr", "segments", "exchange", "accuracy")
+        missing = [c for c in MAP_COLUMNS if c not in df and c not in optional]
         if missing:
             raise ValueError(f"performance map: missing column(s) {missing}")
         entries = tuple(_row_entry(r) for r in df.to_dict("records"))
@@ -109,13 +109,15 @@ def read_map_frame(path: Path) -> pd.DataFrame:
 def _entry_row(e: MapEntry) -> dict[str, object]:
     c = e.configuration
     return {"strategy": c.strategy, "devices": c.devices, "cr": c.cr, "segments": c.segments,
+            "exchange": c.exchange,
             "batch": e.batch, "bandwidth_mbps": e.bandwidth_mbps, "latency_s": e.latency_s,
             "energy_j": e.energy_j, "accuracy": e.accuracy}
 
 
 def _row_entry(r: Mapping[str, Any]) -> MapEntry:
     try:
-        config = Configuration.of(r["strategy"], r["devices"], r.get("cr"), r.get("segments"))
+        config = Configuration.of(r["strategy"], r["devices"], r.get("cr"), r.get("segments"),
+                                  r.get("exchange"))
         acc = r.get("accuracy")
         return MapEntry(config, int(r["batch"]), float(r["bandwidth_mbps"]),
                         float(r["latency_s"]), float(r["energy_j"]),

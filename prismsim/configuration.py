@@ -13,6 +13,8 @@ from typing import Any
 
 SINGLE = "single"  # the one strategy that runs on one device, and only there
 ADAPTIVE = "adaptive"  # rows whose configuration the adaptive chooser picked
+ROWWISE = ("voltage", "prism")  # strategies with an ``exchange`` pattern
+P2P = "p2p"  # their default exchange: one unicast copy per receiver
 
 
 def _given(x: Any) -> bool:
@@ -26,17 +28,23 @@ class Configuration:
     devices: int
     cr: float | None = None  # prism: compression rate CR = n_p / L ...
     segments: int | None = None  # ... or L, Segment Means per partition
+    exchange: str = P2P  # voltage, prism: p2p, broadcast or ring (strategies.rowwise)
 
     @classmethod
-    def of(cls, strategy: str, devices: Any, cr: Any = None, segments: Any = None
-           ) -> Configuration:
+    def of(cls, strategy: str, devices: Any, cr: Any = None, segments: Any = None,
+           exchange: Any = None) -> Configuration:
         """From table cells: NaN is "not given", numbers come back to int and float."""
         return cls(str(strategy), int(devices), float(cr) if _given(cr) else None,
-                   int(segments) if _given(segments) else None)
+                   int(segments) if _given(segments) else None,
+                   str(exchange) if _given(exchange) else P2P)
 
-    def options(self) -> dict[str, float | int]:
+    def options(self) -> dict[str, float | int | str]:
         """The strategy's keyword options this configuration sets."""
-        return {k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
+        out: dict[str, float | int | str] = {
+            k: v for k, v in (("cr", self.cr), ("segments", self.segments)) if v is not None}
+        if self.exchange != P2P:
+            out["exchange"] = self.exchange
+        return out
 
     def label(self, with_strategy: bool = True) -> str:
         """"single", "voltage P=2", "prism P=3 CR=4.95", "prism P=2 L=10"; "adaptive"
@@ -49,6 +57,8 @@ class Configuration:
             parts.append(f"CR={self.cr:g}")
         if self.segments is not None:
             parts.append(f"L={self.segments}")
+        if self.exchange != P2P:
+            parts.append(self.exchange)
         return " ".join(parts)
 
 
@@ -59,23 +69,26 @@ def prism_settings(crs: Iterable[float] = (), segments: Iterable[int] = ()
 
 
 def configurations(strategies: Iterable[str], counts: Iterable[int],
-                   prism: Iterable[Mapping[str, Any]] = ()) -> list[Configuration]:
+                   prism: Iterable[Mapping[str, Any]] = (),
+                   exchanges: Iterable[str] = (P2P,)) -> list[Configuration]:
     """single on one device (when 1 is among ``counts``), every other strategy at every
-    count above 1, prism at each of its settings; strategies in the order given, then
-    counts, then settings."""
-    counts, prism = list(counts), [dict(p) for p in prism]
+    count above 1, prism at each of its settings, voltage and prism with each exchange;
+    strategies in the order given, then counts, settings, exchanges."""
+    counts, prism, exchanges = list(counts), [dict(p) for p in prism], list(exchanges)
     out = []
     for name in strategies:
         for p in counts:
             if (name == SINGLE) != (p == 1):
                 continue
             settings = prism if name == "prism" else [{}]
-            out += [Configuration(name, p, **s) for s in settings]
+            patterns = exchanges if name in ROWWISE else [P2P]
+            out += [Configuration(name, p, **s, exchange=e) for s in settings for e in patterns]
     return out
 
 
 def command_configurations(strategies: Iterable[str], counts: Iterable[int],
-                           prism: Iterable[Mapping[str, Any]] = ()) -> list[Configuration]:
+                           prism: Iterable[Mapping[str, Any]] = (),
+                           exchanges: Iterable[str] = (P2P,)) -> list[Configuration]:
     """As the ``numerics``, ``flops`` and ``accuracy`` commands take their options:
     single once whatever the counts, every other strategy at each count above 1."""
-    return configurations(strategies, [1, *(p for p in counts if p > 1)], prism)
+    return configurations(strategies, [1, *(p for p in counts if p > 1)], prism, exchanges)

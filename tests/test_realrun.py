@@ -199,3 +199,19 @@ def test_shipped_validation_grid_loads():
     spec = load_spec(Path("scenarios/validate_vit_tiny.yaml"))
     assert count_groups(spec) == 2 * 3 * 2  # P x bandwidth x latency
     assert [s.strategy for s in spec.strategies] == ["voltage", "prism"]
+
+
+@needs_testbed
+def test_gloo_ring_exchange_is_exact_and_pays_four_delays():
+    """exchange="ring" calls torch.distributed's all_gather: exact, and at P = 3 each of
+    vit-tiny's 3 exchanges waits about 4 one-way delays where unicast waits about 2."""
+    with Testbed(3, 1000e6, delay_s=0.010) as tb:
+        records = run_configs(tb, "vit-tiny", [RealConfig("voltage"),
+                                               RealConfig("voltage", {"exchange": "ring"}),
+                                               RealConfig("prism", {"cr": 4, "exchange": "ring"})],
+                              warmup=1, runs=2)
+    assert _ours(tb.run_id) == []
+    master = [r for r in records if r["device"] == 0]
+    assert max(r["max_abs_error"] for r in master if r["config"] < 2) < 1e-4
+    wall = {c: min(r["wall_s"] for r in master if r["config"] == c) for c in (0, 1)}
+    assert wall[1] - wall[0] > 3 * 1.5 * 0.010, wall  # expected: 3 x 2 more delays

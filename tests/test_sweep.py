@@ -141,3 +141,18 @@ def test_a_point_is_reported_only_once_its_row_is_on_disk(tmp_path, monkeypatch)
             assert on_disk == sum(reported) - 7
     run_sweep(s, tmp_path / "out", progress=check)
     assert batches == [4, 4, 4, 4, 4, 1]  # 21 points
+
+
+def test_exchange_axis(tmp_path):
+    """exchange: [p2p, ring] doubles voltage and prism (not single): (1 + 2 x 2 + 4 x 2)
+    configurations x 3 bandwidths; the ring pays 2(P-1) steps where p2p sends once."""
+    s = load_scenario(_scenario(tmp_path, TINY + "exchange: [p2p, ring]\n"))
+    assert len(s.grid()) == (1 + 2 * 2 + 4 * 2) * 3
+    df = run_sweep(s, tmp_path / "out")
+    assert set(df.loc[df.strategy == "single", "exchange"]) == {"p2p"}
+    v = df[(df.strategy == "voltage") & (df.devices == 3)].set_index(
+        ["exchange", "bandwidth_mbps"]).latency_s
+    assert (v.loc["ring"] != v.loc["p2p"]).all()
+    plain = load_scenario(_scenario(tmp_path, TINY, "plain.yaml"))
+    p2p_keys = {p.key() for p in s.grid() if p.exchange == "p2p"}
+    assert p2p_keys == {p.key() for p in plain.grid()}  # keys of p2p points unchanged

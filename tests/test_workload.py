@@ -31,7 +31,9 @@ def test_voltage_task_graph_by_hand():
     assert tags == sorted([(0, (1,), "input.rows", None, 98),
                            (0, (1,), "input.from0", None, 99)] + [
         (d, (1 - d,), f"L{layer}.rows", layer, 99 - d) for layer in (1, 2, 3) for d in (0, 1)])
-    assert all(m.broadcast for m in wl.messages if m.layer is not None)  # to every other one
+    assert not any(m.broadcast for m in wl.messages)  # exchange="p2p": unicast copies
+    wl_b = trace_workload("vit-tiny", "voltage", 2, exchange="broadcast")
+    assert all(m.broadcast for m in wl_b.messages if m.layer is not None)  # one to all
     assert wl.messages[0].payload_bytes == 98 * 192 * 4
     # compute steps carry their block: the embedding none, block l's step l
     assert [(t.label, t.layer) for t in wl.tasks[0] if t.kind == "compute"][:2] == [

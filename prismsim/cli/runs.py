@@ -17,6 +17,9 @@ from prismsim.progress import reporter
 @click.option("--devices", "n_devices", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--cr", type=float, default=None, help="prism compression rate")
 @click.option("--means", type=int, default=None, help="prism Segment Means per partition")
+@click.option("--exchange", type=click.Choice(["p2p", "broadcast", "ring"]), default=None,
+              help="voltage, prism: unicast copies (default), one broadcast, or an "
+              "all_gather ring as torch.distributed runs it")
 @click.option("--device", "device_names", cls=Greedy, multiple=True,
               default=("cpu-2core-2.1ghz",), show_default=True,
               help="device profile from the catalog; or one per device (heterogeneous)")
@@ -39,7 +42,7 @@ from prismsim.progress import reporter
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
               help="write the timeline as Chrome/Perfetto trace JSON")
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
-             device_names: tuple[str, ...], split: str, link_name: str,
+             exchange: str | None, device_names: tuple[str, ...], split: str, link_name: str,
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
              catalog_file: str | None, batch: int, tokens: int | None, wire: str,
              trace_file: str | None) -> None:
@@ -48,7 +51,8 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     from prismsim.sim.catalog import load_catalog, pick
     from prismsim.sim.timeline import write_chrome_trace
 
-    options = {k: v for k, v in (("cr", cr), ("segments", means)) if v is not None}
+    options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange))
+               if v is not None}
     overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
     with user_errors(ValueError):
         devices, links = load_catalog(catalog_file)

@@ -81,7 +81,8 @@ class Recorder:
 
     def __init__(self, contexts: Sequence[TracingContext], wire: str):
         self.contexts, self.wire = contexts, wire
-        self.net = InMemoryNetwork(len(contexts))
+        self.n_devices = len(contexts)
+        self.net = InMemoryNetwork(self.n_devices)
         self.messages: list[Message] = []
         self._queued: dict[tuple[int, int, Tag], deque[int]] = defaultdict(deque)
         # posted, not yet taken: (device, src, tag) -> FIFO of (post, slot, posted expect)

@@ -13,18 +13,8 @@ from prismsim.models.load import load_model, normalize_inputs
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies import make_options, make_programs
-from prismsim.strategies.program import (
-    MASTER,
-    DeviceContext,
-    Driver,
-    Inbox,
-    Post,
-    Program,
-    Recv,
-    Send,
-    Tag,
-    Transport,
-)
+from prismsim.strategies.driver import Driver, Transport
+from prismsim.strategies.program import MASTER, DeviceContext, Inbox, Post, Program, Recv, Send, Tag
 
 
 class DeadlockError(RuntimeError):

@@ -58,15 +58,16 @@ def _nan_key(x: float) -> float:
 def with_config(df: pd.DataFrame) -> pd.DataFrame:
     """Adds ``config`` (label) and ``order`` (rank of the configuration) columns."""
     df = df.copy()
-    for col in ("cr", "segments"):
+    for col in ("cr", "segments", "exchange"):
         if col not in df:
             df[col] = math.nan
-    keys = df[["strategy", "devices", "cr", "segments"]].drop_duplicates()
+    cols = ["strategy", "devices", "cr", "segments", "exchange"]
+    keys = df[cols].drop_duplicates()
     ranked = sorted(keys.itertuples(index=False), key=lambda k: (
-        strategy_rank(k.strategy), k.devices, _nan_key(k.cr), _nan_key(k.segments)))
+        strategy_rank(k.strategy), k.devices, _nan_key(k.cr), _nan_key(k.segments),
+        str(k.exchange)))
     labels = [Configuration.of(*k).label() for k in ranked]
-    df["config"] = [Configuration.of(*k).label() for k in
-                    df[["strategy", "devices", "cr", "segments"]].itertuples(index=False)]
+    df["config"] = [Configuration.of(*k).label() for k in df[cols].itertuples(index=False)]
     df["order"] = df["config"].map({lab: i for i, lab in enumerate(labels)})
     return df.sort_values(["order", "bandwidth_mbps"], kind="stable")
 

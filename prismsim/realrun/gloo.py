@@ -10,7 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from prismsim.strategies.program import Driver, Expect, Inbox, Post, Program, Recv, Send, Tag
+from prismsim.strategies.driver import Driver
+from prismsim.strategies.program import AllGather, Expect, Inbox, Post, Program, Recv, Send, Tag
 
 
 def tag_id(tag: Tag) -> int:
@@ -43,6 +44,12 @@ class GlooTransport:
         for work, _ in received:
             work.wait()
         return Inbox(zip(op.expects, (b for _, b in received), strict=True))
+
+    def all_gather(self, device: int, op: AllGather) -> torch.Tensor:
+        """The real collective: GLOO's own ring (``dist.all_gather``)."""
+        out = [torch.empty_like(op.tensor) for _ in range(self.n_devices)]
+        dist.all_gather(out, op.tensor.contiguous())
+        return torch.stack(out)  # [P, *shape]
 
     def finish(self, device: int) -> None:
         for work in self.pending:

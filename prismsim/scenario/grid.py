@@ -10,7 +10,7 @@ from functools import cached_property
 from itertools import product
 from typing import Any
 
-from prismsim.configuration import Configuration, configurations, prism_settings
+from prismsim.configuration import P2P, Configuration, configurations, prism_settings
 from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, as_list
 from prismsim.sim.specs import LinkSpec
 
@@ -36,6 +36,7 @@ class Point:
     wire: str
     rendezvous: bool = False  # the link's GLOO-style rendezvous (last: older keys unchanged)
     split: str = "equal"  # token partitions of a mixed set ("a+b+c" profiles): or "speed"
+    exchange: str = P2P  # voltage and prism's pattern (last: older keys unchanged)
 
     @property
     def mixed(self) -> bool:
@@ -43,7 +44,8 @@ class Point:
 
     @property
     def configuration(self) -> Configuration:
-        return Configuration(self.strategy, self.devices, self.cr, self.segments)
+        return Configuration(self.strategy, self.devices, self.cr, self.segments,
+                             self.exchange)
 
     def options(self) -> dict[str, Any]:
         return self.configuration.options()
@@ -60,7 +62,7 @@ class Point:
     @cached_property
     def _key(self) -> str:
         fields = asdict(self)
-        for name, default in (("rendezvous", False), ("split", "equal")):
+        for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P)):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -69,7 +71,8 @@ class Point:
 
 def scenario_configurations(s: Scenario) -> list[Configuration]:
     """single on one device; every other strategy on every P > 1; prism at each CR."""
-    return configurations(s.strategies, as_list(s.devices.count), _prism(s))
+    return configurations(s.strategies, as_list(s.devices.count), _prism(s),
+                          as_list(s.exchange))
 
 
 def adaptive_configurations(s: Scenario) -> list[Configuration]:
@@ -84,7 +87,7 @@ def _mixed_systems(s: Scenario) -> list[tuple[Configuration, str]]:
     out = []
     for names in s.devices.mix or []:
         others = [n for n in s.strategies if n != "single"]
-        for c in configurations(others, [len(names)], _prism(s)):
+        for c in configurations(others, [len(names)], _prism(s), as_list(s.exchange)):
             out.append((c, MIX_SEPARATOR.join(names)))
     return out
 
@@ -111,5 +114,5 @@ def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
                 c.cr, c.segments, profile, link_name, net.medium or base.medium, float(bw),
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
-                s.devices.split if MIX_SEPARATOR in profile else "equal"))
+                s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange))
     return points

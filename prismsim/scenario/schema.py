@@ -9,6 +9,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from prismsim.userfiles import StrictModel, UserFileError
 
+Exchange = Literal["p2p", "broadcast", "ring"]
 MIX_SEPARATOR = "+"  # a mixed set's device_profile: its profiles joined, in device order
 
 
@@ -101,6 +102,9 @@ class Scenario(StrictModel):
     network: NetworkSection = NetworkSection()
     batch: PositiveInt | list[PositiveInt] = 1  # inference batch size for latency
     wire: Literal["fp32", "fp16", "int8"] = "fp32"  # element type on the wire
+    # how voltage and prism exchange after each block: one unicast copy per receiver
+    # (p2p, the paper's), one broadcast, or an all_gather ring; a list makes an axis
+    exchange: Exchange | list[Exchange] = "p2p"
     output: str | None = None  # results folder (default results/<name>)
     timeline: TimelineSection = TimelineSection()
     catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline

@@ -35,8 +35,12 @@ class Options:
     mask: Literal["global", "local"] = "global"
     # True: causal models send means only to later devices (earlier ones mask them out).
     skip_masked: bool = True
+    # how means travel after each block (rowwise.EXCHANGES): "p2p" unicast copies,
+    # "broadcast" one message, "ring" an all_gather as torch.distributed runs it
+    exchange: Literal["p2p", "broadcast", "ring"] = "p2p"
 
     def __post_init__(self) -> None:
+        rowwise.check_exchange(self.exchange)
         if (self.cr is None) == (self.segments is None):
             raise ValueError("prism needs exactly one of cr= or segments=")
         if self.mask not in ("global", "local"):
@@ -51,7 +55,8 @@ def plan(ctx: DeviceContext, stack: ModelStack, options: Options) -> rowwise.Row
     return rowwise.RowwisePlan(
         segments=segments, senders=senders,
         summarize=lambda r: partial(segment_means, sizes=segments[r]),
-        duplicate=options.duplicate, local_mask=options.mask == "local")
+        duplicate=options.duplicate, local_mask=options.mask == "local",
+        exchange=options.exchange)
 
 
 def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options

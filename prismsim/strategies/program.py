@@ -13,6 +13,9 @@ and the executor carries them out:
   rendezvous transport (GLOO) the senders may then send before the program reaches the
   ``Recv``, so posting early hides the handshake. Every posted receive must be taken by
   a later ``Recv``.
+* ``AllGather(tensor, tag)``: a collective every device joins; returns the gathered
+  tensors. Real runs call the library's collective; elsewhere it becomes the messages
+  of that library's algorithm, so every executor sees the same exchange.
 
 Compute goes through :meth:`DeviceContext.compute`, which an executor may override to
 count FLOPs or time each step. The generator's return value is the device's result (the
@@ -21,15 +24,15 @@ master returns the model output; the others return ``None``).
 Messages and compute steps are named by a :class:`Tag`: the block they belong to and a
 name within it, so per-layer accounting reads a field instead of parsing text.
 
-Every executor runs programs through one :class:`Driver` loop and differs only in its
-:class:`Transport` (in memory, recording a trace, or torch.distributed).
+Every executor runs programs through one loop (``driver.Driver``) and differs only in
+its transport (in memory, recording a trace, or torch.distributed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # annotations only: the interface itself needs no torch
     from torch import Tensor
@@ -96,7 +99,18 @@ class Post:
     expects: tuple[Expect, ...]
 
 
-Op = Send | Recv | Post
+@dataclass(frozen=True)
+class AllGather:
+    """Every device's ``tensor`` (the same shape on all), gathered in device order: the
+    executor sends back a tensor [P, *shape]. As ``torch.distributed.all_gather`` does;
+    a real run calls it, the other executors run GLOO's own ring as messages
+    (``driver.gloo_allgather``). Every device must take part."""
+
+    tensor: Tensor
+    tag: Tag
+
+
+Op = Send | Recv | Post | AllGather
 
 
 class Inbox:
@@ -159,64 +173,3 @@ class DeviceContext:
 def send(src: int, dst: tuple[int, ...] | str, tag: Tag, tensor: Tensor) -> Send:
     """A ``Send`` of one message (skipped by executors when ``dst`` is empty)."""
     return Send((Message(src, dst, tag, tensor),))
-
-
-# ---------------------------------------------------------------- running programs
-
-class Transport(Protocol):
-    """How an executor carries out one device's operations."""
-
-    def send(self, device: int, op: Send) -> None:
-        """Hand the messages over; returns at once."""
-
-    def post(self, device: int, op: Post) -> None:
-        """Post receives early; returns at once."""
-
-    def take(self, device: int, op: Recv) -> Inbox | None:
-        """The messages of ``op``, or None while they are not all there (an executor
-        that can block waits instead and never returns None)."""
-
-    def finish(self, device: int) -> None:
-        """The program returned: complete what is outstanding, check what is left."""
-
-
-class Driver:
-    """Runs one device's program against a transport, operation by operation."""
-
-    def __init__(self, device: int, program: Program, transport: Transport):
-        self.device, self.program, self.transport = device, program, transport
-        self.blocked: Recv | None = None  # the receive it waits on
-        self.reply: Any = None  # what the program gets back from its last operation
-        self.done, self.result = False, None
-
-    def advance(self) -> bool:
-        """Run until the program returns or waits on a receive whose messages are not
-        all there; whether it got anywhere."""
-        progressed = False
-        while not self.done:
-            if self.blocked is not None:
-                inbox = self.transport.take(self.device, self.blocked)
-                if inbox is None:
-                    return progressed
-                self.blocked, self.reply = None, inbox
-            self._step()
-            progressed = True
-        return progressed
-
-    def _step(self) -> None:
-        try:
-            op = self.program.send(self.reply)
-        except StopIteration as stop:
-            self.done, self.result = True, stop.value
-            self.transport.finish(self.device)
-            return
-        self.reply = None
-        if isinstance(op, Send):
-            self.transport.send(self.device, op)
-        elif isinstance(op, Post):
-            self.transport.post(self.device, op)
-        elif isinstance(op, Recv):
-            self.blocked = op
-        else:
-            raise TypeError(f"device {self.device} yielded {op!r}; programs yield Send, "
-                            f"Recv or Post")

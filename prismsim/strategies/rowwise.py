@@ -19,9 +19,28 @@ from torch import Tensor
 from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import segment_ends
-from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Recv, Tag, send
+from prismsim.strategies.program import (
+    ALL,
+    MASTER,
+    AllGather,
+    DeviceContext,
+    Expect,
+    Recv,
+    Tag,
+    send,
+)
 
 Summarize = Callable[[Tensor], Tensor]
+# How a device's summary reaches those that need it after each block: "p2p", one unicast
+# copy per receiver; "broadcast", one message to all (a broadcast-capable medium sends it
+# once); "ring", an all_gather of every summary (padded to the largest), as
+# torch.distributed.all_gather runs it (GLOO: a ring of 2(P-1) steps).
+EXCHANGES = ("p2p", "broadcast", "ring")
+
+
+def check_exchange(exchange: str) -> None:
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
 EMBED, INPUT_ROWS, OUTPUT = Tag("embed"), Tag("input.rows"), Tag("output")
 HEAD_LOCAL, HEAD_FINISH = Tag("head.local"), Tag("head.finish")
 
@@ -41,6 +60,7 @@ class RowwisePlan:
     summarize: Callable[[int], Summarize | None]
     duplicate: bool = False
     local_mask: bool = False
+    exchange: str = "p2p"  # how summaries travel: see EXCHANGES
 
     def receivers(self, r: int) -> tuple[int, ...]:
         return tuple(q for q, srcs in enumerate(self.senders) if r in srcs)
@@ -88,8 +108,10 @@ def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | No
     return block.mlp(x)
 
 
-def _dst(ctx: DeviceContext, receivers: tuple[int, ...]) -> tuple[int, ...] | str:
-    return ALL if len(receivers) == ctx.n_devices - 1 else receivers
+def _dst(ctx: DeviceContext, plan: RowwisePlan, receivers: tuple[int, ...]
+         ) -> tuple[int, ...] | str:
+    everyone = len(receivers) == ctx.n_devices - 1
+    return ALL if plan.exchange == "broadcast" and everyone else receivers
 
 
 def _summary(ctx: DeviceContext, plan: RowwisePlan, r: int, rows: Tensor, tag: Tag) -> Tensor:
@@ -153,14 +175,28 @@ def distribute(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pla
 def exchange(ctx: DeviceContext, plan: RowwisePlan, x: Tensor, tag: Tag
              ) -> Generator[Any, Any, Tensor | None]:
     """Send this device's summary to those who need it; receive the ones it needs."""
+    if plan.exchange == "ring":
+        return (yield from _gather_ring(ctx, plan, x, tag))
     p = ctx.device
     receivers = plan.receivers(p)
     if receivers:
-        yield send(p, _dst(ctx, receivers), tag, _summary(ctx, plan, p, x, tag))
+        yield send(p, _dst(ctx, plan, receivers), tag, _summary(ctx, plan, p, x, tag))
     if not plan.senders[p]:
         return None
     inbox = yield Recv(tuple(_expect(ctx, plan, r, r, tag) for r in plan.senders[p]))
     return _remote(plan, [(r, inbox.get(r, tag)) for r in plan.senders[p]])
+
+
+def _gather_ring(ctx: DeviceContext, plan: RowwisePlan, x: Tensor, tag: Tag
+                 ) -> Generator[Any, Any, Tensor | None]:
+    """Every summary on every device, by one all_gather: each padded with zero rows to
+    the largest [B, m, d], as all_gather needs equal shapes; the padding is cut off."""
+    m = max(len(s) for s in plan.segments)
+    own = _summary(ctx, plan, ctx.device, x, tag)  # [B, m_p, d]
+    padded = torch.nn.functional.pad(own, (0, 0, 0, m - own.shape[1]))  # [B, m, d]
+    gathered = yield AllGather(padded, tag)  # [P, B, m, d]
+    parts = [(r, gathered[r][:, :len(plan.segments[r])]) for r in plan.senders[ctx.device]]
+    return _remote(plan, parts)
 
 
 def collect_output(ctx: DeviceContext, stack: ModelStack, x: Tensor

@@ -25,13 +25,13 @@ from prismsim.workload import Workload
 
 def _system(p: Point) -> Point:
     """The adaptive point at p's conditions: p without its configuration."""
-    return replace(p, strategy=ADAPTIVE, devices=0, cr=None, segments=None)
+    return replace(p, strategy=ADAPTIVE, devices=0, cr=None, segments=None, exchange="p2p")
 
 
 def _as(p: Point, c: Configuration, batch: int | None = None) -> Point:
     """The grid point of configuration ``c`` at p's conditions (at ``batch`` if given)."""
     return replace(p, strategy=c.strategy, devices=c.devices, cr=c.cr, segments=c.segments,
-                   batch=p.batch if batch is None else batch)
+                   exchange=c.exchange, batch=p.batch if batch is None else batch)
 
 
 def _systems(points: list[Point]) -> dict[Point, list[Point]]:

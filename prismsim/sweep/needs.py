@@ -55,8 +55,10 @@ class AccuracyNeed:
                                          else {})}
 
 
-def _options(p: Point) -> Options:
-    return tuple(sorted(p.options().items()))
+def _options(p: Point, exchange: bool = True) -> Options:
+    """The point's strategy options; without the exchange pattern for accuracy (how
+    summaries travel does not change what arrives: the outputs are the same)."""
+    return tuple(sorted((k, v) for k, v in p.options().items() if exchange or k != "exchange"))
 
 
 def _weights(s: LoadedScenario, p: Point) -> tuple[float, ...] | None:
@@ -74,7 +76,7 @@ def accuracy_need(s: LoadedScenario, p: Point) -> AccuracyNeed | None:
     if d is None:
         return None
     return AccuracyNeed(p.model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
-                        _options(p), _weights(s, p))
+                        _options(p, exchange=False), _weights(s, p))
 
 
 def distinct(needs: Any) -> list:
