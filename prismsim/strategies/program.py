@@ -86,16 +86,22 @@ class Expect:
 
 @dataclass(frozen=True)
 class Send:
+    """Hand ``messages`` over; the program goes on at once."""
+
     messages: tuple[Message, ...]
 
 
 @dataclass(frozen=True)
 class Recv:
+    """Wait until every expected message is there; the program gets an ``Inbox``."""
+
     expects: tuple[Expect, ...]
 
 
 @dataclass(frozen=True)
 class Post:
+    """Post these receives now; a later ``Recv`` takes them (see the module docstring)."""
+
     expects: tuple[Expect, ...]
 
 
