@@ -98,6 +98,22 @@ class Recv:
     expects: tuple[Expect, ...]
 
 
+class Inbox:
+    """Messages delivered to one device by one ``Recv``, looked up by (source, tag)."""
+
+    def __init__(self, items: Iterable[tuple[Expect, Tensor]]):
+        self._by_key = {(e.src, e.tag): t for e, t in items}
+
+    def get(self, src: int, tag: Tag) -> Tensor:
+        try:
+            return self._by_key[(src, tag)]
+        except KeyError:
+            raise KeyError(f"no message from device {src} tagged {tag} in this inbox") from None
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
 @dataclass(frozen=True)
 class Post:
     """Post these receives now; a later ``Recv`` takes them (see the module docstring)."""
@@ -116,23 +132,6 @@ class AllGather:
     tag: Tag
 
 
-Op = Send | Recv | Post | AllGather
-
-
-class Inbox:
-    """Messages delivered to one device by one ``Recv``, looked up by (source, tag)."""
-
-    def __init__(self, items: Iterable[tuple[Expect, Tensor]]):
-        self._by_key = {(e.src, e.tag): t for e, t in items}
-
-    def get(self, src: int, tag: Tag) -> Tensor:
-        try:
-            return self._by_key[(src, tag)]
-        except KeyError:
-            raise KeyError(f"no message from device {src} tagged {tag} in this inbox") from None
-
-    def __len__(self) -> int:
-        return len(self._by_key)
 
 
 Program = Generator[Op, Any, Any]
