@@ -132,8 +132,7 @@ class AllGather:
     tag: Tag
 
 
-
-
+Op = Send | Recv | Post | AllGather
 Program = Generator[Op, Any, Any]
 
 
