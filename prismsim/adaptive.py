@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from prismsim.configuration import Configuration
-from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
+from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.userfiles import UserFileError, read_text
 from prismsim.workload import Workload
 
@@ -175,7 +175,8 @@ WorkloadOf = Callable[[Configuration, int], Workload]  # (configuration, batch) 
 
 def build_map(workload_of: WorkloadOf, configurations: Sequence[Configuration], device: DeviceSpec,
               link: LinkSpec, batches: Sequence[int], bandwidths_mbps: Sequence[float],
-              accuracy: Mapping[Configuration, float] | None = None) -> PerformanceMap:
+              accuracy: Mapping[Configuration, float] | None = None,
+              host: HostSpec | None = None) -> PerformanceMap:
     """The simulator's map: every candidate at every batch and bandwidth on ``device``
     boards joined by ``link`` (its bandwidth replaced by each grid value)."""
     accuracy = accuracy or {}
@@ -184,7 +185,7 @@ def build_map(workload_of: WorkloadOf, configurations: Sequence[Configuration], 
         for batch in batches:
             wl = workload_of(config, batch)
             for bw in bandwidths_mbps:
-                r = simulate(wl, device, at_bandwidth(link, bw))
+                r = simulate(wl, device, at_bandwidth(link, bw), host=host)
                 entries.append(MapEntry(config, batch, float(bw), r.latency_s, r.energy_j,
                                         accuracy.get(config, math.nan)))
     return PerformanceMap(tuple(entries))

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from prismsim.cost.cache import WorkloadCache
-from prismsim.sim import DeviceSpec, LinkSpec, SimResult, simulate
+from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.specs import speed_weights
 from prismsim.workload import Workload
 
@@ -18,7 +18,8 @@ def simulate_point(model: str, strategy: str, devices: int,
                    device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec, *,
                    batch: int = 1, tokens: int | None = None, wire: str = "fp32",
                    record: bool = False, cache: WorkloadCache | None = None,
-                   split: str = "equal", **options: Any) -> tuple[Workload, SimResult]:
+                   split: str = "equal", host: HostSpec | None = None, **options: Any
+                   ) -> tuple[Workload, SimResult]:
     """One inference. ``device``: one spec for all, or one per device; ``split="speed"``
     sizes token partitions (and galaxy's heads and columns) in proportion to their
     speeds instead of equally."""
@@ -36,7 +37,7 @@ def simulate_point(model: str, strategy: str, devices: int,
     cache = cache or WorkloadCache()
     wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
                    weights=weights, **options)
-    return wl, simulate(wl, specs, link, record=record)
+    return wl, simulate(wl, specs, link, record=record, host=host)
 
 
 def device_table(result: SimResult) -> pd.DataFrame:

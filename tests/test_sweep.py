@@ -156,3 +156,22 @@ def test_exchange_axis(tmp_path):
     plain = load_scenario(_scenario(tmp_path, TINY, "plain.yaml"))
     p2p_keys = {p.key() for p in s.grid() if p.exchange == "p2p"}
     assert p2p_keys == {p.key() for p in plain.grid()}  # keys of p2p points unchanged
+
+
+def test_a_shared_host_slows_the_devices_and_keys_its_points(tmp_path):
+    """host: {cores: 1}: the devices of a point are processes sharing one core, so a
+    distributed point is never faster than on their own hardware, and slower where
+    their compute overlaps (at P = 3 on the faster links; at P = 2 this tiny model's
+    1 ms latency staggers the two devices so that they never compute at once); single
+    is one process either way."""
+    shared = load_scenario(_scenario(tmp_path, TINY + "host: {cores: 1}\n", "h.yaml"))
+    plain = load_scenario(_scenario(tmp_path, TINY))
+    assert not {p.key() for p in shared.grid()} & {p.key() for p in plain.grid()}
+    a = run_sweep(shared, tmp_path / "a").set_index(["strategy", "devices", "cr",
+                                                      "bandwidth_mbps"])
+    b = run_sweep(plain, tmp_path / "b").set_index(["strategy", "devices", "cr",
+                                                     "bandwidth_mbps"])
+    assert (a.loc["single"].latency_s == b.loc["single"].latency_s).all()
+    slower = a.loc["voltage"].latency_s - b.loc["voltage"].latency_s
+    assert (slower > -1e-12).all() and (slower.loc[3] > 0).sum() == 2  # 200, 1000 Mbit/s
+    assert set(a.host_cores) == {1}

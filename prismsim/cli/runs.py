@@ -35,6 +35,9 @@ from prismsim.progress import reporter
               help="override the link's medium")
 @click.option("--catalog", "catalog_file", type=click.Path(dir_okay=False), default=None,
               help="YAML with more devices: and links: entries")
+@click.option("--host-cores", type=click.IntRange(min=1), default=None,
+              help="every device a process on one machine with this many cores, sharing "
+              "them (default: each device its own hardware)")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--tokens", type=click.IntRange(min=1), default=None)
 @click.option("--wire", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
@@ -44,16 +47,18 @@ from prismsim.progress import reporter
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
              exchange: str | None, device_names: tuple[str, ...], split: str, link_name: str,
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
-             catalog_file: str | None, batch: int, tokens: int | None, wire: str,
-             trace_file: str | None) -> None:
+             catalog_file: str | None, host_cores: int | None, batch: int,
+             tokens: int | None, wire: str, trace_file: str | None) -> None:
     """Simulate one inference: latency, energy, and where each device's time went."""
     from prismsim.point import device_table, simulate_point, summary
     from prismsim.sim.catalog import load_catalog, pick
+    from prismsim.sim.specs import HostSpec
     from prismsim.sim.timeline import write_chrome_trace
 
     options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange))
                if v is not None}
     overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
+    host = HostSpec(cores=host_cores) if host_cores else None
     with user_errors(ValueError):
         devices, links = load_catalog(catalog_file)
         names = split_values(device_names, str)
@@ -63,7 +68,7 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
         wl, result = simulate_point(model, strategy, n_devices,
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
-                                    split=split, **options)
+                                    split=split, host=host, **options)
     info = summary(wl, result)
     on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
     sizes = "/".join(str(n) for n in wl.meta["sizes"])

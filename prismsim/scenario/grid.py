@@ -37,6 +37,7 @@ class Point:
     rendezvous: bool = False  # the link's GLOO-style rendezvous (last: older keys unchanged)
     split: str = "equal"  # token partitions of a mixed set ("a+b+c" profiles): or "speed"
     exchange: str = P2P  # voltage and prism's pattern (last: older keys unchanged)
+    host: str = ""  # the shared host's spec as JSON; "": each device its own hardware
 
     @property
     def mixed(self) -> bool:
@@ -62,7 +63,8 @@ class Point:
     @cached_property
     def _key(self) -> str:
         fields = asdict(self)
-        for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P)):
+        for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P),
+                              ("host", "")):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -114,5 +116,6 @@ def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
                 c.cr, c.segments, profile, link_name, net.medium or base.medium, float(bw),
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
-                s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange))
+                s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange,
+                s.host.model_dump_json() if s.host else ""))
     return points

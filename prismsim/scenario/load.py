@@ -14,7 +14,7 @@ from prismsim.names import check_model, check_strategies
 from prismsim.scenario.grid import Point, adaptive_configurations, expand
 from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, ScenarioError, as_list
 from prismsim.sim.catalog import CatalogError, load_catalog_data
-from prismsim.sim.specs import DeviceSpec, LinkSpec, speed_weights
+from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
 from prismsim.userfiles import load_model_file
 
 
@@ -46,6 +46,11 @@ class LoadedScenario:
             "medium": point.medium, "bandwidth_mbps": point.bandwidth_mbps,
             "latency_ms": point.latency_ms, "broadcast": point.broadcast,
             "rendezvous": point.rendezvous})
+
+    @property
+    def host(self) -> HostSpec | None:
+        """The machine all devices share, if the scenario names one."""
+        return self.spec.host
 
     def grid(self) -> list[Point]:
         return list(self._points)

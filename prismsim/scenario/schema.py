@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from prismsim.sim.specs import HostSpec
 from prismsim.userfiles import StrictModel, UserFileError
 
 Exchange = Literal["p2p", "broadcast", "ring"]
@@ -108,4 +109,7 @@ class Scenario(StrictModel):
     output: str | None = None  # results folder (default results/<name>)
     timeline: TimelineSection = TimelineSection()
     catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
+    # the machine every device of a point runs on, sharing its cores (processes on one
+    # host, as a testbed on one computer); None: each device has its own hardware
+    host: HostSpec | None = None
     adaptive: AdaptiveSection | None = None  # None: no adaptive rows

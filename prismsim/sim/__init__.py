@@ -3,6 +3,6 @@ Imports no torch, no models, no strategies."""
 
 from prismsim.sim.engine import simulate
 from prismsim.sim.results import DeviceStats, SimResult, Span
-from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 
-__all__ = ["DeviceSpec", "DeviceStats", "LinkSpec", "SimResult", "Span", "simulate"]
+__all__ = ["DeviceSpec", "DeviceStats", "HostSpec", "LinkSpec", "SimResult", "Span", "simulate"]

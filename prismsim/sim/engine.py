@@ -17,10 +17,11 @@ from typing import Any
 
 import simpy
 
+from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
 from prismsim.sim.program import Compute, Op, Receive, SendMessage, device_ops
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
-from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Message, Workload
 
 
@@ -42,8 +43,11 @@ class _Wake(simpy.Event):
 
 
 class _Replay:
-    def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool):
+    def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool,
+                 host: HostSpec | None = None):
         self.env = simpy.Environment()
+        self.host_spec = host
+        self.host = SharedHost(self.env, host.cores, host.corun) if host else None
         self.wl, self.specs, self.record = wl, specs, record
         self.stats = [DeviceStats() for _ in specs]
         self.spans: list[Span] = []
@@ -72,6 +76,22 @@ class _Replay:
         yield self.env.timeout(seconds)
         if self.record:
             self._span(p, lane, label, start, self.env.now, layer)
+
+    def _compute(self, p: int, op: Compute) -> Generator[Any, Any, None]:
+        """A compute step on the shared host (its time depends on who else runs), or
+        recorded."""
+        start = self.env.now
+        yield self.host.run(op.seconds) if self.host else self.env.timeout(op.seconds)
+        self.stats[p].compute_s += self.env.now - start
+        if self.record:
+            self._span(p, "compute", op.label, start, self.env.now, op.layer)
+
+    def _message_cpu(self, p: int, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
+        """GLOO's work for messages at one end, as a job on the shared host."""
+        if not (self.host and self.host_spec):
+            return None
+        cost = self.host_spec.message_cpu_s
+        return self.host.run(copies * sum(cost(self.wl.messages[m].payload_bytes) for m in ids))
 
     def _stage_out(self, p: int, msg: Message, label: str) -> Generator[Any, Any, None]:
         stage = self.specs[p].staging_s(msg.payload_bytes)
@@ -134,18 +154,21 @@ class _Replay:
 
     def device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
         env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
+        plain = not (record or self.host)  # the common case, inline: one event per hold
         for op in ops:
-            if isinstance(op, Compute):  # the common case, inline: one event per hold
-                stats.compute_s += op.seconds
-                if record:
-                    yield from self._hold(p, "compute", op.label, op.seconds, op.layer)
-                else:
+            if isinstance(op, Compute):
+                if plain:
+                    stats.compute_s += op.seconds
                     yield env.timeout(op.seconds)
+                else:
+                    yield from self._compute(p, op)
             elif isinstance(op, Receive):
                 start, event = env.now, self._arrived(p, op.messages)
                 if event is not None:
                     yield event
-                    stats.wait_s += env.now - start
+                if (cpu := self._message_cpu(p, op.messages)) is not None:
+                    yield cpu
+                stats.wait_s += env.now - start
                 if record:
                     self._span(p, "wait", op.label, start, env.now)
                 if stages:
@@ -154,6 +177,7 @@ class _Replay:
                 msg = self.wl.messages[op.message]
                 if stages:
                     yield from self._stage_out(p, msg, op.label)
+                self._message_cpu(p, (msg.id,), len(msg.dst))  # in the background
                 self._send(msg)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
                 self._post(p, op.messages)
@@ -176,10 +200,12 @@ class _Replay:
 
 
 def simulate(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-             record: bool = False) -> SimResult:
+             record: bool = False, host: HostSpec | None = None) -> SimResult:
     """Simulate one inference. ``devices``: one spec for all, or one per device.
-    ``record`` keeps a per-device timeline (spans) for plots and trace export."""
+    ``record`` keeps a per-device timeline (spans) for plots and trace export. ``host``:
+    every device is a process on this machine, sharing its cores (``sim/host.py``);
+    None: each device has its own hardware."""
     specs = [devices] * wl.n_devices if isinstance(devices, DeviceSpec) else list(devices)
     if len(specs) != wl.n_devices:
         raise ValueError(f"the workload has {wl.n_devices} devices, got {len(specs)} specs")
-    return _Replay(wl, specs, link, record).run()
+    return _Replay(wl, specs, link, record, host).run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
 
 from prismsim.cost.units import (
     gbytes_per_s_to_bytes_per_s,
@@ -64,6 +64,27 @@ class DeviceSpec(StrictModel):
             return 0.0
         return us_to_s(self.staging_us) + n_bytes / gbytes_per_s_to_bytes_per_s(
             self.staging_gbytes_per_s)
+
+
+class HostSpec(StrictModel):
+    """A machine whose cores the device processes share (``sim/host.py``): all devices
+    of a point run on it. Without one, each device has its own hardware."""
+
+    name: str = "host"
+    source: str = ""  # where the numbers come from (prismsim profile-device, datasheet)
+    cores: PositiveInt  # cores the device processes share
+    # per-process speed with k processes computing at once, over what the core share
+    # alone predicts (k = 1, 2, ...; the last holds for more); []: 1 for every k
+    corun: list[PositiveFloat] = Field(default_factory=list)
+    # CPU time each end of a message takes (GLOO's threads, the kernel's network path):
+    # a fixed part and a part per byte; the receiver's before its receive returns
+    message_cpu_us: float = Field(0.0, ge=0)
+    message_cpu_gbytes_per_s: PositiveFloat | None = None  # None: no per-byte part
+
+    def message_cpu_s(self, n_bytes: int) -> float:
+        per_byte = (n_bytes / gbytes_per_s_to_bytes_per_s(self.message_cpu_gbytes_per_s)
+                    if self.message_cpu_gbytes_per_s else 0.0)
+        return us_to_s(self.message_cpu_us) + per_byte
 
 
 def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:

@@ -76,7 +76,7 @@ def _map_for(s: LoadedScenario, members: list[Point], done: dict[str, Any],
         return Workload.from_json(traced[workload_need(s, _as(first, c, batch))])
 
     return build_map(workload_of, configs, s.devices[first.device_profile], s.link_for(first),
-                     _map_batches(s), bws, acc)
+                     _map_batches(s), bws, acc, host=s.host)
 
 
 def _measured_map(csv: Path, system: Point) -> PerformanceMap:
