@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FORMAT = 3  # 2: ``post`` tasks; 3: ``layer`` fields, ``payload_bytes`` / ``memory_bytes``
+FORMAT = 4  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Task:
     messages: tuple[int, ...] = ()  # send: the one message; post, recv: those it waits for
     memory_bytes: int = 0  # compute: bytes its ops read and write, unfused (a roofline)
     layer: int | None = None  # the block it belongs to; None: input, head or output
+    # compute: each aten operator it runs and how often (cost/operators.py), for
+    # shape-aware compute times
+    ops: tuple[tuple[tuple, int], ...] = ()
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the simulator caches per workload
@@ -110,7 +113,8 @@ class Workload:
             raise ValueError(f"workload format {raw.get('format', 1)}, this prismsim reads "
                              f"{FORMAT}: trace it again")
         tasks = [[Task(kind=r[0], label=r[1], layer=r[2], flops=r[3], messages=tuple(r[4]),
-                       memory_bytes=r[5]) for r in ts] for ts in raw["tasks"]]
+                       memory_bytes=r[5], ops=tuple((tuple(k), n) for k, n in r[6]))
+                  for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
         return cls(meta=raw["meta"], tasks=tasks, messages=messages)
@@ -124,4 +128,5 @@ class Workload:
 
 
 def _task_row(t: Task) -> list[Any]:
-    return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes]
+    return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes,
+            [[list(k), n] for k, n in t.ops]]

@@ -156,7 +156,8 @@ def test_gloo_galaxy_run_with_posted_receives_is_exact():
 def test_validate_command_whole_path(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text("model: vit-tiny\nstrategies:\n  - strategy: voltage\ndevices: [2]\n"
-                    "bandwidth_mbps: [200]\nlatency_ms: [1]\nwarmup: 1\nruns: 2\n")
+                    "bandwidth_mbps: [200]\nlatency_ms: [1]\nwarmup: 1\nruns: 2\n"
+                    "profile_rounds: 1\nprofile_window_s: 1\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["validate", str(spec), "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -179,13 +180,17 @@ def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
     from prismsim.realrun.profile import catalog_entries, save_profile
     from prismsim.sim.catalog import load_catalog
 
+    operators = {"source": "by hand", "mm": [{"dims": [1, 2, 2], "seconds": 1e-6}],
+                 "bmm": [{"dims": [1, 1, 1, 1], "seconds": 2e-6}],
+                 "ew": {"copy": {"fixed_s": 1e-6, "bytes_per_s": 1e9}}, "view_s": 1e-7}
     profile = {"model": "vit-tiny", "batch": 1, "measured_at": "2026-11-23 17:26:44",
                "concurrent_gflops": {1: 49.66, 3: 33.57}, "gloo_fixed_us": 58.3,
-               "gloo_loopback_gbps": 22.6}
+               "gloo_loopback_gbps": 22.6, "operators": operators}
     path = tmp_path / "profile-catalog.yaml"
     save_profile(catalog_entries(profile), path)
     devices, links = load_catalog(path)
     assert devices["host-measured-3-busy"].flops_per_s == pytest.approx(33.57e9)
+    assert devices["host-operators"].operators.op_s(("mm", 1, 2, 2)) == pytest.approx(1e-6)
     link = links["host-loopback-gloo"]
     assert link.latency_s == pytest.approx(58.3e-6) and link.rendezvous
     assert link.bits_per_s == pytest.approx(22.6e9)

@@ -83,14 +83,14 @@ def test_damaged_cache_file_is_retraced(tmp_path):
 def test_files_of_another_format_are_refused_and_retraced(tmp_path):
     wl = trace_workload("vit-tiny", "voltage", 2)
     raw = json.loads(wl.to_json())
-    assert raw.pop("format") == FORMAT == 3
-    for other in ({}, {"format": 2}, {"format": FORMAT + 1}):  # no "format": format 1
+    assert raw.pop("format") == FORMAT == 4
+    for other in ({}, {"format": 3}, {"format": FORMAT + 1}):  # no "format": format 1
         with pytest.raises(ValueError, match="trace it again"):
             Workload.from_json(json.dumps({**raw, **other}))
     cache = WorkloadCache(tmp_path)
     good = cache.get("vit-tiny", "voltage", 2)
     (path,) = (tmp_path / "workloads").iterdir()
-    path.write_text(json.dumps({**raw, "format": 2}))  # written by an older prismsim
+    path.write_text(json.dumps({**raw, "format": 3}))  # written by an older prismsim
     assert cache.get("vit-tiny", "voltage", 2).tasks == good.tasks
 
 

@@ -35,21 +35,36 @@ def testbed_clean() -> None:
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-procs", default=3, show_default=True, type=click.IntRange(min=1),
               help="measure the per-process rate with 1..N processes computing at once")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="interleaved windows per process count; the median counts")
+@click.option("--window-s", default=3.0, show_default=True, type=click.FloatRange(min=0.5),
+              help="seconds each window lasts")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="results/profile.yaml",
               show_default=True)
-def profile_device(model: str, batch: int, max_procs: int, output: str) -> None:
-    """Measure this host: FLOP rate per process under contention, GLOO message cost."""
+def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s: float,
+                   output: str) -> None:
+    """Measure this host: FLOP rate per process under contention, operator table, GLOO
+    message cost."""
     from prismsim.realrun.profile import catalog_entries, profile_host, save_profile
 
     with user_errors(ValueError, RuntimeError):
-        profile = profile_host(model, batch, max_procs=max_procs)
+        profile = profile_host(model, batch, max_procs=max_procs, window_s=window_s,
+                               rounds=rounds)
         save_profile(profile, Path(output))
         catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
         save_profile(catalog_entries(profile), catalog)
-    rates = ", ".join(f"{k} busy: {v:.1f}" for k, v in profile["concurrent_gflops"].items())
-    click.echo(f"GFLOP/s per process ({rates}); GLOO fixed cost "
-               f"{profile['gloo_fixed_us']:.0f} us -> {output}; catalog entries -> {catalog} "
-               f"(--catalog {catalog})")
+    rates = ", ".join(f"{k} busy: {v:.1f} (windows within {100 * s:.0f} %)" for (k, v), s
+                      in zip(profile["concurrent_gflops"].items(),
+                             profile["concurrent_spread"].values(), strict=True))
+    load = profile["load"]
+    click.echo(f"GFLOP/s per process: {rates}; operator table passes within "
+               f"{100 * profile['operators_spread']:.0f} %; GLOO fixed cost "
+               f"{profile['gloo_fixed_us']:.0f} us; load average "
+               f"{load['load_average_before']:.2f} -> {load['load_average_after']:.2f}, "
+               f"{100 * load['cpu_stolen_share']:.1f} % of CPU time stolen by other machines")
+    for warning in profile["warnings"]:
+        click.echo(f"warning: {warning} (measured {profile['attempts']} times)", err=True)
+    click.echo(f"-> {output}; catalog entries -> {catalog} (--catalog {catalog})")
 
 
 def _label(rows: list[dict]) -> str:

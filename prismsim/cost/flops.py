@@ -14,8 +14,6 @@ from typing import Any
 
 from fvcore.nn import FlopCountAnalysis
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from prismsim.cost.units import FLOPS_PER_MAC
 
@@ -77,27 +75,3 @@ def count_flops(fn: Callable[..., Any], args: Sequence[Any]) -> int:
     with warnings.catch_warnings():  # TorchScript's deprecation notice, once per trace
         warnings.simplefilter("ignore", DeprecationWarning)
         return FLOPS_PER_MAC * int(analysis.total())
-
-
-class _MemoryTraffic(TorchDispatchMode):
-    """Sums the bytes every aten op reads and writes (views excluded): the memory traffic
-    of an unfused execution, the roofline's "bytes moved"."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            for t in tree_flatten((args, kwargs, out))[0]:
-                if isinstance(t, Tensor):
-                    self.bytes += t.numel() * t.element_size()
-        return out
-
-
-def run_counting_bytes(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[Any, int]:
-    """Call ``fn(*args)``; return its result and the bytes its ops read and wrote."""
-    with _MemoryTraffic() as mode:
-        result = fn(*args)
-    return result, mode.bytes

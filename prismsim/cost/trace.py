@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import prismsim
-from prismsim.cost.flops import count_flops, run_counting_bytes, signature
+from prismsim.cost.flops import count_flops, signature
+from prismsim.cost.op_record import record_ops
 from prismsim.cost.units import wire_bytes
 from prismsim.models.load import load_model, random_inputs
 from prismsim.models.stack import ModelStack
@@ -42,11 +43,11 @@ class TracingContext(DeviceContext):
 
     def compute(self, tag: Tag, fn: Callable[..., Any], *args: Any) -> Any:
         key = (tag.name, signature(args))
-        result, memory_bytes = run_counting_bytes(fn, args)
+        result, memory_bytes, ops = record_ops(fn, args)
         if key not in self.memo:
             self.memo[key] = count_flops(fn, args)
         self.tasks.append(Task("compute", str(tag), self.memo[key],
-                               memory_bytes=memory_bytes, layer=tag.layer))
+                               memory_bytes=memory_bytes, layer=tag.layer, ops=ops))
         return result
 
 

@@ -1,6 +1,7 @@
-"""Calibration of this host: the effective FLOP rate of one torch thread on a model's own
-shapes, how it falls when k such processes compute at once on the shared cores, and the
-fixed cost of one GLOO message (loopback ping-pong at several sizes).
+"""Calibration of this host: how fast one torch thread runs a model's forward while k
+such processes compute at once (``busy_rates``: interleaved windows, spread checked),
+the operator table (``op_profile``) and the cost of one GLOO message (loopback ping-pong
+at several sizes).
 
 ``prismsim profile-device`` writes the result as YAML that ``prismsim validate`` (and a
 scenario's device catalog, through its ``device`` part) can use.
@@ -27,66 +28,20 @@ import yaml
 from prismsim.cost.trace import trace_workload
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_in_memory
-from prismsim.realrun.gloo import drive
+from prismsim.realrun.busy_rates import busy_rates, run_schedule
+from prismsim.realrun.op_profile import measure_operator_table
 from prismsim.realrun.worker import TimedContext
-from prismsim.strategies import make_options, make_programs, single
+from prismsim.strategies import make_options, make_programs
 from prismsim.workload import Workload
 
 PINGPONG_SIZES_BYTES = (256, 4096, 16384, 65536, 262144)  # spans the small models' messages
 PINGPONG_PORT = 29517  # loopback port of the GLOO ping-pong
-MIN_FORWARDS = 3  # timed even if loading overran the start (a loaded machine)
-STARTUP_S = 8.0  # time for every profiling process to import torch and build the model
 
 
 def model_flops(model: str, batch: int = 1) -> int:
     """FLOPs of the single-device program (fvcore, as the simulator counts them)."""
     wl = trace_workload(model, "single", 1, batch=batch)
     return sum(t.flops for t in wl.tasks[0])
-
-
-def time_single_s(model: str, batch: int, start_at: float, window_s: float) -> list[float]:
-    """Wall seconds of each single-device forward (through the program interface) begun
-    in ``[start_at, start_at + window_s)``; two untimed forwards warm up first."""
-    stack = load_model(model, seed=0)
-    inputs = random_inputs(stack, batch=batch, seed=0)
-    base = make_contexts(stack, inputs, 1)[0]
-
-    def forward() -> float:
-        ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
-        ctx.t0 = time.perf_counter()
-        drive(0, single.program(ctx, stack, inputs, single.Options()), 1)
-        return time.perf_counter() - ctx.t0
-
-    out = []
-    with torch.no_grad():
-        forward(), forward()
-        time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < start_at + window_s or len(out) < MIN_FORWARDS:
-            out.append(forward())
-    return out
-
-
-def _compute_worker(model: str, batch: int, start_at: float, window_s: float) -> None:
-    torch.set_num_threads(1)
-    print(json.dumps(time_single_s(model, batch, start_at, window_s)), flush=True)
-
-
-def concurrent_seconds(model: str, batch: int, k: int, window_s: float) -> list[float]:
-    """Per-forward seconds when ``k`` one-thread processes run the model at once (all
-    start together after loading, and run for the same window)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start_at = time.time() + STARTUP_S
-    cmd = [sys.executable, "-m", "prismsim.realrun.profile", "compute", model, str(batch),
-           repr(start_at), repr(window_s)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(k)]
-    times: list[float] = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"profile worker failed (exit {proc.returncode})")
-        times += json.loads(out)
-    return times
 
 
 @dataclass(frozen=True)
@@ -161,25 +116,61 @@ def fit_message_cost(one_way_s: dict[int, float]) -> tuple[float, float]:
     return float(max(fixed, 0.0)), float(max(per_byte, 0.0))
 
 
-def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 4.0
-                 ) -> dict[str, Any]:
-    """Everything ``validate`` needs about this host, as a plain dict (YAML-ready)."""
-    flops = model_flops(model, batch)
-    gflops = {}
-    spread = {}
-    for k in range(1, max_procs + 1):
-        times = concurrent_seconds(model, batch, k, window_s)
-        gflops[k] = flops / statistics.median(times) / 1e9
-        spread[k] = [flops / max(times) / 1e9, flops / min(times) / 1e9]
+SPREAD_LIMIT = 0.10  # windows of one k further apart than this: measured again, once
+
+
+def _problems(rates: dict[int, float], spread: dict[int, float]) -> list[str]:
+    """Why a measurement of the k-busy rates cannot be trusted (empty: it can)."""
+    out = [f"{k} busy: its windows spread {100 * s:.0f} % (over {100 * SPREAD_LIMIT:.0f} %)"
+           for k, s in spread.items() if s > SPREAD_LIMIT]
+    out += [f"{k} busy ran faster per process ({rates[k]:.1f} GFLOP/s) than 1 busy "
+            f"({rates[1]:.1f})" for k in rates if k > 1 and rates[k] > rates[1]]
+    return out
+
+
+def measure_busy_rates(model: str, batch: int, max_procs: int, rounds: int, window_s: float
+                       ) -> dict[str, Any]:
+    """The k-busy rates, measured again once if the first measurement is not to be
+    trusted; what was wrong with the kept one stays in ``warnings``."""
+    flops, attempts = model_flops(model, batch), 0
+    while True:
+        attempts += 1
+        windows, results, load = run_schedule(model, batch, max_procs, rounds, window_s)
+        rates, spread = busy_rates(flops, windows, results)
+        problems = _problems(rates, spread)
+        if not problems or attempts == 2:
+            break
+    return {"model_gflops": flops / 1e9, "concurrent_gflops": rates,
+            "concurrent_spread": spread, "attempts": attempts, "load": load,
+            "warnings": problems}
+
+
+def corun_factors(rates: dict[int, float], cores: int) -> list[float]:
+    """Per k: the rate with k busy over what sharing ``cores`` predicts from 1 busy."""
+    return [rates[k] / (rates[1] * min(1.0, cores / k)) for k in sorted(rates)]
+
+
+def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 3.0,
+                 rounds: int = 3) -> dict[str, Any]:
+    """Everything ``validate`` needs about this host, as a plain dict (YAML-ready): the
+    k-busy rates on ``model``'s forward, the operator table, GLOO's message cost."""
+    busy = measure_busy_rates(model, batch, max_procs, rounds, window_s)
+    table, table_spread = measure_operator_table(
+        f"prismsim profile-device {time.strftime('%Y-%m-%d %H:%M:%S')}, one torch thread",
+        rounds=rounds)
+    if table_spread > SPREAD_LIMIT:
+        busy["warnings"].append(f"operator table: passes spread {100 * table_spread:.0f} % "
+                                f"(median over operators)")
     one_way = gloo_one_way_s().wall_s
     fixed_s, per_byte_s = fit_message_cost(one_way)
+    cores = os.cpu_count() or 1
     return {
-        "model": model, "batch": batch, "model_gflops": flops / 1e9,
-        "cores": os.cpu_count(),
-        "concurrent_gflops": gflops, "concurrent_gflops_range": spread,
+        "model": model, "batch": batch, "cores": cores, **busy,
+        "corun": corun_factors(busy["concurrent_gflops"], cores),
         "gloo_one_way_us": {k: v * 1e6 for k, v in one_way.items()},
         "gloo_fixed_us": fixed_s * 1e6, "gloo_loopback_gbps": 8e-9 / per_byte_s
         if per_byte_s else None,
+        "operators": table.model_dump(mode="json"), "operators_spread": table_spread,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -190,9 +181,7 @@ def save_profile(profile: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "compute":
-        _compute_worker(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
-    elif argv[0] == "pingpong":
+    if argv[0] == "pingpong":
         _pingpong_worker(int(argv[1]), int(argv[2]), argv[3], argv[4])
     else:
         raise SystemExit(f"unknown profile step {argv[0]!r}")
@@ -237,7 +226,9 @@ def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> A
 
 def catalog_entries(profile: dict[str, Any]) -> dict[str, Any]:
     """The profile as catalog entries (``devices:``, ``links:``) that ``--catalog`` and a
-    scenario's ``catalog:`` accept: this host with k processes busy, and GLOO loopback."""
+    scenario's ``catalog:`` accept: this host with k processes busy (FLOP rate on the
+    profiled model's shapes), this host by its operator table (any shapes), and GLOO
+    on loopback."""
     when = profile["measured_at"]
     devices = {
         f"host-measured-{k}-busy": {
@@ -245,6 +236,11 @@ def catalog_entries(profile: dict[str, Any]) -> dict[str, Any]:
                       f"{profile['batch']}, one torch thread, {k} process(es) computing at once",
             "peak_gflops": round(float(rate), 3), "efficiency": 1.0}
         for k, rate in profile["concurrent_gflops"].items()}
+    if "operators" in profile:
+        devices["host-operators"] = {
+            "source": f"prismsim profile-device {when}: operator table, one torch thread",
+            "peak_gflops": round(float(profile["concurrent_gflops"][1]), 3),
+            "efficiency": 1.0, "operators": profile["operators"]}
     link = {"source": f"prismsim profile-device {when}: GLOO ping-pong on loopback",
             "medium": "switched", "latency_ms": round(profile["gloo_fixed_us"] / 1e3, 4),
             "bandwidth_mbps": round((profile["gloo_loopback_gbps"] or 1e3) * 1e3, 1),

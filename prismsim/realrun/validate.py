@@ -64,6 +64,8 @@ class ValidationSpec(StrictModel):
     warmup: int = Field(2, ge=0)  # untimed rounds before the timed ones
     runs: int = Field(7, ge=1)  # timed rounds per point (strategies interleaved)
     profile: str | None = None  # a saved `prismsim profile-device` file; None: measure now
+    profile_rounds: int = Field(3, ge=1)  # measuring now: interleaved windows per k ...
+    profile_window_s: float = Field(3.0, gt=0)  # ... of this many seconds each
 
 
 class ProfileFile(BaseModel):
@@ -237,7 +239,8 @@ def _profile(spec: ValidationSpec, out_dir: Path, profile: dict[str, Any] | None
     if profile is None and saved.exists():
         profile = load_profile(saved)
     if profile is None:
-        profile = profile_host(spec.model, spec.batch, max_procs=max(spec.devices))
+        profile = profile_host(spec.model, spec.batch, max_procs=max(spec.devices),
+                               window_s=spec.profile_window_s, rounds=spec.profile_rounds)
     save_profile(profile, saved)
     return profile
 

@@ -32,7 +32,11 @@ Op = Compute | SendMessage | PostReceives | Receive
 
 
 def compute_s(task: Task, spec: DeviceSpec) -> float:
-    """Roofline: the larger of compute time and memory time (if a bandwidth is given)."""
+    """The device's operator table at the task's own operator sizes if it has one (and
+    the task was traced with its operators); else the roofline: the larger of compute
+    time and memory time (if a bandwidth is given)."""
+    if spec.operators is not None and task.ops:
+        return spec.operators.seconds(task.ops)
     t = task.flops / spec.flops_per_s
     mem = spec.mem_bytes_per_s
     return max(t, task.memory_bytes / mem) if mem else t

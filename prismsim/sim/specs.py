@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
 
+from prismsim.cost.op_table import OperatorTable
 from prismsim.cost.units import (
     gbytes_per_s_to_bytes_per_s,
     gflops_per_s_to_flops_per_s,
@@ -44,6 +45,9 @@ class DeviceSpec(StrictModel):
     # copy bandwidth, GB/s (bytes); None: no copy. Formerly staging_gbps.
     staging_gbytes_per_s: PositiveFloat | None = Field(
         None, validation_alias=_renamed("staging_gbytes_per_s", "staging_gbps"))
+    # measured operator times (cost/operators.py): compute steps take the time of their
+    # operators at their own sizes; None: FLOPs at peak x efficiency, whatever the sizes
+    operators: OperatorTable | None = None
 
     @property
     def flops_per_s(self) -> float:

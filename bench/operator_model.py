@@ -1,0 +1,89 @@
+"""The shape-aware compute model against timed forwards of models it never saw whole:
+measure this host's operator table (matrix products over a grid of sizes, element-wise
+kinds, views; one torch thread), then predict the single-device forward of each model
+from the operators of its traced steps, and time that forward (the same per-device
+program, one thread, median of repeats).
+
+    python bench/operator_model.py [--models vit-base bert-base gpt2] [--table FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from prismsim.cost.cache import WorkloadCache
+from prismsim.cost.op_table import OperatorTable
+from prismsim.models.load import load_model, random_inputs
+from prismsim.numerics.executor import make_contexts, run_in_memory
+from prismsim.realrun.op_profile import measure_operator_table, seconds_per_call
+from prismsim.strategies import make_options, make_programs
+
+
+def timed_forward_s(model: str, repeats: int) -> float:
+    """Median seconds of the single-device program, one thread."""
+    stack = load_model(model)
+    inputs = random_inputs(stack)
+    opts = make_options("single")
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            programs = make_programs("single", make_contexts(stack, inputs, 1), stack, inputs,
+                                     opts)
+            start = time.perf_counter()
+            run_in_memory(programs)
+            if i:  # the first warms up
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_s() -> float:
+    """One fixed product (256 x 768 x 768), timed now: the host's speed at this moment."""
+    a, w = torch.randn(256, 768), torch.randn(768, 768)
+    return statistics.median(seconds_per_call(lambda: torch.nn.functional.linear(a, w))
+                             for _ in range(5))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["vit-base", "bert-base", "gpt2"])
+    ap.add_argument("--table", type=Path, default=None, help="a saved table (YAML)")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ref_table = reference_s()
+    if args.table:
+        table = OperatorTable.model_validate(yaml.safe_load(args.table.read_text()))
+    else:
+        start = time.perf_counter()
+        table, spread = measure_operator_table("bench/operator_model.py")
+        print(f"operator table measured in {time.perf_counter() - start:.1f} s "
+              f"(median spread of its passes {100 * spread:.1f} %)")
+        Path("/tmp/optable.yaml").write_text(yaml.safe_dump(table.model_dump(mode="json")))
+    ref_table = (ref_table + reference_s()) / 2  # around the table's measurement
+    errors, corrected = [], []
+    for model in args.models:
+        wl = WorkloadCache().get(model, "single", 1)
+        predicted = sum(table.seconds(t.ops) for t in wl.tasks[0] if t.kind == "compute")
+        drift = reference_s() / ref_table
+        measured = timed_forward_s(model, args.repeats)
+        drift = (drift + reference_s() / ref_table) / 2  # the host's speed while timing
+        errors.append(100 * (predicted - measured) / measured)
+        corrected.append(100 * (predicted * drift - measured) / measured)
+        print(f"{model:14s} predicted {predicted * 1e3:8.1f} ms   timed {measured * 1e3:8.1f} ms"
+              f"   error {errors[-1]:+5.1f} %   host {drift:.2f}x slower than while the "
+              f"table was measured: error {corrected[-1]:+5.1f} %")
+    print(f"mean absolute error {statistics.mean(abs(e) for e in errors):.1f} %, "
+          f"{statistics.mean(abs(e) for e in corrected):.1f} % with the host's drift "
+          f"(a reference product timed beside each); load average "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""How long a compute step takes on a device, from its operators (``op_record``): the
+shape-aware compute model. An :class:`OperatorTable` (measured on a host by ``prismsim
+profile-device``, or carried by a catalog entry) gives matrix products their throughput
+interpolated over a grid of measured sizes, and every other operator a fixed cost plus
+its bytes over a bandwidth measured for its kind. Plain data and numpy: the simulator
+uses it without torch."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field, PositiveFloat
+
+from prismsim.userfiles import StrictModel
+
+OpKey = tuple  # ("mm", m, k, n) | ("bmm", b, m, k, n) | ("ew", kind, bytes) | ("view",)
+OpCounts = tuple[tuple[OpKey, int], ...]  # each distinct operator and how often
+EW_KINDS = ("layer_norm", "softmax", "unary", "binary", "reduce", "copy")  # op_record.KINDS
+
+
+class Product(StrictModel):
+    """One measured matrix product: sizes and seconds per call."""
+
+    dims: tuple[int, ...]  # (m, k, n) or (b, m, k, n)
+    seconds: PositiveFloat
+
+
+class Bandwidth(StrictModel):
+    """One kind of element-wise operator: seconds = fixed + bytes / bytes_per_s."""
+
+    fixed_s: float = Field(ge=0)
+    bytes_per_s: PositiveFloat
+
+
+class OperatorTable(StrictModel):
+    """Measured operator times of one host (or board) at one thread count."""
+
+    source: str  # how and where it was measured
+    threads: int = 1  # torch threads while measuring
+    mm: tuple[Product, ...] = Field(min_length=1)  # a full grid of (m, k, n)
+    bmm: tuple[Product, ...] = Field(min_length=1)  # a full grid of (b, m, k, n)
+    ew: dict[str, Bandwidth]  # by kind (EW_KINDS)
+    view_s: float = Field(ge=0)  # one view operator (dispatch only)
+
+    def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
+        return hash((self.source, self.threads, self.mm, self.bmm, self.view_s))
+
+    def seconds(self, ops: OpCounts) -> float:
+        """Predicted seconds of a step made of these operators."""
+        return sum(count * self.op_s(key) for key, count in ops)
+
+    def op_s(self, key: OpKey) -> float:
+        return _op_s(self, key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _op_s(table: OperatorTable, key: OpKey) -> float:
+    if key[0] == "view":
+        return table.view_s
+    if key[0] == "ew":
+        bw = table.ew.get(key[1]) or table.ew["copy"]
+        return bw.fixed_s + key[2] / bw.bytes_per_s
+    return _grid(table, key[0]).seconds(key[1:])
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(table: OperatorTable, kind: str) -> RateGrid:
+    return RateGrid(table.mm if kind == "mm" else table.bmm)
+
+
+class RateGrid:
+    """Time of a matrix product over a grid of measured sizes, interpolated linearly in
+    log(time) over log2 of every size. A product smaller than the grid in some size
+    takes the time of the grid's smallest there (small products cost their call, not
+    their FLOPs); one larger runs at the rate of the grid's largest (time grows with
+    its FLOPs)."""
+
+    def __init__(self, products: Sequence[Product]):
+        dims = np.array([p.dims for p in products], dtype=float)
+        self.axes = [np.unique(np.log2(dims[:, i])) for i in range(dims.shape[1])]
+        shape = tuple(len(a) for a in self.axes)
+        if math.prod(shape) != len(products):
+            raise ValueError(f"operator table: {len(products)} products do not fill a grid "
+                             f"of {shape}")
+        self.log_s = np.empty(shape)
+        for p in products:
+            index = tuple(int(np.searchsorted(a, math.log2(d))) for a, d in
+                          zip(self.axes, p.dims, strict=True))
+            self.log_s[index] = math.log(p.seconds)
+
+    def seconds(self, dims: Sequence[int]) -> float:
+        """Seconds of one product of these sizes."""
+        logs = [math.log2(max(d, 1)) for d in dims]
+        corners = [self._bracket(a, x) for a, x in zip(self.axes, logs, strict=True)]
+        total = 0.0
+        for choice in np.ndindex(*(2,) * len(corners)):
+            weight, index = 1.0, []
+            for (lo, hi, w), c in zip(corners, choice, strict=True):
+                weight *= w if c else 1 - w
+                index.append(hi if c else lo)
+            total += weight * self.log_s[tuple(index)]
+        beyond = sum(max(0.0, x - a[-1]) for a, x in zip(self.axes, logs, strict=True))
+        return math.exp(total) * 2.0 ** beyond  # larger than the grid: more FLOPs
+
+    @staticmethod
+    def _bracket(axis: np.ndarray, x: float) -> tuple[int, int, float]:
+        """The grid points around x and x's weight toward the upper one (clamped)."""
+        if x <= axis[0] or len(axis) == 1:
+            return 0, 0, 0.0
+        if x >= axis[-1]:
+            return len(axis) - 1, len(axis) - 1, 0.0
+        hi = int(np.searchsorted(axis, x))
+        return hi - 1, hi, (x - axis[hi - 1]) / (axis[hi] - axis[hi - 1])

@@ -1,0 +1,147 @@
+"""Measuring an operator table on this host (``prismsim profile-device``): matrix
+products over a grid of sizes, each element-wise kind at a few sizes, and a view, with
+one torch thread, in well under two minutes. The grid spans what partitioned
+Transformer blocks run (a few tokens to a full batch; widths from 64 to 16k), not any
+model's own shapes, so a model's steps are predicted from operators, never timed whole.
+
+Every operator is timed in ROUNDS passes over the whole list (not ROUNDS times in a
+row), so a host whose speed drifts while it is measured moves every entry alike; each
+entry is the median of its passes, and the spread of the passes is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable
+from itertools import product
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from prismsim.cost.op_record import record_ops
+from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+
+MM_M = (1, 8, 32, 128, 512)  # rows: tokens x batch of one device's partition
+MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width
+MM_N = (64, 256, 1024, 4096, 16384)  # output width (up to an LM head's order)
+BMM_B = (2, 12)  # batch x heads
+BMM_MKN = (16, 64, 256, 512)  # queries, head size or keys
+EW_ROWS = (4, 64, 1024, 16384)  # element-wise inputs of [rows, 256] floats: 4 KB-16 MB
+BATCH_S = 0.005  # a timed batch of calls lasts at least this long
+# Operands are cycled through copies filling this many bytes: a model's layers each
+# bring their own weights and activations from memory, never the cache-warm ones a
+# loop over one matrix would time.
+COLD_BYTES = 96 << 20
+ROUNDS = 5  # passes over every operator; the median pass counts
+
+Call = Callable[[], object]
+
+
+def _reps(fn: Call) -> int:
+    """Calls in one timed batch of at least BATCH_S (after a warm-up call)."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    return max(1, min(10_000, round(BATCH_S / max(time.perf_counter() - start, 1e-7))))
+
+
+def seconds_per_call(fn: Call) -> float:
+    """One batch of calls of ``fn`` (after a warm-up): seconds a call."""
+    return _batch_s(fn, _reps(fn))
+
+
+def _batch_s(fn: Call, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+def time_calls(calls: dict[object, Call], rounds: int = ROUNDS) -> dict[object, list[float]]:
+    """Seconds of one call of each, per pass (``rounds`` interleaved passes)."""
+    reps = {key: _reps(fn) for key, fn in calls.items()}
+    out: dict[object, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            out[key].append(_batch_s(fn, reps[key]))
+    return out
+
+
+def _cold(fn: Callable[..., object], *shapes: tuple[int, ...]) -> Call:
+    """A call of ``fn`` on operands of these shapes, each call on the next of enough
+    copies to cover COLD_BYTES (so none is still in cache when it comes round again)."""
+    per_set = 4 * sum(math.prod(s) for s in shapes)
+    sets = [[torch.randn(s) for s in shapes]
+            for _ in range(max(1, min(64, COLD_BYTES // per_set)))]
+    turn = itertools.cycle(sets)
+    return lambda: fn(*next(turn))
+
+
+def _product_calls() -> dict[object, Call]:
+    calls: dict[object, Call] = {}
+    for m, k, n in product(MM_M, MM_K, MM_N):
+        calls[(m, k, n)] = _cold(F.linear, (m, k), (n, k))
+    for b, m, k, n in product(BMM_B, BMM_MKN, BMM_MKN, BMM_MKN):
+        calls[(b, m, k, n)] = _cold(torch.bmm, (b, m, k), (b, k, n))
+    return calls
+
+
+def _ew_calls() -> dict[object, Call]:
+    calls: dict[object, Call] = {}
+    for rows in EW_ROWS:
+        x, y = torch.randn(rows, 256), torch.randn(rows, 256)
+        w, b = torch.ones(256), torch.zeros(256)
+        calls.update({
+            ("layer_norm", rows): lambda x=x, w=w, b=b: F.layer_norm(x, (256,), w, b),
+            ("softmax", rows): lambda x=x: torch.softmax(x, dim=-1),
+            ("unary", rows): lambda x=x: F.gelu(x), ("binary", rows): lambda x=x, y=y: x + y,
+            ("reduce", rows): lambda x=x: x.mean(dim=0), ("copy", rows): x.clone})
+    return calls
+
+
+def _bandwidths(calls: dict[object, Call], secs: dict[object, float]) -> dict[str, Bandwidth]:
+    """Per kind: fixed cost and bandwidth fitted over the sizes measured (bytes as
+    tracing counts them for the same call), least squares on relative error so small
+    operators' fixed cost counts as much as large ones' bandwidth."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for (kind, rows), call in calls.items():  # type: ignore[misc]
+        points.setdefault(kind, []).append((record_ops(call, ())[1], secs[(kind, rows)]))
+    out = {}
+    for kind, pts in points.items():
+        moved, seconds = np.array(pts, dtype=float).T
+        per_byte, fixed = np.polyfit(moved, seconds, 1, w=1.0 / seconds)
+        out[kind] = Bandwidth(fixed_s=max(float(fixed), 0.0),
+                              bytes_per_s=1.0 / max(float(per_byte), 1e-15))
+    return out
+
+
+def measure_operator_table(source: str, rounds: int = ROUNDS) -> tuple[OperatorTable, float]:
+    """This host's operator table with one torch thread (the caller's threads restored),
+    and the spread of its passes: the median over operators of (slowest pass / fastest
+    pass - 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            x = torch.randn(64, 64)
+            view: dict[object, Call] = {"view": lambda: x.view(4096).view(64, 64).t()}
+            calls = {**_product_calls(), **_ew_calls(), **view}
+            passes = time_calls(calls, rounds)
+            secs = {key: statistics.median(v) for key, v in passes.items()}
+            ew_calls = {k: c for k, c in calls.items() if isinstance(k, tuple)
+                        and isinstance(k[0], str)}
+            table = OperatorTable(
+                source=source, threads=1,
+                mm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
+                         if isinstance(k, tuple) and len(k) == 3 and isinstance(k[0], int)),
+                bmm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
+                          if isinstance(k, tuple) and len(k) == 4),
+                ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3)
+    finally:
+        torch.set_num_threads(threads)
+    spread = statistics.median(max(v) / min(v) - 1 for v in passes.values())
+    return table, spread

@@ -1,0 +1,72 @@
+"""The shape-aware compute model: operators recorded by hand-known keys, the operator
+table's interpolation worked out by hand, and the simulator using it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prismsim.cost.op_record import op_key, record_ops
+from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+from prismsim.cost.trace import trace_workload
+from prismsim.sim import DeviceSpec, LinkSpec, simulate
+
+
+def test_operators_are_recorded_by_kind_and_size():
+    x, w, b = torch.randn(5, 8), torch.randn(16, 8), torch.randn(16)
+    _, moved, ops = record_ops(lambda: F.gelu(F.linear(x, w, b)), ())
+    assert dict(ops)[("mm", 5, 8, 16)] == 1  # linear: addmm of [5, 8] x [8, 16]
+    assert dict(ops)[("ew", "unary", 2 * 5 * 16 * 4)] == 1  # gelu reads and writes 320 B
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 4, 6)
+    assert dict(record_ops(torch.bmm, (q, k))[2]) == {("bmm", 2, 3, 4, 6): 1}
+    table = torch.randn(1000, 4)  # a lookup moves only its rows, not the 16 kB table
+    ids = torch.tensor([[1, 2, 3]])
+    assert dict(record_ops(F.embedding, (ids, table))[2]) == {("ew", "copy", 2 * 12 * 4): 1}
+    assert moved > 0
+
+
+def test_a_patch_convolution_is_the_product_it_is():
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(5, 3, 4, 4)  # 4x4 patches: 2 x 4 positions
+    out = F.conv2d(x, w, stride=4)
+    key = op_key(torch.ops.aten.convolution.default, (x, w), out)
+    assert key == ("mm", 2 * 4, 3 * 4 * 4, 5)
+
+
+def _table(scale: float = 1.0) -> OperatorTable:
+    """mm measured at m in {1, 4}, k = n = 2: 1 us and 4 us; bmm a single point."""
+    return OperatorTable(
+        source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-6 * scale),
+                              Product(dims=(4, 2, 2), seconds=4e-6 * scale)),
+        bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
+        ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9),
+            "unary": Bandwidth(fixed_s=2e-6, bytes_per_s=5e8)},
+        view_s=1e-7)
+
+
+def test_table_interpolates_by_hand():
+    t = _table()
+    # m = 2 is halfway in log2 between 1 and 4: log time halfway: sqrt(1 x 4) = 2 us
+    assert t.op_s(("mm", 2, 2, 2)) == pytest.approx(2e-6)
+    assert t.op_s(("mm", 1, 1, 1)) == pytest.approx(1e-6)  # smaller: the smallest's time
+    assert t.op_s(("mm", 16, 2, 2)) == pytest.approx(16e-6)  # 4x the largest's FLOPs
+    assert t.op_s(("mm", 8, 2, 4)) == pytest.approx(4e-6 * 2 * 2)
+    assert t.op_s(("ew", "copy", 1000)) == pytest.approx(1e-6 + 1e-6)
+    assert t.op_s(("ew", "softmax", 1000)) == pytest.approx(2e-6)  # unknown kind: copy's
+    assert t.seconds(((("mm", 2, 2, 2), 3), (("view",), 10))) == pytest.approx(6e-6 + 1e-6)
+
+
+def test_the_simulator_times_steps_by_their_operators():
+    """vit-tiny single, every operator by the table: the latency is the sum of the
+    steps' operator times, whatever the FLOP rate says."""
+    wl = trace_workload("vit-tiny", "single", 1)
+    table = _table(scale=10.0)
+    by_ops = sum(table.seconds(t.ops) for t in wl.tasks[0] if t.kind == "compute")
+    device = DeviceSpec(peak_gflops=1.0, efficiency=1.0, operators=table)
+    assert simulate(wl, device, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(by_ops)
+    flops_only = DeviceSpec(peak_gflops=1.0, efficiency=1.0)
+    assert simulate(wl, flops_only, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(
+        sum(wl.flops_per_device()) / 1e9)
+    assert not math.isclose(by_ops, sum(wl.flops_per_device()) / 1e9, rel_tol=0.1)
