@@ -70,3 +70,19 @@ def test_the_simulator_times_steps_by_their_operators():
     assert simulate(wl, flops_only, LinkSpec(bandwidth_mbps=1)).latency_s == pytest.approx(
         sum(wl.flops_per_device()) / 1e9)
     assert not math.isclose(by_ops, sum(wl.flops_per_device()) / 1e9, rel_tol=0.1)
+
+
+def test_a_table_without_the_fallback_kind_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from prismsim.cli.main import main
+
+    path = tmp_path / "board.yaml"
+    path.write_text("devices:\n  board:\n    peak_gflops: 1\n    operators:\n"
+                    "      source: x\n      mm: [{dims: [1, 2, 2], seconds: 1.0e-6}]\n"
+                    "      bmm: [{dims: [1, 1, 1, 1], seconds: 1.0e-6}]\n"
+                    "      ew: {gelu: {fixed_s: 0, bytes_per_s: 1.0e9}}\n      view_s: 0\n")
+    result = CliRunner().invoke(main, ["simulate", "--model", "vit-tiny", "--catalog",
+                                       str(path), "--device", "board"])
+    assert result.exit_code == 2
+    assert "devices.board.operators.ew" in result.output and "include 'copy'" in result.output

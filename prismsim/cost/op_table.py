@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, field_validator
 
 from prismsim.userfiles import StrictModel
 
@@ -44,6 +44,15 @@ class OperatorTable(StrictModel):
     bmm: tuple[Product, ...] = Field(min_length=1)  # a full grid of (b, m, k, n)
     ew: dict[str, Bandwidth]  # by kind (EW_KINDS)
     view_s: float = Field(ge=0)  # one view operator (dispatch only)
+
+    @field_validator("ew")
+    @classmethod
+    def _known_kinds(cls, ew: dict[str, Bandwidth]) -> dict[str, Bandwidth]:
+        unknown = sorted(set(ew) - set(EW_KINDS))
+        if unknown or "copy" not in ew:  # "copy" is every unlisted operator's fallback
+            raise ValueError(f"kinds must be among {list(EW_KINDS)} and include 'copy'; "
+                             f"got {sorted(ew)}")
+        return ew
 
     def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
         return hash((self.source, self.threads, self.mm, self.bmm, self.view_s))
