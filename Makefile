@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/flops.py
 	$(PY) bench/sim_speed.py
 	$(PY) bench/sweep.py
+	$(PY) bench/serve_capacity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

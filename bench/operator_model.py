@@ -1,8 +1,9 @@
 """The shape-aware compute model against timed forwards of models it never saw whole:
 measure this host's operator table (matrix products over a grid of sizes, element-wise
-kinds, views; one torch thread), then predict the single-device forward of each model
-from the operators of its traced steps, and time that forward (the same per-device
-program, one thread, median of repeats).
+kinds, views; one torch thread; gauged by a gauge's reference), then predict the
+single-device forward of each model from the operators of its traced steps, and time
+that forward (the same per-device program, one thread, median of repeats) with the
+gauge's reference timed around it: the prediction at that gauged speed is what counts.
 
     python bench/operator_model.py [--models vit-base bert-base gpt2] [--table FILE]
 """
@@ -22,7 +23,8 @@ from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.op_table import OperatorTable
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_in_memory
-from prismsim.realrun.op_profile import measure_operator_table, seconds_per_call
+from prismsim.realrun.gauge import gauge_s
+from prismsim.realrun.op_profile import measure_operator_table
 from prismsim.strategies import make_options, make_programs
 
 
@@ -43,13 +45,6 @@ def timed_forward_s(model: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def reference_s() -> float:
-    """One fixed product (256 x 768 x 768), timed now: the host's speed at this moment."""
-    a, w = torch.randn(256, 768), torch.randn(768, 768)
-    return statistics.median(seconds_per_call(lambda: torch.nn.functional.linear(a, w))
-                             for _ in range(5))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["vit-base", "bert-base", "gpt2"])
@@ -57,31 +52,30 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ref_table = reference_s()
     if args.table:
         table = OperatorTable.model_validate(yaml.safe_load(args.table.read_text()))
     else:
         start = time.perf_counter()
         table, spread = measure_operator_table("bench/operator_model.py")
         print(f"operator table measured in {time.perf_counter() - start:.1f} s "
-              f"(median spread of its passes {100 * spread:.1f} %)")
+              f"(median spread of its passes {100 * spread:.1f} %, gauged)")
         Path("/tmp/optable.yaml").write_text(yaml.safe_dump(table.model_dump(mode="json")))
-    ref_table = (ref_table + reference_s()) / 2  # around the table's measurement
-    errors, corrected = [], []
+    raw, gauged = [], []
     for model in args.models:
         wl = WorkloadCache().get(model, "single", 1)
-        predicted = sum(table.seconds(t.ops) for t in wl.tasks[0] if t.kind == "compute")
-        drift = reference_s() / ref_table
+        steps = [t.ops for t in wl.tasks[0] if t.kind == "compute"]
+        before = gauge_s()
         measured = timed_forward_s(model, args.repeats)
-        drift = (drift + reference_s() / ref_table) / 2  # the host's speed while timing
-        errors.append(100 * (predicted - measured) / measured)
-        corrected.append(100 * (predicted * drift - measured) / measured)
-        print(f"{model:14s} predicted {predicted * 1e3:8.1f} ms   timed {measured * 1e3:8.1f} ms"
-              f"   error {errors[-1]:+5.1f} %   host {drift:.2f}x slower than while the "
-              f"table was measured: error {corrected[-1]:+5.1f} %")
-    print(f"mean absolute error {statistics.mean(abs(e) for e in errors):.1f} %, "
-          f"{statistics.mean(abs(e) for e in corrected):.1f} % with the host's drift "
-          f"(a reference product timed beside each); load average "
+        now_s = (before + gauge_s()) / 2  # the gauge's reference while the model ran
+        predicted = sum(table.seconds(ops) for ops in steps)
+        at_speed = sum(table.at_speed(now_s).seconds(ops) for ops in steps)
+        raw.append(100 * (predicted - measured) / measured)
+        gauged.append(100 * (at_speed - measured) / measured)
+        print(f"{model:14s} timed {measured * 1e3:8.1f} ms   predicted {predicted * 1e3:8.1f} ms"
+              f" ({raw[-1]:+5.1f} %), at the gauged speed {at_speed * 1e3:8.1f} ms "
+              f"({gauged[-1]:+5.1f} %; host {now_s / table.reference_s:.2f}x the table's time)")
+    print(f"mean absolute error {statistics.mean(abs(e) for e in raw):.1f} %, "
+          f"{statistics.mean(abs(e) for e in gauged):.1f} % at the gauged speed; load average "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 
 

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FORMAT = 4  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``
+FORMAT = 6  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
+# 5: convolutions keyed ``conv``; 6: ``output_device`` in meta
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,86 @@ def test_jobs_joining_midway():
     env.process(job("b", 1.0, 1.0))
     env.run()
     assert ends == pytest.approx({"a": 3.5, "b": 3.0})
+
+
+def test_water_filling_gives_capped_jobs_their_cap_and_the_rest_the_remainder():
+    from prismsim.sim.host import water_fill
+
+    # 2 cores: a job capped at 0.2 takes it; two full jobs share the 1.8 left (0.9 each)
+    assert water_fill([0.2, None, None], 2) == pytest.approx([0.2, 0.9, 0.9])
+    # a cap above the equal share is not reached: three jobs on 1 core, 1/3 each
+    assert water_fill([0.5, None, None], 1) == pytest.approx([1 / 3] * 3)
+    assert water_fill([None], 4) == pytest.approx([1.0])  # one job never has two cores
+    assert water_fill([3.0], 2) == pytest.approx([2.0])  # nor more cores than there are
+
+
+def test_a_capped_job_takes_only_its_cap_from_the_others():
+    """One core. A compute job of 1 s and a capped job of 0.25 s at 0.25 cores start
+    together: the capped one runs at 0.25 until it is done at 1 s, the compute job at
+    0.75 meanwhile (0.75 s done), then alone: its last 0.25 s ends at 1.25 s."""
+    env = simpy.Environment()
+    host = SharedHost(env, cores=1)
+    ends = {}
+
+    def job(name, seconds, cap=None):
+        yield host.run(seconds, cap)
+        ends[name] = env.now
+
+    env.process(job("compute", 1.0))
+    env.process(job("network", 0.25, cap=0.25))
+    env.run()
+    assert ends == pytest.approx({"compute": 1.25, "network": 1.0})
+
+
+def test_the_network_takes_host_cpu_while_a_message_is_on_the_air():
+    """One core; a 1e6-byte message at 8 Mbit/s is on the air 0..1 s and costs the host
+    250 ns a byte (0.25 s spread over that second: a cap of 0.25 cores). The receiver
+    computes 1 s from 0: 0.75 done by 1 s, the last 0.25 alone: it ends at 1.25 s; the
+    sender, idle after sending, is not slowed."""
+    msg = Message(id=0, src=0, dst=(1,), broadcast=False, tag="m0", shape=(1,),
+                  payload_bytes=1_000_000)
+    wl = Workload({}, [[Task("send", "m0", messages=(0,))],
+                       [_compute(1.0), Task("recv", "r", messages=(0,))]], [msg])
+    link = LinkSpec(bandwidth_mbps=8, latency_ms=0)
+    plain = simulate(wl, CPU, link, host=HostSpec(cores=1))
+    assert plain.devices[1].finish_s == pytest.approx(1.0)
+    host = HostSpec(cores=1, network_cpu_ns_per_byte=250)
+    r = simulate(wl, CPU, link, host=host)
+    assert r.devices[1].compute_s == pytest.approx(1.25)
+    assert r.latency_s == pytest.approx(1.25)
+
+
+def test_the_first_step_after_a_wait_pays_for_the_wait():
+    """Device 1 waits 1 s for device 0's message (0's 1 s of compute), then computes
+    0.5 s twice in a row. Waking after 1000 ms blocked costs 100 ms (interpolated
+    between 0.5 s: 50 ms and 2 s: 200 ms), on its first step only: it ends at
+    1 + 0.6 + 0.5 = 2.1 s. Device 0, never blocked, pays nothing."""
+    wl = Workload({}, [
+        [_compute(1.0), Task("send", "m0", messages=(0,))],
+        [Task("recv", "r", messages=(0,)), _compute(0.5), Task("send", "m1", messages=(1,)),
+         _compute(0.5)],
+        [Task("recv", "r", messages=(1,))]],
+        [_msg(0, 0, 1), _msg(1, 1, 2)])
+    host = HostSpec(cores=3, wake_us_by_idle_ms=((500.0, 50_000.0), (2000.0, 200_000.0)))
+    r = simulate(wl, CPU, FAST_LINK, host=host, record=True)
+    assert r.devices[0].finish_s == pytest.approx(1.0)
+    assert r.devices[1].finish_s == pytest.approx(2.1)
+    assert host.wake_s(0.25) == pytest.approx(0.025)  # from 0 at no wait
+    assert host.wake_s(5.0) == pytest.approx(0.2)  # the end value beyond
+
+
+def test_a_host_short_of_cpu_slows_the_transfer_itself():
+    """One core. Device 0 sends 1e6 bytes at 8 Mbit/s (on the air 0..1 s) to device 2,
+    at 1 us of host CPU a byte: 1 s of work wanting one core; device 1 computes 1 s from
+    0. They share the core (1/2 each): both are done at 2 s, and the data is through only
+    then: device 2 has it at 2 s, not at 1 s."""
+    msg = Message(id=0, src=0, dst=(2,), broadcast=False, tag="m0", shape=(1,),
+                  payload_bytes=1_000_000)
+    wl = Workload({}, [[Task("send", "m0", messages=(0,))], [_compute(1.0)],
+                       [Task("recv", "r", messages=(0,))]], [msg])
+    link = LinkSpec(bandwidth_mbps=8, latency_ms=0)
+    assert simulate(wl, CPU, link, host=HostSpec(cores=1)).devices[2].finish_s == \
+        pytest.approx(1.0)
+    r = simulate(wl, CPU, link, host=HostSpec(cores=1, network_cpu_ns_per_byte=1000))
+    assert r.devices[1].finish_s == pytest.approx(2.0)
+    assert r.devices[2].finish_s == pytest.approx(2.0)

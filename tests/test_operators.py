@@ -32,7 +32,7 @@ def test_a_patch_convolution_is_the_product_it_is():
     x, w = torch.randn(2, 3, 8, 8), torch.randn(5, 3, 4, 4)  # 4x4 patches: 2 x 4 positions
     out = F.conv2d(x, w, stride=4)
     key = op_key(torch.ops.aten.convolution.default, (x, w), out)
-    assert key == ("mm", 2 * 4, 3 * 4 * 4, 5)
+    assert key == ("conv", 2 * 4, 3 * 4 * 4, 5)
 
 
 def _table(scale: float = 1.0) -> OperatorTable:
@@ -56,6 +56,20 @@ def test_table_interpolates_by_hand():
     assert t.op_s(("ew", "copy", 1000)) == pytest.approx(1e-6 + 1e-6)
     assert t.op_s(("ew", "softmax", 1000)) == pytest.approx(2e-6)  # unknown kind: copy's
     assert t.seconds(((("mm", 2, 2, 2), 3), (("view",), 10))) == pytest.approx(6e-6 + 1e-6)
+
+
+def test_sequence_and_conv_factors_and_the_gauged_speed_by_hand():
+    t = _table().model_copy(update={"sequence_factor": 1.25, "conv_factor": 3.0,
+                                    "reference_s": 2e-3})
+    assert t.op_s(("conv", 2, 2, 2)) == pytest.approx(3 * 2e-6)  # 3x the product it is
+    # a step: (2 us product + 6 us conv) in sequence: x 1.25
+    assert t.seconds(((("mm", 2, 2, 2), 1), (("conv", 2, 2, 2), 1))) == pytest.approx(10e-6)
+    slower = t.at_speed(3e-3)  # the gauge's reference now takes 1.5x its time
+    assert slower.op_s(("mm", 4, 2, 2)) == pytest.approx(6e-6)
+    assert slower.op_s(("ew", "copy", 1000)) == pytest.approx(1.5 * (1e-6 + 1e-6))
+    assert slower.reference_s == 3e-3
+    with pytest.raises(ValueError, match="not gauged"):
+        _table().at_speed(1e-3)
 
 
 def test_the_simulator_times_steps_by_their_operators():
@@ -86,3 +100,24 @@ def test_a_table_without_the_fallback_kind_is_refused(tmp_path):
                                        str(path), "--device", "board"])
     assert result.exit_code == 2
     assert "devices.board.operators.ew" in result.output and "include 'copy'" in result.output
+
+
+def test_a_catalog_device_names_its_operator_table_file(tmp_path):
+    """A user catalog's device takes its table from a file beside it; the simulator
+    then times a step by it (1 us for the one product), and says which model it used."""
+    import yaml
+
+    from prismsim.sim.catalog import CatalogError, load_catalog
+
+    (tmp_path / "board-ops.yaml").write_text(yaml.safe_dump(_table().model_dump(mode="json")))
+    (tmp_path / "cat.yaml").write_text(
+        "devices:\n  board: {peak_gflops: 1, operators: board-ops.yaml}\n"
+        "  plain: {peak_gflops: 2, efficiency: 0.5}\n")
+    devices, _ = load_catalog(tmp_path / "cat.yaml")
+    assert devices["board"].operators.op_s(("mm", 1, 2, 2)) == pytest.approx(1e-6)
+    assert "operator table (by hand)" in devices["board"].compute_model()
+    assert "constant efficiency, every shape at 0.5 x 2 GFLOP/s" in \
+        devices["plain"].compute_model()
+    (tmp_path / "bad.yaml").write_text("devices:\n  b: {peak_gflops: 1, operators: nope.yaml}\n")
+    with pytest.raises(CatalogError, match=r"bad.yaml: devices.b.operators: .*nope.yaml"):
+        load_catalog(tmp_path / "bad.yaml")

@@ -247,6 +247,12 @@ def test_example_plan_validates():
     assert [c.price_usd for c in plan.devices] == [80, 99, 249]
 
 
+def test_example_load_plan_validates():
+    plan = load_plan("scenarios/plan_vit_load.yaml")
+    assert len(deployments(plan)) == 4 * 63  # plan_vit's deployments in 1 to 4 groups
+    assert plan.spec.load is not None and plan.spec.load.rate_per_s == 20
+
+
 def test_example_plan_reduced_orders_boards(tmp_path):
     """plan_vit.yaml on one link at P <= 2 and CR 2, with the accuracies it evaluates
     (dinov2-small, 1,000 MNIST-5k digits: 0.970 exact, 0.933 prism P=2 CR=2) as a table.
@@ -276,3 +282,24 @@ def test_example_plan_reduced_orders_boards(tmp_path):
     assert nano_pair.set_index("strategy")["meets_slo"].to_dict() == {
         "prism": True, "voltage": False}
     assert result.front["device"].tolist() == ["jetson-nano-4gb", orin]
+
+
+def test_a_load_requirement_buys_groups(tmp_path):
+    """2 requests/s, one every 0.5 s, p99 within 1 s, one or two groups. A group serves
+    at most one request per its master's busy time: slow prism CR=2 (0.9 s) and fast
+    voltage (0.6 s: device 1's 4 MB hold the link until 0.6 s) fall behind alone and
+    keep up as two groups taking turns (one request a second each); fast single (0.3 s)
+    and fast prism CR=2 (0.375 s) keep up alone. By cost, then energy of one inference."""
+    text = PLAN + "load: {rate_per_s: 2, p99_ms: 1000, arrivals: constant}\ngroups: [1, 2]\n"
+    result = run_plan(load_plan(_plan_file(tmp_path, text)), workload=toy_workload)
+    ranked = result.ranked
+    assert [(*_key(r), r["groups"]) for _, r in ranked.iterrows()] == [
+        ("fast", "single", None, 1), ("slow", "prism", 2.0, 2), ("fast", "single", None, 2),
+        ("fast", "prism", 2.0, 1), ("fast", "prism", 2.0, 2), ("fast", "voltage", None, 2)]
+    assert ranked["cost_usd"].tolist() == [200, 200, 400, 400, 800, 800]
+    assert ranked["p99_load_s"].tolist() == pytest.approx([0.3, 0.9, 0.3, 0.375, 0.375, 0.6])
+    assert ranked["throughput_per_s"].tolist() == pytest.approx([2.0] * 6, rel=0.01)
+    table = result.table.set_index(["device", "strategy", "groups"])
+    assert table.loc[("slow", "prism", 1)].query("cr == 2")["fails"].tolist() == ["load"]
+    assert table.loc[("fast", "voltage", 1), "fails"] == "load"
+    assert math.isnan(table.loc[("slow", "single", 1), "p99_load_s"])  # idle: 1.2 s, not run

@@ -88,11 +88,22 @@ def _timed_transfer_s(tb: Testbed, n_bytes: int) -> float:
 
 @needs_testbed
 def test_shaped_goodput_matches_the_configured_rate():
-    # 2 MB at 50 Mbit/s: tbf counts 1514 B per frame carrying 1448 B of TCP payload,
-    # so 2e6 * 8 / (50e6 * 1448 / 1514) = 0.3346 s (+ one round trip, ~0 here)
+    # 2 MB more at 50 Mbit/s: tbf counts 1514 B per frame carrying 1448 B of TCP
+    # payload, so 2e6 * 8 / (50e6 * 1448 / 1514) = 0.3346 s; the difference of a 3 MB and
+    # a 1 MB transfer (each on a new connection) leaves out what every transfer pays once
+    # (connection set-up, slow start, starting the processes). A shaper never lets bytes
+    # through faster than its rate, while a busy host only slows a transfer (a late shaper
+    # timer loses tokens; on this shared virtual machine the median of five differences
+    # once came out 30 % slow), so each size's fastest of seven, taken in turns, is the
+    # least disturbed one: their difference within 20 % faster (a late timestamp on the
+    # 1 MB transfer) to 35 % slower. A broken shaper is far outside (none: ~0.02 s; half
+    # the rate: 0.67 s).
+    expected_s = 2e6 * 8 / (50e6 * 1448 / 1514)
     with Testbed(2, 50e6) as tb:
-        seconds = _timed_transfer_s(tb, 2_000_000)
-    assert seconds == pytest.approx(2e6 * 8 / (50e6 * 1448 / 1514), rel=0.10)
+        times_s = [(_timed_transfer_s(tb, 3_000_000), _timed_transfer_s(tb, 1_000_000))
+                   for _ in range(7)]
+    seconds = min(t for t, _ in times_s) - min(t for _, t in times_s)
+    assert 0.8 * expected_s <= seconds <= 1.35 * expected_s, times_s
 
 
 @needs_testbed
@@ -161,7 +172,9 @@ def test_validate_command_whole_path(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["validate", str(spec), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "MAPE (distributed points)" in result.output
+    assert "held-out prediction (operator table, host, measured link): MAPE" in result.output
+    assert "held-out, the link as set: MAPE" in result.output
+    assert "the strategies' own steps timed (not held out): MAPE" in result.output
     for name in ("validation.csv", "validation_layers.csv", "validation.png", "profile.yaml"):
         assert (out / name).exists()
     assert testbed.list_namespaces() == []
@@ -203,7 +216,8 @@ def test_shipped_validation_grid_loads():
 
     spec = load_spec(Path("scenarios/validate_vit_tiny.yaml"))
     assert count_groups(spec) == 2 * 3 * 2  # P x bandwidth x latency
-    assert [s.strategy for s in spec.strategies] == ["voltage", "prism"]
+    assert [(s.strategy, s.options.get("exchange", "p2p")) for s in spec.strategies] == [
+        ("voltage", "p2p"), ("voltage", "ring"), ("prism", "p2p"), ("prism", "ring")]
 
 
 @needs_testbed
@@ -220,3 +234,38 @@ def test_gloo_ring_exchange_is_exact_and_pays_four_delays():
     assert max(r["max_abs_error"] for r in master if r["config"] < 2) < 1e-4
     wall = {c: min(r["wall_s"] for r in master if r["config"] == c) for c in (0, 1)}
     assert wall[1] - wall[0] > 3 * 1.5 * 0.010, wall  # expected: 3 x 2 more delays
+
+
+def test_shipped_load_grid_loads():
+    from pathlib import Path
+
+    from prismsim.realrun.load_validation import count_points
+    from prismsim.realrun.validate import load_spec
+
+    spec = load_spec(Path("scenarios/validate_load_vit_tiny.yaml"))
+    assert spec.load is not None and spec.load.load_factors == [0.3, 0.6, 1.2]
+    assert count_points(spec, [RealConfig(s.strategy) for s in spec.strategies]) == 8
+
+
+def test_validate_load_without_a_load_section_says_so(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("strategies:\n  - strategy: voltage\n")
+    result = CliRunner().invoke(main, ["validate", str(spec), "--load", "-o",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "grid.yaml: load: give the loads to serve" in result.output
+
+
+@needs_testbed
+def test_the_master_serves_a_trace_in_turn():
+    """Requests at 0, 0.01 (while the first is in service), 1.0 (long after): the second
+    starts when the master is done with the first, the third on arrival."""
+    with Testbed(2, 1000e6, delay_s=0.001) as tb:
+        records = run_configs(tb, "vit-tiny", [RealConfig("voltage")], warmup=1,
+                              arrivals_s=[0.0, 0.01, 1.0])
+    assert _ours(tb.run_id) == []
+    r = sorted(records, key=lambda rec: rec["request"])
+    assert [x["arrival_s"] for x in r] == [0.0, 0.01, 1.0]
+    assert r[0]["start_s"] < 0.005 and r[0]["finish_s"] > 0.01  # vit-tiny takes > 10 ms
+    assert r[1]["start_s"] >= r[0]["finish_s"]
+    assert 1.0 <= r[2]["start_s"] < 1.005 and r[2]["finish_s"] > r[2]["start_s"]

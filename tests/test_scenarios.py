@@ -24,10 +24,12 @@ def reduced(tmp_path: Path, name: str, **changes) -> Path:
     return path
 
 
-# plan_*.yaml are capacity plans (prismsim plan, tests/test_plan.py) and validate_*.yaml
-# testbed grids (prismsim validate, tests/test_realrun.py), not scenarios
-@pytest.mark.parametrize("name", [p.stem for p in Path("scenarios").glob("*.yaml")
-                                  if not p.stem.startswith(("plan_", "validate_"))])
+# plan_*.yaml are capacity plans (prismsim plan, tests/test_plan.py), validate_*.yaml
+# testbed grids (prismsim validate, tests/test_realrun.py) and files with a serving:
+# section serving files (prismsim serve, tests/test_serve_command.py), not scenarios
+@pytest.mark.parametrize("name", [p.stem for p in sorted(Path("scenarios").glob("*.yaml"))
+                                  if not p.stem.startswith(("plan_", "validate_"))
+                                  and "serving" not in yaml.safe_load(p.read_text())])
 def test_every_scenario_validates(name):
     assert len(load_scenario(f"scenarios/{name}.yaml").grid()) > 0
 

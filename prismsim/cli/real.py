@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,14 +40,21 @@ def testbed_clean() -> None:
               help="interleaved windows per process count; the median counts")
 @click.option("--window-s", default=3.0, show_default=True, type=click.FloatRange(min=0.5),
               help="seconds each window lasts")
+@click.option("--operators-only", is_flag=True,
+              help="measure the operator table alone and write it as a file a catalog's "
+                   "device entry names (operators: FILE)")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="torch threads of the operator table (--operators-only)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="results/profile.yaml",
               show_default=True)
 def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s: float,
-                   output: str) -> None:
+                   operators_only: bool, threads: int, output: str) -> None:
     """Measure this host: FLOP rate per process under contention, operator table, GLOO
-    message cost."""
+    message cost, what waking after a wait costs."""
     from prismsim.realrun.profile import catalog_entries, profile_host, save_profile
 
+    if operators_only:
+        return _operators_only(rounds, threads, Path(output))
     with user_errors(ValueError, RuntimeError):
         profile = profile_host(model, batch, max_procs=max_procs, window_s=window_s,
                                rounds=rounds)
@@ -67,6 +75,23 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
     click.echo(f"-> {output}; catalog entries -> {catalog} (--catalog {catalog})")
 
 
+def _operators_only(rounds: int, threads: int, output: Path) -> None:
+    import time
+
+    from prismsim.realrun.op_profile import measure_operator_table
+    from prismsim.realrun.profile import save_profile
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    table, spread = measure_operator_table(
+        f"prismsim profile-device --operators-only {when}, {threads} torch thread(s)",
+        rounds=rounds, threads=threads)
+    with user_errors(OSError):
+        save_profile(table.model_dump(mode="json"), output)
+    click.echo(f"operator table ({threads} thread(s)): passes within {100 * spread:.0f} %, "
+               f"{len(table.mm)} products, {len(table.bmm)} batched products -> {output} "
+               f"(a catalog device entry takes it as operators: {output.name})")
+
+
 def _label(rows: list[dict]) -> str:
     r = rows[-1]
     return f"P={r['group']} {r['bandwidth_mbps']:g} Mbit/s {r['latency_ms']:g} ms"
@@ -78,29 +103,90 @@ def _label(rows: list[dict]) -> str:
               help="results folder [default: results/<file name>]")
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False), default=None,
               help="a profile-device file (default: the file's, or measure now)")
+@click.option("--predict-only", is_flag=True,
+              help="only the held-out prediction (operator table, host model, link): "
+                   "never time the strategies' own steps")
+@click.option("--predict-again", is_flag=True,
+              help="no testbed: make the held-out predictions of the folder's rows again "
+                   "with the current model (from the ping-pong and gauge they kept)")
+@click.option("--load", "under_load", is_flag=True,
+              help="serving under load instead: each strategy serves the file's seeded "
+                   "Poisson trace (load:) for real and in the simulator, held out")
 @click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
-def validate(file: str, output: str | None, profile_file: str | None, fresh: bool) -> None:
+def validate(file: str, output: str | None, profile_file: str | None, predict_only: bool,
+             predict_again: bool, under_load: bool, fresh: bool) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
     from prismsim.realrun import validate as val
+    from prismsim.realrun.predict import PredictError
     from prismsim.realrun.runner import RunError
     from prismsim.realrun.testbed import TestbedError, terminate_as_interrupt
 
     out = Path(output) if output else Path("results") / Path(file).stem
-    with user_errors(TestbedError, RunError):
+    with user_errors(TestbedError, RunError, PredictError):
         spec = val.load_spec(Path(file))
         chosen = profile_file or spec.profile
         profile = val.load_profile(Path(chosen)) if chosen else None
+        if predict_again:
+            table, _ = val.predict_again(spec, out)
+            return _report(table, out)
+        if under_load:
+            return _validate_load(spec, Path(file).name, out, profile, fresh)
         with reporter("validate", val.count_groups(spec)) as progress, \
                 terminate_as_interrupt():
             table, _ = val.run_validation(spec, out, profile, fresh=fresh,
-                                          progress=lambda rows: progress(_label(rows)))
-        val.scatter_plot(table, out / "validation.png")
+                                          progress=lambda rows: progress(_label(rows)),
+                                          predict_only=predict_only)
+    _report(table, out)
+
+
+def _validate_load(spec: Any, name: str, out: Path, profile: Any, fresh: bool) -> None:
+    from prismsim.realrun import load_validation as lv
+    from prismsim.realrun import validate as val
+    from prismsim.realrun.runner import RealConfig
+    from prismsim.realrun.testbed import terminate_as_interrupt
+
+    if spec.load is None:
+        raise InputError(f"{name}: load: give the loads to serve (e.g. load: "
+                               f"{{load_factors: [0.3, 0.6, 1.2]}}) for --load")
+    for name in ("validation_load.csv", "validation_load_requests.csv"):
+        if fresh and (out / name).exists():
+            (out / name).unlink()
+    configs = [RealConfig(s.strategy, s.options) for s in spec.strategies]
+    with reporter("validate --load", lv.count_points(spec, configs)) as progress, \
+            terminate_as_interrupt():
+        prof = val.profile_for(spec, out, profile)
+        table = lv.run_load_validation(spec, out, prof, configs, progress)
+    emit(table[[*lv.KEY, "rate_per_s", *(f"{w}_{f}" for f in lv.FIGURES
+                                          for w in ("measured", "predicted"))]],
+         "table", digits=3)
+    below = table[table["load_factor"] < 1]
+    for f in ("latency_p99_s", "throughput_per_s"):
+        err = below[f"{f}_error_pct"].abs()
+        click.echo(f"{f} below the knee: mean |error| {err.mean():.1f} %, "
+                   f"{int((err <= (15 if 'p99' in f else 5)).sum())} of {len(err)} within "
+                   f"{15 if 'p99' in f else 5} %")
+    click.echo(f"-> {out / 'validation_load.csv'}")
+
+
+def _report(table: Any, out: Path) -> None:
+    from prismsim.realrun import validation_report as val
+
+    names = [n for n in ("predicted", "predicted_nominal", "simulated")
+             if {f"{n}_ms", f"{n}_error_pct"} <= set(table) and table[f"{n}_ms"].notna().any()]
+    val.scatter_plot(table, out / "validation.png", "predicted")
     emit(table[["strategy", "options", "devices", "bandwidth_mbps", "latency_ms",
-                "measured_ms", "simulated_ms", "error_pct"]], "table", digits=1)
-    click.echo(f"MAPE (distributed points): {val.mape(table):.1f} % with the link as "
-               f"measured in the testbed, {val.mape(table, 'error_nominal_pct'):.1f} % with "
-               f"the nominal link; {int((table['devices'] > 1).sum())} points -> "
-               f"{out / 'validation.csv'}, {out / 'validation.png'}")
+                "measured_ms", *(f"{n}_{what}" for n in names for what in ("ms", "error_pct"))]],
+         "table", digits=1)
+    n = int((table["devices"] > 1).sum())
+    for name, what in (("predicted", "held-out prediction (operator table, host, measured "
+                                     "link)"),
+                       ("predicted_nominal", "held-out, the link as set"),
+                       ("simulated", "the strategies' own steps timed (not held out)")):
+        if name in names:
+            click.echo(f"{what}: MAPE {val.mape(table, name):.1f} %, "
+                       f"{100 * val.share_within(table, name):.0f} % of points within "
+                       f"+-10 % ({n} distributed points)")
+    click.echo(f"-> {out / 'validation.csv'}, {out / 'validation.png'}")
 
 
 COMMANDS = (testbed, profile_device, validate)

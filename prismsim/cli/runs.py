@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,9 +70,19 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
                                     split=split, host=host, **options)
-    info = summary(wl, result)
     on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
-    sizes = "/".join(str(n) for n in wl.meta["sizes"])
+    _echo_point(summary(wl, result), on, "/".join(str(n) for n in wl.meta["sizes"]), link)
+    for spec in {s.name: s for s in specs}.values():
+        click.echo(f"compute: {spec.compute_model()}")
+    emit(device_table(result), "table", digits=4)
+    if trace_file:
+        with user_errors():
+            write_chrome_trace(result, trace_file)
+        click.echo(f"timeline written to {trace_file}")
+
+
+def _echo_point(info: dict, on: str, sizes: str, link: Any) -> None:
+    """The two lines saying what was simulated and what it gave."""
     click.echo(f"{info['model']} {info['strategy']} on {on} (tokens {sizes}) over "
                f"{link.name} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
                f"{link.latency_ms:g} ms)")
@@ -79,11 +90,6 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
                f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "
                f"GFLOPs {info['gflops_total']:.2f} "
                f"(busiest device {info['gflops_per_device']:.2f})")
-    emit(device_table(result), "table", digits=4)
-    if trace_file:
-        with user_errors():
-            write_chrome_trace(result, trace_file)
-        click.echo(f"timeline written to {trace_file}")
 
 
 def _scenario(path: str):  # type: ignore[no-untyped-def]
@@ -130,6 +136,7 @@ def _plot(out: Path, df) -> list[Path]:  # type: ignore[no-untyped-def]
 def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: str | None,
           fresh: bool) -> None:
     """Run every point of a scenario: results table, plots and a summary."""
+    from prismsim.scenario.grid import MIX_SEPARATOR
     from prismsim.sweep.run import count_tasks, run_sweep
     from prismsim.sweep.summary import summarize
 
@@ -142,6 +149,9 @@ def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: st
         written = _plot(out, df)
     click.echo(f"{len(df)} points -> {out / 'results.csv'}, {out / 'results.parquet'}, "
                f"{len(written)} plot files")
+    names = df["device_profile"].dropna() if "device_profile" in df else []
+    for name in sorted({part for n in names for part in str(n).split(MIX_SEPARATOR)}):
+        click.echo(f"compute: {s.devices[name].compute_model()}")
     click.echo("fastest configuration of each strategy near 200 Mbit/s:")
     emit(summarize(df), "table", digits=4)
 
@@ -165,7 +175,7 @@ def plot(folder: str) -> None:
 def plan(file: str, output: str | None) -> None:
     """Configurations meeting an accuracy floor and a latency SLO, cheapest first, and
     their Pareto front over cost, latency and energy (plan.csv, pareto.csv, plan.png)."""
-    from prismsim.plan.report import SHOWN, write_plan
+    from prismsim.plan.report import shown_columns, write_plan
     from prismsim.plan.search import count_steps, run_plan
     from prismsim.plan.spec import load_plan
 
@@ -174,13 +184,18 @@ def plan(file: str, output: str | None) -> None:
         with reporter("tracing and evaluating", count_steps(p)) as progress:
             result = run_plan(p, progress=progress)
         written = write_plan(result, Path(output) if output else p.output)
+    load = p.spec.load
+    under = (f", and serve {load.rate_per_s:g} requests/s at p99 <= {load.p99_ms:g} ms"
+             if load else "")
     click.echo(f"{len(result.ranked)} of {len(result.table)} configurations meet the "
                f"accuracy floor {result.accuracy_floor:g} and the "
-               f"{result.latency_slo_s * 1e3:g} ms SLO; cheapest first, then lowest energy:")
+               f"{result.latency_slo_s * 1e3:g} ms SLO{under}; cheapest first, then lowest "
+               f"energy:")
+    shown = shown_columns(result.table)
     if len(result.ranked):
-        emit(result.ranked[SHOWN], "table", digits=4)
+        emit(result.ranked[shown], "table", digits=4)
         click.echo("Pareto front over cost, latency and energy:")
-        emit(result.front[SHOWN], "table", digits=4)
+        emit(result.front[shown], "table", digits=4)
     else:
         click.echo("none: plan.csv's 'fails' column says what each one misses")
     click.echo(f"-> {', '.join(str(w) for w in written)}")

@@ -1,6 +1,6 @@
 """What a compute step is made of, operator by operator: tracing records every aten
 operator a step runs (``record_ops``), a matrix product by its sizes (``mm`` m x k x n,
-``bmm`` b x m x k x n; a convolution as the product it is), every other operator by
+``bmm`` b x m x k x n; a convolution, ``conv``, by the product it is), every other operator by
 its kind and the bytes it reads and writes, views by their count. ``op_table`` turns
 these into seconds on a device."""
 
@@ -48,7 +48,7 @@ def op_key(func: Any, args: Sequence[Any], out: Any) -> OpKey:
     if name == "convolution":
         x, w = tensors[0], tensors[1]
         positions = out.numel() // (out.shape[0] * out.shape[1])
-        return ("mm", x.shape[0] * positions, w[0].numel(), w.shape[0])
+        return ("conv", x.shape[0] * positions, w[0].numel(), w.shape[0])
     if name in _LOOKUPS:  # reads only the rows it looks up (and writes them)
         moved = 2 * sum(t.numel() * t.element_size() for t in tree_flatten(out)[0]
                         if isinstance(t, Tensor))

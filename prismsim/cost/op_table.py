@@ -16,7 +16,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from prismsim.userfiles import StrictModel
 
-OpKey = tuple  # ("mm", m, k, n) | ("bmm", b, m, k, n) | ("ew", kind, bytes) | ("view",)
+OpKey = tuple  # ("mm"|"conv", m, k, n) | ("bmm", b, m, k, n) | ("ew", kind, bytes) | ("view",)
 OpCounts = tuple[tuple[OpKey, int], ...]  # each distinct operator and how often
 EW_KINDS = ("layer_norm", "softmax", "unary", "binary", "reduce", "copy")  # op_record.KINDS
 
@@ -44,6 +44,14 @@ class OperatorTable(StrictModel):
     bmm: tuple[Product, ...] = Field(min_length=1)  # a full grid of (b, m, k, n)
     ew: dict[str, Bandwidth]  # by kind (EW_KINDS)
     view_s: float = Field(ge=0)  # one view operator (dispatch only)
+    # seconds of the gauge's reference (realrun/gauge.py) the entries are relative to:
+    # at another moment the host runs them at reference_s / (the gauge read then) of this;
+    # None: a table whose entries were not gauged (a board's published figures)
+    reference_s: PositiveFloat | None = None
+    # a step's operators in sequence over the sum of their times alone (block_probe.py)
+    sequence_factor: PositiveFloat = 1.0
+    # a convolution over the matrix product it is, both timed (block_probe.py)
+    conv_factor: PositiveFloat = 1.0
 
     @field_validator("ew")
     @classmethod
@@ -55,11 +63,25 @@ class OperatorTable(StrictModel):
         return ew
 
     def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
-        return hash((self.source, self.threads, self.mm, self.bmm, self.view_s))
+        return hash((self.source, self.threads, self.mm, self.bmm, self.view_s,
+                     self.reference_s, self.sequence_factor, self.conv_factor))
 
     def seconds(self, ops: OpCounts) -> float:
         """Predicted seconds of a step made of these operators."""
-        return sum(count * self.op_s(key) for key, count in ops)
+        return self.sequence_factor * sum(count * self.op_s(key) for key, count in ops)
+
+    def at_speed(self, gauge_s: float) -> OperatorTable:
+        """This table at the moment the gauge's reference took ``gauge_s``."""
+        if self.reference_s is None:
+            raise ValueError("this operator table was not gauged: no reference_s")
+        factor = gauge_s / self.reference_s
+        return self.model_copy(update={
+            "mm": tuple(p.model_copy(update={"seconds": p.seconds * factor}) for p in self.mm),
+            "bmm": tuple(p.model_copy(update={"seconds": p.seconds * factor})
+                         for p in self.bmm),
+            "ew": {k: Bandwidth(fixed_s=b.fixed_s * factor, bytes_per_s=b.bytes_per_s / factor)
+                   for k, b in self.ew.items()},
+            "view_s": self.view_s * factor, "reference_s": gauge_s})
 
     def op_s(self, key: OpKey) -> float:
         return _op_s(self, key)
@@ -72,6 +94,8 @@ def _op_s(table: OperatorTable, key: OpKey) -> float:
     if key[0] == "ew":
         bw = table.ew.get(key[1]) or table.ew["copy"]
         return bw.fixed_s + key[2] / bw.bytes_per_s
+    if key[0] == "conv":
+        return table.conv_factor * _grid(table, "mm").seconds(key[1:])
     return _grid(table, key[0]).seconds(key[1:])
 
 

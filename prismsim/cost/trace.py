@@ -22,6 +22,7 @@ from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_me
 from prismsim.strategies import make_options, make_programs
 from prismsim.strategies.program import (
     ALL,
+    MASTER,
     DeviceContext,
     Expect,
     Inbox,
@@ -148,7 +149,7 @@ def _meta(stack: ModelStack, strategy: str, options: Any, ctx: DeviceContext, wi
         "hidden": stack.hidden, "layers": len(stack.blocks), "causal": stack.causal,
         "strategy": strategy, "options": asdict(options), "devices": ctx.n_devices,
         "sizes": list(ctx.sizes), "tokens": ctx.n_tokens, "batch": ctx.batch, "wire": wire,
-        "version": prismsim.__version__,
+        "version": prismsim.__version__, "output_device": MASTER,
     }
 
 

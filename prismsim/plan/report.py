@@ -27,6 +27,17 @@ SHOWN = ["rank", "device", "count", "strategy", "cr", "link", "cost_usd", "laten
          "energy_j", "accuracy", "pareto"]  # the printed tables' columns
 
 
+def shown_columns(table: pd.DataFrame) -> list[str]:
+    """SHOWN, with the groups and the figures under load where the plan has them."""
+    cols = list(SHOWN)
+    if (table["groups"] > 1).any():
+        cols.insert(cols.index("count") + 1, "groups")
+    if table["p99_load_s"].notna().any():
+        at = cols.index("accuracy") + 1
+        cols[at:at] = ["p99_load_s", "throughput_per_s"]
+    return cols
+
+
 def write_plan(result: PlanResult, out: Path) -> list[Path]:
     """plan.csv (every configuration), pareto.csv (the front) and the figure, PNG + SVG."""
     out = Path(out)

@@ -24,6 +24,7 @@ from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
 from prismsim.plan.spec import LoadedPlan, PlanError, plan_configurations
 from prismsim.progress import Progress
+from prismsim.serve.load import Load, under_load
 from prismsim.sim import simulate
 from prismsim.workload import Workload
 
@@ -36,6 +37,7 @@ class Deployment:
     device: str
     configuration: Configuration
     link: str
+    groups: int = 1  # groups of ``count`` devices behind a dispatcher
 
     @property
     def count(self) -> int:
@@ -44,12 +46,14 @@ class Deployment:
 
 def deployments(plan: LoadedPlan) -> list[Deployment]:
     """Every device kind with every configuration of the plan, one device without a
-    link, the others over every link. Order: devices, counts, strategies as listed."""
+    link, the others over every link, in each number of groups. Order: devices, counts,
+    strategies as listed, groups."""
     out = []
     for priced in plan.devices:
         for c in plan_configurations(plan.spec):
             links = [""] if c.devices == 1 else list(plan.links)
-            out += [Deployment(priced.name, c, link) for link in links]
+            out += [Deployment(priced.name, c, link, g) for link in links
+                    for g in plan.spec.groups]
     return out
 
 
@@ -104,9 +108,10 @@ def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
     return get
 
 
-COLUMNS = ["device", "count", "strategy", "cr", "link", "unit_price_usd", "cost_usd",
-           "latency_s", "energy_j", "bytes_on_air", "metric", "accuracy", "meets_slo",
-           "meets_floor", "feasible", "fails", "rank", "pareto", "accuracy_source"]
+COLUMNS = ["device", "count", "groups", "strategy", "cr", "link", "unit_price_usd",
+           "cost_usd", "latency_s", "energy_j", "bytes_on_air", "metric", "accuracy",
+           "p99_load_s", "throughput_per_s", "meets_slo", "meets_floor", "meets_load",
+           "feasible", "fails", "rank", "pareto", "accuracy_source"]
 PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the docstring
 RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
 
@@ -139,27 +144,57 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
         priced, c = prices[dep.device], dep.configuration
         r = simulate(wls[c], priced.spec, plan.links.get(dep.link, first_link))
         acc = accs[c]
-        rows.append({"device": dep.device, "count": dep.count, "strategy": c.strategy,
-                     "cr": math.nan if c.cr is None else c.cr, "link": dep.link,
-                     "unit_price_usd": priced.price_usd, "cost_usd": priced.price_usd * dep.count,
+        rows.append({"device": dep.device, "count": dep.count, "groups": dep.groups,
+                     "strategy": c.strategy, "cr": math.nan if c.cr is None else c.cr,
+                     "link": dep.link, "unit_price_usd": priced.price_usd,
+                     "cost_usd": priced.price_usd * dep.count * dep.groups,
                      "latency_s": r.latency_s, "energy_j": r.energy_j,
                      "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
-                     "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"]})
+                     "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
+                     **_load_figures(plan, dep, wls[c], r.latency_s, acc)})
     return pd.DataFrame(rows)
 
 
-def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float) -> pd.DataFrame:
-    """Adds meets_slo, meets_floor, feasible, fails, rank (1 = cheapest feasible, then
-    lowest energy) and pareto; feasible rows first in rank order, then the others."""
+def _load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency_s: float,
+                  acc: dict[str, Any]) -> dict[str, float]:
+    """p99 and throughput under the plan's load; simulated only for a deployment that
+    meets the floor and whose idle latency is within the p99 (others fail anyway)."""
+    load = plan.spec.load
+    none = {"p99_load_s": math.nan, "throughput_per_s": math.nan}
+    if load is None or latency_s > ms_to_s(load.p99_ms) or not _meets_floor(plan, acc):
+        return none
+    priced = next(d for d in plan.devices if d.name == dep.device)
+    link = plan.links.get(dep.link) or next(iter(plan.links.values()))
+    figures = under_load(wl, priced.spec, link, Load(
+        load.rate_per_s, load.arrivals, load.requests, load.warmup, load.replications,
+        load.seed), dep.groups)
+    return {k: figures[k] for k in none}
+
+
+def _meets_floor(plan: LoadedPlan, acc: dict[str, Any]) -> bool:
+    floor, value = plan.spec.accuracy_floor, acc["value"]
+    return value <= floor if acc["metric"] in LOWER_IS_BETTER else value >= floor
+
+
+def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
+          load_p99_s: float | None = None) -> pd.DataFrame:
+    """Adds meets_slo, meets_floor, meets_load (``load_p99_s``: the p99 allowed under the
+    plan's load; None: no load asked), feasible, fails, rank (1 = cheapest feasible,
+    then lowest energy) and pareto; feasible rows first in rank order, then the others."""
     df = df.copy()
+    for col in ("groups", "p99_load_s", "throughput_per_s"):
+        if col not in df:
+            df[col] = 1 if col == "groups" else math.nan
     lower = df["metric"].isin(LOWER_IS_BETTER)
     df["meets_slo"] = df["latency_s"] <= latency_slo_s
     df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
         lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
-    df["feasible"] = df["meets_slo"] & df["meets_floor"]
-    df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor))
-                             if not ok) for slo, floor in zip(df["meets_slo"],
-                                                              df["meets_floor"], strict=True)]
+    df["meets_load"] = True if load_p99_s is None else df["p99_load_s"] <= load_p99_s
+    df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"]
+    df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor),
+                                                   ("load", load)) if not ok)
+                   for slo, floor, load in zip(df["meets_slo"], df["meets_floor"],
+                                               df["meets_load"], strict=True)]
     # stable sort: equal keys keep the order deployments were listed in
     df = df.sort_values(["feasible", *RANK_COLUMNS], ascending=[False, True, True, True],
                         kind="stable").reset_index(drop=True)
@@ -198,5 +233,6 @@ def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
     slo_s = ms_to_s(s.latency_slo_ms)
     model = s.model.name if not s.model.architecture else (
         f"{s.model.architecture} (accuracy of {s.model.name})")
-    return PlanResult(judge(raw, s.accuracy_floor, slo_s), s.accuracy_floor, slo_s,
+    load_p99_s = ms_to_s(s.load.p99_ms) if s.load else None
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s, load_p99_s), s.accuracy_floor, slo_s,
                       s.name, model)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Discriminator,
@@ -89,6 +89,20 @@ class PrismCr(StrictModel):
     cr: list[Annotated[float, Field(ge=1)]] = Field(min_length=1)  # CRs tried (CR = n_p / L)
 
 
+class LoadSection(StrictModel):
+    """A load every deployment must serve (``prismsim serve``'s engine, every message of
+    every request simulated): requests at ``rate_per_s`` answered within ``p99_ms``, the
+    mean p99 over seeded replications, none dropped."""
+
+    rate_per_s: PositiveFloat  # offered requests per second
+    p99_ms: PositiveFloat  # 99th-percentile latency (queueing included) allowed
+    arrivals: Literal["poisson", "constant"] = "poisson"  # Poisson: independent users
+    requests: PositiveInt = 1000  # per replication
+    warmup: int = Field(100, ge=0)  # first requests left out of the figures
+    replications: PositiveInt = 3  # seeds seed, seed + 1, ...: the same figures each run
+    seed: int = 0
+
+
 class PlanSpec(StrictModel):
     name: str
     description: str = ""  # free text for the reader of the file
@@ -106,6 +120,10 @@ class PlanSpec(StrictModel):
     # a switched gigabit LAN: the usual wired setup of devices on one desk or shelf
     links: list[PlanLink] = Field(["ethernet-1g"], min_length=1)
     output: str | None = None  # results folder (default results/<name>)
+    load: LoadSection | None = None  # None: one inference at a time is all that is asked
+    # groups of each device count behind a dispatcher (join-shortest-queue), each group
+    # serving whole requests: more than one only matters with a load
+    groups: list[PositiveInt] = Field([1], min_length=1)
 
 
 @dataclass(frozen=True)
@@ -179,6 +197,9 @@ def _check(spec: PlanSpec, where: str) -> None:
                         f"e.g. prism: {{cr: [2, 4]}}")
     if spec.accuracy:
         _check_table(spec.accuracy, where, set(STRATEGIES))
+    if spec.load and spec.load.warmup >= spec.load.requests:
+        raise PlanError(f"{where}: load.warmup: {spec.load.warmup} leaves none of the "
+                        f"{spec.load.requests} requests to measure")
 
 
 def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ import torch
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts
 from prismsim.realrun.gloo import drive
+from prismsim.realrun.hoststat import CpuTimes, stolen_share_since
 from prismsim.realrun.worker import TimedContext
 from prismsim.strategies import single
 
@@ -80,22 +80,13 @@ def worker(spec: dict[str, Any]) -> list[list[float]]:
     return out
 
 
-def _steal_ticks() -> tuple[int, int]:
-    """(stolen, total) CPU ticks of this machine so far (/proc/stat; (0, 0) elsewhere)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    return (fields[7] if len(fields) > 7 else 0), sum(fields)
-
-
 def run_schedule(model: str, batch: int, max_busy: int, rounds: int, window_s: float
                  ) -> tuple[list[Window], list[list[list[float]]], dict[str, float]]:
     """Start ``max_busy`` processes once and run the schedule: the windows, each
     process's times per window, and the load meanwhile."""
     windows = schedule(max_busy, rounds, window_s, time.time() + STARTUP_S)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    steal0, load0 = _steal_ticks(), os.getloadavg()[0]
+    cpu0, load0 = CpuTimes.now(), os.getloadavg()[0]
     procs = [subprocess.Popen(
         [sys.executable, "-m", "prismsim.realrun.busy_rates", json.dumps(
             {"model": model, "batch": batch, "index": i,
@@ -107,8 +98,7 @@ def run_schedule(model: str, batch: int, max_busy: int, rounds: int, window_s: f
         if proc.returncode != 0:
             raise RuntimeError(f"profile worker failed (exit {proc.returncode})")
         results.append(json.loads(out))
-    steal1 = _steal_ticks()
-    stolen = (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1])
+    stolen = stolen_share_since(cpu0)
     load = {"load_average_before": load0, "load_average_after": os.getloadavg()[0],
             "cpu_stolen_share": stolen}
     return windows, results, load

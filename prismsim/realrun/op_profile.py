@@ -5,8 +5,11 @@ Transformer blocks run (a few tokens to a full batch; widths from 64 to 16k), no
 model's own shapes, so a model's steps are predicted from operators, never timed whole.
 
 Every operator is timed in ROUNDS passes over the whole list (not ROUNDS times in a
-row), so a host whose speed drifts while it is measured moves every entry alike; each
-entry is the median of its passes, and the spread of the passes is kept.
+row), and the reference of ``gauge`` (a probe stack) is timed between every GAUGE_EVERY operators:
+each time is taken relative to the gauge readings around it, so the host's drift while
+measuring cancels out. An entry is the median of its passes' relative times in seconds
+of the gauge's median reading, which the table keeps as ``reference_s`` (a prediction
+for another moment scales by the gauge read then); the spread of the passes is kept.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import torch.nn.functional as F
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+from prismsim.realrun.block_probe import conv_factor, sequence_factor
+from prismsim.realrun.gauge import Gauge
 
-MM_M = (1, 8, 32, 128, 512)  # rows: tokens x batch of one device's partition
+MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
 MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width
 MM_N = (64, 256, 1024, 4096, 16384)  # output width (up to an LM head's order)
 BMM_B = (2, 12)  # batch x heads
@@ -37,6 +42,7 @@ BATCH_S = 0.005  # a timed batch of calls lasts at least this long
 # loop over one matrix would time.
 COLD_BYTES = 96 << 20
 ROUNDS = 5  # passes over every operator; the median pass counts
+GAUGE_EVERY = 12  # operators timed between two readings of the gauge (~0.1 s)
 
 Call = Callable[[], object]
 
@@ -61,22 +67,48 @@ def _batch_s(fn: Call, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def time_calls(calls: dict[object, Call], rounds: int = ROUNDS) -> dict[object, list[float]]:
-    """Seconds of one call of each, per pass (``rounds`` interleaved passes)."""
+def time_calls(calls: dict[object, Call], rounds: int = ROUNDS
+               ) -> tuple[dict[object, list[float]], list[float]]:
+    """Per pass, each call's seconds over the reference's seconds read around it
+    (``rounds`` interleaved passes), and every reading of the gauge."""
+    gauge = Gauge()
     reps = {key: _reps(fn) for key, fn in calls.items()}
     out: dict[object, list[float]] = {key: [] for key in calls}
+    readings = [gauge.seconds()]
+    keys = list(calls)
     for _ in range(rounds):
-        for key, fn in calls.items():
-            out[key].append(_batch_s(fn, reps[key]))
-    return out
+        for i in range(0, len(keys), GAUGE_EVERY):
+            chunk = {key: _batch_s(calls[key], reps[key]) for key in keys[i:i + GAUGE_EVERY]}
+            readings.append(gauge.seconds())
+            local_s = (readings[-2] + readings[-1]) / 2
+            for key, seconds in chunk.items():
+                out[key].append(seconds / local_s)
+    return out, readings
+
+
+_POOL: list[torch.Tensor] = []  # COLD_BYTES of random floats the operands are cut from
+
+
+def _pool() -> torch.Tensor:
+    if not _POOL:
+        _POOL.append(torch.randn(COLD_BYTES // 4))
+    return _POOL[0]
 
 
 def _cold(fn: Callable[..., object], *shapes: tuple[int, ...]) -> Call:
     """A call of ``fn`` on operands of these shapes, each call on the next of enough
-    copies to cover COLD_BYTES (so none is still in cache when it comes round again)."""
-    per_set = 4 * sum(math.prod(s) for s in shapes)
-    sets = [[torch.randn(s) for s in shapes]
-            for _ in range(max(1, min(64, COLD_BYTES // per_set)))]
+    sets to cover COLD_BYTES (so none is still in cache when it comes round again): the
+    sets are consecutive slices of one random pool, so making them costs nothing."""
+    sizes = [math.prod(s) for s in shapes]
+    per_set = sum(sizes)
+    if per_set > COLD_BYTES // 4:  # larger than the pool: one set of its own
+        sets = [[torch.randn(s) for s in shapes]]
+    else:
+        pool, sets = _pool(), []
+        for i in range(min(64, COLD_BYTES // 4 // per_set)):
+            starts = itertools.accumulate(sizes, initial=i * per_set)  # one more than sizes
+            sets.append([pool[a:a + n].view(s)
+                         for a, n, s in zip(starts, sizes, shapes, strict=False)])
     turn = itertools.cycle(sets)
     return lambda: fn(*next(turn))
 
@@ -119,29 +151,39 @@ def _bandwidths(calls: dict[object, Call], secs: dict[object, float]) -> dict[st
     return out
 
 
-def measure_operator_table(source: str, rounds: int = ROUNDS) -> tuple[OperatorTable, float]:
-    """This host's operator table with one torch thread (the caller's threads restored),
+def _with_factors(table: OperatorTable) -> OperatorTable:
+    """The table with its in-sequence and convolution factors (``block_probe``)."""
+    conv = conv_factor(table)
+    return table.model_copy(update={"conv_factor": conv,
+                                    "sequence_factor": sequence_factor(table)})
+
+
+def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
+                           ) -> tuple[OperatorTable, float]:
+    """This host's operator table with ``threads`` torch threads (the caller's restored),
     and the spread of its passes: the median over operators of (slowest pass / fastest
-    pass - 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    pass - 1), after the gauge took out the host's drift."""
+    callers = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         with torch.no_grad():
             x = torch.randn(64, 64)
             view: dict[object, Call] = {"view": lambda: x.view(4096).view(64, 64).t()}
             calls = {**_product_calls(), **_ew_calls(), **view}
-            passes = time_calls(calls, rounds)
-            secs = {key: statistics.median(v) for key, v in passes.items()}
+            passes, readings = time_calls(calls, rounds)
+            reference_s = statistics.median(readings)
+            secs = {key: statistics.median(v) * reference_s for key, v in passes.items()}
             ew_calls = {k: c for k, c in calls.items() if isinstance(k, tuple)
                         and isinstance(k[0], str)}
-            table = OperatorTable(
-                source=source, threads=1,
+            table = _with_factors(OperatorTable(
+                source=source, threads=threads,
                 mm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
                          if isinstance(k, tuple) and len(k) == 3 and isinstance(k[0], int)),
                 bmm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
                           if isinstance(k, tuple) and len(k) == 4),
-                ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3)
+                ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3,
+                reference_s=reference_s))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(callers)
     spread = statistics.median(max(v) / min(v) - 1 for v in passes.values())
     return table, spread

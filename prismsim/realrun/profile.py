@@ -1,7 +1,7 @@
 """Calibration of this host: how fast one torch thread runs a model's forward while k
 such processes compute at once (``busy_rates``: interleaved windows, spread checked),
-the operator table (``op_profile``) and the cost of one GLOO message (loopback ping-pong
-at several sizes).
+the operator table (``op_profile``) and the cost of one GLOO message (``pingpong`` on
+loopback).
 
 ``prismsim profile-device`` writes the result as YAML that ``prismsim validate`` (and a
 scenario's device catalog, through its ``device`` part) can use.
@@ -9,20 +9,13 @@ scenario's device catalog, through its ``device`` part) can use.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 
 from prismsim.cost.trace import trace_workload
@@ -30,90 +23,21 @@ from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_in_memory
 from prismsim.realrun.busy_rates import busy_rates, run_schedule
 from prismsim.realrun.op_profile import measure_operator_table
+from prismsim.realrun.pingpong import (
+    RUNTIME_BYTES,
+    MessageCosts,
+    fit_message_cost,
+    gloo_one_way_s,
+)
+from prismsim.realrun.wake import wake_penalties
 from prismsim.realrun.worker import TimedContext
 from prismsim.strategies import make_options, make_programs
-from prismsim.workload import Workload
-
-PINGPONG_SIZES_BYTES = (256, 4096, 16384, 65536, 262144)  # spans the small models' messages
-PINGPONG_PORT = 29517  # loopback port of the GLOO ping-pong
 
 
 def model_flops(model: str, batch: int = 1) -> int:
     """FLOPs of the single-device program (fvcore, as the simulator counts them)."""
     wl = trace_workload(model, "single", 1, batch=batch)
     return sum(t.flops for t in wl.tasks[0])
-
-
-@dataclass(frozen=True)
-class MessageCosts:
-    """What one GLOO message costs, by payload size in bytes."""
-
-    wall_s: dict[int, float]  # one-way time
-    cpu_s: dict[int, float]  # CPU time at one end (its send or its receive)
-
-
-def _pingpong_worker(rank: int, reps: int, init_method: str, interface: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = interface
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2,
-                            timeout=timedelta(seconds=60))
-    wall, cpu = {}, {}
-    for size in PINGPONG_SIZES_BYTES:
-        buf = torch.zeros(size // 4)
-        rtts, cpus = [], []
-        for _ in range(reps):
-            start, cpu0 = time.perf_counter(), time.process_time()
-            if rank == 0:
-                dist.send(buf, 1)
-                dist.recv(buf, 1)
-            else:
-                dist.recv(buf, 0)
-                dist.send(buf, 0)
-            rtts.append(time.perf_counter() - start)
-            cpus.append(time.process_time() - cpu0)
-        wall[size] = statistics.median(rtts[3:]) / 2
-        cpu[size] = statistics.median(cpus[3:]) / 2  # per message end (one send, one recv)
-    dist.destroy_process_group()
-    if rank == 0:
-        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
-
-
-def gloo_one_way_s(prefixes: tuple[list[str], list[str]] = ([], []),
-                   init_method: str = f"tcp://127.0.0.1:{PINGPONG_PORT}",
-                   interfaces: tuple[str, str] = ("lo", "lo"), reps: int = 20
-                   ) -> MessageCosts:
-    """Median one-way time of a GLOO message by size in bytes, and the CPU time one end
-    spends on it (every thread of the process: GLOO's, and the kernel's network path
-    charged to it): ping-pong between two
-    processes (on loopback, or each behind a command prefix such as ``ip netns exec``).
-    The receiver always waits first, so this is the eager path: no rendezvous wait."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "prismsim.realrun.profile", "pingpong"]
-    procs = [subprocess.Popen([*prefixes[r], *cmd, str(r), str(reps), init_method,
-                               interfaces[r]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
-             for r in (0, 1)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    if any(p.returncode != 0 for p in procs):
-        errors = " | ".join(err.strip()[-500:] for _, err in outs)
-        raise RuntimeError(f"the GLOO ping-pong failed: {errors}")
-    costs = json.loads(outs[0][0])
-    return MessageCosts({int(k): v for k, v in costs["wall"].items()},
-                        {int(k): v for k, v in costs["cpu"].items()})
-
-
-def testbed_one_way_s(tb: Any, reps: int = 12) -> MessageCosts:
-    """The same ping-pong between devices 0 and 1 of a running testbed."""
-    return gloo_one_way_s((tb.exec_prefix(0), tb.exec_prefix(1)),
-                          f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
-                          (tb.interface(0, "d"), tb.interface(1, "d")), reps)
-
-
-def fit_message_cost(one_way_s: dict[int, float]) -> tuple[float, float]:
-    """Least-squares fixed cost (s) and per-byte cost (s/byte) of a message."""
-    sizes = np.array(sorted(one_way_s), dtype=float)
-    times = np.array([one_way_s[int(s)] for s in sizes])
-    per_byte, fixed = np.polyfit(sizes, times, 1)
-    return float(max(fixed, 0.0)), float(max(per_byte, 0.0))
 
 
 SPREAD_LIMIT = 0.10  # windows of one k further apart than this: measured again, once
@@ -150,6 +74,16 @@ def corun_factors(rates: dict[int, float], cores: int) -> list[float]:
     return [rates[k] / (rates[1] * min(1.0, cores / k)) for k in sorted(rates)]
 
 
+RUNTIME_RUNS = 3  # loopback ping-pongs; the median of their runtime overheads counts
+
+
+def runtime_overhead_us(loopback: list[MessageCosts]) -> float:
+    """What the real runs' runtime (driver loop, GLOO transport) adds to each end of a
+    small message beyond plain send/recv: the median over the loopback ping-pongs."""
+    return statistics.median(max(0.0, (c.runtime_cpu_s or 0.0) - c.cpu_s[RUNTIME_BYTES]) * 1e6
+                             for c in loopback)
+
+
 def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 3.0,
                  rounds: int = 3) -> dict[str, Any]:
     """Everything ``validate`` needs about this host, as a plain dict (YAML-ready): the
@@ -161,7 +95,9 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
     if table_spread > SPREAD_LIMIT:
         busy["warnings"].append(f"operator table: passes spread {100 * table_spread:.0f} % "
                                 f"(median over operators)")
-    one_way = gloo_one_way_s().wall_s
+    wake = wake_penalties()
+    loopback = [gloo_one_way_s() for _ in range(RUNTIME_RUNS)]
+    one_way = loopback[0].wall_s
     fixed_s, per_byte_s = fit_message_cost(one_way)
     cores = os.cpu_count() or 1
     return {
@@ -171,6 +107,7 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
         "gloo_fixed_us": fixed_s * 1e6, "gloo_loopback_gbps": 8e-9 / per_byte_s
         if per_byte_s else None,
         "operators": table.model_dump(mode="json"), "operators_spread": table_spread,
+        "wake_us_by_idle_ms": wake, "runtime_overhead_us": runtime_overhead_us(loopback),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -178,17 +115,6 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
 def save_profile(profile: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
-
-
-def main(argv: list[str]) -> None:
-    if argv[0] == "pingpong":
-        _pingpong_worker(int(argv[1]), int(argv[2]), argv[3], argv[4])
-    else:
-        raise SystemExit(f"unknown profile step {argv[0]!r}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
 
 
 def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: int = 7,
@@ -209,19 +135,6 @@ def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: 
             runs.append([[end - start for _, _, start, end in c.steps] for c in ctxs])
     return [[statistics.median(r[d][i] for r in runs[1:]) for i in range(len(runs[0][d]))]
             for d in range(devices)]
-
-
-def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> Any:
-    """A copy of ``wl`` whose compute tasks take the measured ``seconds`` on a device of
-    ``flops_per_s`` (their FLOPs rescaled), so a slower device still scales them."""
-    tasks = []
-    for d, device_tasks in enumerate(wl.tasks):
-        measured = iter(seconds[d])
-        tasks.append([replace(t, flops=round(next(measured) * flops_per_s))
-                      if t.kind == "compute" else t for t in device_tasks])
-        if next(measured, None) is not None:
-            raise ValueError(f"device {d}: more timed steps than traced compute tasks")
-    return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages)
 
 
 def catalog_entries(profile: dict[str, Any]) -> dict[str, Any]:

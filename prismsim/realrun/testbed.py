@@ -27,6 +27,8 @@ BURST_S = 100e-6  # ... but at least this long at the rate: fewer shaper wake-up
 QUEUE_LIMIT_BYTES = 8 << 20  # tbf backlog; large, so shaping never drops (no retransmits)
 QUEUE_NUMBER = 7  # NFQUEUE number inside the router namespace (namespaces are separate)
 FRAME_OVERHEAD_BYTES = 14  # Ethernet header, counted by tbf; no preamble or FCS on veth
+TCP_PAYLOAD_BYTES = MTU_BYTES - 52  # IPv4 20 + TCP 20 + timestamps 12 per frame
+GOODPUT = TCP_PAYLOAD_BYTES / (MTU_BYTES + FRAME_OVERHEAD_BYTES)  # what tbf's rate carries
 
 
 class TestbedError(RuntimeError):

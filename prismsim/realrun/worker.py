@@ -5,7 +5,8 @@ Started by :mod:`prismsim.realrun.runner` as ``python -m prismsim.realrun.worker
 (a JSON file). Several strategies share one process group and are run interleaved, each
 repetition after a barrier, so they see the same machine state. Each device writes one
 JSON line per timed repetition: wall and CPU seconds and every compute step's start and
-end (seconds from the barrier).
+end (seconds from the barrier), and the master's reading of the host-speed gauge for
+the round (``gauge.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import torch.distributed as dist
 
 from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts
+from prismsim.realrun.gauge import Gauge
 from prismsim.realrun.gloo import drive
 from prismsim.strategies import get_strategy, make_options
 from prismsim.strategies.program import MASTER, DeviceContext, Tag
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
+GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
 
 
 @dataclass
@@ -61,6 +64,29 @@ def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]
     return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
 
 
+def _serve_trace(spec: dict, stack: Any, inputs: Any, out_file: Any) -> None:
+    """Load mode: the master takes requests arriving at ``arrivals_s`` (seconds from a
+    common barrier) first come first served, each as soon as it is done with its part
+    of the one before; the other devices run request after request, each waiting for
+    its input. The master writes one line per request: arrival, start, finish."""
+    cfg, rank = spec["configs"][0], spec["rank"]
+    for _ in range(spec["warmup"]):
+        _one_run(spec, cfg, stack, inputs)
+    gauge_s = Gauge().seconds(GAUGE_BATCHES) if rank == MASTER else None
+    if spec["devices"] > 1:
+        dist.barrier()
+    t0 = time.perf_counter()
+    for i, arrival_s in enumerate(spec["arrivals_s"]):
+        if rank == MASTER and (wait_s := t0 + arrival_s - time.perf_counter()) > 0:
+            time.sleep(wait_s)
+        start_s = time.perf_counter() - t0
+        record, _ = _one_run(spec, cfg, stack, inputs)
+        if rank == MASTER:
+            out_file.write(json.dumps({"request": i, "arrival_s": arrival_s,
+                                       "start_s": start_s, "finish_s": start_s
+                                       + record["wall_s"], "gauge_s": gauge_s}) + "\n")
+
+
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec.get("threads", 1))
@@ -72,9 +98,17 @@ def main(spec_path: str) -> None:
         dist.init_process_group("gloo", init_method=spec["init_method"], rank=rank,
                                 world_size=n_dev, timeout=timedelta(seconds=INIT_TIMEOUT_S))
     ref = stack.reference(inputs) if rank == MASTER else None
-    out_path = Path(spec["out"])
+    out_path, gauge = Path(spec["out"]), Gauge()
     with torch.no_grad(), out_path.open("w") as out_file:
-        for rep in range(spec["warmup"] + spec["runs"]):
+        if spec.get("arrivals_s") is not None:
+            _serve_trace(spec, stack, inputs, out_file)
+        for rep in range(0 if spec.get("arrivals_s") is not None
+                         else spec["warmup"] + spec["runs"]):
+            if n_dev > 1:
+                dist.barrier()
+            # the host's speed this round: the master times the gauge's reference while
+            # the others wait at the next barrier
+            gauge_s = gauge.seconds(GAUGE_BATCHES) if rank == MASTER else None
             for i, cfg in enumerate(spec["configs"]):
                 if n_dev > 1:
                     dist.barrier()
@@ -83,7 +117,8 @@ def main(spec_path: str) -> None:
                     continue
                 if out is not None:
                     record["max_abs_error"] = float((out - ref).abs().max())
-                record.update(config=i, rep=rep - spec["warmup"], device=rank)
+                record.update(config=i, rep=rep - spec["warmup"], device=rank,
+                              gauge_s=gauge_s)
                 out_file.write(json.dumps(record) + "\n")
     if n_dev > 1:
         dist.destroy_process_group()

@@ -129,7 +129,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     path = Path(path)
     spec, where = load_model_file(path, Scenario, "scenario fields", ScenarioError), path.name
     try:
-        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog")
+        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog",
+                                           path.parent)
     except CatalogError as err:
         raise ScenarioError(str(err)) from None
     _check_names(spec, where, devices, links)

@@ -6,7 +6,9 @@ max(FLOPs / (peak x efficiency), memory bytes / bandwidth); a send stages the te
 the medium, which transmits it while the device goes on; a receive waits until every
 listed message has arrived, then stages each one back to the device. On a rendezvous
 link a message leaves only once its receive is posted: by a ``post`` task (the program
-posted it early, and goes on at once) or else by the receive itself.
+posted it early, and goes on at once) or else by the receive itself; a device other
+than the master that starts by receiving is idle before the request comes, its first
+receive posted, so that message leaves as soon as it is sent.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import simpy
 
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
-from prismsim.sim.program import Compute, Op, Receive, SendMessage, device_ops
+from prismsim.sim.program import Compute, Op, PostReceives, Receive, SendMessage, device_ops
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Message, Workload
+
+MASTER_DEVICE = 0  # holds the input when a request comes; the others wait for it
 
 
 class _Wake(simpy.Event):
@@ -57,11 +61,19 @@ class _Replay:
         self.handed: dict[int, float] = {}  # rendezvous: message -> when its sender sent it
         self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
         self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None)
+        self.blocked_s = [0.0] * len(specs)  # host: how long each waited since it computed
+        self.transfers: dict[int, tuple[simpy.Event, float]] = {}  # dst -> (CPU done, end)
+        if self.host and host and host.transfer_cpu_s(1 << 20):
+            self.medium.on_air = self._transfer_cpu
 
     def _span(self, device: int, lane: str, label: str, start: float, end: float,
               layer: int | None = None) -> None:
         if end > start:
             self.spans.append(Span(device, lane, label, start, end, layer))
+
+    def _message(self, key: int) -> Message:
+        """The message a task names (a serving run numbers each request's apart)."""
+        return self.wl.messages[key]
 
     def _deliver(self, msg_id: int, device: int, at: float) -> None:
         key = (msg_id, device)
@@ -78,41 +90,82 @@ class _Replay:
             self._span(p, lane, label, start, self.env.now, layer)
 
     def _compute(self, p: int, op: Compute) -> Generator[Any, Any, None]:
-        """A compute step on the shared host (its time depends on who else runs), or
-        recorded."""
+        """A compute step on the shared host (its time depends on who else runs, and,
+        first after a wait, on how long the process waited), or recorded."""
         start = self.env.now
-        yield self.host.run(op.seconds) if self.host else self.env.timeout(op.seconds)
+        if self.host and self.host_spec:
+            woke = self.host_spec.wake_s(self.blocked_s[p])
+            self.blocked_s[p] = 0.0
+            yield self.host.run(op.seconds + woke)
+        else:
+            yield self.env.timeout(op.seconds)
         self.stats[p].compute_s += self.env.now - start
         if self.record:
             self._span(p, "compute", op.label, start, self.env.now, op.layer)
 
-    def _message_cpu(self, p: int, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
-        """GLOO's work for messages at one end, as a job on the shared host."""
+    def _message_cpu(self, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
+        """GLOO's fixed work for messages at one end, as a job on the shared host."""
         if not (self.host and self.host_spec):
             return None
-        cost = self.host_spec.message_cpu_s
-        return self.host.run(copies * sum(cost(self.wl.messages[m].payload_bytes) for m in ids))
+        return self.host.run(copies * len(ids) * self.host_spec.message_cpu_s)
+
+    def _transfer_cpu(self, dsts: tuple[int, ...], n_bytes: int, start: float, end: float
+                      ) -> None:
+        """The host's work for a transmission (both ends' per-byte part, the network's
+        own): a job spread over its airtime. Its data is through only once the job is
+        done: a host short of CPU slows the transfer (``_arrive``)."""
+        assert self.host and self.host_spec
+        work_s, done = self.host_spec.transfer_cpu_s(n_bytes), self.env.event()
+        self.env.process(self._transfer_job(work_s, start, max(end - start, 1e-9), done))
+        for d in dsts:
+            self.transfers[d] = (done, end)
+
+    def _transfer_job(self, work_s: float, start: float, airtime_s: float,
+                      done: simpy.Event) -> Generator[Any, Any, None]:
+        assert self.host
+        if start > self.env.now:
+            yield self.env.timeout(start - self.env.now)
+        yield self.host.run(work_s, cap=work_s / airtime_s)
+        done.succeed()
+
+    def _arrive(self, msg_id: int, device: int, at: float) -> None:
+        """A copy booked to arrive ``at``; on a shared host, no earlier than its
+        transfer's CPU job allows (then as long after it as after the airtime)."""
+        transfer = self.transfers.pop(device, None)
+        if transfer is None:
+            self._deliver(msg_id, device, at)
+        else:
+            self.env.process(self._arrive_after(msg_id, device, at, *transfer))
+
+    def _arrive_after(self, msg_id: int, device: int, at: float, done: simpy.Event,
+                      end: float) -> Generator[Any, Any, None]:
+        yield done
+        at = max(at, self.env.now + at - end)
+        if at > self.env.now:
+            yield self.env.timeout(at - self.env.now)
+        self._deliver(msg_id, device, at)
 
     def _stage_out(self, p: int, msg: Message, label: str) -> Generator[Any, Any, None]:
         stage = self.specs[p].staging_s(msg.payload_bytes)
         self.stats[p].staging_s += stage
         yield from self._hold(p, "staging", f"{label} to host", stage)
 
-    def _send(self, msg: Message) -> None:
+    def _send(self, msg: Message, key: int) -> None:
+        """``key``: the message's number in this replay (its id, but in a serving run)."""
         if self.rendezvous:
-            self.handed[msg.id] = self.env.now
+            self.handed[key] = self.env.now
             for dst in msg.dst:
-                if (msg.id, dst) in self.posted:
-                    self._book(msg, dst, max(self.env.now, self.posted[(msg.id, dst)]))
+                if (key, dst) in self.posted:
+                    self._book(msg, key, dst, max(self.env.now, self.posted[(key, dst)]))
             return
         for dst, at in self.medium.send(msg, self.env.now):
-            self._deliver(msg.id, dst, at)
+            self._arrive(key, dst, at)
 
-    def _book(self, msg: Message, dst: int, at: float) -> None:
+    def _book(self, msg: Message, key: int, dst: int, at: float) -> None:
         """Rendezvous: one copy to ``dst``, handed to the medium at ``at``."""
         copy = replace(msg, dst=(dst,), broadcast=False)
         for d, arrival in self.medium.send(copy, at):
-            self._deliver(msg.id, d, arrival)
+            self._arrive(key, d, arrival)
 
     def _post(self, p: int, ids: tuple[int, ...]) -> None:
         """Rendezvous: device p posts its receives; each sender learns it a latency later.
@@ -123,7 +176,7 @@ class _Replay:
                 continue
             self.posted[(m, p)] = ready
             if m in self.handed:
-                self._book(self.wl.messages[m], p, max(ready, self.handed[m]))
+                self._book(self._message(m), m, p, max(ready, self.handed[m]))
 
     def _arrived(self, p: int, ids: tuple[int, ...]) -> simpy.Event | None:
         """What device p waits on until every message of ``ids`` has arrived (None: all
@@ -146,13 +199,18 @@ class _Replay:
         return self.env.timeout(last - now) if last > now else None
 
     def _stage_in(self, p: int, op: Receive) -> Generator[Any, Any, None]:
-        stage = sum(self.specs[p].staging_s(self.wl.messages[m].payload_bytes)
+        stage = sum(self.specs[p].staging_s(self._message(m).payload_bytes)
                     for m in op.messages)
         if stage:
             self.stats[p].staging_s += stage
             yield from self._hold(p, "staging", f"{op.label} to device", stage)
 
     def device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
+        yield from self.walk(p, ops)
+        self.stats[p].finish_s = self.env.now
+
+    def walk(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
+        """Device p runs ``ops`` in program order."""
         env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
         plain = not (record or self.host)  # the common case, inline: one event per hold
         for op in ops:
@@ -166,37 +224,50 @@ class _Replay:
                 start, event = env.now, self._arrived(p, op.messages)
                 if event is not None:
                     yield event
-                if (cpu := self._message_cpu(p, op.messages)) is not None:
+                if (cpu := self._message_cpu(op.messages)) is not None:
                     yield cpu
                 stats.wait_s += env.now - start
+                self.blocked_s[p] += env.now - start
                 if record:
                     self._span(p, "wait", op.label, start, env.now)
                 if stages:
                     yield from self._stage_in(p, op)
             elif isinstance(op, SendMessage):
-                msg = self.wl.messages[op.message]
+                msg = self._message(op.message)
                 if stages:
                     yield from self._stage_out(p, msg, op.label)
-                self._message_cpu(p, (msg.id,), len(msg.dst))  # in the background
-                self._send(msg)
+                self._message_cpu((op.message,), len(msg.dst))  # in the background
+                self._send(msg, op.message)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
                 self._post(p, op.messages)
-        stats.finish_s = env.now
+
+    def _waiting_for_input(self, p: int, ops: list[Op]) -> None:
+        """Rendezvous: a device other than the master is idle before the request, its
+        first receive already posted: the sender knows of it from the start."""
+        first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
+        if p != MASTER_DEVICE and ops and ops[0] is first:
+            for m in first.messages:
+                self.posted[(m, p)] = 0.0
 
     def run(self) -> SimResult:
         for p, spec in enumerate(self.specs):
-            self.env.process(self.device(p, device_ops(self.wl, p, spec, not self.record)))
+            ops = device_ops(self.wl, p, spec, not self.record)
+            if self.rendezvous:
+                self._waiting_for_input(p, ops)
+            self.env.process(self.device(p, ops))
         self.env.run()
         if self.waiting:
             raise RuntimeError(f"messages never sent: {sorted(self.waiting)}")
-        latency = max(s.finish_s for s in self.stats)
+        makespan = max(s.finish_s for s in self.stats)
+        output = self.wl.meta.get("output_device")  # traced programs: the master
+        latency = makespan if output is None else self.stats[output].finish_s
         med = self.medium
         for p, (st, spec) in enumerate(zip(self.stats, self.specs, strict=True)):
             st.tx_s, st.rx_s = med.tx_s[p], med.rx_s[p]
             st.bytes_sent, st.bytes_received = med.bytes_sent[p], med.bytes_received[p]
-            st.energy_j = energy_j(spec, latency, st.compute_s, st.tx_s, st.rx_s)
+            st.energy_j = energy_j(spec, makespan, st.compute_s, st.tx_s, st.rx_s)
         spans = sorted(self.spans, key=lambda span: span.start_s)
-        return SimResult(latency, self.stats, med.bytes_on_air, spans)
+        return SimResult(latency, self.stats, med.bytes_on_air, spans, makespan)
 
 
 def simulate(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,

@@ -6,8 +6,15 @@ alone speed: the cores are shared equally, and ``corun(k)`` (measured: the per-p
 rate with k processes computing at once over what the core share alone predicts) is
 what memory bandwidth and caches take on top. A process blocked on a receive has no job,
 so it frees its share; GLOO's per-message work is a job too (sender: in the background,
-receiver: before the receive returns). Rates change only when a job starts or ends, so
-the host keeps one pending event: the next completion at the current rates.
+receiver: before the receive returns).
+
+A job may be capped: the host's own work for a transmission (an emulated network's
+kernel path: veth, shaping, forwarding) can go no faster than the packets come, so it
+asks at most ``cap`` cores. The cores are then shared by water-filling: capped jobs get
+their cap where it is below the equal share, the rest share what is left equally; the
+co-run factor applies to the uncapped jobs (the processes) alone. Rates change only when
+a job starts or ends, so the host keeps one pending event: the next completion at the
+current rates.
 """
 
 from __future__ import annotations
@@ -20,10 +27,22 @@ FINISHED_S = 1e-12  # remaining work below this is done (float rounding)
 
 
 class _Job:
-    __slots__ = ("done", "remaining_s")
+    __slots__ = ("cap", "done", "remaining_s", "speed")
 
-    def __init__(self, remaining_s: float, done: simpy.Event):
-        self.remaining_s, self.done = remaining_s, done
+    def __init__(self, remaining_s: float, done: simpy.Event, cap: float | None):
+        self.remaining_s, self.done, self.cap, self.speed = remaining_s, done, cap, 0.0
+
+
+def water_fill(caps: Sequence[float | None], cores: float) -> list[float]:
+    """Cores each job gets: an equal share, no job more than its cap (None: one core);
+    what a capped job leaves goes to the others."""
+    wants = [1.0 if c is None else min(c, cores) for c in caps]
+    order = sorted(range(len(wants)), key=wants.__getitem__)
+    out, left = [0.0] * len(wants), float(cores)
+    for i, j in enumerate(order):
+        out[j] = min(wants[j], left / (len(order) - i))
+        left -= out[j]
+    return out
 
 
 class SharedHost:
@@ -36,35 +55,44 @@ class SharedHost:
         self.version = 0  # completion events of older rates are stale
 
     def speed(self, k: int) -> float:
-        """Each job's speed with k runnable, over its speed alone."""
+        """Each job's speed with k uncapped runnable, over its speed alone."""
         factor = self.corun[min(k, len(self.corun)) - 1] if self.corun else 1.0
         return min(1.0, self.cores / k) * factor
 
-    def run(self, seconds: float) -> simpy.Event:
-        """Start a job of ``seconds`` of work alone; the event fires when it is done."""
+    def run(self, seconds: float, cap: float | None = None) -> simpy.Event:
+        """Start a job of ``seconds`` of work alone (at most ``cap`` cores at a time);
+        the event fires when it is done."""
         done = self.env.event()
         if seconds <= FINISHED_S:
             return done.succeed()
         self._progress()
-        self.jobs.append(_Job(seconds, done))
+        self.jobs.append(_Job(seconds, done, cap))
         self._next()
         return done
 
     def _progress(self) -> None:
-        """Bring every job's remaining work up to now at the rate they ran since."""
+        """Bring every job's remaining work up to now at the rate it ran since."""
         now = self.env.now
-        if self.jobs and now > self.since:
-            done_s = (now - self.since) * self.speed(len(self.jobs))
+        if now > self.since:
             for job in self.jobs:
-                job.remaining_s -= done_s
+                job.remaining_s -= (now - self.since) * job.speed
         self.since = now
+
+    def _rates(self) -> None:
+        """Each job's speed at the current set of jobs."""
+        uncapped = sum(job.cap is None for job in self.jobs)
+        factor = self.speed(uncapped) / min(1.0, self.cores / uncapped) if uncapped else 1.0
+        shares = water_fill([job.cap for job in self.jobs], self.cores)
+        for job, share in zip(self.jobs, shares, strict=True):
+            job.speed = share * (factor if job.cap is None else 1.0)
 
     def _next(self) -> None:
         """Schedule the next completion at the current rates (older ones go stale)."""
         self.version += 1
         if self.jobs:
-            first = min(job.remaining_s for job in self.jobs)
-            wait = self.env.timeout(max(0.0, first) / self.speed(len(self.jobs)))
+            self._rates()
+            wait_s = min(max(0.0, job.remaining_s) / job.speed for job in self.jobs)
+            wait = self.env.timeout(wait_s)
             wait.callbacks.append(lambda _, version=self.version: self._complete(version))
 
     def _complete(self, version: int) -> None:

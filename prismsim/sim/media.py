@@ -17,6 +17,8 @@ from prismsim.workload import Message
 
 # receives each transmission as (device, lane, label, start, end) when a timeline is kept
 SpanSink = Callable[[int, str, str, float, float], None]
+# told of each transmission as (receivers, payload bytes over all of them, start, end)
+AirSink = Callable[[tuple[int, ...], int, float, float], None]
 Delivery = tuple[int, float]  # (destination, arrival time)
 
 
@@ -26,7 +28,7 @@ class Medium:
     def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
         self.link, self.span = link, span
         self.latency_s = link.latency_s  # SI values read once, not per message
-        self.data_delay_s = link.latency_s + link.message_delay_s
+        self.data_delay_s: dict[int, float] = {}  # by payload bytes (link.data_delay_s)
         self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
         self.header_bytes, self.broadcasts = link.header_bytes, link.broadcast
         self.tx_s = [0.0] * n_devices
@@ -34,6 +36,7 @@ class Medium:
         self.bytes_sent = [0] * n_devices
         self.bytes_received = [0] * n_devices
         self.bytes_on_air = 0
+        self.on_air: AirSink | None = None
 
     def send(self, msg: Message, now: float) -> list[Delivery]:
         """Book every copy of ``msg`` handed over at ``now``; return the deliveries."""
@@ -60,7 +63,13 @@ class Medium:
             self.bytes_received[d] += msg.payload_bytes
         if self.span:
             self.span(msg.src, "tx", f"{msg.tag} -> {list(dsts)}", start, end)
-        arrival = end + self.data_delay_s
+        if self.on_air:
+            self.on_air(dsts, msg.payload_bytes * len(dsts), start, end)
+        delay = self.data_delay_s.get(msg.payload_bytes)
+        if delay is None:
+            delay = self.data_delay_s[msg.payload_bytes] = self.link.data_delay_s(
+                msg.payload_bytes)
+        arrival = end + delay
         return [(d, arrival) for d in dsts]
 
 

@@ -62,14 +62,19 @@ def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool) -> list[
     return ops
 
 
-_CACHE: weakref.WeakKeyDictionary[Workload, dict[tuple, list[Op]]] = \
+# per workload: (device, id(spec), merge) -> (spec, operations). Keyed by the spec's
+# identity, not its hash: hashing a spec hashes its whole operator table, which took
+# longer than replaying the inference. The spec is kept with its operations, so its id
+# cannot be reused by another spec while the entry lives.
+_CACHE: weakref.WeakKeyDictionary[Workload, dict[tuple, tuple[DeviceSpec, list[Op]]]] = \
     weakref.WeakKeyDictionary()
 
 
 def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list[Op]:
     """The compiled operations of one device (reused across points with this spec)."""
     per_workload = _CACHE.setdefault(wl, {})
-    key = (device, spec, merge)
-    if key not in per_workload:
-        per_workload[key] = compile_tasks(wl.tasks[device], spec, merge)
-    return per_workload[key]
+    key = (device, id(spec), merge)
+    hit = per_workload.get(key)
+    if hit is None or hit[0] is not spec:
+        hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge))
+    return hit[1]

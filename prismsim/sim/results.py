@@ -41,10 +41,19 @@ class DeviceStats:
 
 @dataclass
 class SimResult:
+    # when the device holding the output has it (the workload's ``output_device``; a
+    # workload that names none: when every device is done)
     latency_s: float
     devices: list[DeviceStats]
     bytes_on_air: int
     spans: list[Span] = field(default_factory=list)
+    # when every device is done (devices may go on after the output is ready: work of
+    # the last block no one needs); energy counts up to it
+    makespan_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.makespan_s is None:
+            self.makespan_s = self.latency_s
 
     @property
     def energy_j(self) -> float:
@@ -52,7 +61,8 @@ class SimResult:
 
     def idle_s(self, device: int) -> float:
         d = self.devices[device]
-        return self.latency_s - d.compute_s - d.comm_s
+        assert self.makespan_s is not None
+        return self.makespan_s - d.compute_s - d.comm_s
 
 
 def energy_j(spec: DeviceSpec, latency_s: float, compute_s: float, tx_s: float,

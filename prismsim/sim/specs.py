@@ -3,10 +3,19 @@ inside; catalogs and scenarios write human units such as GFLOP/s, Mbit/s, ms).""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
+import numpy as np
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
 from prismsim.cost.op_table import OperatorTable
 from prismsim.cost.units import (
@@ -53,6 +62,15 @@ class DeviceSpec(StrictModel):
     def flops_per_s(self) -> float:
         return gflops_per_s_to_flops_per_s(self.peak_gflops) * self.efficiency
 
+    def compute_model(self) -> str:
+        """How this device's compute steps are timed, in words (for the output)."""
+        if self.operators is not None:
+            return (f"{self.name}: shape-aware, by its operator table "
+                    f"({self.operators.source})")
+        return (f"{self.name}: constant efficiency, every shape at {self.efficiency:g} x "
+                f"{self.peak_gflops:g} GFLOP/s (no operator table: small partitions are "
+                f"flattered)")
+
     @property
     def mem_bytes_per_s(self) -> float | None:
         bw = self.mem_bandwidth_gbytes_per_s
@@ -81,14 +99,45 @@ class HostSpec(StrictModel):
     # alone predicts (k = 1, 2, ...; the last holds for more); []: 1 for every k
     corun: list[PositiveFloat] = Field(default_factory=list)
     # CPU time each end of a message takes (GLOO's threads, the kernel's network path):
-    # a fixed part and a part per byte; the receiver's before its receive returns
+    # a fixed part per message at each end (the sender's in the background, the
+    # receiver's before its receive returns) and a part per byte at each end, spread over
+    # the copy's airtime (data is handled as it flows)
     message_cpu_us: float = Field(0.0, ge=0)
     message_cpu_gbytes_per_s: PositiveFloat | None = None  # None: no per-byte part
+    # CPU the host spends outside the device processes per payload byte on the network
+    # (an emulated network on the same machine: veth, shaping, forwarding), spread over
+    # each transmission; 0: the network costs the host nothing beyond the processes
+    network_cpu_ns_per_byte: float = Field(0.0, ge=0)
+    # extra CPU time of a process's first compute step after it was blocked for a while
+    # (an idle vCPU comes back slow: clocks, caches), as [[idle ms, extra us], ...] in
+    # increasing ms, linear between them and the end values beyond; (): none
+    wake_us_by_idle_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
 
-    def message_cpu_s(self, n_bytes: int) -> float:
-        per_byte = (n_bytes / gbytes_per_s_to_bytes_per_s(self.message_cpu_gbytes_per_s)
-                    if self.message_cpu_gbytes_per_s else 0.0)
-        return us_to_s(self.message_cpu_us) + per_byte
+    @field_validator("wake_us_by_idle_ms")
+    @classmethod
+    def _increasing_gaps(cls, table: tuple) -> tuple:
+        if any(a[0] >= b[0] for a, b in itertools.pairwise(table)):
+            raise ValueError("idle times must increase")
+        return table
+
+    @property
+    def message_cpu_s(self) -> float:
+        """The fixed CPU seconds of one message at one end."""
+        return us_to_s(self.message_cpu_us)
+
+    def transfer_cpu_s(self, n_bytes: int) -> float:
+        """The host's CPU seconds while ``n_bytes`` are on the air: both ends' per-byte
+        part and the network's own."""
+        ends = (2 * n_bytes / gbytes_per_s_to_bytes_per_s(self.message_cpu_gbytes_per_s)
+                if self.message_cpu_gbytes_per_s else 0.0)
+        return ends + n_bytes * self.network_cpu_ns_per_byte * 1e-9
+
+    def wake_s(self, idle_s: float) -> float:
+        """Extra CPU seconds of the first step after ``idle_s`` blocked."""
+        if not self.wake_us_by_idle_ms or idle_s <= 0:
+            return 0.0
+        gaps_ms, extra_us = zip(*self.wake_us_by_idle_ms, strict=True)
+        return us_to_s(float(np.interp(idle_s * 1e3, (0.0, *gaps_ms), (0.0, *extra_us))))
 
 
 def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:
@@ -113,6 +162,9 @@ class LinkSpec(StrictModel):
     # round trips of a bulk message, as a GLOO ping-pong measures them); not charged to
     # a rendezvous handshake
     message_delay_us: float = Field(0.0, ge=0)
+    # the same delay by payload size, as measured: [[bytes, us], ...] in increasing bytes,
+    # linear between them and the end values beyond; replaces message_delay_us when given
+    message_delay_by_bytes: tuple[tuple[PositiveInt, NonNegativeFloat], ...] | None = None
     header_bytes: int = Field(0, ge=0)  # bytes added to each message
     broadcast: bool = False  # a message to every other device is transmitted once
     broadcast_mbps: PositiveFloat | None = None  # shared medium broadcast rate (None: same)
@@ -120,6 +172,13 @@ class LinkSpec(StrictModel):
     # GLOO-style rendezvous: a message's data leaves only once the receiver has posted its
     # receive and told the sender (one latency), so an early send waits for a late receive
     rendezvous: bool = False
+
+    @field_validator("message_delay_by_bytes")
+    @classmethod
+    def _increasing(cls, table: tuple | None) -> tuple | None:
+        if table is not None and any(a[0] >= b[0] for a, b in itertools.pairwise(table)):
+            raise ValueError("sizes must increase")
+        return table
 
     @property
     def bits_per_s(self) -> float:
@@ -135,3 +194,10 @@ class LinkSpec(StrictModel):
     latency_s = property(lambda self: ms_to_s(self.latency_ms))
     per_message_s = property(lambda self: us_to_s(self.per_message_us))
     message_delay_s = property(lambda self: us_to_s(self.message_delay_us))
+
+    def data_delay_s(self, payload_bytes: int) -> float:
+        """One-way time of a message's data after its transmission ends."""
+        if not self.message_delay_by_bytes:
+            return self.latency_s + self.message_delay_s
+        sizes, delays_us = zip(*self.message_delay_by_bytes, strict=True)
+        return self.latency_s + us_to_s(float(np.interp(payload_bytes, sizes, delays_us)))

@@ -1,0 +1,66 @@
+"""The host's speed of the moment, gauged by one small fixed Transformer stack.
+
+A shared (virtual) machine does not keep one speed: on this kind of host the same
+product takes up to 1.5x longer a minute later (CPU time taken by other machines, clock
+changes). The relative cost of two operators moves far less than either. So an
+operator table is kept in the units of a reference timed beside its entries, and a
+prediction for a later moment multiplies by the reference timed then: no program of
+the strategy is timed, only this reference. The reference is a forward of the generic
+probe stack (``probe_stack.py``: width 256, 64 tokens, 2 blocks, ~3 ms), a mix of
+products, attention and element-wise work like the steps it scales (one matrix product
+alone, cache-resident, tracked the host's speed for small operators badly here).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from prismsim.realrun.probe_stack import probe_stack
+
+REFERENCE = (256, 64, 2)  # width, tokens and blocks of the reference probe stack
+GAUGE_BATCH_S = 0.004  # one timed batch of references lasts about this long
+
+
+def _reference_call() -> Callable[[], object]:
+    stack, x = probe_stack(*REFERENCE)
+
+    def forward() -> object:
+        with torch.no_grad():
+            return stack(x)
+    return forward
+
+
+class Gauge:
+    """Times the reference on demand (one torch thread, as the caller set)."""
+
+    def __init__(self) -> None:
+        self.call = _reference_call()
+        self.call()
+        start = time.perf_counter()
+        self.call()
+        self.reps = max(1, round(GAUGE_BATCH_S / max(time.perf_counter() - start, 1e-7)))
+
+    def seconds(self, batches: int = 1) -> float:
+        """Seconds of one reference forward: the median of ``batches`` timed batches."""
+        out = []
+        for _ in range(batches):
+            start = time.perf_counter()
+            for _ in range(self.reps):
+                self.call()
+            out.append((time.perf_counter() - start) / self.reps)
+        return statistics.median(out)
+
+
+def gauge_s(batches: int = 5) -> float:
+    """Seconds of one reference forward now, with one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return Gauge().seconds(batches)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,71 @@
+"""How a validation compares: mean absolute percentage error, the share of points within
+a bound (nn-Meter's +-10 % metric), and the measured-vs-simulated scatter plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def mape(table: pd.DataFrame, name: str = "predicted", distributed_only: bool = True
+         ) -> float:
+    """Mean absolute percentage error of ``name``'s latencies (predicted, simulated,
+    ...: the columns <name>_ms and <name>_error_pct)."""
+    rows = table[table["devices"] > 1] if distributed_only else table
+    return float(rows[f"{name}_error_pct"].abs().mean())
+
+
+def share_within(table: pd.DataFrame, name: str = "predicted", limit_pct: float = 10.0
+                 ) -> float:
+    """The share of distributed points whose error is within +-limit_pct."""
+    rows = table[table["devices"] > 1]
+    return float((rows[f"{name}_error_pct"].abs() <= limit_pct).mean())
+
+
+def scatter_plot(table: pd.DataFrame, path: Path, name: str = "predicted") -> None:
+    """Measured against ``name``'s latencies, per configuration."""
+    column = f"{name}_ms"
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for (strategy, options, devices), group in table.groupby(["strategy", "options",
+                                                              "devices"]):
+        label = f"{strategy} {options if options != '{}' else ''} P={devices}"
+        ax.scatter(group["measured_ms"], group[column], label=label, s=18)
+    top = float(max(table["measured_ms"].max(), table[column].max())) * 1.05
+    ax.plot([0, top], [0, top], color="gray", lw=0.8, ls="--", label="equal")
+    what = name.replace("_", " ")
+    ax.set(xlabel="measured latency (ms)", ylabel=f"{what} latency (ms)", xlim=(0, top),
+           ylim=(0, top), title=f"{what.capitalize()} vs testbed (MAPE "
+                                f"{mape(table, name):.1f} %)")
+    ax.legend(fontsize=6)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+
+
+def error_grid(table: pd.DataFrame, column: str = "predicted_error_pct") -> pd.DataFrame:
+    """Every distributed point's error in one table: a row per strategy, options and
+    device count, a column per network point ("<Mbit/s> Mbit/s <ms> ms")."""
+    rows = table[table["devices"] > 1].copy()
+    rows["network"] = [f"{b:g} Mbit/s {lat:g} ms" for b, lat in
+                       zip(rows["bandwidth_mbps"], rows["latency_ms"], strict=True)]
+    grid = rows.pivot_table(index=["strategy", "options", "devices"], columns="network",
+                            values=column, sort=False)
+    return grid.round(1)
+
+
+def layer_waits(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per distributed point: the median time from one layer's end to the next on the
+    master (its wait for the exchange plus the layer's compute), measured and predicted,
+    over the layers after the first exchange (the first also waits for the input)."""
+    rows = []
+    keys = ["strategy", "options", "devices", "bandwidth_mbps", "latency_ms"]
+    for key, group in layers[layers["devices"] > 1].groupby(keys, sort=False):
+        group = group.sort_values("layer")
+        steady = group["layer"] >= group["layer"].min() + 2
+        measured = group["measured_ms"].diff()[steady].median()
+        predicted = group["predicted_ms"].diff()[steady].median()
+        rows.append({**dict(zip(keys, key, strict=True)), "measured_layer_ms": measured,
+                     "predicted_layer_ms": predicted,
+                     "error_pct": 100 * (predicted - measured) / measured})
+    return pd.DataFrame(rows)

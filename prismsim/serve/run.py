@@ -1,0 +1,264 @@
+"""``prismsim serve``: every configuration of a serving file at every load, replicated,
+and its capacity under the SLO; each finished run is kept (``parts/``), so an
+interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prismsim.cost.cache import WorkloadCache
+from prismsim.progress import Progress
+from prismsim.serve.arrivals import arrivals_s
+from prismsim.serve.engine import ServingResult, ServingSetup, serve, serve_closed
+from prismsim.serve.spec import LoadedServe, ServeError, ServingConfiguration
+from prismsim.serve.stats import aggregate, request_table, run_summary
+from prismsim.sim import simulate
+
+CAPACITY_STEPS = 12  # bisection halvings: the capacity to 1/4096 of the upper bound
+LOAD_KEYS = ("label", "load", "value")  # a load: ("rate", per s), ("clients", N), ("trace", 0)
+
+
+@dataclass
+class Served:
+    """A configuration ready to serve: its workloads and the run settings."""
+
+    index: int
+    label: str
+    config: ServingConfiguration
+    setup: ServingSetup
+    fingerprint: str  # of everything a run's result depends on but the load and seed
+
+    @property
+    def devices(self) -> int:
+        return self.config.groups * self.config.devices
+
+
+def prepare(loaded: LoadedServe, cache: WorkloadCache, progress: Progress) -> list[Served]:
+    """Trace (or take from the cache) each configuration's workloads, one per batch size."""
+    out = []
+    for i, c in enumerate(loaded.spec.configurations):
+        options = {k: v for k, v in (("cr", c.cr), ("segments", c.segments),
+                                     ("exchange", c.exchange)) if v is not None}
+        wls = {}
+        for b in range(1, c.max_batch + 1):
+            progress(f"workload of {loaded.label(i)} batch {b}", 0)
+            wls[b] = cache.get(loaded.model, c.strategy, c.devices, batch=b,
+                               tokens=loaded.spec.model.tokens, **options)
+        setup = ServingSetup(wls, c.groups, c.dispatch, c.queue_limit, c.max_batch,
+                             c.max_wait_ms / 1e3)
+        out.append(Served(i, loaded.label(i), c, setup, _fingerprint(loaded, c)))
+    return out
+
+
+def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
+    s = loaded.spec.serving
+    what = {"model": loaded.model, "tokens": loaded.spec.model.tokens,
+            "config": c.model_dump(), "device": loaded.devices[c.profile].model_dump(),
+            "link": loaded.link.model_dump(),
+            "stream": s.model_dump(exclude={"rates_per_s", "clients", "replications",
+                                            "slo_p99_ms", "max_drop_share"})}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def _serve_once(loaded: LoadedServe, sv: Served, load: str, value: float, seed: int
+                ) -> ServingResult:
+    s, device = loaded.spec.serving, loaded.devices[sv.config.profile]
+    if load == "clients":
+        rng = np.random.default_rng(seed)
+        return serve_closed(sv.setup, int(value), lambda: rng.exponential(s.think_ms / 1e3),
+                            s.requests, device, loaded.link)
+    if load == "trace":
+        assert loaded.trace_s is not None
+        times = loaded.trace_s
+    else:
+        times = arrivals_s(s.arrivals, value, s.requests, seed, on_s=s.on_s, off_s=s.off_s)
+    return serve(sv.setup, times, device, loaded.link)
+
+
+class Parts:
+    """Finished runs on disk: a summary (JSON) and the requests (parquet) per run."""
+
+    def __init__(self, out: Path):
+        self.dir = out / "parts"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _name(self, sv: Served, load: str, value: float, rep: int) -> str:
+        return f"{sv.fingerprint}-{load}-{value!r}-r{rep}"
+
+    def get(self, sv: Served, load: str, value: float, rep: int) -> dict[str, Any] | None:
+        path = self.dir / f"{self._name(sv, load, value, rep)}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, sv: Served, load: str, value: float, rep: int, summary: dict[str, Any],
+            requests: pd.DataFrame | None) -> None:
+        name = self._name(sv, load, value, rep)
+        if requests is not None:
+            tmp = self.dir / f"{name}.parquet.tmp"
+            requests.to_parquet(tmp, index=False)
+            tmp.replace(self.dir / f"{name}.parquet")
+        tmp = self.dir / f"{name}.json.tmp"
+        tmp.write_text(json.dumps(summary))
+        tmp.replace(self.dir / f"{name}.json")  # last: the run counts as done
+
+    def requests(self, sv: Served, load: str, value: float, rep: int) -> pd.DataFrame:
+        return pd.read_parquet(self.dir / f"{self._name(sv, load, value, rep)}.parquet")
+
+
+def run_one(loaded: LoadedServe, sv: Served, parts: Parts, load: str, value: float,
+            rep: int, keep_requests: bool) -> dict[str, Any]:
+    """One replication at one load: its summary row (from ``parts`` if done before)."""
+    done = parts.get(sv, load, value, rep)
+    if done is not None:
+        return done
+    s = loaded.spec.serving
+    result = _serve_once(loaded, sv, load, value, s.seed + rep)
+    table = request_table(result, s.warmup)
+    row = {"label": sv.label, "configuration": sv.index, "load": load, "value": value,
+           "replication": rep, **run_summary(result, table)}
+    parts.put(sv, load, value, rep, row, table if keep_requests else None)
+    return row
+
+
+def loads(loaded: LoadedServe) -> list[tuple[str, float]]:
+    s = loaded.spec.serving
+    if s.arrivals == "trace":
+        return [("trace", 0.0)]
+    if s.arrivals == "closed":
+        return [("clients", float(n)) for n in s.clients]
+    return [("rate", r) for r in s.rates_per_s]
+
+
+def replications(loaded: LoadedServe) -> int:
+    """A replayed trace is the same every time: one replication."""
+    return 1 if loaded.spec.serving.arrivals == "trace" else loaded.spec.serving.replications
+
+
+def grid_runs(loaded: LoadedServe, served: list[Served], parts: Parts, progress: Progress
+              ) -> Iterator[dict[str, Any]]:
+    for sv in served:
+        for load, value in loads(loaded):
+            for rep in range(replications(loaded)):
+                progress(f"{sv.label} at {load} {value:g}, replication {rep + 1}", 0)
+                yield run_one(loaded, sv, parts, load, value, rep, True)
+                progress(f"{sv.label} at {load} {value:g}", 1)
+
+
+def one_inference(loaded: LoadedServe, sv: Served) -> tuple[float, float]:
+    """(latency, busiest device's busy time) of one request on idle devices, batch 1."""
+    wl = sv.setup.workloads[1]
+    r = simulate(wl, loaded.devices[sv.config.profile], loaded.link)
+    busy = max(d.compute_s + d.staging_s for d in r.devices)
+    return r.latency_s, busy
+
+
+def upper_rate(loaded: LoadedServe, sv: Served) -> float:
+    """No load above this can be served: each group's busiest device is busy all the
+    time, or (one shared channel) the channel carries something all the time, with
+    batches of the best size."""
+    device, link, groups = loaded.devices[sv.config.profile], loaded.link, sv.config.groups
+    best = 0.0
+    for b, wl in sv.setup.workloads.items():
+        r = simulate(wl, device, link)
+        busy = max(max(d.compute_s + d.staging_s, d.tx_s) for d in r.devices)
+        rate = groups * b / busy
+        if link.medium == "shared":  # every transmission of every group takes its turn
+            channel_s = (2 if link.relay else 1) * sum(d.tx_s for d in r.devices)
+            rate = min(rate, b / channel_s) if channel_s > 0 else rate
+        best = max(best, rate)
+    return best
+
+
+def check_slo(loaded: LoadedServe, served: list[Served]) -> None:
+    """An SLO no configuration meets even on idle devices is a mistake in the file."""
+    slo_ms = loaded.spec.serving.slo_p99_ms
+    if slo_ms is None:
+        return
+    idle_ms = [one_inference(loaded, sv)[0] * 1e3 for sv in served]
+    if min(idle_ms) > slo_ms:
+        best = served[idle_ms.index(min(idle_ms))].label
+        raise ServeError(f"{loaded.path.name}: serving.slo_p99_ms: {slo_ms:g} ms is below "
+                         f"one inference on idle devices of every configuration (fastest: "
+                         f"{best}, {min(idle_ms):.1f} ms): no load meets it")
+
+
+def _meets(loaded: LoadedServe, rows: list[dict[str, Any]]) -> bool:
+    s = loaded.spec.serving
+    agg = aggregate(pd.DataFrame(rows), ["label"]).iloc[0]
+    assert s.slo_p99_ms is not None
+    return bool(agg["latency_p99_s"] * 1e3 <= s.slo_p99_ms
+                and agg["drop_share"] <= s.max_drop_share)
+
+
+def capacity(loaded: LoadedServe, sv: Served, parts: Parts, progress: Progress
+             ) -> dict[str, Any]:
+    """The highest rate (of the file's arrival pattern) whose mean p99 over the
+    replications stays within the SLO with few enough drops, by bisection between 0 and
+    the upper bound; the same seeds at every rate. 0 when one inference on idle devices
+    already takes longer than the SLO."""
+    slo_ms = loaded.spec.serving.slo_p99_ms
+    assert slo_ms is not None
+    upper, idle_ms = upper_rate(loaded, sv), one_inference(loaded, sv)[0] * 1e3
+    lo, hi, rows_at_lo = 0.0, upper, []
+    for _ in range(CAPACITY_STEPS if idle_ms <= slo_ms else 0):
+        mid = (lo + hi) / 2
+        progress(f"capacity of {sv.label}: {mid:.3g}/s", 0)
+        rows = [run_one(loaded, sv, parts, "rate", mid, rep, False)
+                for rep in range(replications(loaded))]
+        if _meets(loaded, rows):
+            lo, rows_at_lo = mid, rows
+        else:
+            hi = mid
+    progress(f"capacity of {sv.label}", 1)
+    agg = aggregate(pd.DataFrame(rows_at_lo), ["label"]).iloc[0] if rows_at_lo else None
+    return {"label": sv.label, "capacity_per_s": lo, "upper_bound_per_s": upper,
+            "slo_p99_ms": slo_ms, "single_inference_ms": idle_ms,
+            "p99_at_capacity_ms": math.nan if agg is None else agg["latency_p99_s"] * 1e3}
+
+
+def count_steps(loaded: LoadedServe) -> int:
+    n_conf = len(loaded.spec.configurations)
+    grid = n_conf * len(loads(loaded)) * replications(loaded)
+    cap = n_conf if loaded.spec.serving.slo_p99_ms is not None else 0
+    return grid + cap
+
+
+@dataclass
+class ServingRun:
+    runs: pd.DataFrame  # one row per configuration x load x replication
+    requests: pd.DataFrame  # every request of those runs
+    capacity: pd.DataFrame | None  # one row per configuration (with an SLO)
+
+
+def run_serving(loaded: LoadedServe, out: Path, progress: Progress,
+                cache: WorkloadCache | None = None, fresh: bool = False) -> ServingRun:
+    """Every configuration at every load (and its capacity, with an SLO); runs finished
+    by an earlier call with the same settings are read back, not simulated again."""
+    cache = cache or WorkloadCache()
+    served = prepare(loaded, cache, progress)
+    check_slo(loaded, served)
+    parts = Parts(out)
+    if fresh:
+        for f in parts.dir.iterdir():
+            f.unlink()
+    runs = pd.DataFrame(list(grid_runs(loaded, served, parts, progress)))
+    frames = []
+    for row in runs.itertuples():
+        table = parts.requests(served[row.configuration], row.load, row.value,
+                               row.replication)
+        frames.append(table.assign(label=row.label, load=row.load, value=row.value,
+                                   replication=row.replication))
+    cap = None
+    if loaded.spec.serving.slo_p99_ms is not None:
+        cap = pd.DataFrame([capacity(loaded, sv, parts, progress) for sv in served])
+    requests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return ServingRun(runs, requests, cap)

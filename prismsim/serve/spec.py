@@ -1,0 +1,167 @@
+"""The serving file (``prismsim serve``): configurations of devices serving a request
+stream, and the stream (strict YAML: unknown keys are errors naming file and key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from prismsim.names import check_model
+from prismsim.scenario.schema import Exchange, ModelSection
+from prismsim.serve.arrivals import read_trace
+from prismsim.serve.engine import DISPATCH
+from prismsim.sim.catalog import load_catalog_data, pick
+from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.strategies import STRATEGIES
+from prismsim.userfiles import StrictModel, UserFileError, load_model_file
+
+
+class ServeError(UserFileError):
+    """A serving file that cannot run; the message names file and key."""
+
+
+class ServingConfiguration(StrictModel):
+    """Devices serving the stream: ``groups`` groups of ``devices`` devices each."""
+
+    label: str | None = None  # name in tables and plots; None: made from the fields
+    strategy: str
+    devices: PositiveInt = 1  # P: devices one request is split across
+    groups: PositiveInt = 1  # independent groups behind the dispatcher
+    profile: str = "cpu-2core-2.1ghz"  # device catalog name (the paper's CPU)
+    cr: PositiveFloat | None = None  # prism: compression rate ...
+    segments: PositiveInt | None = None  # ... or Segment Means per partition
+    exchange: Exchange | None = None  # voltage, prism: how blocks exchange (None: p2p)
+    dispatch: Literal["round_robin", "shortest_queue"] = "round_robin"
+    max_batch: PositiveInt = 1  # dynamic batching: most requests served as one batch
+    max_wait_ms: NonNegativeFloat = 0.0  # longest the master waits for a fuller batch
+    queue_limit: PositiveInt | None = None  # waiting requests per group; None: no limit
+
+
+class StreamSection(StrictModel):
+    """The requests: open loop (a pattern at each rate) or a replayed trace or a closed
+    loop of clients."""
+
+    arrivals: Literal["poisson", "constant", "onoff", "trace", "closed"] = "poisson"
+    rates_per_s: list[PositiveFloat] = Field(default_factory=list)  # offered loads
+    on_s: PositiveFloat = 1.0  # onoff: length of a burst
+    off_s: PositiveFloat = 1.0  # onoff: quiet time between bursts
+    trace: str | None = None  # trace: CSV with a time_s column, relative to this file
+    clients: list[PositiveInt] = Field(default_factory=list)  # closed: users (a grid)
+    think_ms: PositiveFloat = 1000.0  # closed: mean think time (exponential)
+    requests: PositiveInt = 2000  # per replication (a trace: its own length)
+    warmup: int = Field(200, ge=0)  # first requests left out of every figure
+    replications: PositiveInt = 5  # independent seeds per load: intervals need >= 2
+    seed: int = 0  # replication r uses seed + r
+    slo_p99_ms: PositiveFloat | None = None  # capacity: highest rate with p99 within it
+    max_drop_share: float = Field(0.01, ge=0, le=1)  # capacity: drops allowed at it
+
+
+class ServeSpec(StrictModel):
+    name: str
+    description: str = ""  # free text for the reader of the file
+    model: ModelSection  # the model whose workloads are simulated (architecture if given)
+    link: str | LinkSpec = "ethernet-1g"  # catalog name or LinkSpec fields
+    rendezvous: bool | None = None  # GLOO-style rendezvous; None: the link's own
+    catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
+    configurations: list[ServingConfiguration] = Field(min_length=1)
+    serving: StreamSection
+    output: str | None = None  # results folder (default results/<name>)
+
+
+@dataclass
+class LoadedServe:
+    path: Path
+    spec: ServeSpec
+    devices: dict[str, DeviceSpec]
+    link: LinkSpec
+    trace_s: np.ndarray | None  # a trace's arrival times
+
+    @property
+    def output(self) -> Path:
+        return Path(self.spec.output or f"results/{self.spec.name}")
+
+    @property
+    def model(self) -> str:
+        return self.spec.model.architecture or self.spec.model.name
+
+    def label(self, i: int) -> str:
+        c = self.spec.configurations[i]
+        return c.label or configuration_label(c)
+
+
+def configuration_label(c: ServingConfiguration) -> str:
+    parts = [c.strategy, f"P={c.devices}"]
+    parts += [f"CR={c.cr:g}"] if c.cr else []
+    parts += [f"means={c.segments}"] if c.segments else []
+    parts += [f"x{c.groups}"] if c.groups > 1 else []
+    parts += [f"batch<={c.max_batch}"] if c.max_batch > 1 else []
+    return " ".join(parts)
+
+
+def _check_configuration(c: ServingConfiguration, devices: dict[str, DeviceSpec],
+                         key: str) -> None:
+    if c.strategy not in STRATEGIES:
+        raise ServeError(f"{key}.strategy: unknown strategy {c.strategy!r}; known: "
+                         f"{', '.join(STRATEGIES)}")
+    if c.profile not in devices:
+        raise ServeError(f"{key}.profile: unknown device {c.profile!r}; known: "
+                         f"{', '.join(sorted(devices))}")
+    if (c.strategy == "single") != (c.devices == 1):
+        raise ServeError(f"{key}.devices: single runs on 1 device, the other strategies "
+                         f"on 2 or more (got {c.strategy} on {c.devices})")
+    if c.dispatch not in DISPATCH:  # the Literal already says so; kept in step
+        raise ServeError(f"{key}.dispatch: one of {', '.join(DISPATCH)}")
+
+
+def _check_stream(s: StreamSection, where: str) -> None:
+    needs = {"trace": (s.trace, "trace: a CSV file"), "closed": (s.clients, "clients: [N, ...]")}
+    if s.arrivals in needs and not needs[s.arrivals][0]:
+        raise ServeError(f"{where}: serving.{needs[s.arrivals][1].split(':')[0]}: "
+                         f"{s.arrivals} arrivals need {needs[s.arrivals][1]}")
+    if s.arrivals not in needs and not s.rates_per_s and s.slo_p99_ms is None:
+        raise ServeError(f"{where}: serving.rates_per_s: give the offered loads "
+                         f"(requests per second), or slo_p99_ms for the capacity")
+    if s.slo_p99_ms is not None and s.arrivals in needs:
+        raise ServeError(f"{where}: serving.slo_p99_ms: the capacity is found over "
+                         f"arrival rates: give arrivals poisson, constant or onoff")
+    if s.warmup >= s.requests and s.arrivals != "trace":
+        raise ServeError(f"{where}: serving.warmup: {s.warmup} leaves none of the "
+                         f"{s.requests} requests to measure")
+
+
+def load_serve(path: str | Path) -> LoadedServe:
+    path = Path(path)
+    where = path.name
+    spec = load_model_file(path, ServeSpec, "serving sections (model:, configurations:, "
+                           "serving:)", ServeError)
+    check_model(spec.model.name, f"{where}: model.name", ServeError)
+    check_model(spec.model.architecture, f"{where}: model.architecture", ServeError)
+    try:
+        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog",
+                                           path.parent)
+    except ValueError as e:
+        raise ServeError(str(e)) from None
+    for i, c in enumerate(spec.configurations):
+        _check_configuration(c, devices, f"{where}: configurations[{i}]")
+    _check_stream(spec.serving, where)
+    link = _link(spec, links, where)
+    trace = read_trace(path.parent / spec.serving.trace) if (
+        spec.serving.arrivals == "trace" and spec.serving.trace) else None
+    return LoadedServe(path, spec, devices, link, trace)
+
+
+def _link(spec: ServeSpec, links: dict[str, LinkSpec], where: str) -> LinkSpec:
+    if isinstance(spec.link, LinkSpec):
+        link = spec.link
+    else:
+        try:
+            link = pick(links, spec.link, "link")
+        except ValueError as e:
+            raise ServeError(f"{where}: link: {e}") from None
+    if spec.rendezvous is not None:
+        link = link.model_copy(update={"rendezvous": spec.rendezvous})
+    return link
