@@ -89,6 +89,15 @@ def test_a_second_call_reads_the_runs_back_and_replots(tmp_path):
     (("slo_p99_ms: SLO", "slo_p99_ms: 0.001"), "serve.yaml: serving.slo_p99_ms: 0.001 ms"),
     (("strategy: single", "strategy: magic"), "configurations[0].strategy: unknown"),
     (("warmup: 30", "warmup: 300"), "serve.yaml: serving.warmup: 300 leaves none"),
+    (("strategy: single, devices: 1", "strategy: adaptive, devices: 2"),
+     "configurations[0].candidates: adaptive chooses among 2 or more"),
+    (("strategy: single, devices: 1", "strategy: adaptive, devices: 2, candidates: "
+      "[{strategy: single}, {strategy: prism, cr: 4}], max_batch: 2"),
+     "configurations[0].max_batch: adaptive serves one request at a time"),
+    (("strategy: single, devices: 1", "strategy: adaptive, devices: 2, candidates: "
+      "[{strategy: single}, {strategy: magic}]"), "configurations[0].candidates[1].strategy"),
+    (("devices: 1, profile", "devices: 1, candidates: [{strategy: single}], profile"),
+     "configurations[0].candidates: only an adaptive configuration"),
 ])
 def test_bad_input_is_one_line_naming_file_and_key(tmp_path, change, says):
     (tmp_path / "t.csv").write_text("time_s\n")
@@ -105,11 +114,12 @@ def test_bad_input_is_one_line_naming_file_and_key(tmp_path, change, says):
 def test_every_serving_file_loads():
     names = [p for p in sorted(Path("scenarios").glob("*.yaml"))
              if "serving" in yaml.safe_load(p.read_text())]
-    assert [p.name for p in names] == ["jetson_serving.yaml"]
-    loaded = load_serve(names[0])
-    assert [c.strategy for c in loaded.spec.configurations] == [
-        "single", "single", "prism", "voltage"]
-    assert loaded.link.rendezvous and loaded.spec.serving.slo_p99_ms == 300
+    assert [p.name for p in names] == ["cpu_serving.yaml", "jetson_serving.yaml"]
+    cpu, jetson = (load_serve(p) for p in names)
+    assert [c.strategy for c in jetson.spec.configurations] == [
+        "single", "single", "prism", "voltage", "adaptive"]
+    assert jetson.link.rendezvous and jetson.spec.serving.slo_p99_ms == 300
+    assert [c.strategy for c in cpu.spec.configurations] == ["single", "prism", "adaptive"]
 
 
 def test_the_same_seeds_give_the_same_bytes(tmp_path):

@@ -184,3 +184,20 @@ def test_requests_alone_on_idle_devices_take_the_one_inference_timeline(
     _same_run(*runs)
     waited = [r for r in runs[0].requests if r.start_s - r.arrival_s > 1e-9]
     assert 0 < len(waited) < len(times)  # both kinds of request occur
+
+
+def test_shared_channel_utilisation_counts_every_hop():
+    """Device 0 computes 1 s, then 1000 bytes go to device 1 at 8000 bit/s (1 s of air);
+    device 1 computes 2 s. Direct: the channel carries 1 s of the 4 s run; through an
+    access point each frame crosses twice: 2 s of the 5 s run."""
+    msg = Message(id=0, src=0, dst=(1,), broadcast=False, tag="m0", shape=(1,),
+                  payload_bytes=1000)
+    wl = Workload({"output_device": 1},
+                  [[_compute(1.0), Task("send", "m0", messages=(0,))],
+                   [Task("recv", "r", messages=(0,)), _compute(2.0)]], [msg])
+    figures = []
+    for relay in (False, True):
+        link = LinkSpec(bandwidth_mbps=0.008, latency_ms=0, medium="shared", relay=relay)
+        res = serve(ServingSetup({1: wl}), [0.0], CPU, link)
+        figures.append(run_summary(res, request_table(res, 0))["channel_util"])
+    assert figures == pytest.approx([1 / 4, 2 / 5])

@@ -26,7 +26,7 @@ import simpy
 
 from prismsim.serve.shortcut import IdleShortcut
 from prismsim.sim.engine import MASTER_DEVICE, _Replay
-from prismsim.sim.program import Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.program import Op, PostReceives, Receive, device_ops, shift_keys
 from prismsim.sim.results import DeviceStats, SimResult, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Message, Workload
@@ -43,6 +43,9 @@ class Request:
     finish_s: float | None = None  # its output is ready
     batch: int = 0  # requests served together with it (itself included)
     dropped: bool = False  # refused: the group's queue was full
+    boards: int = 0  # devices that ran it
+    choice: str = ""  # adaptive pools: the candidate that served it
+    energy_j: float = math.nan  # its share of its batch's active energy (above idle)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ServingResult:
     devices: list[DeviceStats]  # G x P of them, group by group
     end_s: float  # when the last device finished its last task
     bytes_on_air: int
+    channel_busy_s: float | None = None  # one shared channel: its time carrying frames
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class _Job:
     left: int  # devices still running their part of it
     output: int | None  # the device whose finish is the requests' finish; None: the last
     group: int
+    keys: range = range(0)  # its messages' running keys
+    active_j: float = 0.0  # energy above idle of its devices' compute, sends and receives
 
 
 class _Serving(_Replay):
@@ -94,25 +100,17 @@ class _Serving(_Replay):
         self.waiters: dict[int, simpy.Event] = {}  # closed loop: request -> its client
         self.shortcut = IdleShortcut(specs, self.n, link, setup.groups,
                                      setup.shortcut and host is None)
+        self.key_job: dict[int, _Job] = {}  # running key -> the job its message is of
+        self.extra_w = [(s.compute_w - s.idle_w, s.tx_w - s.idle_w, s.rx_w - s.idle_w)
+                        for s in specs]  # each device's power above idle per state
 
     def _message(self, key: int) -> Message:
         return self.msgs[key]
 
     def _job_ops(self, wl: Workload, group: int, p: int) -> list[Op]:
         """Device p's operations for one request, with the request's message keys."""
-        base = self.next_key
-        ops = device_ops(wl, p, self.specs[group * self.n + p], True)
-        out: list[Op] = []
-        for op in ops:
-            if isinstance(op, SendMessage):
-                out.append(SendMessage(op.message + base, op.label))
-            elif isinstance(op, Receive):
-                out.append(Receive(tuple(m + base for m in op.messages), op.label))
-            elif isinstance(op, PostReceives):
-                out.append(PostReceives(tuple(m + base for m in op.messages)))
-            else:
-                out.append(op)
-        return out
+        return shift_keys(device_ops(wl, p, self.specs[group * self.n + p], True),
+                          self.next_key)
 
     def _number(self, wl: Workload, group: int) -> None:
         """The request's messages under fresh keys, between this group's devices."""
@@ -131,8 +129,8 @@ class _Serving(_Replay):
         wl = self.setup.workloads[len(batch)]
         jobs = [self._job_ops(wl, group, p) for p in range(self.n)]
         self._number(wl, group)
-        self.next_key += len(wl.messages)
         job = self._job(group, batch)
+        self._keys(job, len(wl.messages))
         for p in range(1, self.n):
             self.inbox[group * self.n + p].put((job, jobs[p]))
         return jobs[MASTER_DEVICE], job
@@ -140,8 +138,42 @@ class _Serving(_Replay):
     def _job(self, group: int, batch: list[Request]) -> _Job:
         output = self.setup.workloads[len(batch)].meta.get("output_device")
         self.shortcut.active[group] += 1
+        for r in batch:
+            r.boards = self.n
         return _Job(batch, self.n, None if output is None else group * self.n + output,
                     group)
+
+    def _keys(self, job: _Job, n_messages: int) -> None:
+        """The next ``n_messages`` running keys are the job's."""
+        job.keys = range(self.next_key, self.next_key + n_messages)
+        self.next_key += n_messages
+        for k in job.keys:
+            self.key_job[k] = job
+
+    def _run_part(self, d: int, ops: list[Op], job: _Job) -> Generator[Any, Any, None]:
+        """Device d runs its part of ``job``; its compute energy is the job's."""
+        before_s = self.stats[d].compute_s
+        yield from self.walk(d, ops)
+        job.active_j += self.extra_w[d][0] * (self.stats[d].compute_s - before_s)
+
+    def _air_j(self, msg: Message) -> float:
+        """Energy above idle the sender and the receivers of ``msg`` spent on the air."""
+        med, w = self.medium, self.extra_w
+        return (w[msg.src][1] * med.tx_s[msg.src]
+                + sum(w[d][2] * med.rx_s[d] for d in msg.dst))
+
+    def _send(self, msg: Message, key: int) -> None:
+        if self.rendezvous:  # the copies are booked by _book
+            super()._send(msg, key)
+            return
+        before_j = self._air_j(msg)
+        super()._send(msg, key)
+        self.key_job[key].active_j += self._air_j(msg) - before_j
+
+    def _book(self, msg: Message, key: int, dst: int, at: float) -> None:
+        before_j = self._air_j(msg)
+        super()._book(msg, key, dst, at)
+        self.key_job[key].active_j += self._air_j(msg) - before_j
 
     def _batch(self, group: int) -> Generator[Any, Any, list[Request]]:
         """The next batch of the group's queue (waits for its first request)."""
@@ -177,7 +209,7 @@ class _Serving(_Replay):
                 continue
             ops, job = self._start(group, batch)
             self.blocked_s[g0] += self.env.now - self.stats[g0].finish_s  # idle, waiting
-            yield from self.walk(g0, ops)
+            yield from self._run_part(g0, ops, job)
             self._finished(job, g0)
 
     def _as_one_inference(self, group: int, batch: list[Request], r: SimResult
@@ -188,6 +220,8 @@ class _Serving(_Replay):
         job = self._job(group, batch)
         for p, dev in enumerate(r.devices):
             d, st = g0 + p, self.stats[g0 + p]
+            w = self.extra_w[d]
+            job.active_j += w[0] * dev.compute_s + w[1] * dev.tx_s + w[2] * dev.rx_s
             st.compute_s += dev.compute_s
             st.staging_s += dev.staging_s
             st.wait_s += dev.wait_s
@@ -200,6 +234,7 @@ class _Serving(_Replay):
                 done = self.env.timeout(dev.finish_s)
                 done.callbacks.append(lambda _, d=d: self._finished(job, d))
         med.bytes_on_air += r.bytes_on_air
+        med.air_s += r.air_s
         yield self.env.timeout(r.devices[MASTER_DEVICE].finish_s)
         self._finished(job, g0)
 
@@ -209,7 +244,7 @@ class _Serving(_Replay):
             first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
             if self.rendezvous and first is ops[0] and first is not None:
                 self._posted_early(d, first.messages)
-            yield from self.walk(d, ops)
+            yield from self._run_part(d, ops, job)
             self.idle_since[d] = self.env.now + self.medium.latency_s
             self._finished(job, d)
 
@@ -229,6 +264,10 @@ class _Serving(_Replay):
         job.left -= 1
         if job.left == 0:
             self.shortcut.active[job.group] -= 1
+            for k in job.keys:
+                del self.key_job[k]
+            for r in job.batch:
+                r.energy_j = job.active_j / len(job.batch)
         if d == job.output or (job.output is None and job.left == 0):
             for r in job.batch:
                 r.finish_s = self.env.now
@@ -283,12 +322,15 @@ class _Serving(_Replay):
                 self.waiters[r.index] = self.env.event()
                 yield self.waiters[r.index]
 
-    def run_stream(self, source: Callable[[list[Request]], Generator[Any, Any, None]]
-                   ) -> ServingResult:
+    def start_devices(self) -> None:
         for g in range(self.setup.groups):
             self.env.process(self.master(g))
             for p in range(1, self.n):
                 self.env.process(self.worker(g * self.n + p))
+
+    def run_stream(self, source: Callable[[list[Request]], Generator[Any, Any, None]]
+                   ) -> ServingResult:
+        self.start_devices()
         requests: list[Request] = []
         self.env.process(source(requests))
         self.env.run()
@@ -298,7 +340,9 @@ class _Serving(_Replay):
             st.tx_s, st.rx_s = med.tx_s[p], med.rx_s[p]
             st.bytes_sent, st.bytes_received = med.bytes_sent[p], med.bytes_received[p]
             st.energy_j = energy_j(spec, end, st.compute_s, st.tx_s, st.rx_s)
-        return ServingResult(requests, self.stats, end, med.bytes_on_air)
+        shared = self.medium.link.medium == "shared"
+        return ServingResult(requests, self.stats, end, med.bytes_on_air,
+                             med.air_s if shared else None)
 
 
 def check_setup(setup: ServingSetup) -> None:
@@ -321,12 +365,18 @@ def _specs(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec]
     return specs
 
 
+def serving_replay(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec],
+                   link: LinkSpec, host: HostSpec | None = None) -> _Serving:
+    """The replay that serves a stream (``open_loop`` or ``closed_loop``). ``device``:
+    one spec for every device, or one per device of every group (G x P, group by group)."""
+    return _Serving(setup, _specs(setup, device), link, host)
+
+
 def serve(setup: ServingSetup, arrivals_s: Sequence[float],
           device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
           host: HostSpec | None = None) -> ServingResult:
-    """Serve requests arriving at ``arrivals_s`` (increasing seconds). ``device``: one
-    spec for every device, or one per device of every group (G x P, group by group)."""
-    replay = _Serving(setup, _specs(setup, device), link, host)
+    """Serve requests arriving at ``arrivals_s`` (increasing seconds)."""
+    replay = serving_replay(setup, device, link, host)
     return replay.run_stream(lambda out: replay.open_loop(arrivals_s, out))
 
 
@@ -334,5 +384,5 @@ def serve_closed(setup: ServingSetup, clients: int, think: Callable[[], float],
                  n_requests: int, device: DeviceSpec | Sequence[DeviceSpec],
                  link: LinkSpec, host: HostSpec | None = None) -> ServingResult:
     """Serve ``clients`` users in a closed loop (``think()`` draws a think time)."""
-    replay = _Serving(setup, _specs(setup, device), link, host)
+    replay = serving_replay(setup, device, link, host)
     return replay.run_stream(lambda out: replay.closed_loop(clients, think, n_requests, out))

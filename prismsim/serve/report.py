@@ -12,7 +12,8 @@ from prismsim.plots.serving import latency_vs_load
 from prismsim.serve.stats import aggregate
 
 SHOWN = ["label", "load", "value", "throughput_per_s", "latency_p50_s", "latency_p99_s",
-         "latency_p99_s_ci95", "drop_share", "compute_util_max", "energy_per_request_j"]
+         "latency_p99_s_ci95", "drop_share", "compute_util_max", "local_share",
+         "energy_per_request_j"]
 
 
 def write_results(out: Path, runs: pd.DataFrame, requests: pd.DataFrame,

@@ -17,11 +17,13 @@ import pandas as pd
 
 from prismsim.cost.cache import WorkloadCache
 from prismsim.progress import Progress
+from prismsim.serve.adaptive import AdaptiveSetup, Candidate, adaptive_replay
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingResult, ServingSetup, serve, serve_closed
-from prismsim.serve.spec import LoadedServe, ServeError, ServingConfiguration
+from prismsim.serve.engine import ServingResult, ServingSetup, serving_replay
+from prismsim.serve.spec import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
 from prismsim.serve.stats import aggregate, request_table, run_summary
 from prismsim.sim import simulate
+from prismsim.workload import Workload
 
 CAPACITY_STEPS = 12  # bisection halvings: the capacity to 1/4096 of the upper bound
 LOAD_KEYS = ("label", "load", "value")  # a load: ("rate", per s), ("clients", N), ("trace", 0)
@@ -34,7 +36,7 @@ class Served:
     index: int
     label: str
     config: ServingConfiguration
-    setup: ServingSetup
+    setup: ServingSetup | AdaptiveSetup
     fingerprint: str  # of everything a run's result depends on but the load and seed
 
     @property
@@ -46,17 +48,34 @@ def prepare(loaded: LoadedServe, cache: WorkloadCache, progress: Progress) -> li
     """Trace (or take from the cache) each configuration's workloads, one per batch size."""
     out = []
     for i, c in enumerate(loaded.spec.configurations):
-        options = {k: v for k, v in (("cr", c.cr), ("segments", c.segments),
-                                     ("exchange", c.exchange)) if v is not None}
-        wls = {}
-        for b in range(1, c.max_batch + 1):
-            progress(f"workload of {loaded.label(i)} batch {b}", 0)
-            wls[b] = cache.get(loaded.model, c.strategy, c.devices, batch=b,
-                               tokens=loaded.spec.model.tokens, **options)
-        setup = ServingSetup(wls, c.groups, c.dispatch, c.queue_limit, c.max_batch,
-                             c.max_wait_ms / 1e3)
+        progress(f"workloads of {loaded.label(i)}", 0)
+        setup = (_adaptive_setup(loaded, c, cache) if c.strategy == ADAPTIVE
+                 else _fixed_setup(loaded, c, cache))
         out.append(Served(i, loaded.label(i), c, setup, _fingerprint(loaded, c)))
     return out
+
+
+def _fixed_setup(loaded: LoadedServe, c: ServingConfiguration, cache: WorkloadCache
+                 ) -> ServingSetup:
+    options = {k: v for k, v in (("cr", c.cr), ("segments", c.segments),
+                                 ("exchange", c.exchange)) if v is not None}
+    wls = {b: cache.get(loaded.model, c.strategy, c.devices, batch=b,
+                        tokens=loaded.spec.model.tokens, **options)
+           for b in range(1, c.max_batch + 1)}
+    return ServingSetup(wls, c.groups, c.dispatch, c.queue_limit, c.max_batch,
+                        c.max_wait_ms / 1e3)
+
+
+def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: WorkloadCache
+                    ) -> AdaptiveSetup:
+    assert c.candidates
+    candidates = tuple(
+        Candidate(k.label(), cache.get(loaded.model, k.strategy,
+                                       1 if k.strategy == "single" else c.devices,
+                                       batch=1, tokens=loaded.spec.model.tokens,
+                                       **k.options()))
+        for k in c.candidates)
+    return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit)
 
 
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
@@ -73,16 +92,19 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
 def _serve_once(loaded: LoadedServe, sv: Served, load: str, value: float, seed: int
                 ) -> ServingResult:
     s, device = loaded.spec.serving, loaded.devices[sv.config.profile]
+    replay = (adaptive_replay(sv.setup, device, loaded.link)
+              if isinstance(sv.setup, AdaptiveSetup)
+              else serving_replay(sv.setup, device, loaded.link))
     if load == "clients":
         rng = np.random.default_rng(seed)
-        return serve_closed(sv.setup, int(value), lambda: rng.exponential(s.think_ms / 1e3),
-                            s.requests, device, loaded.link)
+        return replay.run_stream(lambda out: replay.closed_loop(
+            int(value), lambda: rng.exponential(s.think_ms / 1e3), s.requests, out))
     if load == "trace":
         assert loaded.trace_s is not None
         times = loaded.trace_s
     else:
         times = arrivals_s(s.arrivals, value, s.requests, seed, on_s=s.on_s, off_s=s.off_s)
-    return serve(sv.setup, times, device, loaded.link)
+    return replay.run_stream(lambda out: replay.open_loop(times, out))
 
 
 class Parts:
@@ -153,24 +175,32 @@ def grid_runs(loaded: LoadedServe, served: list[Served], parts: Parts, progress:
                 progress(f"{sv.label} at {load} {value:g}", 1)
 
 
-def one_inference(loaded: LoadedServe, sv: Served) -> tuple[float, float]:
-    """(latency, busiest device's busy time) of one request on idle devices, batch 1."""
-    wl = sv.setup.workloads[1]
-    r = simulate(wl, loaded.devices[sv.config.profile], loaded.link)
-    busy = max(d.compute_s + d.staging_s for d in r.devices)
-    return r.latency_s, busy
+def _batch_workloads(sv: Served) -> list[tuple[int, Workload]]:
+    """(batch size, workload) of every way the configuration serves a batch."""
+    if isinstance(sv.setup, AdaptiveSetup):
+        return [(1, c.workload) for c in sv.setup.candidates]
+    return list(sv.setup.workloads.items())
+
+
+def one_inference_s(loaded: LoadedServe, sv: Served) -> float:
+    """One request's latency on idle devices, batch 1 (adaptive: its fastest way)."""
+    device = loaded.devices[sv.config.profile]
+    return min(simulate(wl, device, loaded.link).latency_s
+               for b, wl in _batch_workloads(sv) if b == 1)
 
 
 def upper_rate(loaded: LoadedServe, sv: Served) -> float:
     """No load above this can be served: each group's busiest device is busy all the
     time, or (one shared channel) the channel carries something all the time, with
-    batches of the best size."""
+    batches of the best size (adaptive: its best candidate, a local one on every board;
+    a mix of candidates is never above the best of them)."""
     device, link, groups = loaded.devices[sv.config.profile], loaded.link, sv.config.groups
     best = 0.0
-    for b, wl in sv.setup.workloads.items():
+    for b, wl in _batch_workloads(sv):
         r = simulate(wl, device, link)
         busy = max(max(d.compute_s + d.staging_s, d.tx_s) for d in r.devices)
-        rate = groups * b / busy
+        copies = groups * (sv.config.devices if wl.n_devices < sv.config.devices else 1)
+        rate = copies * b / busy
         if link.medium == "shared":  # every transmission of every group takes its turn
             channel_s = (2 if link.relay else 1) * sum(d.tx_s for d in r.devices)
             rate = min(rate, b / channel_s) if channel_s > 0 else rate
@@ -183,7 +213,7 @@ def check_slo(loaded: LoadedServe, served: list[Served]) -> None:
     slo_ms = loaded.spec.serving.slo_p99_ms
     if slo_ms is None:
         return
-    idle_ms = [one_inference(loaded, sv)[0] * 1e3 for sv in served]
+    idle_ms = [one_inference_s(loaded, sv) * 1e3 for sv in served]
     if min(idle_ms) > slo_ms:
         best = served[idle_ms.index(min(idle_ms))].label
         raise ServeError(f"{loaded.path.name}: serving.slo_p99_ms: {slo_ms:g} ms is below "
@@ -207,7 +237,7 @@ def capacity(loaded: LoadedServe, sv: Served, parts: Parts, progress: Progress
     already takes longer than the SLO."""
     slo_ms = loaded.spec.serving.slo_p99_ms
     assert slo_ms is not None
-    upper, idle_ms = upper_rate(loaded, sv), one_inference(loaded, sv)[0] * 1e3
+    upper, idle_ms = upper_rate(loaded, sv), one_inference_s(loaded, sv) * 1e3
     lo, hi, rows_at_lo = 0.0, upper, []
     for _ in range(CAPACITY_STEPS if idle_ms <= slo_ms else 0):
         mid = (lo + hi) / 2

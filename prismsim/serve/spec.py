@@ -24,11 +24,32 @@ class ServeError(UserFileError):
     """A serving file that cannot run; the message names file and key."""
 
 
+ADAPTIVE = "adaptive"  # a configuration's strategy: each request picks a candidate
+
+
+class CandidateSection(StrictModel):
+    """adaptive: one way to serve a request, single on one board or a strategy on all."""
+
+    strategy: str
+    cr: PositiveFloat | None = None  # prism: compression rate ...
+    segments: PositiveInt | None = None  # ... or Segment Means per partition
+    exchange: Exchange | None = None  # voltage, prism: how blocks exchange (None: p2p)
+
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in (("cr", self.cr), ("segments", self.segments),
+                                  ("exchange", self.exchange)) if v is not None}
+
+    def label(self) -> str:
+        return " ".join([self.strategy, *[f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in self.options().items()]])
+
+
 class ServingConfiguration(StrictModel):
     """Devices serving the stream: ``groups`` groups of ``devices`` devices each."""
 
     label: str | None = None  # name in tables and plots; None: made from the fields
-    strategy: str
+    strategy: str  # a strategy, or adaptive (then candidates)
+    candidates: list[CandidateSection] | None = None  # adaptive: single and 1+ on all
     devices: PositiveInt = 1  # P: devices one request is split across
     groups: PositiveInt = 1  # independent groups behind the dispatcher
     profile: str = "cpu-2core-2.1ghz"  # device catalog name (the paper's CPU)
@@ -95,6 +116,8 @@ class LoadedServe:
 
 def configuration_label(c: ServingConfiguration) -> str:
     parts = [c.strategy, f"P={c.devices}"]
+    if c.candidates:
+        parts += ["(" + " | ".join(k.label() for k in c.candidates) + ")"]
     parts += [f"CR={c.cr:g}"] if c.cr else []
     parts += [f"means={c.segments}"] if c.segments else []
     parts += [f"x{c.groups}"] if c.groups > 1 else []
@@ -104,17 +127,37 @@ def configuration_label(c: ServingConfiguration) -> str:
 
 def _check_configuration(c: ServingConfiguration, devices: dict[str, DeviceSpec],
                          key: str) -> None:
-    if c.strategy not in STRATEGIES:
+    if c.strategy == ADAPTIVE:
+        _check_adaptive(c, key)
+    elif c.candidates is not None:
+        raise ServeError(f"{key}.candidates: only an adaptive configuration has "
+                         f"candidates (strategy is {c.strategy})")
+    elif c.strategy not in STRATEGIES:
         raise ServeError(f"{key}.strategy: unknown strategy {c.strategy!r}; known: "
                          f"{', '.join(STRATEGIES)}")
     if c.profile not in devices:
         raise ServeError(f"{key}.profile: unknown device {c.profile!r}; known: "
                          f"{', '.join(sorted(devices))}")
-    if (c.strategy == "single") != (c.devices == 1):
+    if c.strategy != ADAPTIVE and (c.strategy == "single") != (c.devices == 1):
         raise ServeError(f"{key}.devices: single runs on 1 device, the other strategies "
                          f"on 2 or more (got {c.strategy} on {c.devices})")
     if c.dispatch not in DISPATCH:  # the Literal already says so; kept in step
         raise ServeError(f"{key}.dispatch: one of {', '.join(DISPATCH)}")
+
+
+def _check_adaptive(c: ServingConfiguration, key: str) -> None:
+    if not c.candidates or len(c.candidates) < 2:
+        raise ServeError(f"{key}.candidates: adaptive chooses among 2 or more, e.g. "
+                         f"[{{strategy: single}}, {{strategy: prism, cr: 4}}]")
+    for j, k in enumerate(c.candidates):
+        if k.strategy not in STRATEGIES:
+            raise ServeError(f"{key}.candidates[{j}].strategy: unknown strategy "
+                             f"{k.strategy!r}; known: {', '.join(STRATEGIES)}")
+    if all(k.strategy == "single" for k in c.candidates) or c.devices < 2:
+        raise ServeError(f"{key}: adaptive needs devices >= 2 and a candidate other than "
+                         f"single (it runs on all of them)")
+    if c.max_batch > 1:
+        raise ServeError(f"{key}.max_batch: adaptive serves one request at a time (1)")
 
 
 def _check_stream(s: StreamSection, where: str) -> None:

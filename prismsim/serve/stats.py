@@ -19,7 +19,8 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 T_975_LARGE = 1.96  # beyond 30 degrees of freedom (the normal quantile)
 
 REQUEST_COLUMNS = ("request", "arrival_s", "start_s", "finish_s", "queue_wait_s",
-                   "service_s", "latency_s", "group", "batch", "dropped", "warmup")
+                   "service_s", "latency_s", "group", "batch", "dropped", "warmup",
+                   "boards", "choice", "energy_j")
 
 
 def request_table(result: ServingResult, warmup: int) -> pd.DataFrame:
@@ -34,7 +35,8 @@ def request_table(result: ServingResult, warmup: int) -> pd.DataFrame:
             "service_s": r.finish_s - r.start_s if done else math.nan,
             "latency_s": r.finish_s - r.arrival_s if done else math.nan,
             "group": r.group, "batch": r.batch, "dropped": r.dropped,
-            "warmup": r.index < warmup,
+            "warmup": r.index < warmup, "boards": r.boards, "choice": r.choice,
+            "energy_j": r.energy_j,
         })
     return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
 
@@ -73,6 +75,10 @@ def run_summary(result: ServingResult, requests: pd.DataFrame) -> dict[str, Any]
         "batch_mean": float(served["batch"].mean()),
         "compute_util_max": max(compute), "compute_util_mean": float(np.mean(compute)),
         "tx_util_max": max(d.tx_s / end_s for d in result.devices),
+        "channel_util": (math.nan if result.channel_busy_s is None
+                         else result.channel_busy_s / end_s),
+        "local_share": float((served["boards"] == 1).mean()),
+        "energy_active_mean_j": float(served["energy_j"].mean()),
         "energy_per_request_j": sum(d.energy_j for d in result.devices)
         / max(1, int((~requests["dropped"]).sum())),
     }
@@ -95,7 +101,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
 
 SUMMARY_METRICS = ("throughput_per_s", "latency_mean_s", "latency_p50_s", "latency_p95_s",
                    "latency_p99_s", "queue_wait_mean_s", "compute_util_max", "tx_util_max",
-                   "energy_per_request_j", "batch_mean")
+                   "channel_util",
+                   "energy_per_request_j", "energy_active_mean_j", "local_share",
+                   "batch_mean")
 
 
 def aggregate(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

@@ -267,7 +267,7 @@ class _Replay:
             st.bytes_sent, st.bytes_received = med.bytes_sent[p], med.bytes_received[p]
             st.energy_j = energy_j(spec, makespan, st.compute_s, st.tx_s, st.rx_s)
         spans = sorted(self.spans, key=lambda span: span.start_s)
-        return SimResult(latency, self.stats, med.bytes_on_air, spans, makespan)
+        return SimResult(latency, self.stats, med.bytes_on_air, spans, makespan, med.air_s)
 
 
 def simulate(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,

@@ -36,6 +36,7 @@ class Medium:
         self.bytes_sent = [0] * n_devices
         self.bytes_received = [0] * n_devices
         self.bytes_on_air = 0
+        self.air_s = 0.0  # sum of every transmission's time on the medium (all hops)
         self.on_air: AirSink | None = None
 
     def send(self, msg: Message, now: float) -> list[Delivery]:
@@ -58,6 +59,7 @@ class Medium:
         self.tx_s[msg.src] += airtime_s
         self.bytes_sent[msg.src] += msg.payload_bytes
         self.bytes_on_air += msg.payload_bytes * hops
+        self.air_s += end - start
         for d in dsts:
             self.rx_s[d] += airtime_s
             self.bytes_received[d] += msg.payload_bytes

@@ -78,3 +78,18 @@ def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list
     if hit is None or hit[0] is not spec:
         hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge))
     return hit[1]
+
+
+def shift_keys(ops: list[Op], base: int) -> list[Op]:
+    """``ops`` with every message number moved up by ``base`` (a request's keys)."""
+    out: list[Op] = []
+    for op in ops:
+        if isinstance(op, SendMessage):
+            out.append(SendMessage(op.message + base, op.label))
+        elif isinstance(op, Receive):
+            out.append(Receive(tuple(m + base for m in op.messages), op.label))
+        elif isinstance(op, PostReceives):
+            out.append(PostReceives(tuple(m + base for m in op.messages)))
+        else:
+            out.append(op)
+    return out

@@ -50,6 +50,7 @@ class SimResult:
     # when every device is done (devices may go on after the output is ready: work of
     # the last block no one needs); energy counts up to it
     makespan_s: float | None = None
+    air_s: float = 0.0  # every transmission's time on the medium, summed (all hops)
 
     def __post_init__(self) -> None:
         if self.makespan_s is None:
