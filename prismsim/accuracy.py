@@ -22,8 +22,9 @@ from prismsim.assets import fetch
 from prismsim.cache_dir import cache_root
 from prismsim.configuration import command_configurations, prism_settings
 from prismsim.metrics import METRICS, bits_per_byte, mean_kl, top1_agreement
-from prismsim.models.catalog import PRETRAINED
-from prismsim.models.load import load_model
+from prismsim.models import tuned
+from prismsim.models.catalog import BUILTINS, PRETRAINED
+from prismsim.models.load import load_model, state_hash
 from prismsim.models.pretrained import byte_windows, image_pixels
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.executor import run_numerics
@@ -61,11 +62,7 @@ def _dataset(name: str, split: str) -> ds.Dataset:
 @functools.cache
 def weights_hash(name: str) -> str:
     """sha256 of every parameter and buffer, in state-dict order."""
-    h = hashlib.sha256()
-    for key, t in _model(name).hf.state_dict().items():
-        h.update(key.encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_hash(_model(name).hf)
 
 
 def _tokenizer(name: str) -> Any:
@@ -75,7 +72,9 @@ def _tokenizer(name: str) -> Any:
 
 def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, Any]]:
     """Model inputs and their targets, ``batch`` examples at a time (text and cloze
-    candidates: one at a time, unpadded, as the strategies take unpadded sequences)."""
+    candidates: one at a time, unpadded, as the strategies take unpadded sequences). A
+    fine-tuned model reads its base model's inputs."""
+    model = tuned.parse(model).base if tuned.is_tuned(model) else model
     spec = PRETRAINED.get(model)
     if data.kind == "image":
         pixels = _pixels(model, spec)
@@ -127,9 +126,13 @@ def _cloze_batches(model: str, data: ds.Dataset, spec: Any) -> Iterator[tuple[di
 
 
 def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
-    """Built-ins: our grayscale preprocessing; hub checkpoints: their own image processor."""
+    """Built-ins: our grayscale preprocessing (at the model's own input size, for the
+    seeded-weight ones too); hub checkpoints: their own image processor."""
     if spec is not None:
         return lambda images: image_pixels(images, spec.image_size)
+    if model in BUILTINS:
+        size = int(_model(model).hf.config.image_size)
+        return lambda images: image_pixels(images, size)
     processor = AutoImageProcessor.from_pretrained(model)
     return lambda images: processor(images=[im.convert("RGB") for im in images],
                                     return_tensors="pt")["pixel_values"]
@@ -170,11 +173,13 @@ class _Tally:
 
     def result(self, metric: str) -> dict[str, Any]:
         if self.kind == "bytes":
-            value = bits_per_byte(self.ce_nats, self.n_bytes)
+            value, n = bits_per_byte(self.ce_nats, self.n_bytes), self.n_bytes
         else:
-            value = METRICS[metric](*self._predictions())
+            pred, labels = self._predictions()
+            value, n = METRICS[metric](pred, labels), len(labels)
         return {"metric": metric, "value": value, "top1_agreement": self.agree / self.n_pos,
-                "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos}
+                "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos,
+                "n_examples": n}
 
     def _predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, true) labels; a cloze example predicts its best-scored option."""
@@ -238,6 +243,9 @@ def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 
 
 
 def _source(model: str, data: ds.Dataset) -> str:
+    if tuned.is_tuned(model):
+        base = tuned.parse(model).base
+        return f"{model}: {base} fine-tuned by prismsim finetune; " + _source(base, data)
     about = PRETRAINED[model].about if model in PRETRAINED else "Hugging Face checkpoint"
     return f"{model}: {about}; data: {data.name} {data.split} ({data.source})"
 

@@ -73,3 +73,18 @@ def mean_kl(logits: np.ndarray, ref_logits: np.ndarray) -> float:
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "spearman": spearman}
 LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_character"})  # byte / character LMs
+
+
+Z_95 = 1.959964  # the normal distribution's 0.975 quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95 % by default): good also near 0 and 1,
+    where the normal approximation leaves [0, 1]."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return center - half, center + half

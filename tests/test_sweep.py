@@ -176,3 +176,33 @@ def test_a_shared_host_slows_the_devices_and_keys_its_points(tmp_path):
     assert (slower > -1e-12).all()
     assert (slower.loc[3].loc[[(float("nan"), 200.0), (float("nan"), 1000.0)]] > 0).all()
     assert set(a.host_cores) == {1}
+
+
+def test_exact_strategies_are_evaluated_once_as_the_check(tmp_path, monkeypatch):
+    """Voltage is exact: of voltage at P = 2 and 3 only P = 2 is evaluated (the check),
+    P = 3 takes single's metrics and says so; prism is evaluated at each P and CR."""
+    import prismsim.sweep.compute as compute
+
+    evaluated = []
+    real = compute.accuracy
+
+    def counting(need):
+        evaluated.append((need.strategy, need.devices, dict(need.options).get("cr")))
+        return real(need)
+
+    monkeypatch.setattr(compute, "accuracy", counting)
+    text = TINY.replace("network: {bandwidth_mbps: [50, 200, 1000], latency_ms: 1}",
+                        "network: {bandwidth_mbps: [200], latency_ms: 1}\n"
+                        "dataset: {name: digits, limit: 8}")
+    df = run_sweep(load_scenario(_scenario(tmp_path, text)), tmp_path / "out")
+    assert sorted(evaluated) == sorted([("single", 1, None), ("voltage", 2, None),
+                                        ("prism", 2, 2.0), ("prism", 2, 4.0),
+                                        ("prism", 3, 2.0), ("prism", 3, 4.0)])
+    rows = df.set_index(["strategy", "devices"])
+    single = rows.loc[("single", 1)]
+    assert rows.loc[("voltage", 2)].accuracy == single.accuracy  # the check: exact
+    borrowed = rows.loc[("voltage", 3)]
+    assert borrowed.accuracy == single.accuracy
+    assert borrowed.accuracy_source.startswith(
+        "voltage P=3 is exact: single's metrics, checked by evaluating voltage P=2 "
+        "(top-1 agreement 1.0000")

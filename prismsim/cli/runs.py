@@ -103,12 +103,13 @@ def _scenario(path: str):  # type: ignore[no-untyped-def]
 @click.argument("file", type=click.Path())
 def check(file: str) -> None:
     """Validate a scenario and print the size of its grid."""
+    from prismsim.sweep import exact
     from prismsim.sweep.needs import accuracy_need, distinct, workload_need
 
     s = _scenario(file)
     points = s.grid()
     n_wl = len({workload_need(s, p) for p in points})
-    n_acc = len(distinct(accuracy_need(s, p) for p in points))
+    n_acc = len(exact.plan(distinct(accuracy_need(s, p) for p in points)).evaluate)
     click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, "
                f"{n_acc} accuracy evaluations; results in {s.output}")
 

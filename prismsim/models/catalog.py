@@ -83,6 +83,10 @@ PRETRAINED: dict[str, PretrainedSpec] = {
 
 def known_model(name: str) -> bool:
     """A built-in name, or what may be a hub name ("org/model") or a local directory."""
+    if "@" in name:  # fine-tuned (models/tuned.py): the base must be known
+        return known_model(name.partition("@")[0])
+    if name.endswith(".safetensors"):  # a fine-tuned model's weights file
+        return Path(name).is_file()
     return name in BUILTINS or name in PRETRAINED or "/" in name or Path(name).is_dir()
 
 

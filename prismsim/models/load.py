@@ -3,12 +3,14 @@ directory) -> the uniform :class:`ModelStack` that strategies run; model inputs.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import torch
 import transformers
 from torch import Tensor, nn
 
+from prismsim.models import tuned
 from prismsim.models.builtin import build_builtin
 from prismsim.models.catalog import BUILTINS, PRETRAINED, model_names
 from prismsim.models.pretrained import LOADERS
@@ -55,6 +57,8 @@ def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack
         return model
     if isinstance(model, nn.Module):
         return adapt(model)
+    if tuned.is_tuned(model):
+        return _tuned_model(model, seed)
     if model in BUILTINS:
         return adapt(build_builtin(model, seed), name=model)
     if model in LOADERS:
@@ -65,6 +69,24 @@ def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack
         names = ", ".join(model_names())
         raise ValueError(f"model {model!r} is not a built-in name ({names}), "
                          f"a local model directory, or a reachable hub model ({err})") from None
+
+
+def _tuned_model(name: str, seed: int) -> ModelStack:
+    """The base model with the weights ``prismsim finetune`` trained put back on it."""
+    spec = tuned.parse(name)
+    stack = load_model(spec.base, seed)
+    tuned.apply(stack.hf, spec, state_hash(stack.hf), name)
+    stack.name = name
+    return stack
+
+
+def state_hash(module: nn.Module) -> str:
+    """sha256 of every parameter and buffer, in state-dict order."""
+    h = hashlib.sha256()
+    for key, t in module.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def normalize_inputs(stack: ModelStack, inputs: Tensor | Inputs) -> Inputs:

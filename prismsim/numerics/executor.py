@@ -82,17 +82,20 @@ def make_contexts(stack: ModelStack, inputs: dict[str, Tensor], devices: int,
 
 def run_numerics(model: str | nn.Module | ModelStack, inputs: Tensor | dict[str, Tensor],
                  strategy: str = "single", devices: int = 1, *,
-                 weights: Sequence[float] | None = None, **options: Any) -> Tensor:
+                 weights: Sequence[float] | None = None, grad: bool = False,
+                 **options: Any) -> Tensor:
     """Run ``strategy`` on ``devices`` simulated devices and return the master's output:
     what the HF model returns as its main output (logits, or the last hidden state).
 
     ``weights`` splits tokens in proportion to device speed instead of equally;
     ``options`` are the strategy's (prism: ``cr=`` or ``segments=``, ``duplicate=``, ...).
+    ``grad``: record the graph, so a loss on the output back-propagates through every
+    device's program to the parameters that require it (fine-tuning).
     """
     stack = load_model(model)
     inputs = normalize_inputs(stack, inputs)
     opts = make_options(strategy, **options)
     contexts = make_contexts(stack, inputs, devices, weights)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         results = run_in_memory(make_programs(strategy, contexts, stack, inputs, opts))
     return results[MASTER]

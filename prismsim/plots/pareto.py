@@ -43,13 +43,28 @@ def _draw_points(ax: Axes, pts: pd.DataFrame, strategies: list[str]) -> list[Lab
         if rows.empty:
             continue
         ms = (rows["latency_s"] * MS_PER_S).tolist()
+        colour = strategy_colour(strategy, strategies)
         ax.scatter(ms, rows["accuracy"], marker=strategy_marker(strategy, strategies), s=40,
-                   zorder=3, color=strategy_colour(strategy, strategies), label=strategy)
+                   zorder=3, color=colour, label=strategy)
+        _draw_intervals(ax, rows, colour)
         for x, y, row in zip(ms, rows["accuracy"], rows.itertuples(index=False), strict=True):
             text = Configuration.of(row.strategy, row.devices, row.cr, row.segments).label(
                 with_strategy=False)
             labels.append((x, y, text, "0.15", ax.transData))
     return labels
+
+
+def _draw_intervals(ax: Axes, rows: pd.DataFrame, colour: object) -> None:
+    """Each score's 95 % interval (where the rows carry one) as a vertical bar."""
+    if "accuracy_ci95_low" not in rows:
+        return
+    ok = rows[rows["accuracy_ci95_low"].notna()]
+    if ok.empty:
+        return
+    below = ok["accuracy"] - ok["accuracy_ci95_low"]
+    above = ok["accuracy_ci95_high"] - ok["accuracy"]
+    ax.errorbar(ok["latency_s"] * MS_PER_S, ok["accuracy"], yerr=[below, above], fmt="none",
+                ecolor=colour, elinewidth=0.8, capsize=2.5, alpha=0.7, zorder=2)
 
 
 def _draw_missing(ax: Axes, pts: pd.DataFrame) -> list[Label]:
@@ -86,7 +101,8 @@ def pareto(df: pd.DataFrame, bandwidth_mbps: float | None = None) -> Figure:
     """Latency (ms) against the model's quality metric at one bandwidth, with the Pareto
     front. Default bandwidth: the one closest to 200 Mbit/s (the paper's setting).
     Points without a score (NaN ``accuracy``) are drawn as grey crosses at the bottom,
-    labelled with their full configuration, and are never on the front."""
+    labelled with their full configuration, and are never on the front; a score with a
+    95 % interval (accuracy: Wilson's) has it drawn as a bar."""
     scoped, where = scope_rows(df, SYSTEM_SCOPE)
     data = with_config(scoped)
     bw = _pick_bandwidth(sorted(data["bandwidth_mbps"].unique()), bandwidth_mbps)

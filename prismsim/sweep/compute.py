@@ -13,7 +13,8 @@ from prismsim.cost.cache import WorkloadCache
 from prismsim.sweep.needs import AccuracyNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
-ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source")
+ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source",
+                 "n_examples")
 
 
 def trace(need: WorkloadNeed) -> str:
@@ -32,7 +33,7 @@ def accuracy(need: AccuracyNeed) -> dict[str, Any]:
                      limit=need.limit, batch=need.batch, **need.keywords())
     except (OSError, ValueError, RuntimeError) as err:
         return {**NO_ACCURACY, "accuracy_source": f"unavailable: {err}"}
-    return {k: r[k] for k in ACCURACY_KEYS}
+    return {k: r.get(k) for k in ACCURACY_KEYS}
 
 
 def init_worker(threads: int) -> None:

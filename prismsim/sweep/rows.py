@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from prismsim.metrics import wilson_interval
 from prismsim.scenario.grid import Point
 from prismsim.sim import SimResult
 from prismsim.workload import Workload
@@ -21,10 +22,12 @@ COLUMNS = [
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
-    "metric", "accuracy", "top1_agreement", "mean_kl", "accuracy_source", "adaptive_choice",
+    "metric", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high", "n_examples",
+    "top1_agreement", "mean_kl", "accuracy_source", "adaptive_choice",
 ]
 NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
-               "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario"}
+               "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario",
+               "n_examples": 0}
 
 
 def _per_device(values: Iterable[float]) -> str:
@@ -70,8 +73,14 @@ def workload_columns(wl: Workload) -> dict[str, Any]:
 
 
 def accuracy_columns(acc: dict[str, Any] | None) -> dict[str, Any]:
+    """The metric with its sample size and, for accuracy, its 95 % Wilson interval
+    (other metrics: no interval yet, NaN)."""
     acc = acc or NO_ACCURACY
-    return {"metric": acc["metric"], "accuracy": acc["value"],
+    n = int(acc.get("n_examples") or 0)
+    lo, hi = (wilson_interval(round(acc["value"] * n), n)
+              if acc["metric"] == "accuracy" and n else (math.nan, math.nan))
+    return {"metric": acc["metric"], "accuracy": acc["value"], "accuracy_ci95_low": lo,
+            "accuracy_ci95_high": hi, "n_examples": n,
             "top1_agreement": acc["top1_agreement"], "mean_kl": acc["mean_kl"],
             "accuracy_source": acc["accuracy_source"]}
 

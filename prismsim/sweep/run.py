@@ -19,7 +19,7 @@ from prismsim.progress import Progress
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 from prismsim.sim import simulate
-from prismsim.sweep import compute
+from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
 from prismsim.sweep.executors import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, workload_need
@@ -33,7 +33,7 @@ def count_tasks(s: LoadedScenario) -> int:
     """Units of work a fresh sweep reports: workloads, accuracies, points."""
     points = s.grid()
     traces = {workload_need(s, p) for p in points} | adaptive_workload_needs(s, points)
-    accs = distinct(accuracy_need(s, p) for p in points)
+    accs = exact.plan(distinct(accuracy_need(s, p) for p in points)).evaluate
     return len(points) + len(traces) + len(accs)
 
 
@@ -54,7 +54,8 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     traces = distinct([workload_need(s, p) for p in todo]
                       + list(adaptive_workload_needs(s, points)))
     workloads = run_many(compute.trace, traces, **kw)
-    accs = run_many(compute.accuracy, distinct(accuracy_need(s, p) for p in todo), **kw)
+    acc_plan = exact.plan(distinct(accuracy_need(s, p) for p in todo))
+    accs = exact.fill(acc_plan, run_many(compute.accuracy, acc_plan.evaluate, **kw))
     _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)
     extra = adaptive_rows(s, points, done, workloads, out)
     table = as_written([done[p.key()] for p in points] + extra)

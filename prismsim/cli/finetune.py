@@ -1,0 +1,80 @@
+"""``prismsim finetune``: train a model through a strategy's per-device programs, then
+say its accuracy under that strategy before and after (held-out test examples)."""
+
+from __future__ import annotations
+
+import click
+
+from prismsim.cli.common import user_errors
+from prismsim.progress import reporter
+
+
+@click.command()
+@click.option("--model", default="dinov2-small", show_default=True,
+              help="a classifier: dinov2-small, minilm-l6, vit-tiny, ...")
+@click.option("--dataset", default=None, help="default: the model's own (mnist-5k, ...)")
+@click.option("--strategy", default="prism", show_default=True)
+@click.option("--devices", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--segments", type=click.IntRange(min=1), default=None,
+              help="prism: Segment Means per partition")
+@click.option("--cr", type=click.FloatRange(min=1), default=None, help="prism: compression rate")
+@click.option("--mode", default="head", show_default=True, help="head, last:K or all")
+@click.option("--train-limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="training examples (the train split's first ones)")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="last:K / all: optimiser steps")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-5,
+              show_default=True, help="last:K / all: learning rate")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw",
+              show_default=True)
+@click.option("--seed", default=0, show_default=True, help="order of the examples")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: torch's own)")
+@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="test examples for the accuracy before and after (0: none)")
+def finetune(model: str, dataset: str | None, strategy: str, devices: int,
+             segments: int | None, cr: float | None, mode: str, train_limit: int, steps: int,
+             lr: float, batch: int, optimizer: str, seed: int, threads: int | None,
+             limit: int) -> None:
+    """Fine-tune MODEL under STRATEGY on P devices (resumable; cached); prints the
+    fine-tuned model's name, usable wherever a model name is."""
+    import torch
+
+    from prismsim.assets import AssetError
+    from prismsim.finetune import finetune as run
+    from prismsim.models.tuned import FinetuneSpec, check, tuned_name
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = FinetuneSpec(model, strategy, devices, cr, segments, mode, dataset, train_limit,
+                        steps, lr, batch, optimizer, seed)
+    with user_errors(AssetError, ValueError):
+        check(spec)
+        total = train_limit if mode == "head" else steps
+        with reporter(f"fine-tuning {tuned_name(spec)}", total) as progress:
+            path = run(spec, progress)
+        click.echo(f"{tuned_name(spec)} -> {path}")
+        if limit:
+            _compare(spec, limit)
+
+
+def _compare(spec: object, limit: int) -> None:
+    from prismsim.accuracy import _dataset, evaluate
+    from prismsim.finetune import train_data
+    from prismsim.metrics import wilson_interval
+    from prismsim.models.tuned import FinetuneSpec, tuned_name
+
+    assert isinstance(spec, FinetuneSpec)
+    dataset = train_data(spec).name
+    for label, name in (("before", spec.base), ("after", tuned_name(spec))):
+        r = evaluate(name, dataset, spec.strategy, spec.devices, limit=limit,
+                     **spec.options())
+        n = r.get("n_examples") or len(_dataset(dataset, "test").head(limit))
+        lo, hi = wilson_interval(round(r["value"] * n), n)
+        click.echo(f"{label}: {r['metric']} {r['value']:.4f} (95 % interval {lo:.4f}-"
+                   f"{hi:.4f}, {n} {dataset} test examples) under {spec.strategy} "
+                   f"P={spec.devices}")
+
+
+COMMANDS = (finetune,)

@@ -1,0 +1,221 @@
+"""Fine-tuning under a strategy (the paper's answer to PRISM's accuracy cost): the model
+is trained through the strategy's per-device programs, so the gradient sees the Segment
+Means, the scaling-aware softmax and the partition-aware mask exactly as inference does.
+
+Modes: ``head`` computes the features the classifier reads under the strategy (one
+forward pass over the training examples) and refits the linear head on them
+(multinomial logistic regression, L-BFGS, as the shipped heads were fitted);
+``last:K`` trains the last K blocks, the final norm and the head; ``all`` every
+parameter, with AdamW (or SGD) for ``steps`` steps of ``batch`` examples, the examples
+in a seeded order. The model stays in eval mode (no dropout): a run is deterministic.
+A run keeps a checkpoint every ``CHECKPOINT_EVERY`` steps and resumes from it; the
+result (the trained parameters only, safetensors) is cached under a key of everything
+it depends on (``models/tuned.py``), and the model is then addressable by its name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from prismsim.accuracy import _dataset, batches
+from prismsim.datasets import Dataset
+from prismsim.models.catalog import PRETRAINED
+from prismsim.models.heads import fit_linear
+from prismsim.models.load import load_model, state_hash
+from prismsim.models.stack import ModelStack
+from prismsim.models.tuned import FinetuneSpec, check, weights_path
+from prismsim.numerics.executor import run_numerics
+from prismsim.progress import Progress
+
+CHECKPOINT_EVERY = 25  # steps between checkpoints of a last:K / all run
+
+
+def train_data(spec: FinetuneSpec) -> Dataset:
+    """The first ``train_limit`` examples of the train split (never the test split)."""
+    name = spec.dataset or (PRETRAINED[spec.base].dataset if spec.base in PRETRAINED else None)
+    if name is None:
+        raise ValueError(f"give a dataset to fine-tune {spec.base!r} on")
+    data = _dataset(name, "train").head(spec.train_limit)
+    if data.kind not in ("image", "text"):
+        raise ValueError(f"{name}: fine-tuning trains classifiers (image or text data), "
+                         f"not {data.kind}")
+    return data
+
+
+def finetune(spec: FinetuneSpec, progress: Progress) -> Path:
+    """Train (or find trained) ``spec``; the weights file's path."""
+    check(spec)
+    stack = load_model(spec.base)
+    path = weights_path(spec, state_hash(stack.hf))
+    if path.exists():
+        return path
+    data = train_data(spec)
+    state = (fit_head(stack, spec, data, progress) if spec.mode == "head"
+             else train(stack, spec, data, progress, path))
+    _save(path, state, {"spec": dataclasses.asdict(spec)})
+    checkpoint(path).unlink(missing_ok=True)
+    checkpoint(path).with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+def _save(path: Path, state: dict[str, Tensor], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    tmp.replace(path)  # last: the file counts as done
+
+
+def classifier(stack: ModelStack) -> tuple[str, nn.Linear]:
+    """The linear head the features go into (its name in the model)."""
+    clf = getattr(stack.hf, "classifier", None)
+    if not isinstance(clf, nn.Linear):
+        raise ValueError(f"{stack.name}: fine-tuning needs a classification head "
+                         f"(a linear `classifier`)")
+    return "classifier", clf
+
+
+def features(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress
+             ) -> tuple[Tensor, Tensor]:
+    """What the classifier reads under the strategy, for every example, and the labels."""
+    _, clf = classifier(stack)
+    seen: list[Tensor] = []
+    hook = clf.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    labels = []
+    try:
+        for inputs, target in batches(spec.base, data, spec.batch):
+            run_numerics(stack, inputs, spec.strategy, spec.devices, **spec.options())
+            labels.append(torch.as_tensor(np.asarray(target)))
+            progress(f"features of {sum(len(t) for t in labels)}/{len(data)} examples",
+                     len(labels[-1]))
+    finally:
+        hook.remove()
+    return torch.cat(seen), torch.cat(labels)  # [n, features], [n]
+
+
+def fit_head(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress
+             ) -> dict[str, Tensor]:
+    x, y = features(stack, spec, data, progress)
+    layer = fit_linear(x, y, len(data.classes), seed=spec.seed)
+    name, _ = classifier(stack)
+    return {f"{name}.weight": layer.weight, f"{name}.bias": layer.bias}
+
+
+def trainable(stack: ModelStack, spec: FinetuneSpec) -> dict[str, nn.Parameter]:
+    """The parameters ``spec`` trains, by their names in the model; only they require
+    gradients afterwards."""
+    stack.hf.requires_grad_(False)
+    k = spec.last_blocks()
+    if k is None:
+        parts: list[nn.Module] = [stack.hf]
+    else:
+        if k > len(stack.blocks):
+            raise ValueError(f"{stack.name} has {len(stack.blocks)} blocks, not {k}")
+        parts = [*stack.blocks[-k:], stack.head.local, classifier(stack)[1]]
+    for m in parts:
+        m.requires_grad_(True)
+    named = {id(p): n for n, p in stack.hf.named_parameters()}
+    chosen = [p for m in parts for p in m.parameters() if p.requires_grad]
+    stray = [p for p in chosen if id(p) not in named]
+    if stray:
+        raise ValueError(f"{stack.name}: its blocks hold copies of the model's parameters "
+                         f"(e.g. GPT-2's split projections): {spec.mode} is not supported")
+    return {named[id(p)]: p for p in chosen}
+
+
+def order(n: int, spec: FinetuneSpec) -> Iterator[np.ndarray]:
+    """Each step's example indices: seeded permutations, one per pass over the data."""
+    epoch, pos, perm = 0, 0, np.random.default_rng([spec.seed, 0]).permutation(n)
+    while True:
+        if pos + spec.batch > n:
+            epoch, pos = epoch + 1, 0
+            perm = np.random.default_rng([spec.seed, epoch]).permutation(n)
+        yield perm[pos:pos + spec.batch]
+        pos += spec.batch
+
+
+def loss_on(stack: ModelStack, spec: FinetuneSpec, data: Dataset, idx: np.ndarray) -> Tensor:
+    """Mean cross-entropy of examples ``idx`` computed under the strategy, with its graph."""
+    sub = Dataset(data.name, data.split, data.kind, _take(data.examples, idx),
+                  None if data.labels is None else data.labels[idx], data.classes)
+    total, count = torch.zeros(()), 0
+    for inputs, target in batches(spec.base, sub, len(idx)):
+        logits = run_numerics(stack, inputs, spec.strategy, spec.devices, grad=True,
+                              **spec.options())
+        y = torch.as_tensor(np.asarray(target))
+        total = total + nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+        count += len(y)
+    return total / count
+
+
+def _take(examples: object, idx: np.ndarray) -> object:
+    if isinstance(examples, np.ndarray):
+        return examples[idx]
+    return [examples[i] for i in idx]  # type: ignore[index]
+
+
+def optimiser(spec: FinetuneSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr)
+    return torch.optim.AdamW(params, lr=spec.lr)
+
+
+def train(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress,
+          path: Path) -> dict[str, Tensor]:
+    """``spec.steps`` optimiser steps through the programs, resuming a checkpoint."""
+    params = trainable(stack, spec)
+    opt = optimiser(spec, list(params.values()))
+    done = resume(path, params, opt)
+    steps = order(len(data), spec)
+    try:
+        for step in range(spec.steps):
+            idx = next(steps)
+            if step < done:
+                continue
+            loss = loss_on(stack, spec, data, idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            progress(f"step {step + 1}/{spec.steps}: loss {loss.item():.4f}", 1)
+            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < spec.steps:
+                save_checkpoint(path, params, opt, step + 1)
+    finally:
+        stack.hf.requires_grad_(False)
+    return dict(params)
+
+
+def checkpoint(path: Path) -> Path:
+    return path.with_suffix(".ckpt.safetensors")
+
+
+def save_checkpoint(path: Path, params: dict[str, nn.Parameter],
+                    opt: torch.optim.Optimizer, step: int) -> None:
+    state = {f"param.{n}": p for n, p in params.items()}
+    for n, p in params.items():
+        for k, v in opt.state.get(p, {}).items():
+            state[f"opt.{n}.{k}"] = torch.as_tensor(v)
+    _save(checkpoint(path), state, {"step": step})
+
+
+def resume(path: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer) -> int:
+    """Steps already done (0 without a checkpoint); parameters and optimiser state back."""
+    ckpt = checkpoint(path)
+    if not ckpt.exists():
+        return 0
+    state = load_file(str(ckpt))
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state[f"param.{n}"])
+            kept = {k.split(".")[-1]: v for k, v in state.items() if k.startswith(f"opt.{n}.")}
+            if kept:
+                opt.state[p] = kept
+    return int(json.loads(ckpt.with_suffix(".json").read_text())["step"])

@@ -1,0 +1,170 @@
+"""Fine-tuned models: how one is named, where its weights are kept, and putting them
+back on the base model (``prismsim finetune`` makes them: ``prismsim/finetune.py``).
+
+A name is the base model, ``@``, and the fine-tuning: strategy, P, the Segment Means
+setting, the mode, then the settings that differ from the defaults, e.g.
+``dinov2-small@prism-p3-m10-head`` or ``vit-tiny@prism-p2-cr4-last1-s50-lr0.001``
+(``+dataset`` when not the base model's own). The weights file holds only the trained
+parameters (safetensors), under a key of everything the training depends on, the base
+model's weights included; its JSON sidecar holds the settings, so a path to the file
+works as a model name too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from prismsim.cache_dir import cache_root
+
+FORMAT = 1  # bumped when training changes what a key's weights are
+MODE = re.compile(r"^(head|all|last:([1-9][0-9]*))$")
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """What a fine-tuning run trains, through which strategy's programs, on what."""
+
+    base: str  # the model fine-tuned
+    strategy: str = "prism"  # whose per-device programs the training runs through
+    devices: int = 2  # P
+    cr: float | None = None  # prism: compression rate ...
+    segments: int | None = None  # ... or Segment Means per partition
+    mode: str = "head"  # head (refit the head on features under the strategy), last:K, all
+    dataset: str | None = None  # None: the base model's own
+    train_limit: int = 1000  # training examples (the train split's first ones)
+    steps: int = 200  # last:K / all: optimiser steps
+    lr: float = 1e-5  # last:K / all: learning rate (AdamW: 1e-4 diverged on dinov2-small)
+    batch: int = 16  # last:K / all: examples a step
+    optimizer: str = "adamw"  # last:K / all: adamw or sgd
+    seed: int = 0  # data order
+
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in (("cr", self.cr), ("segments", self.segments))
+                if v is not None}
+
+    def last_blocks(self) -> int | None:
+        """K of last:K (None for head and all)."""
+        m = MODE.match(self.mode)
+        return int(m.group(2)) if m and m.group(2) else None
+
+
+SUFFIXES = {"steps": "s", "lr": "lr", "batch": "b", "train_limit": "n", "seed": "seed"}
+DEFAULTS = FinetuneSpec("")
+
+
+def check(spec: FinetuneSpec) -> None:
+    if not MODE.match(spec.mode):
+        raise ValueError(f"mode must be head, last:K or all, got {spec.mode!r}")
+    if spec.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+    if (spec.strategy == "single") != (spec.devices == 1):
+        raise ValueError("single runs on 1 device, the other strategies on 2 or more")
+
+
+def tuned_name(spec: FinetuneSpec) -> str:
+    parts = [spec.strategy, f"p{spec.devices}"]
+    parts += [f"m{spec.segments}"] if spec.segments else []
+    parts += [f"cr{spec.cr:g}"] if spec.cr else []
+    parts.append(spec.mode.replace(":", ""))
+    parts += [f"{short}{_number(getattr(spec, f))}" for f, short in SUFFIXES.items()
+              if getattr(spec, f) != getattr(DEFAULTS, f)]
+    parts += [spec.optimizer] if spec.optimizer != DEFAULTS.optimizer else []
+    tail = f"+{spec.dataset}" if spec.dataset else ""
+    return f"{spec.base}@{'-'.join(parts)}{tail}"
+
+
+def _number(v: float) -> str:
+    """Without an exponent (a name's parts are split at "-")."""
+    return f"{v:.12f}".rstrip("0").rstrip(".")
+
+
+def is_tuned(name: str) -> bool:
+    return "@" in name or (name.endswith(".safetensors") and Path(name).is_file())
+
+
+def parse(name: str) -> FinetuneSpec:
+    """The spec a name (or a weights file's sidecar) stands for."""
+    if name.endswith(".safetensors"):
+        return spec_of(json.loads(Path(name).with_suffix(".json").read_text())["spec"])
+    base, _, rest = name.partition("@")
+    rest, _, dataset = rest.partition("+")
+    tokens = rest.split("-")
+    if len(tokens) < 3 or not re.fullmatch(r"p[0-9]+", tokens[1]):
+        raise ValueError(f"{name}: a fine-tuned model is BASE@STRATEGY-pP[-mL|-crX]-MODE..., "
+                         f"e.g. dinov2-small@prism-p3-m10-head")
+    fields: dict[str, Any] = {"base": base, "strategy": tokens[0], "devices": int(tokens[1][1:]),
+                              "dataset": dataset or None}
+    for t in tokens[2:]:
+        _read_token(name, t, fields)
+    spec = FinetuneSpec(**fields)
+    check(spec)
+    return spec
+
+
+def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
+    if re.fullmatch(r"m[0-9]+", t):
+        fields["segments"] = int(t[1:])
+    elif re.fullmatch(r"cr[0-9.]+", t):
+        fields["cr"] = float(t[2:])
+    elif t in ("head", "all") or re.fullmatch(r"last[0-9]+", t):
+        fields["mode"] = t if t in ("head", "all") else f"last:{t[4:]}"
+    elif t in OPTIMIZERS:
+        fields["optimizer"] = t
+    else:
+        for f, short in sorted(SUFFIXES.items(), key=lambda kv: -len(kv[1])):
+            if re.fullmatch(rf"{short}[0-9.]+", t):
+                kind = type(getattr(DEFAULTS, f))
+                fields[f] = kind(float(t[len(short):]))
+                return
+        raise ValueError(f"{name}: unknown part {t!r} of a fine-tuned model's name")
+
+
+def spec_of(d: dict[str, Any]) -> FinetuneSpec:
+    return FinetuneSpec(**d)
+
+
+def key(spec: FinetuneSpec, base_hash: str) -> str:
+    blob = json.dumps({"spec": dataclasses.asdict(spec), "base": base_hash,
+                       "format": FORMAT}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def weights_path(spec: FinetuneSpec, base_hash: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._+-]", "_", tuned_name(spec))
+    return cache_root() / "finetuned" / f"{slug}-{key(spec, base_hash)}.safetensors"
+
+
+def apply(module: nn.Module, spec: FinetuneSpec, base_hash: str, name: str) -> None:
+    """Put the trained parameters of ``spec`` on ``module`` (the base model)."""
+    path = Path(name) if name.endswith(".safetensors") else weights_path(spec, base_hash)
+    if not path.exists():
+        raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
+                         f"{command_args(spec)}")
+    state = load_file(str(path))
+    missing = sorted(set(state) - set(dict(module.named_parameters())))
+    if missing:
+        raise ValueError(f"{path}: parameters the base model lacks: {missing[:3]}")
+    module.load_state_dict(state, strict=False)
+
+
+def command_args(spec: FinetuneSpec) -> str:
+    """The ``prismsim finetune`` options that make ``spec``."""
+    out = [f"--model {spec.base}", f"--strategy {spec.strategy}", f"--devices {spec.devices}"]
+    out += [f"--segments {spec.segments}"] if spec.segments else []
+    out += [f"--cr {spec.cr:g}"] if spec.cr else []
+    out.append(f"--mode {spec.mode}")
+    flags = {"dataset": "--dataset", "train_limit": "--train-limit", "steps": "--steps",
+             "lr": "--lr", "batch": "--batch", "optimizer": "--optimizer", "seed": "--seed"}
+    out += [f"{flag} {getattr(spec, f)}" for f, flag in flags.items()
+            if getattr(spec, f) != getattr(DEFAULTS, f)]
+    return " ".join(out)

@@ -1,0 +1,133 @@
+"""Fine-tuning through the per-device programs: gradients, exactness at CR = 1, resuming,
+names, and the Wilson interval the accuracies carry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import prismsim.finetune as ft
+from prismsim.accuracy import _dataset, batches
+from prismsim.cli.main import main
+from prismsim.metrics import wilson_interval
+from prismsim.models.load import load_model
+from prismsim.models.tuned import FinetuneSpec, parse, tuned_name
+
+SPEC = FinetuneSpec("vit-tiny", "prism", 2, cr=4.0, mode="last:1", dataset="digits",
+                    train_limit=16, steps=3, lr=1e-3, batch=4)
+
+
+def _quiet(label: str, n: int = 1) -> None:
+    return None
+
+
+def test_wilson_interval_by_hand():
+    # 8 of 10: p = 0.8, z = 1.96: centre (0.8 + z^2/20) / (1 + z^2/10) = 0.7168,
+    # half-width z sqrt(0.016 + z^2/400) / (1 + z^2/10) = 0.2266; 0 of 10: [0, 0.2775]
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9434), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+
+
+def test_names_round_trip():
+    spec = FinetuneSpec("dinov2-small", "prism", 3, segments=10)
+    assert tuned_name(spec) == "dinov2-small@prism-p3-m10-head"
+    assert parse(tuned_name(spec)) == spec
+    assert tuned_name(SPEC) == "vit-tiny@prism-p2-cr4-last1-s3-lr0.001-b4-n16+digits"
+    assert parse(tuned_name(SPEC)) == SPEC
+    with pytest.raises(ValueError, match="not fine-tuned yet: run prismsim finetune "
+                                         "--model vit-tiny --strategy prism --devices 2"):
+        load_model("vit-tiny@prism-p2-cr4-head+digits")
+
+
+def test_head_features_are_what_the_classifier_reads():
+    """Under single, the features are ViT's own [CLS] row after its final LayerNorm."""
+    stack = load_model("vit-tiny")
+    spec = FinetuneSpec("vit-tiny", "single", 1, dataset="digits", train_limit=6, batch=3)
+    data = ft.train_data(spec)
+    x, y = ft.features(stack, spec, data, _quiet)
+    pixels = torch.cat([inp["pixel_values"] for inp, _ in batches("vit-tiny", data, 3)])
+    with torch.no_grad():
+        own = stack.hf.vit(pixel_values=pixels).last_hidden_state[:, 0]
+    assert x.shape == (6, 192) and torch.allclose(x, own, atol=1e-5)
+    assert y.tolist() == data.labels.tolist()
+
+
+def _trained(spec: FinetuneSpec) -> dict[str, torch.Tensor]:
+    stack = load_model(spec.base)
+    params = ft.train(stack, spec, ft.train_data(spec), _quiet, _path(spec))
+    return {k: v.detach().clone() for k, v in params.items()}
+
+
+def _path(spec: FinetuneSpec):
+    from prismsim.models.load import state_hash
+    from prismsim.models.tuned import weights_path
+    return weights_path(spec, state_hash(load_model(spec.base).hf))
+
+
+def test_prism_at_cr_one_trains_as_one_device_does():
+    """SGD, so the steps follow the gradients (Adam scales even round-off in a gradient
+    that is zero in exact arithmetic, such as the key bias's, up to a full step)."""
+    sgd = dataclasses.replace(SPEC, optimizer="sgd", lr=0.05)
+    one = _trained(dataclasses.replace(sgd, strategy="single", devices=1, cr=None))
+    split = _trained(dataclasses.replace(sgd, cr=1.0))
+    base = load_model("vit-tiny")
+    assert sorted(one) == sorted(split)
+    assert any(not torch.equal(one[k], dict(base.hf.named_parameters())[k]) for k in one)
+    for k in one:
+        assert torch.allclose(one[k], split[k], atol=1e-5), k
+
+
+def test_a_step_under_prism_lowers_the_loss_under_prism():
+    """The gradient flows through the per-device programs: one SGD step on a batch,
+    computed under prism (CR 4), lowers that batch's loss under prism."""
+    spec = dataclasses.replace(SPEC, optimizer="sgd", lr=0.05)
+    stack, data = load_model("vit-tiny"), ft.train_data(spec)
+    params = ft.trainable(stack, spec)
+    idx = next(ft.order(len(data), spec))
+    before = ft.loss_on(stack, spec, data, idx)
+    before.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params.values())
+    torch.optim.SGD(list(params.values()), lr=spec.lr).step()
+    with torch.no_grad():
+        after = ft.loss_on(stack, spec, data, idx)
+    assert after.item() < before.item()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(monkeypatch):
+    spec = dataclasses.replace(SPEC, steps=4, seed=5)
+    whole = _trained(spec)
+    monkeypatch.setattr(ft, "CHECKPOINT_EVERY", 2)
+
+    def stop_at_step_3(label: str, n: int = 1) -> None:
+        if label.startswith("step 3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(spec, stop_at_step_3)
+    assert ft.checkpoint(_path(spec)).exists()
+    steps: list[str] = []
+    path = ft.finetune(spec, lambda label, n=1: steps.append(label))
+    assert [s.split(":")[0] for s in steps] == ["step 3/4", "step 4/4"]
+    tuned = dict(load_model(tuned_name(spec)).hf.named_parameters())
+    for k, v in whole.items():
+        assert torch.allclose(tuned[k], v, atol=1e-6), k
+    assert not ft.checkpoint(path).exists()
+
+
+def test_finetune_command_prints_the_name_and_both_accuracies():
+    args = ["finetune", "--model", "vit-tiny", "--dataset", "digits", "--strategy", "prism",
+            "--devices", "2", "--cr", "4", "--mode", "head", "--train-limit", "60",
+            "--limit", "40"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "vit-tiny@prism-p2-cr4-head-n60+digits ->" in result.output
+    lines = {ln.split(":")[0]: ln for ln in result.output.splitlines()
+             if ln.startswith(("before:", "after:"))}
+    assert set(lines) == {"before", "after"}
+    assert "40 digits test examples" in lines["after"]
+    bad = CliRunner().invoke(main, [*args[:-6], "--mode", "middle"])
+    assert bad.exit_code == 2 and "mode must be head, last:K or all" in bad.output
+    assert len(_dataset("digits", "test").head(40)) == 40
