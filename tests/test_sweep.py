@@ -206,3 +206,21 @@ def test_exact_strategies_are_evaluated_once_as_the_check(tmp_path, monkeypatch)
     assert borrowed.accuracy_source.startswith(
         "voltage P=3 is exact: single's metrics, checked by evaluating voltage P=2 "
         "(top-1 agreement 1.0000")
+
+
+def test_overlapping_accuracy_intervals_are_named():
+    """970 / 1000 twice (Wilson [0.9575, 0.9789]) overlap; 429 / 1000 ([0.3987, 0.4599])
+    overlaps neither; 955 / 1000 ([0.9403, 0.9662]) overlaps both 0.970s."""
+    from prismsim.metrics import wilson_interval
+    from prismsim.sweep.summary import indistinguishable
+
+    rows = []
+    for strategy, devices, segments, k in (("single", 1, None, 970), ("voltage", 2, None, 970),
+                                           ("prism", 3, 10, 429), ("prism", 2, 30, 955)):
+        lo, hi = wilson_interval(k, 1000)
+        rows.append({"strategy": strategy, "devices": devices, "cr": None,
+                     "segments": segments, "accuracy": k / 1000,
+                     "accuracy_ci95_low": lo, "accuracy_ci95_high": hi})
+    assert wilson_interval(955, 1000) == pytest.approx((0.9403, 0.9662), abs=1e-4)
+    assert indistinguishable(pd.DataFrame(rows)) == [
+        "single and voltage P=2", "single and prism P=2 L=30", "voltage P=2 and prism P=2 L=30"]

@@ -4,9 +4,11 @@ against one device, and whether it is on the latency/accuracy Pareto front."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import combinations
 
 import pandas as pd
 
+from prismsim.configuration import Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
 
@@ -27,12 +29,34 @@ def latency_accuracy_front(df: pd.DataFrame) -> list:
     return front_rows(rows, minimize=minimize, maximize=[] if lower else ["accuracy"])
 
 
+def _at(df: pd.DataFrame, bandwidth_mbps: float) -> pd.DataFrame:
+    return df[df["bandwidth_mbps"] == closest(df["bandwidth_mbps"].unique(), bandwidth_mbps)]
+
+
+def fastest(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS) -> pd.DataFrame:
+    """Each strategy's fastest row at the bandwidth closest to ``bandwidth_mbps``."""
+    at = _at(df, bandwidth_mbps)
+    return at.loc[at.groupby("strategy", sort=False)["latency_s"].idxmin()]
+
+
+def indistinguishable(rows: pd.DataFrame) -> list[str]:
+    """Pairs of rows ("A and B") whose 95 % accuracy intervals overlap: on these
+    examples their accuracies cannot be told apart."""
+    if "accuracy_ci95_low" not in rows:
+        return []
+    ok = rows.dropna(subset=["accuracy_ci95_low"])
+    names = [Configuration.of(r.strategy, r.devices, r.cr, r.segments).label()
+             for r in ok.itertuples()]
+    lows, highs = ok["accuracy_ci95_low"].tolist(), ok["accuracy_ci95_high"].tolist()
+    return [f"{names[i]} and {names[j]}" for i, j in combinations(range(len(ok)), 2)
+            if lows[i] <= highs[j] and lows[j] <= highs[i]]
+
+
 def summarize(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS
               ) -> pd.DataFrame:
     """At the bandwidth closest to ``bandwidth_mbps``: each strategy's fastest
     configuration, and whether it is on the latency/accuracy Pareto front there."""
-    at = df[df["bandwidth_mbps"] == closest(df["bandwidth_mbps"].unique(), bandwidth_mbps)]
-    best = at.loc[at.groupby("strategy", sort=False)["latency_s"].idxmin()]
+    at, best = _at(df, bandwidth_mbps), fastest(df, bandwidth_mbps)
     cols = ["strategy", "devices", "cr", "segments", "bandwidth_mbps", "latency_s",
             "energy_j", "accuracy"]
     if "adaptive_choice" in at and at["adaptive_choice"].notna().any():
