@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,14 @@ from prismsim import datasets as ds
 from prismsim.assets import fetch
 from prismsim.cache_dir import cache_root
 from prismsim.configuration import command_configurations, prism_settings
-from prismsim.metrics import METRICS, bits_per_byte, mean_kl, top1_agreement
+from prismsim.metrics import (
+    METRICS,
+    bits_per_byte,
+    mean_kl,
+    ratio_bootstrap,
+    top1_agreement,
+    wilson_interval,
+)
 from prismsim.models import tuned
 from prismsim.models.catalog import BUILTINS, PRETRAINED
 from prismsim.models.load import load_model, state_hash
@@ -138,11 +146,12 @@ def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
                                     return_tensors="pt")["pixel_values"]
 
 
-def _lm_stats(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
-    """Summed next-byte cross-entropy (nats) of positions 1..n-1, and their count."""
+def _lm_stats(logits: torch.Tensor, ids: torch.Tensor) -> tuple[list[float], int]:
+    """Each window's summed next-byte cross-entropy (nats) of positions 1..n-1, and the
+    positions a window has."""
     ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                           ids[:, 1:].reshape(-1), reduction="sum")
-    return float(ce), ids[:, 1:].numel()
+                                           ids[:, 1:].reshape(-1), reduction="none")
+    return ce.view(ids.shape[0], -1).sum(1).tolist(), ids.shape[1] - 1  # [windows]
 
 
 class _Tally:
@@ -150,7 +159,9 @@ class _Tally:
 
     def __init__(self, kind: str):
         self.kind, self.preds, self.labels = kind, [], []
-        self.ce_nats, self.n_bytes, self.agree, self.kl, self.n_pos = 0.0, 0, 0.0, 0.0, 0
+        self.agree, self.kl, self.n_pos = 0.0, 0.0, 0
+        self.window_nats: list[float] = []  # bytes: each window's summed cross-entropy
+        self.window_bytes = 0  # bytes: positions predicted per window
         self.scores: dict[int, list[float]] = {}  # cloze: example -> score of each option
         self.answers: dict[int, int] = {}
 
@@ -161,8 +172,8 @@ class _Tally:
         self.kl += mean_kl(out_np, ref_np) * n
         self.n_pos += n
         if self.kind == "bytes":
-            ce, count = _lm_stats(out, target)
-            self.ce_nats, self.n_bytes = self.ce_nats + ce, self.n_bytes + count
+            nats, self.window_bytes = _lm_stats(out, target)
+            self.window_nats += nats
         elif self.kind == "cloze":
             score = span_logprob(out, target.ids, target.start)
             self.scores.setdefault(target.example, []).append(score)
@@ -172,14 +183,21 @@ class _Tally:
             self.labels.append(np.asarray(target))
 
     def result(self, metric: str) -> dict[str, Any]:
+        """The metric, its sample size and 95 % interval (accuracy: Wilson's; bits per
+        byte: a bootstrap over windows; other metrics: none), and the fidelity."""
         if self.kind == "bytes":
-            value, n = bits_per_byte(self.ce_nats, self.n_bytes), self.n_bytes
+            nats = np.asarray(self.window_nats)  # [windows]
+            n, per_window = len(nats), self.window_bytes
+            value = bits_per_byte(float(nats.sum()), n * per_window)
+            low, high = ratio_bootstrap(nats, np.full(n, per_window * math.log(2)))
         else:
             pred, labels = self._predictions()
             value, n = METRICS[metric](pred, labels), len(labels)
+            low, high = (wilson_interval(int(np.sum(pred == labels)), n)
+                         if metric == "accuracy" else (math.nan, math.nan))
         return {"metric": metric, "value": value, "top1_agreement": self.agree / self.n_pos,
                 "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos,
-                "n_examples": n}
+                "n_examples": n, "ci95_low": low, "ci95_high": high}
 
     def _predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, true) labels; a cloze example predicts its best-scored option."""

@@ -88,3 +88,16 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return center - half, center + half
+
+
+def ratio_bootstrap(num: np.ndarray, den: np.ndarray, resamples: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of sum(num) / sum(den) over units resampled
+    with replacement (bits per byte over windows: num nats, den bytes x ln 2)."""
+    n = len(num)
+    if n < 2:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    ratios = num[idx].sum(axis=1) / den[idx].sum(axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)

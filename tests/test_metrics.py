@@ -41,3 +41,18 @@ def test_fidelity_by_hand():
     # second row: p = softmax([2, 0]) = [a, b], q = [b, a]: KL = (a - b) * 2
     a, b = math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)
     assert mean_kl(flipped, ref) == pytest.approx((0 + (a - b) * 2) / 2)
+
+
+def test_ratio_bootstrap_collapses_on_equal_units_and_matches_wald_on_many():
+    from prismsim.metrics import ratio_bootstrap
+
+    same = ratio_bootstrap(np.full(50, 3.0), np.full(50, 2.0))
+    assert same == pytest.approx((1.5, 1.5))
+    # 2,000 Bernoulli(0.3) draws: the bootstrap of the mean approaches Wald's interval
+    # p +- 1.96 sqrt(p (1 - p) / n), +-0.0201 here
+    x = (np.random.default_rng(1).random(2000) < 0.3).astype(float)
+    p = x.mean()
+    half = 1.96 * np.sqrt(p * (1 - p) / len(x))
+    low, high = ratio_bootstrap(x, np.ones(len(x)), resamples=4000)
+    assert low == pytest.approx(p - half, abs=0.003)
+    assert high == pytest.approx(p + half, abs=0.003)

@@ -62,6 +62,8 @@ def test_gpt2_text_reduced(tmp_path):
     df = run_sweep(load_scenario(reduced(tmp_path, "gpt2_text", network__bandwidth_mbps=[200],
                                          dataset__limit=4, prism={"cr": [2, 16]})))
     assert len(df) == 1 + 2 + 4 and (df.metric == "bits_per_byte").all()
+    assert (df.n_examples == 4).all()  # windows; bits per byte's bootstrap interval holds it
+    assert ((df.accuracy_ci95_low <= df.accuracy) & (df.accuracy <= df.accuracy_ci95_high)).all()
     single = df[df.strategy == "single"].accuracy.item()
     assert (df[df.strategy == "voltage"].accuracy - single).abs().max() < 1e-5
     for p, rows in df[df.strategy == "prism"].groupby("devices"):

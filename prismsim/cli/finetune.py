@@ -71,7 +71,9 @@ def _compare(spec: object, limit: int) -> None:
         r = evaluate(name, dataset, spec.strategy, spec.devices, limit=limit,
                      **spec.options())
         n = r.get("n_examples") or len(_dataset(dataset, "test").head(limit))
-        lo, hi = wilson_interval(round(r["value"] * n), n)
+        lo, hi = r.get("ci95_low"), r.get("ci95_high")
+        if lo is None or hi is None:  # cached before intervals were kept
+            lo, hi = wilson_interval(round(r["value"] * n), n)
         click.echo(f"{label}: {r['metric']} {r['value']:.4f} (95 % interval {lo:.4f}-"
                    f"{hi:.4f}, {n} {dataset} test examples) under {spec.strategy} "
                    f"P={spec.devices}")

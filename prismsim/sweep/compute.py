@@ -14,7 +14,7 @@ from prismsim.sweep.needs import AccuracyNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
 ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source",
-                 "n_examples")
+                 "n_examples", "ci95_low", "ci95_high")
 
 
 def trace(need: WorkloadNeed) -> str:
