@@ -42,6 +42,7 @@ DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
     "wiki-xml": ds.wiki_xml,
 }
+RESULT_FORMAT = 2  # what a cached result holds (2: n_examples and the 95 % interval)
 HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
 
 
@@ -245,7 +246,8 @@ def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 
     data = _dataset(dataset, split).head(limit)
     point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
              "strategy": strategy, "devices": devices, "options": options}
-    key = _key(**point, weights=weights_hash(model), version=prismsim.__version__)
+    key = _key(**point, weights=weights_hash(model), version=prismsim.__version__,
+               format=RESULT_FORMAT)
     path = cache_root() / "accuracy" / f"{key}.json"
     if use_cache and path.exists():
         return json.loads(path.read_text())

@@ -101,3 +101,4 @@ def ratio_bootstrap(num: np.ndarray, den: np.ndarray, resamples: int = 1000,
     ratios = num[idx].sum(axis=1) / den[idx].sum(axis=1)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return float(low), float(high)
+

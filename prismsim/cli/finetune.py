@@ -3,10 +3,15 @@ say its accuracy under that strategy before and after (held-out test examples)."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from prismsim.cli.common import user_errors
 from prismsim.progress import reporter
+
+if TYPE_CHECKING:
+    from prismsim.models.tuned import FinetuneSpec
 
 
 @click.command()
@@ -59,21 +64,16 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
             _compare(spec, limit)
 
 
-def _compare(spec: object, limit: int) -> None:
-    from prismsim.accuracy import _dataset, evaluate
+def _compare(spec: FinetuneSpec, limit: int) -> None:
+    from prismsim.accuracy import evaluate
     from prismsim.finetune import train_data
-    from prismsim.metrics import wilson_interval
-    from prismsim.models.tuned import FinetuneSpec, tuned_name
+    from prismsim.models.tuned import tuned_name
 
-    assert isinstance(spec, FinetuneSpec)
     dataset = train_data(spec).name
     for label, name in (("before", spec.base), ("after", tuned_name(spec))):
         r = evaluate(name, dataset, spec.strategy, spec.devices, limit=limit,
                      **spec.options())
-        n = r.get("n_examples") or len(_dataset(dataset, "test").head(limit))
-        lo, hi = r.get("ci95_low"), r.get("ci95_high")
-        if lo is None or hi is None:  # cached before intervals were kept
-            lo, hi = wilson_interval(round(r["value"] * n), n)
+        lo, hi, n = r["ci95_low"], r["ci95_high"], r["n_examples"]
         click.echo(f"{label}: {r['metric']} {r['value']:.4f} (95 % interval {lo:.4f}-"
                    f"{hi:.4f}, {n} {dataset} test examples) under {spec.strategy} "
                    f"P={spec.devices}")

@@ -95,7 +95,7 @@ def is_tuned(name: str) -> bool:
 def parse(name: str) -> FinetuneSpec:
     """The spec a name (or a weights file's sidecar) stands for."""
     if name.endswith(".safetensors"):
-        return spec_of(json.loads(Path(name).with_suffix(".json").read_text())["spec"])
+        return FinetuneSpec(**json.loads(Path(name).with_suffix(".json").read_text())["spec"])
     base, _, rest = name.partition("@")
     rest, _, dataset = rest.partition("+")
     tokens = rest.split("-")
@@ -127,10 +127,6 @@ def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
                 fields[f] = kind(float(t[len(short):]))
                 return
         raise ValueError(f"{name}: unknown part {t!r} of a fine-tuned model's name")
-
-
-def spec_of(d: dict[str, Any]) -> FinetuneSpec:
-    return FinetuneSpec(**d)
 
 
 def key(spec: FinetuneSpec, base_hash: str) -> str:

@@ -32,9 +32,10 @@ from prismsim.serve.engine import (
     ServingSetup,
     _Job,
     _Serving,
+    device_list,
 )
 from prismsim.sim import simulate
-from prismsim.sim.program import PostReceives, Receive, device_ops, shift_keys
+from prismsim.sim.program import device_ops, shift_keys
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Workload
 
@@ -157,8 +158,7 @@ class _Adaptive(_Serving):
             self._give(queue.popleft(), e, boards)
 
     def admit(self, r: Request) -> None:
-        pool = self._pool()
-        r.group = pool
+        pool = r.group = self.dispatch()
         limit = self.setup.queue_limit
         if limit is not None and len(self.pending[pool]) >= limit:
             r.dropped = True
@@ -166,13 +166,6 @@ class _Adaptive(_Serving):
         self.outstanding[pool] += 1
         self.pending[pool].append(r)
         self._schedule(pool)
-
-    def _pool(self) -> int:
-        pools = self.adaptive.pools
-        if self.setup.dispatch == "shortest_queue":
-            return min(range(pools), key=lambda g: (self.outstanding[g], g))
-        pool, self.turn = self.turn, (self.turn + 1) % pools
-        return pool
 
     def _give(self, r: Request, e: _Entry, boards: tuple[int, ...]) -> None:
         """The request's parts to its boards (each idle): they start at once."""
@@ -194,14 +187,9 @@ class _Adaptive(_Serving):
         while True:
             job, ops = yield self.inbox[d].get()
             self._started(job, d)
-            first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
-            if self.rendezvous and first is ops[0] and first is not None:
-                self._posted_early(d, first.messages)
             self.blocked_s[d] += self.env.now - self.stats[d].finish_s  # idle, waiting
-            yield from self._run_part(d, ops, job)
-            self.idle_since[d] = self.env.now + self.medium.latency_s
+            yield from self._part(d, ops, job)
             self.busy[d] = False
-            self._finished(job, d)
             self._schedule(job.group)
 
     def _started(self, job: _Part, d: int) -> None:
@@ -218,12 +206,7 @@ def adaptive_replay(setup: AdaptiveSetup, device: DeviceSpec | Sequence[DeviceSp
                     link: LinkSpec, host: HostSpec | None = None) -> _Adaptive:
     """The replay that serves a stream on adaptive pools (``open_loop`` or
     ``closed_loop``); ``device``: one spec for all boards, or one per board."""
-    n = setup.pools * setup.boards
-    specs = [device] * n if isinstance(device, DeviceSpec) else list(device)
-    if len(specs) != n:
-        raise ValueError(f"{setup.pools} pools of {setup.boards} boards need {n} specs, "
-                         f"got {len(specs)}")
-    return _Adaptive(setup, specs, link, host)
+    return _Adaptive(setup, device_list(device, setup.pools, setup.boards), link, host)
 
 
 def serve_adaptive(setup: AdaptiveSetup, arrivals_s: Sequence[float],

@@ -241,12 +241,17 @@ class _Serving(_Replay):
     def worker(self, d: int) -> Generator[Any, Any, None]:
         while True:
             job, ops = yield self.inbox[d].get()
-            first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
-            if self.rendezvous and first is ops[0] and first is not None:
-                self._posted_early(d, first.messages)
-            yield from self._run_part(d, ops, job)
-            self.idle_since[d] = self.env.now + self.medium.latency_s
-            self._finished(job, d)
+            yield from self._part(d, ops, job)
+
+    def _part(self, d: int, ops: list[Op], job: _Job) -> Generator[Any, Any, None]:
+        """Device d, handed its part of ``job``, runs it (a first receive was posted
+        when it became idle) and is done with it."""
+        first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
+        if self.rendezvous and first is ops[0] and first is not None:
+            self._posted_early(d, first.messages)
+        yield from self._run_part(d, ops, job)
+        self.idle_since[d] = self.env.now + self.medium.latency_s
+        self._finished(job, d)
 
     def _posted_early(self, d: int, ids: tuple[int, ...]) -> None:
         """Rendezvous: device d posted its first receive of a request when it was done
@@ -276,13 +281,17 @@ class _Serving(_Replay):
                 if waiter is not None:
                     waiter.succeed()
 
-    def admit(self, r: Request) -> None:
-        """The dispatcher: the request joins a group's queue, or is dropped."""
+    def dispatch(self) -> int:
+        """The group the next request joins: the fewest outstanding, or in turn."""
         groups = self.setup.groups
         if self.setup.dispatch == "shortest_queue":
-            r.group = min(range(groups), key=lambda g: (self.outstanding[g], g))
-        else:
-            r.group, self.turn = self.turn, (self.turn + 1) % groups
+            return min(range(groups), key=lambda g: (self.outstanding[g], g))
+        group, self.turn = self.turn, (self.turn + 1) % groups
+        return group
+
+    def admit(self, r: Request) -> None:
+        """The dispatcher: the request joins a group's queue, or is dropped."""
+        r.group = self.dispatch()
         limit = self.setup.queue_limit
         if limit is not None and len(self.queues[r.group].items) >= limit:
             r.dropped = True
@@ -357,11 +366,17 @@ def check_setup(setup: ServingSetup) -> None:
 def _specs(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec]
            ) -> list[DeviceSpec]:
     check_setup(setup)
-    n = setup.groups * setup.workloads[1].n_devices
+    return device_list(device, setup.groups, setup.workloads[1].n_devices)
+
+
+def device_list(device: DeviceSpec | Sequence[DeviceSpec], groups: int, per_group: int
+                ) -> list[DeviceSpec]:
+    """One spec per device: ``device`` for all, or the given one per device."""
+    n = groups * per_group
     specs = [device] * n if isinstance(device, DeviceSpec) else list(device)
     if len(specs) != n:
-        raise ValueError(f"{setup.groups} groups of {n // setup.groups} devices need "
-                         f"{n} specs, got {len(specs)}")
+        raise ValueError(f"{groups} groups of {per_group} devices need {n} specs, "
+                         f"got {len(specs)}")
     return specs
 
 

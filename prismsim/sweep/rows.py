@@ -9,7 +9,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from prismsim.metrics import wilson_interval
 from prismsim.scenario.grid import Point
 from prismsim.sim import SimResult
 from prismsim.workload import Workload
@@ -74,14 +73,10 @@ def workload_columns(wl: Workload) -> dict[str, Any]:
 
 def accuracy_columns(acc: dict[str, Any] | None) -> dict[str, Any]:
     """The metric with its sample size and 95 % interval (accuracy: Wilson's; bits per
-    byte: a bootstrap over windows; results cached without one: Wilson's for accuracy,
-    else NaN)."""
+    byte: a bootstrap over windows; other metrics: NaN)."""
     acc = acc or NO_ACCURACY
     n = int(acc.get("n_examples") or 0)
-    lo, hi = acc.get("ci95_low"), acc.get("ci95_high")
-    if lo is None or hi is None:
-        lo, hi = (wilson_interval(round(acc["value"] * n), n)
-                  if acc["metric"] == "accuracy" and n else (math.nan, math.nan))
+    lo, hi = acc.get("ci95_low", math.nan), acc.get("ci95_high", math.nan)
     return {"metric": acc["metric"], "accuracy": acc["value"], "accuracy_ci95_low": lo,
             "accuracy_ci95_high": hi, "n_examples": n,
             "top1_agreement": acc["top1_agreement"], "mean_kl": acc["mean_kl"],
