@@ -179,8 +179,9 @@ def test_a_shared_host_slows_the_devices_and_keys_its_points(tmp_path):
 
 
 def test_exact_strategies_are_evaluated_once_as_the_check(tmp_path, monkeypatch):
-    """Voltage is exact: of voltage at P = 2 and 3 only P = 2 is evaluated (the check),
-    P = 3 takes single's metrics and says so; prism is evaluated at each P and CR."""
+    """Voltage is exact: of voltage at P = 2 and 3 only P = 2 is evaluated (the check, on
+    at most 32 examples), both take single's metrics and say so; prism is evaluated at
+    each P and CR."""
     import prismsim.sweep.compute as compute
 
     evaluated = []
@@ -205,22 +206,25 @@ def test_exact_strategies_are_evaluated_once_as_the_check(tmp_path, monkeypatch)
     assert borrowed.accuracy == single.accuracy
     assert borrowed.accuracy_source.startswith(
         "voltage P=3 is exact: single's metrics, checked by evaluating voltage P=2 "
-        "(top-1 agreement 1.0000")
+        "on the first 8 examples (top-1 agreement 1.0000")
 
 
 def test_overlapping_accuracy_intervals_are_named():
     """970 / 1000 twice (Wilson [0.9575, 0.9789]) overlap; 429 / 1000 ([0.3987, 0.4599])
-    overlaps neither; 955 / 1000 ([0.9403, 0.9662]) overlaps both 0.970s."""
+    overlaps neither; 955 / 1000 ([0.9403, 0.9662]) overlaps both 0.970s; voltage (exact:
+    single's metrics by proof) is paired with nothing."""
     from prismsim.metrics import wilson_interval
     from prismsim.sweep.summary import indistinguishable
 
     rows = []
     for strategy, devices, segments, k in (("single", 1, None, 970), ("voltage", 2, None, 970),
-                                           ("prism", 3, 10, 429), ("prism", 2, 30, 955)):
+                                           ("prism", 2, 20, 970), ("prism", 3, 10, 429),
+                                           ("prism", 2, 30, 955)):
         lo, hi = wilson_interval(k, 1000)
         rows.append({"strategy": strategy, "devices": devices, "cr": None,
                      "segments": segments, "accuracy": k / 1000,
                      "accuracy_ci95_low": lo, "accuracy_ci95_high": hi})
     assert wilson_interval(955, 1000) == pytest.approx((0.9403, 0.9662), abs=1e-4)
     assert indistinguishable(pd.DataFrame(rows)) == [
-        "single and voltage P=2", "single and prism P=2 L=30", "voltage P=2 and prism P=2 L=30"]
+        "single and prism P=2 L=20", "single and prism P=2 L=30",
+        "prism P=2 L=20 and prism P=2 L=30"]

@@ -11,6 +11,7 @@ import pandas as pd
 from prismsim.configuration import Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
+from prismsim.sweep.exact import EXACT
 
 PAPER_BANDWIDTH_MBPS = 200.0  # the setting the PRISM paper highlights
 
@@ -41,10 +42,11 @@ def fastest(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS) -> p
 
 def indistinguishable(rows: pd.DataFrame) -> list[str]:
     """Pairs of rows ("A and B") whose 95 % accuracy intervals overlap: on these
-    examples their accuracies cannot be told apart."""
+    examples their accuracies cannot be told apart. An exact strategy is not paired:
+    its metrics are single's (``sweep/exact.py``), equal by proof, not by sample."""
     if "accuracy_ci95_low" not in rows:
         return []
-    ok = rows.dropna(subset=["accuracy_ci95_low"])
+    ok = rows[~rows["strategy"].isin(EXACT)].dropna(subset=["accuracy_ci95_low"])
     names = [Configuration.of(r.strategy, r.devices, r.cr, r.segments).label()
              for r in ok.itertuples()]
     lows, highs = ok["accuracy_ci95_low"].tolist(), ok["accuracy_ci95_high"].tolist()
