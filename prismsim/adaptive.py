@@ -28,7 +28,7 @@ from prismsim.userfiles import UserFileError, read_text
 from prismsim.workload import Workload
 
 Objective = Literal["latency", "energy"]
-CANDIDATE_COLUMNS = ["strategy", "devices", "cr", "segments", "exchange"]
+CANDIDATE_COLUMNS = ["strategy", "devices", "cr", "segments", "exchange", "finetune"]
 # optional columns of a map file: the system (boards, network) each row was measured on
 SYSTEM_COLUMNS = ("device_profile", "link", "medium", "latency_ms", "broadcast", "rendezvous")
 MAP_COLUMNS = [*CANDIDATE_COLUMNS, "batch", "bandwidth_mbps", "latency_s", "energy_j",
@@ -74,10 +74,10 @@ class PerformanceMap:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> PerformanceMap:
-        """Rows with MAP_COLUMNS (``cr``, ``segments``, ``exchange``, ``accuracy`` may be
-        missing or empty); other columns are ignored. A (candidate, batch, bandwidth)
-        given twice is an error."""
-        optional = ("cr", "segments", "exchange", "accuracy")
+        """Rows with MAP_COLUMNS (``cr``, ``segments``, ``exchange``, ``finetune``,
+        ``accuracy`` may be missing or empty); other columns are ignored. A (candidate,
+        batch, bandwidth) given twice is an error."""
+        optional = ("cr", "segments", "exchange", "finetune", "accuracy")
         missing = [c for c in MAP_COLUMNS if c not in df and c not in optional]
         if missing:
             raise ValueError(f"performance map: missing column(s) {missing}")
@@ -109,7 +109,7 @@ def read_map_frame(path: Path) -> pd.DataFrame:
 def _entry_row(e: MapEntry) -> dict[str, object]:
     c = e.configuration
     return {"strategy": c.strategy, "devices": c.devices, "cr": c.cr, "segments": c.segments,
-            "exchange": c.exchange,
+            "exchange": c.exchange, "finetune": c.finetune,
             "batch": e.batch, "bandwidth_mbps": e.bandwidth_mbps, "latency_s": e.latency_s,
             "energy_j": e.energy_j, "accuracy": e.accuracy}
 
@@ -117,7 +117,7 @@ def _entry_row(e: MapEntry) -> dict[str, object]:
 def _row_entry(r: Mapping[str, Any]) -> MapEntry:
     try:
         config = Configuration.of(r["strategy"], r["devices"], r.get("cr"), r.get("segments"),
-                                  r.get("exchange"))
+                                  r.get("exchange"), r.get("finetune"))
         acc = r.get("accuracy")
         return MapEntry(config, int(r["batch"]), float(r["bandwidth_mbps"]),
                         float(r["latency_s"]), float(r["energy_j"]),

@@ -1,5 +1,7 @@
-"""A configuration: a strategy on P devices with its PRISM setting. It decides the
-per-device programs, hence the workload and the accuracy, but not the hardware; every
+"""A configuration: a strategy on P devices with its PRISM setting, and the fine-tuning
+its weights had (none, or a ``prismsim finetune`` mode run under this very setting). It
+decides the per-device programs and their weights, hence the workload and the accuracy,
+but not the hardware; every
 grid (scenarios, plans, the adaptive chooser, the ``flops``, ``numerics`` and
 ``accuracy`` commands) is built from these, and every table and plot names them with
 :meth:`Configuration.label`."""
@@ -15,6 +17,7 @@ SINGLE = "single"  # the one strategy that runs on one device, and only there
 ADAPTIVE = "adaptive"  # rows whose configuration the adaptive chooser picked
 ROWWISE = ("voltage", "prism")  # strategies with an ``exchange`` pattern
 P2P = "p2p"  # their default exchange: one unicast copy per receiver
+NO_FINETUNE = "none"  # the model's own weights
 
 
 def _given(x: Any) -> bool:
@@ -29,14 +32,17 @@ class Configuration:
     cr: float | None = None  # prism: compression rate CR = n_p / L ...
     segments: int | None = None  # ... or L, Segment Means per partition
     exchange: str = P2P  # voltage, prism: p2p, broadcast or ring (strategies.rowwise)
+    # prism: the weights fine-tuned under this configuration (head, last:K, all) or not
+    finetune: str = NO_FINETUNE
 
     @classmethod
     def of(cls, strategy: str, devices: Any, cr: Any = None, segments: Any = None,
-           exchange: Any = None) -> Configuration:
+           exchange: Any = None, finetune: Any = None) -> Configuration:
         """From table cells: NaN is "not given", numbers come back to int and float."""
         return cls(str(strategy), int(devices), float(cr) if _given(cr) else None,
                    int(segments) if _given(segments) else None,
-                   str(exchange) if _given(exchange) else P2P)
+                   str(exchange) if _given(exchange) else P2P,
+                   str(finetune) if _given(finetune) else NO_FINETUNE)
 
     def options(self) -> dict[str, float | int | str]:
         """The strategy's keyword options this configuration sets."""
@@ -47,8 +53,8 @@ class Configuration:
         return out
 
     def label(self, with_strategy: bool = True) -> str:
-        """"single", "voltage P=2", "prism P=3 CR=4.95", "prism P=2 L=10"; "adaptive"
-        whatever it picked."""
+        """"single", "voltage P=2", "prism P=3 CR=4.95", "prism P=2 L=10", "prism P=3
+        L=10 ft:head" (fine-tuned); "adaptive" whatever it picked."""
         if self.strategy in (SINGLE, ADAPTIVE):
             return self.strategy
         parts = [self.strategy] if with_strategy else []
@@ -59,6 +65,8 @@ class Configuration:
             parts.append(f"L={self.segments}")
         if self.exchange != P2P:
             parts.append(self.exchange)
+        if self.finetune != NO_FINETUNE:
+            parts.append(f"ft:{self.finetune}")
         return " ".join(parts)
 
 
@@ -70,19 +78,24 @@ def prism_settings(crs: Iterable[float] = (), segments: Iterable[int] = ()
 
 def configurations(strategies: Iterable[str], counts: Iterable[int],
                    prism: Iterable[Mapping[str, Any]] = (),
-                   exchanges: Iterable[str] = (P2P,)) -> list[Configuration]:
+                   exchanges: Iterable[str] = (P2P,),
+                   finetunes: Iterable[str] = (NO_FINETUNE,)) -> list[Configuration]:
     """single on one device (when 1 is among ``counts``), every other strategy at every
-    count above 1, prism at each of its settings, voltage and prism with each exchange;
-    strategies in the order given, then counts, settings, exchanges."""
+    count above 1, prism at each of its settings and fine-tunings, voltage and prism with
+    each exchange; strategies in the order given, then counts, settings, fine-tunings,
+    exchanges."""
     counts, prism, exchanges = list(counts), [dict(p) for p in prism], list(exchanges)
+    finetunes = list(finetunes)
     out = []
     for name in strategies:
         for p in counts:
             if (name == SINGLE) != (p == 1):
                 continue
             settings = prism if name == "prism" else [{}]
+            tunings = finetunes if name == "prism" else [NO_FINETUNE]
             patterns = exchanges if name in ROWWISE else [P2P]
-            out += [Configuration(name, p, **s, exchange=e) for s in settings for e in patterns]
+            out += [Configuration(name, p, **s, exchange=e, finetune=f)
+                    for s in settings for f in tunings for e in patterns]
     return out
 
 

@@ -104,13 +104,15 @@ def _scenario(path: str):  # type: ignore[no-untyped-def]
 def check(file: str) -> None:
     """Validate a scenario and print the size of its grid."""
     from prismsim.sweep import exact
-    from prismsim.sweep.needs import accuracy_need, distinct, workload_need
+    from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 
     s = _scenario(file)
     points = s.grid()
     n_wl = len({workload_need(s, p) for p in points})
+    n_ft = len(distinct(finetune_need(s, p) for p in points))
     n_acc = len(exact.plan(distinct(accuracy_need(s, p) for p in points)).evaluate)
-    click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, "
+    tuned = f"{n_ft} fine-tunings, " if n_ft else ""
+    click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, {tuned}"
                f"{n_acc} accuracy evaluations; results in {s.output}")
 
 

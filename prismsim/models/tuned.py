@@ -18,12 +18,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from safetensors.torch import load_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from prismsim.cache_dir import cache_root
+
+if TYPE_CHECKING:  # names and keys are plain data: scenarios read them without torch
+    from torch import nn
 
 FORMAT = 1  # bumped when training changes what a key's weights are
 MODE = re.compile(r"^(head|all|last:([1-9][0-9]*))$")
@@ -146,6 +146,8 @@ def apply(module: nn.Module, spec: FinetuneSpec, base_hash: str, name: str) -> N
     if not path.exists():
         raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
                          f"{command_args(spec)}")
+    from safetensors.torch import load_file
+
     state = load_file(str(path))
     missing = sorted(set(state) - set(dict(module.named_parameters())))
     if missing:

@@ -16,6 +16,7 @@ from prismsim.plots.style import (
     SYSTEM_SCOPE,
     latency_y_axis,
     log_ticks_at,
+    own_weights,
     plain_ticks,
     scope_rows,
     set_title,
@@ -28,8 +29,9 @@ from prismsim.plots.style import (
 def latency_vs_bandwidth(df: pd.DataFrame) -> Figure:
     """End-to-end latency (ms) against link bandwidth (Mbit/s, log): one line a
     configuration. Configurations on one device do not use the link: their latency is
-    drawn flat, dashed black, across the whole bandwidth range."""
-    scoped, where = scope_rows(df, SYSTEM_SCOPE)
+    drawn flat, dashed black, across the whole bandwidth range. Fine-tuned rows are
+    their plain twins' latency: left out."""
+    scoped, where = scope_rows(own_weights(df), SYSTEM_SCOPE)
     data = with_config(scoped)
     bandwidths = sorted(data["bandwidth_mbps"].unique())
     strategies = sorted(data["strategy"].unique(), key=strategy_rank)
@@ -73,9 +75,9 @@ def _prism_axis(data: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
 def comm_vs_cr(df: pd.DataFrame) -> Figure:
     """Bytes each device sends per layer (KB = 1000 bytes) against PRISM's compression
     rate (or its segment means, see _prism_axis), one line a device count; Voltage at the
-    same count as a dashed reference. The volume does not depend on the link, so rows
-    repeated over bandwidths (or device profiles) count once."""
-    scoped, where = scope_rows(df, MODEL_SCOPE)
+    same count as a dashed reference. The volume does not depend on the link (nor on
+    fine-tuning), so rows repeated over bandwidths (or device profiles) count once."""
+    scoped, where = scope_rows(own_weights(df), MODEL_SCOPE)
     data = with_config(scoped).drop_duplicates(["config"])
     prism, col, xlabel = _prism_axis(data)
     voltage = data[data["strategy"] == "voltage"]

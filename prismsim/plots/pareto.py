@@ -1,4 +1,5 @@
-"""Latency against the task metric at one bandwidth, with the Pareto front."""
+"""Latency against the task metric at one bandwidth, with the Pareto front; fine-tuned
+points beside their plain twins, an arrow from each plain point to its fine-tuned ones."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import latency_score_front
 from prismsim.plots.labels import Label, place_labels
 from prismsim.plots.style import (
+    FINETUNE_COLOURS,
     MS_PER_S,
     REASON_CHARS,
     SYSTEM_SCOPE,
@@ -22,6 +24,7 @@ from prismsim.plots.style import (
     strategy_colour,
     strategy_marker,
     strategy_rank,
+    tuned,
     with_config,
 )
 from prismsim.sweep.summary import PAPER_BANDWIDTH_MBPS, closest
@@ -35,23 +38,51 @@ def _at_bandwidth(data: pd.DataFrame, bandwidth: float) -> pd.DataFrame:
     return pd.concat([here, alone.drop_duplicates("config")]).sort_values("order", kind="stable")
 
 
-def _draw_points(ax: Axes, pts: pd.DataFrame, strategies: list[str]) -> list[Label]:
-    """One marker style and colour a strategy; returns each point's label (P and CR)."""
-    labels: list[Label] = []
+def _series(pts: pd.DataFrame, strategies: list[str]) -> list[tuple[str, pd.DataFrame, str]]:
+    """(legend label, rows, colour) of each strategy's plain rows, then of each
+    fine-tuning mode's rows (in a colour of its own)."""
+    is_tuned = tuned(pts)
+    modes = list(dict.fromkeys(pts.loc[is_tuned, "finetune"]))
+    out = []
     for strategy in strategies:
-        rows = pts[pts["strategy"] == strategy]
-        if rows.empty:
-            continue
+        mine = pts["strategy"] == strategy
+        out.append((strategy, pts[mine & ~is_tuned], strategy_colour(strategy, strategies)))
+        out += [(f"{strategy} fine-tuned ({m})", pts[mine & (pts["finetune"] == m)],
+                 FINETUNE_COLOURS[i % len(FINETUNE_COLOURS)]) for i, m in enumerate(modes)]
+    return [s for s in out if not s[1].empty]
+
+
+def _draw_points(ax: Axes, pts: pd.DataFrame, strategies: list[str]) -> list[Label]:
+    """One marker style a strategy, one colour a strategy (its fine-tuned rows: one a
+    mode); returns each point's label (P, CR, fine-tuning)."""
+    labels: list[Label] = []
+    for name, rows, colour in _series(pts, strategies):
+        strategy = rows["strategy"].iloc[0]
         ms = (rows["latency_s"] * MS_PER_S).tolist()
-        colour = strategy_colour(strategy, strategies)
         ax.scatter(ms, rows["accuracy"], marker=strategy_marker(strategy, strategies), s=40,
-                   zorder=3, color=colour, label=strategy)
+                   zorder=3, color=colour, label=name)
         _draw_intervals(ax, rows, colour)
         for x, y, row in zip(ms, rows["accuracy"], rows.itertuples(index=False), strict=True):
-            text = Configuration.of(row.strategy, row.devices, row.cr, row.segments).label(
-                with_strategy=False)
+            text = Configuration.of(row.strategy, row.devices, row.cr, row.segments,
+                                    row.exchange, row.finetune).label(with_strategy=False)
             labels.append((x, y, text, "0.15", ax.transData))
     return labels
+
+
+def _draw_recovery(ax: Axes, pts: pd.DataFrame) -> None:
+    """An arrow from each plain point to each of its fine-tuned twins (same programs,
+    same latency: what fine-tuning gives back)."""
+    twin = ["strategy", "devices", "cr", "segments", "exchange"]
+    plain = pts[~tuned(pts)]
+    for row in pts[tuned(pts)].itertuples(index=False):
+        same = plain
+        for col in twin:
+            value = getattr(row, col)
+            same = same[same[col].isna()] if pd.isna(value) else same[same[col] == value]
+        for base in same.itertuples(index=False):
+            ax.annotate("", xy=(row.latency_s * MS_PER_S, row.accuracy),
+                        xytext=(base.latency_s * MS_PER_S, base.accuracy), zorder=2,
+                        arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
 
 
 def _draw_intervals(ax: Axes, rows: pd.DataFrame, colour: object) -> None:
@@ -78,7 +109,8 @@ def _draw_missing(ax: Axes, pts: pd.DataFrame) -> list[Label]:
             transform=bottom, label="no score")
     ax.margins(y=0.15)  # keep scored points clear of the grey row
     return [(x, UNSCORED_Y, Configuration.of(row.strategy, row.devices, row.cr,
-                                             row.segments).label(), "0.45", bottom)
+                                             row.segments, row.exchange,
+                                             row.finetune).label(), "0.45", bottom)
             for x, row in zip(ms, pts.itertuples(index=False), strict=True)]
 
 
@@ -114,6 +146,7 @@ def pareto(df: pd.DataFrame, bandwidth_mbps: float | None = None) -> Figure:
     ax = fig.add_subplot()
     strategies = sorted(pts["strategy"].unique(), key=strategy_rank)
     _draw_front(ax, scored, higher)
+    _draw_recovery(ax, scored)
     labels = _draw_points(ax, scored, strategies) + _draw_missing(ax, missing)
     ax.set_xlabel("inference latency (ms)")
     ax.set_ylabel(metric_label(metric, higher))

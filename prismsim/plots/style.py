@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-from prismsim.configuration import Configuration
+from prismsim.configuration import NO_FINETUNE, Configuration
 
 MS_PER_S = 1e3
 LOG_Y_ABOVE = 10.0  # max/min latency beyond which the latency axis turns logarithmic
@@ -28,6 +28,7 @@ STRATEGY_COLOURS = {"single": "black", "voltage": "tab:blue", "tensor_parallel":
                     "adaptive": "tab:cyan"}  # red is the Pareto front's
 MARKERS = {"single": "s", "voltage": "o", "tensor_parallel": "D", "prism": "^", "adaptive": "*"}
 OTHER_MARKERS = ("v", "P", "X", "*", "h")
+FINETUNE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:gray")  # by mode, in order
 LANE_COLOURS = {"compute": "tab:blue", "staging": "tab:orange", "wait": "0.8", "tx": "tab:green"}
 PROGRAM_LANES = ("compute", "staging", "wait")  # sequential on a device: they share one row
 
@@ -55,17 +56,31 @@ def _nan_key(x: float) -> float:
     return -math.inf if pd.isna(x) else float(x)
 
 
+def tuned(df: pd.DataFrame) -> pd.Series:
+    """Whether each row's weights were fine-tuned (rows without the column: none)."""
+    if "finetune" not in df:
+        return pd.Series(False, index=df.index)
+    return df["finetune"].notna() & (df["finetune"] != NO_FINETUNE)
+
+
+def own_weights(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with the model's own weights: a fine-tuned row's latency, energy and bytes
+    are its plain twin's (same programs), so figures of those draw each once."""
+    return df[~tuned(df)]
+
+
 def with_config(df: pd.DataFrame) -> pd.DataFrame:
     """Adds ``config`` (label) and ``order`` (rank of the configuration) columns."""
     df = df.copy()
-    for col in ("cr", "segments", "exchange"):
+    for col in ("cr", "segments", "exchange", "finetune"):
         if col not in df:
             df[col] = math.nan
-    cols = ["strategy", "devices", "cr", "segments", "exchange"]
+    cols = ["strategy", "devices", "cr", "segments", "exchange", "finetune"]
     keys = df[cols].drop_duplicates()
     ranked = sorted(keys.itertuples(index=False), key=lambda k: (
         strategy_rank(k.strategy), k.devices, _nan_key(k.cr), _nan_key(k.segments),
-        str(k.exchange)))
+        str(k.exchange), "" if pd.isna(k.finetune) or k.finetune == NO_FINETUNE
+        else str(k.finetune)))
     labels = [Configuration.of(*k).label() for k in ranked]
     df["config"] = [Configuration.of(*k).label() for k in df[cols].itertuples(index=False)]
     df["order"] = df["config"].map({lab: i for i, lab in enumerate(labels)})

@@ -10,7 +10,13 @@ from functools import cached_property
 from itertools import product
 from typing import Any
 
-from prismsim.configuration import P2P, Configuration, configurations, prism_settings
+from prismsim.configuration import (
+    NO_FINETUNE,
+    P2P,
+    Configuration,
+    configurations,
+    prism_settings,
+)
 from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, as_list
 from prismsim.sim.specs import LinkSpec
 
@@ -38,6 +44,7 @@ class Point:
     split: str = "equal"  # token partitions of a mixed set ("a+b+c" profiles): or "speed"
     exchange: str = P2P  # voltage and prism's pattern (last: older keys unchanged)
     host: str = ""  # the shared host's spec as JSON; "": each device its own hardware
+    finetune: str = NO_FINETUNE  # prism: weights fine-tuned under the configuration, or not
 
     @property
     def mixed(self) -> bool:
@@ -46,7 +53,7 @@ class Point:
     @property
     def configuration(self) -> Configuration:
         return Configuration(self.strategy, self.devices, self.cr, self.segments,
-                             self.exchange)
+                             self.exchange, self.finetune)
 
     def options(self) -> dict[str, Any]:
         return self.configuration.options()
@@ -64,7 +71,7 @@ class Point:
     def _key(self) -> str:
         fields = asdict(self)
         for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P),
-                              ("host", "")):
+                              ("host", ""), ("finetune", NO_FINETUNE)):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -72,13 +79,15 @@ class Point:
 
 
 def scenario_configurations(s: Scenario) -> list[Configuration]:
-    """single on one device; every other strategy on every P > 1; prism at each CR."""
+    """single on one device; every other strategy on every P > 1; prism at each CR and
+    fine-tuning."""
     return configurations(s.strategies, as_list(s.devices.count), _prism(s),
-                          as_list(s.exchange))
+                          as_list(s.exchange), s.finetune.modes)
 
 
 def adaptive_configurations(s: Scenario) -> list[Configuration]:
-    """The configurations the adaptive chooser may pick (none without ``adaptive:``)."""
+    """The configurations the adaptive chooser may pick (none without ``adaptive:``),
+    fine-tuned ones among them."""
     if s.adaptive is None:
         return []
     return [c for c in scenario_configurations(s) if c.strategy in s.adaptive.candidates]
@@ -89,7 +98,8 @@ def _mixed_systems(s: Scenario) -> list[tuple[Configuration, str]]:
     out = []
     for names in s.devices.mix or []:
         others = [n for n in s.strategies if n != "single"]
-        for c in configurations(others, [len(names)], _prism(s), as_list(s.exchange)):
+        for c in configurations(others, [len(names)], _prism(s), as_list(s.exchange),
+                                s.finetune.modes):
             out.append((c, MIX_SEPARATOR.join(names)))
     return out
 
@@ -117,5 +127,5 @@ def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
                 s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange,
-                s.host.model_dump_json() if s.host else ""))
+                s.host.model_dump_json() if s.host else "", c.finetune))
     return points

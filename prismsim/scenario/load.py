@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from prismsim.adaptive import SYSTEM_COLUMNS, PerformanceMap, read_map_frame
+from prismsim.configuration import NO_FINETUNE
 from prismsim.names import check_model, check_strategies
 from prismsim.scenario.grid import Point, adaptive_configurations, expand
 from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, ScenarioError, as_list
@@ -91,6 +92,21 @@ def _known(name: str, catalog: dict, at: str, kind: str) -> None:
         raise ScenarioError(f"{at}: unknown {kind} {name!r}; known: {', '.join(sorted(catalog))}")
 
 
+def _check_finetune(spec: Scenario, where: str) -> None:
+    """Fine-tuned rows are prism rows with an accuracy measured on data never trained on."""
+    if all(m == NO_FINETUNE for m in spec.finetune.modes):
+        return
+    at = f"{where}: finetune.modes"
+    if "prism" not in spec.strategies:
+        raise ScenarioError(f"{at}: fine-tuning is an axis of prism rows; strategies has no "
+                            f"prism")
+    if spec.dataset is None:
+        raise ScenarioError(f"{at}: needs a dataset: section (trained on its train split)")
+    if spec.dataset.split == "train":
+        raise ScenarioError(f"{where}: dataset.split: fine-tuned models train on the train "
+                            f"split; measure them on a held-out one (e.g. test)")
+
+
 def _check_adaptive(spec: Scenario, path: Path) -> None:
     a, where = spec.adaptive, path.name
     if a is None:
@@ -134,6 +150,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     except CatalogError as err:
         raise ScenarioError(str(err)) from None
     _check_names(spec, where, devices, links)
+    _check_finetune(spec, where)
     _check_adaptive(spec, path)
     loaded = LoadedScenario(path, spec, devices, links)
     if not loaded.grid():

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from prismsim.configuration import NO_FINETUNE
+from prismsim.models.tuned import MODE
 from prismsim.sim.specs import HostSpec
 from prismsim.userfiles import StrictModel, UserFileError
 
@@ -84,6 +86,39 @@ class AdaptiveSection(StrictModel):
     map_csv: str | None = None
 
 
+class FinetuneSection(StrictModel):
+    """Fine-tuning as a grid axis of prism rows: each prism configuration also with its
+    weights fine-tuned under that very configuration (``prismsim finetune``, on the
+    dataset's train split), once per distinct need, cached. A list (or one mode) alone
+    stands for ``modes``."""
+
+    modes: list[str] = Field(default_factory=lambda: [NO_FINETUNE], min_length=1)  # none,
+    # head, last:K, all
+    # None: prismsim finetune's own default (1000 examples, 200 steps, lr 1e-5, 16 a step)
+    train_limit: PositiveInt | None = None  # training examples: the train split's first
+    steps: PositiveInt | None = None  # last:K / all: optimiser steps
+    lr: PositiveFloat | None = None  # last:K / all: learning rate
+    batch: PositiveInt | None = None  # last:K / all: examples a step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _modes_alone(cls, v: Any) -> Any:
+        return {"modes": as_list(v)} if isinstance(v, str | list) else v
+
+    @field_validator("modes")
+    @classmethod
+    def _known_modes(cls, modes: list[str]) -> list[str]:
+        for m in modes:
+            if m != NO_FINETUNE and not MODE.match(m):
+                raise ValueError(f"{m!r} is not none, head, last:K or all")
+        return modes
+
+    def settings(self) -> dict[str, Any]:
+        """The ``FinetuneSpec`` fields this section sets."""
+        return {k: v for k, v in (("train_limit", self.train_limit), ("steps", self.steps),
+                                  ("lr", self.lr), ("batch", self.batch)) if v is not None}
+
+
 class TimelineSection(StrictModel):
     """The point whose per-device timeline is drawn (first matching point)."""
 
@@ -113,3 +148,4 @@ class Scenario(StrictModel):
     # host, as a testbed on one computer); None: each device has its own hardware
     host: HostSpec | None = None
     adaptive: AdaptiveSection | None = None  # None: no adaptive rows
+    finetune: FinetuneSection = FinetuneSection()  # default: the model's own weights only

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from prismsim.adaptive import SYSTEM_COLUMNS, PerformanceMap, build_map, choose, read_map_frame
-from prismsim.configuration import ADAPTIVE, Configuration
+from prismsim.configuration import ADAPTIVE, NO_FINETUNE, Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.scenario.grid import Point, adaptive_configurations
 from prismsim.scenario.load import LoadedScenario
@@ -25,13 +25,15 @@ from prismsim.workload import Workload
 
 def _system(p: Point) -> Point:
     """The adaptive point at p's conditions: p without its configuration."""
-    return replace(p, strategy=ADAPTIVE, devices=0, cr=None, segments=None, exchange="p2p")
+    return replace(p, strategy=ADAPTIVE, devices=0, cr=None, segments=None, exchange="p2p",
+                   finetune=NO_FINETUNE)
 
 
 def _as(p: Point, c: Configuration, batch: int | None = None) -> Point:
     """The grid point of configuration ``c`` at p's conditions (at ``batch`` if given)."""
     return replace(p, strategy=c.strategy, devices=c.devices, cr=c.cr, segments=c.segments,
-                   exchange=c.exchange, batch=p.batch if batch is None else batch)
+                   exchange=c.exchange, finetune=c.finetune,
+                   batch=p.batch if batch is None else batch)
 
 
 def _systems(points: list[Point]) -> dict[Point, list[Point]]:

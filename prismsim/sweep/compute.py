@@ -1,5 +1,6 @@
-"""Computing one need: a workload traced (or read from the disk cache) and an accuracy
-evaluated (or read from its cache). Plain functions of plain data, so they run in this
+"""Computing one need: a workload traced (or read from the disk cache), weights
+fine-tuned (or found trained) and an accuracy evaluated (or read from its cache). Plain
+functions of plain data, so they run in this
 process, in worker processes or on a Dask cluster alike."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 
 from prismsim.accuracy import evaluate
 from prismsim.cost.cache import WorkloadCache
-from prismsim.sweep.needs import AccuracyNeed, WorkloadNeed
+from prismsim.sweep.needs import AccuracyNeed, FinetuneNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
 ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source",
@@ -23,6 +24,13 @@ def trace(need: WorkloadNeed) -> str:
                              batch=need.batch, wire=need.wire, weights=need.weights,
                              **dict(need.options))
     return wl.to_json()
+
+
+def finetune(need: FinetuneNeed) -> str:
+    """The fine-tuned weights' path (the sweep reports the need as a whole)."""
+    from prismsim.finetune import finetune as train
+
+    return str(train(need.spec, lambda label, n=1: None))
 
 
 def accuracy(need: AccuracyNeed) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """What a sweep computes once and shares between points: the workload of each distinct
-(model, configuration, tokens, batch, wire, split) and the accuracy of each distinct
-(model, dataset, configuration, split). Plain data, no torch: ``prismsim check`` counts
-them."""
+(model, configuration, tokens, batch, wire, split), the fine-tuned weights of each
+distinct (model, prism setting, mode, data) and the accuracy of each distinct (model or
+fine-tuned model, dataset, configuration, split). Plain data, no torch: ``prismsim
+check`` counts them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from prismsim.configuration import NO_FINETUNE
+from prismsim.models.catalog import PRETRAINED
+from prismsim.models.tuned import FinetuneSpec, tuned_name
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 
@@ -55,6 +59,16 @@ class AccuracyNeed:
                                          else {})}
 
 
+@dataclass(frozen=True)
+class FinetuneNeed:
+    """Weights a fine-tuned point's accuracy needs: trained once, cached."""
+
+    spec: FinetuneSpec
+
+    def label(self) -> str:
+        return f"finetune {tuned_name(self.spec)}"
+
+
 def _options(p: Point, exchange: bool = True) -> Options:
     """The point's strategy options; without the exchange pattern for accuracy (how
     summaries travel does not change what arrives: the outputs are the same)."""
@@ -71,11 +85,26 @@ def workload_need(s: LoadedScenario, p: Point) -> WorkloadNeed:
                         p.batch, p.wire, _weights(s, p))
 
 
+def finetune_need(s: LoadedScenario, p: Point) -> FinetuneNeed | None:
+    """The fine-tuning under p's prism setting, on the scenario's data (the base model's
+    own dataset is not named again), with the scenario's settings."""
+    d = s.spec.dataset
+    if p.finetune == NO_FINETUNE or d is None:
+        return None
+    own = PRETRAINED[p.model].dataset if p.model in PRETRAINED else None
+    return FinetuneNeed(FinetuneSpec(
+        p.model, p.strategy, p.devices, p.cr, p.segments, p.finetune,
+        dataset=None if d.name == own else d.name, **s.spec.finetune.settings()))
+
+
 def accuracy_need(s: LoadedScenario, p: Point) -> AccuracyNeed | None:
+    """What p's accuracy depends on; a fine-tuned point's model is the fine-tuned one."""
     d = s.spec.dataset
     if d is None:
         return None
-    return AccuracyNeed(p.model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
+    tuned = finetune_need(s, p)
+    model = tuned_name(tuned.spec) if tuned else p.model
+    return AccuracyNeed(model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
                         _options(p, exchange=False), _weights(s, p))
 
 

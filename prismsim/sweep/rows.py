@@ -15,7 +15,7 @@ from prismsim.workload import Workload
 
 COLUMNS = [
     "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
-    "exchange",
+    "exchange", "finetune",
     "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
     "rendezvous", "split", "host_cores", "batch", "wire", "tokens",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
@@ -38,7 +38,8 @@ def point_columns(scenario: str, p: Point) -> dict[str, Any]:
         "point_id": p.key(), "scenario": scenario, "model": p.model,
         "latency_model": p.latency_model, "strategy": p.strategy,
         "devices": p.devices, "cr": p.cr, "segments": p.segments, "exchange": p.exchange,
-        "device_profile": p.device_profile, "link": p.link, "medium": p.medium,
+        "finetune": p.finetune, "device_profile": p.device_profile, "link": p.link,
+        "medium": p.medium,
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
         "broadcast": p.broadcast, "rendezvous": p.rendezvous, "split": p.split,
         "host_cores": json.loads(p.host)["cores"] if p.host else None,

@@ -1,7 +1,7 @@
 """The sweep: every point of a scenario's grid, resumable.
 
-Workloads and accuracies are computed once per distinct need (disk caches, shared by
-every bandwidth and link setting) and every point is simulated. Finished rows are
+Workloads, fine-tuned weights and accuracies are computed once per distinct need (disk
+caches, shared by every bandwidth and link setting) and every point is simulated. Finished rows are
 appended to ``results.csv`` as they come (in short batches, each reported only once it
 is on disk), so a killed sweep resumed with the same command recomputes only the points
 that were in flight; at the end the table is rewritten in grid order (CSV and Parquet).
@@ -22,7 +22,7 @@ from prismsim.sim import simulate
 from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
 from prismsim.sweep.executors import run_many
-from prismsim.sweep.needs import accuracy_need, distinct, workload_need
+from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
 from prismsim.sweep.rows import make_row, workload_columns
 from prismsim.sweep.timeline import record_timeline, timeline_point
@@ -30,11 +30,12 @@ from prismsim.workload import Workload
 
 
 def count_tasks(s: LoadedScenario) -> int:
-    """Units of work a fresh sweep reports: workloads, accuracies, points."""
+    """Units of work a fresh sweep reports: workloads, fine-tunings, accuracies, points."""
     points = s.grid()
     traces = {workload_need(s, p) for p in points} | adaptive_workload_needs(s, points)
+    tunings = distinct(finetune_need(s, p) for p in points)
     accs = exact.plan(distinct(accuracy_need(s, p) for p in points)).evaluate
-    return len(points) + len(traces) + len(accs)
+    return len(points) + len(traces) + len(tunings) + len(accs)
 
 
 def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
@@ -54,6 +55,7 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     traces = distinct([workload_need(s, p) for p in todo]
                       + list(adaptive_workload_needs(s, points)))
     workloads = run_many(compute.trace, traces, **kw)
+    run_many(compute.finetune, distinct(finetune_need(s, p) for p in todo), **kw)
     acc_plan = exact.plan(distinct(accuracy_need(s, p) for p in todo))
     accs = exact.fill(acc_plan, run_many(compute.accuracy, acc_plan.evaluate, **kw))
     _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)

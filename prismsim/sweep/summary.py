@@ -8,7 +8,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from prismsim.configuration import Configuration
+from prismsim.configuration import NO_FINETUNE, Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
 from prismsim.sweep.exact import EXACT
@@ -34,10 +34,18 @@ def _at(df: pd.DataFrame, bandwidth_mbps: float) -> pd.DataFrame:
     return df[df["bandwidth_mbps"] == closest(df["bandwidth_mbps"].unique(), bandwidth_mbps)]
 
 
+def _families(df: pd.DataFrame) -> list[str]:
+    """What a summary row stands for: a strategy, and its fine-tuning when any row has
+    one (a fine-tuned row is as fast as its plain twin: both are shown)."""
+    tuned = "finetune" in df and (df["finetune"].fillna(NO_FINETUNE) != NO_FINETUNE).any()
+    return ["strategy", "finetune"] if tuned else ["strategy"]
+
+
 def fastest(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS) -> pd.DataFrame:
-    """Each strategy's fastest row at the bandwidth closest to ``bandwidth_mbps``."""
+    """Each strategy's (and fine-tuning's) fastest row at the bandwidth closest to
+    ``bandwidth_mbps``."""
     at = _at(df, bandwidth_mbps)
-    return at.loc[at.groupby("strategy", sort=False)["latency_s"].idxmin()]
+    return at.loc[at.groupby(_families(at), sort=False, dropna=False)["latency_s"].idxmin()]
 
 
 def indistinguishable(rows: pd.DataFrame) -> list[str]:
@@ -47,7 +55,8 @@ def indistinguishable(rows: pd.DataFrame) -> list[str]:
     if "accuracy_ci95_low" not in rows:
         return []
     ok = rows[~rows["strategy"].isin(EXACT)].dropna(subset=["accuracy_ci95_low"])
-    names = [Configuration.of(r.strategy, r.devices, r.cr, r.segments).label()
+    names = [Configuration.of(r.strategy, r.devices, r.cr, r.segments,
+                              getattr(r, "exchange", None), getattr(r, "finetune", None)).label()
              for r in ok.itertuples()]
     lows, highs = ok["accuracy_ci95_low"].tolist(), ok["accuracy_ci95_high"].tolist()
     return [f"{names[i]} and {names[j]}" for i, j in combinations(range(len(ok)), 2)
@@ -59,8 +68,8 @@ def summarize(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS
     """At the bandwidth closest to ``bandwidth_mbps``: each strategy's fastest
     configuration, and whether it is on the latency/accuracy Pareto front there."""
     at, best = _at(df, bandwidth_mbps), fastest(df, bandwidth_mbps)
-    cols = ["strategy", "devices", "cr", "segments", "bandwidth_mbps", "latency_s",
-            "energy_j", "accuracy"]
+    cols = [*_families(at)[:1], "devices", "cr", "segments", *_families(at)[1:],
+            "bandwidth_mbps", "latency_s", "energy_j", "accuracy"]
     if "adaptive_choice" in at and at["adaptive_choice"].notna().any():
         cols.append("adaptive_choice")
     out = best[cols].copy()
