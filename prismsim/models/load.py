@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import transformers
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from prismsim.models import tuned
@@ -75,7 +77,7 @@ def _tuned_model(name: str, seed: int) -> ModelStack:
     """The base model with the weights ``prismsim finetune`` trained put back on it."""
     spec = tuned.parse(name)
     stack = load_model(spec.base, seed)
-    tuned.apply(stack.hf, spec, state_hash(stack.hf), name)
+    _apply_tuned(stack.hf, spec, state_hash(stack.hf), name)
     stack.name = name
     return stack
 
@@ -122,3 +124,15 @@ def _image_size(stack: ModelStack) -> int:
     spec = PRETRAINED.get(stack.name)
     return spec.image_size if spec and spec.image_size else stack.hf.config.image_size
 
+
+def _apply_tuned(module: nn.Module, spec: tuned.FinetuneSpec, base_hash: str, name: str) -> None:
+    """Put the trained parameters of ``spec`` on ``module`` (the base model)."""
+    path = Path(name) if name.endswith(".safetensors") else tuned.weights_path(spec, base_hash)
+    if not path.exists():
+        raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
+                         f"{tuned.command_args(spec)}")
+    state = load_file(str(path))
+    missing = sorted(set(state) - set(dict(module.named_parameters())))
+    if missing:
+        raise ValueError(f"{path}: parameters the base model lacks: {missing[:3]}")
+    module.load_state_dict(state, strict=False)

@@ -1,5 +1,6 @@
-"""Fine-tuned models: how one is named, where its weights are kept, and putting them
-back on the base model (``prismsim finetune`` makes them: ``prismsim/finetune.py``).
+"""Fine-tuned models: how one is named and where its weights are kept (plain data: a
+scenario reads names without torch; ``models/load.py`` puts the weights back on the base
+model, ``prismsim finetune`` makes them: ``prismsim/finetune.py``).
 
 A name is the base model, ``@``, and the fine-tuning: strategy, P, the Segment Means
 setting, the mode, then the settings that differ from the defaults, e.g.
@@ -18,12 +19,9 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prismsim.cache_dir import cache_root
-
-if TYPE_CHECKING:  # names and keys are plain data: scenarios read them without torch
-    from torch import nn
 
 FORMAT = 1  # bumped when training changes what a key's weights are
 MODE = re.compile(r"^(head|all|last:([1-9][0-9]*))$")
@@ -138,21 +136,6 @@ def key(spec: FinetuneSpec, base_hash: str) -> str:
 def weights_path(spec: FinetuneSpec, base_hash: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._+-]", "_", tuned_name(spec))
     return cache_root() / "finetuned" / f"{slug}-{key(spec, base_hash)}.safetensors"
-
-
-def apply(module: nn.Module, spec: FinetuneSpec, base_hash: str, name: str) -> None:
-    """Put the trained parameters of ``spec`` on ``module`` (the base model)."""
-    path = Path(name) if name.endswith(".safetensors") else weights_path(spec, base_hash)
-    if not path.exists():
-        raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
-                         f"{command_args(spec)}")
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    missing = sorted(set(state) - set(dict(module.named_parameters())))
-    if missing:
-        raise ValueError(f"{path}: parameters the base model lacks: {missing[:3]}")
-    module.load_state_dict(state, strict=False)
 
 
 def command_args(spec: FinetuneSpec) -> str:

@@ -11,6 +11,7 @@ import torch
 
 from prismsim.accuracy import evaluate
 from prismsim.cost.cache import WorkloadCache
+from prismsim.finetune import finetune as train
 from prismsim.sweep.needs import AccuracyNeed, FinetuneNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
@@ -28,8 +29,6 @@ def trace(need: WorkloadNeed) -> str:
 
 def finetune(need: FinetuneNeed) -> str:
     """The fine-tuned weights' path (the sweep reports the need as a whole)."""
-    from prismsim.finetune import finetune as train
-
     return str(train(need.spec, lambda label, n=1: None))
 
 
