@@ -116,8 +116,7 @@ def _entry_row(e: MapEntry) -> dict[str, object]:
 
 def _row_entry(r: Mapping[str, Any]) -> MapEntry:
     try:
-        config = Configuration.of(r["strategy"], r["devices"], r.get("cr"), r.get("segments"),
-                                  r.get("exchange"), r.get("finetune"))
+        config = Configuration.of_row(r)
         acc = r.get("accuracy")
         return MapEntry(config, int(r["batch"]), float(r["bandwidth_mbps"]),
                         float(r["latency_s"]), float(r["energy_j"]),

@@ -44,6 +44,13 @@ class Configuration:
                    str(exchange) if _given(exchange) else P2P,
                    str(finetune) if _given(finetune) else NO_FINETUNE)
 
+    @classmethod
+    def of_row(cls, row: Any) -> Configuration:
+        """From a table row (a named tuple or a mapping); absent columns: not given."""
+        get = row.get if isinstance(row, Mapping) else lambda k: getattr(row, k, None)
+        return cls.of(get("strategy"), get("devices"), get("cr"), get("segments"),
+                      get("exchange"), get("finetune"))
+
     def options(self) -> dict[str, float | int | str]:
         """The strategy's keyword options this configuration sets."""
         out: dict[str, float | int | str] = {

@@ -3,11 +3,13 @@ points beside their plain twins, an arrow from each plain point to its fine-tune
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from prismsim.configuration import Configuration
+from prismsim.configuration import NO_FINETUNE, Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import latency_score_front
 from prismsim.plots.labels import Label, place_labels
@@ -63,8 +65,7 @@ def _draw_points(ax: Axes, pts: pd.DataFrame, strategies: list[str]) -> list[Lab
                    zorder=3, color=colour, label=name)
         _draw_intervals(ax, rows, colour)
         for x, y, row in zip(ms, rows["accuracy"], rows.itertuples(index=False), strict=True):
-            text = Configuration.of(row.strategy, row.devices, row.cr, row.segments,
-                                    row.exchange, row.finetune).label(with_strategy=False)
+            text = Configuration.of_row(row).label(with_strategy=False)
             labels.append((x, y, text, "0.15", ax.transData))
     return labels
 
@@ -72,14 +73,10 @@ def _draw_points(ax: Axes, pts: pd.DataFrame, strategies: list[str]) -> list[Lab
 def _draw_recovery(ax: Axes, pts: pd.DataFrame) -> None:
     """An arrow from each plain point to each of its fine-tuned twins (same programs,
     same latency: what fine-tuning gives back)."""
-    twin = ["strategy", "devices", "cr", "segments", "exchange"]
-    plain = pts[~tuned(pts)]
+    plain = {Configuration.of_row(r): r for r in pts[~tuned(pts)].itertuples(index=False)}
     for row in pts[tuned(pts)].itertuples(index=False):
-        same = plain
-        for col in twin:
-            value = getattr(row, col)
-            same = same[same[col].isna()] if pd.isna(value) else same[same[col] == value]
-        for base in same.itertuples(index=False):
+        base = plain.get(replace(Configuration.of_row(row), finetune=NO_FINETUNE))
+        if base is not None:
             ax.annotate("", xy=(row.latency_s * MS_PER_S, row.accuracy),
                         xytext=(base.latency_s * MS_PER_S, base.accuracy), zorder=2,
                         arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
@@ -108,9 +105,7 @@ def _draw_missing(ax: Axes, pts: pd.DataFrame) -> list[Label]:
     ax.plot(ms, [UNSCORED_Y] * len(ms), linestyle="none", marker="x", color="0.6",
             transform=bottom, label="no score")
     ax.margins(y=0.15)  # keep scored points clear of the grey row
-    return [(x, UNSCORED_Y, Configuration.of(row.strategy, row.devices, row.cr,
-                                             row.segments, row.exchange,
-                                             row.finetune).label(), "0.45", bottom)
+    return [(x, UNSCORED_Y, Configuration.of_row(row).label(), "0.45", bottom)
             for x, row in zip(ms, pts.itertuples(index=False), strict=True)]
 
 

@@ -55,9 +55,7 @@ def indistinguishable(rows: pd.DataFrame) -> list[str]:
     if "accuracy_ci95_low" not in rows:
         return []
     ok = rows[~rows["strategy"].isin(EXACT)].dropna(subset=["accuracy_ci95_low"])
-    names = [Configuration.of(r.strategy, r.devices, r.cr, r.segments,
-                              getattr(r, "exchange", None), getattr(r, "finetune", None)).label()
-             for r in ok.itertuples()]
+    names = [Configuration.of_row(r).label() for r in ok.itertuples()]
     lows, highs = ok["accuracy_ci95_low"].tolist(), ok["accuracy_ci95_high"].tolist()
     return [f"{names[i]} and {names[j]}" for i, j in combinations(range(len(ok)), 2)
             if lows[i] <= highs[j] and lows[j] <= highs[i]]
