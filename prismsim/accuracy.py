@@ -25,7 +25,7 @@ from prismsim.configuration import command_configurations, prism_settings
 from prismsim.metrics import (
     METRICS,
     bits_per_byte,
-    mean_kl,
+    kl_per_position,
     ratio_bootstrap,
     top1_agreement,
     wilson_interval,
@@ -42,7 +42,7 @@ DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
     "wiki-xml": ds.wiki_xml,
 }
-RESULT_FORMAT = 2  # what a cached result holds (2: n_examples and the 95 % interval)
+RESULT_FORMAT = 3  # what a cached result holds (2: n_examples and the 95 % interval; 3: KL's)
 HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
 
 
@@ -160,7 +160,9 @@ class _Tally:
 
     def __init__(self, kind: str):
         self.kind, self.preds, self.labels = kind, [], []
-        self.agree, self.kl, self.n_pos = 0.0, 0.0, 0
+        self.agree, self.n_pos = 0.0, 0
+        self.unit_kl: list[float] = []  # each example's (window's) KL summed over positions
+        self.unit_positions: list[int] = []  # the positions each unit has
         self.window_nats: list[float] = []  # bytes: each window's summed cross-entropy
         self.window_bytes = 0  # bytes: positions predicted per window
         self.scores: dict[int, list[float]] = {}  # cloze: example -> score of each option
@@ -170,7 +172,9 @@ class _Tally:
         out_np, ref_np = out.float().numpy(), ref.float().numpy()
         n = int(np.prod(out_np.shape[:-1]))
         self.agree += top1_agreement(out_np, ref_np) * n
-        self.kl += mean_kl(out_np, ref_np) * n
+        kl = kl_per_position(out_np, ref_np).reshape(out_np.shape[0], -1)  # [units, positions]
+        self.unit_kl += kl.sum(1).tolist()
+        self.unit_positions += [kl.shape[1]] * kl.shape[0]
         self.n_pos += n
         if self.kind == "bytes":
             nats, self.window_bytes = _lm_stats(out, target)
@@ -185,7 +189,8 @@ class _Tally:
 
     def result(self, metric: str) -> dict[str, Any]:
         """The metric, its sample size and 95 % interval (accuracy: Wilson's; bits per
-        byte: a bootstrap over windows; other metrics: none), and the fidelity."""
+        byte: a bootstrap over windows; other metrics: none), and the fidelity (mean KL
+        with a bootstrap interval over examples, or windows)."""
         if self.kind == "bytes":
             nats = np.asarray(self.window_nats)  # [windows]
             n, per_window = len(nats), self.window_bytes
@@ -197,8 +202,15 @@ class _Tally:
             low, high = (wilson_interval(int(np.sum(pred == labels)), n)
                          if metric == "accuracy" else (math.nan, math.nan))
         return {"metric": metric, "value": value, "top1_agreement": self.agree / self.n_pos,
-                "mean_kl": self.kl / self.n_pos, "n_positions": self.n_pos,
+                **self._kl(), "n_positions": self.n_pos,
                 "n_examples": n, "ci95_low": low, "ci95_high": high}
+
+    def _kl(self) -> dict[str, float]:
+        """Mean KL over positions and its 95 % bootstrap interval over examples (windows)."""
+        kl, positions = np.asarray(self.unit_kl), np.asarray(self.unit_positions, float)
+        low, high = ratio_bootstrap(kl, positions)
+        return {"mean_kl": float(kl.sum() / positions.sum()), "mean_kl_ci95_low": low,
+                "mean_kl_ci95_high": high}
 
     def _predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, true) labels; a cloze example predicts its best-scored option."""

@@ -64,11 +64,16 @@ def top1_agreement(logits: np.ndarray, ref_logits: np.ndarray) -> float:
     return float(np.mean(logits.argmax(-1) == ref_logits.argmax(-1)))
 
 
-def mean_kl(logits: np.ndarray, ref_logits: np.ndarray) -> float:
-    """Mean KL(exact || distributed) over positions, in nats."""
+def kl_per_position(logits: np.ndarray, ref_logits: np.ndarray) -> np.ndarray:
+    """KL(exact || distributed) of each position (every axis but the last), in nats."""
     log_p, log_q = _log_softmax(ref_logits.astype(np.float64)), _log_softmax(
         logits.astype(np.float64))
-    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)))
+    return np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def mean_kl(logits: np.ndarray, ref_logits: np.ndarray) -> float:
+    """Mean KL(exact || distributed) over positions, in nats."""
+    return float(np.mean(kl_per_position(logits, ref_logits)))
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "spearman": spearman}

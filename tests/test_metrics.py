@@ -56,3 +56,26 @@ def test_ratio_bootstrap_collapses_on_equal_units_and_matches_wald_on_many():
     low, high = ratio_bootstrap(x, np.ones(len(x)), resamples=4000)
     assert low == pytest.approx(p - half, abs=0.003)
     assert high == pytest.approx(p + half, abs=0.003)
+
+
+def test_kl_interval_is_a_bootstrap_over_examples():
+    """Half of 400 examples predict q = [b, a] where the exact model says p = [a, b]
+    (KL (a - b) * 2 each, as above), the other half agree (KL 0): the mean is k / 2 and
+    the interval about k / 2 +- 1.96 (k / 2) / sqrt(400), the normal one of a mean."""
+    import torch
+
+    from prismsim.accuracy import _Tally
+
+    a, b = math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)
+    k = (a - b) * 2
+    ref = torch.tensor([[2.0, 0.0]]).repeat(400, 1)  # [examples, classes]
+    out = ref.clone()
+    out[::2] = torch.tensor([0.0, 2.0])
+    tally = _Tally("image")
+    for i in range(0, 400, 32):  # in batches, as evaluate() feeds it
+        tally.add(out[i:i + 32], ref[i:i + 32], np.zeros(len(out[i:i + 32]), int))
+    r = tally.result("accuracy")
+    half = 1.96 * (k / 2) / math.sqrt(400)
+    assert r["mean_kl"] == pytest.approx(k / 2)
+    assert r["mean_kl_ci95_low"] == pytest.approx(k / 2 - half, rel=0.05)
+    assert r["mean_kl_ci95_high"] == pytest.approx(k / 2 + half, rel=0.05)

@@ -15,8 +15,8 @@ from prismsim.finetune import finetune as train
 from prismsim.sweep.needs import AccuracyNeed, FinetuneNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
-ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "accuracy_source",
-                 "n_examples", "ci95_low", "ci95_high")
+ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "mean_kl_ci95_low",
+                 "mean_kl_ci95_high", "accuracy_source", "n_examples", "ci95_low", "ci95_high")
 
 
 def trace(need: WorkloadNeed) -> str:

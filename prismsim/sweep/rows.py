@@ -22,7 +22,8 @@ COLUMNS = [
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
     "metric", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high", "n_examples",
-    "top1_agreement", "mean_kl", "accuracy_source", "adaptive_choice",
+    "top1_agreement", "mean_kl", "mean_kl_ci95_low", "mean_kl_ci95_high", "accuracy_source",
+    "adaptive_choice",
 ]
 NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
                "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario",
@@ -74,13 +75,16 @@ def workload_columns(wl: Workload) -> dict[str, Any]:
 
 def accuracy_columns(acc: dict[str, Any] | None) -> dict[str, Any]:
     """The metric with its sample size and 95 % interval (accuracy: Wilson's; bits per
-    byte: a bootstrap over windows; other metrics: NaN)."""
+    byte: a bootstrap over windows; other metrics: NaN), and the mean KL with its
+    bootstrap interval over examples."""
     acc = acc or NO_ACCURACY
     n = int(acc.get("n_examples") or 0)
     lo, hi = acc.get("ci95_low", math.nan), acc.get("ci95_high", math.nan)
     return {"metric": acc["metric"], "accuracy": acc["value"], "accuracy_ci95_low": lo,
             "accuracy_ci95_high": hi, "n_examples": n,
             "top1_agreement": acc["top1_agreement"], "mean_kl": acc["mean_kl"],
+            "mean_kl_ci95_low": acc.get("mean_kl_ci95_low", math.nan),
+            "mean_kl_ci95_high": acc.get("mean_kl_ci95_high", math.nan),
             "accuracy_source": acc["accuracy_source"]}
 
 
