@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from prismsim.models import tuned
 from prismsim.models.builtin import build_builtin
 from prismsim.models.catalog import BUILTINS, PRETRAINED, model_names
+from prismsim.models.llama import adapt_llama
 from prismsim.models.pretrained import LOADERS
 from prismsim.models.stack import Inputs, ModelStack
 from prismsim.models.text import adapt_bert, adapt_gpt2
@@ -25,6 +26,8 @@ ADAPTERS: dict[str, Callable[[nn.Module], ModelStack]] = {
     "dinov2": adapt_dinov2,
     "bert": adapt_bert,
     "gpt2": adapt_gpt2,
+    "llama": adapt_llama,
+    "qwen2": adapt_llama,  # Llama with biases on q/k/v
 }
 
 def adapt(model: nn.Module, name: str | None = None) -> ModelStack:

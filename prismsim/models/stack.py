@@ -20,8 +20,14 @@ Inputs = dict[str, Tensor]
 class Block(nn.Module):
     """One Transformer block: self-attention then MLP, pre-LN or post-LN.
 
-    pre-LN  (ViT, DINOv2, GPT-2): x + ls1*O(attn(LN1(x)));  h + ls2*MLP(LN2(h))
-    post-LN (BERT):               LN1(x + O(attn(x)));       LN2(h + MLP(h))
+    pre-LN  (ViT, DINOv2, GPT-2, Llama): x + ls1*O(attn(LN1(x)));  h + ls2*MLP(LN2(h))
+    post-LN (BERT):                      LN1(x + O(attn(x)));       LN2(h + MLP(h))
+
+    Optional, for the Llama family: ``n_kv_heads`` (grouped-query attention: K and V have
+    that many heads, each shared by n_heads / n_kv_heads query heads), projections
+    without bias, a gated MLP (``up``: fc2(act(fc1(h)) * up(h)), SwiGLU with fc1 = gate,
+    fc2 = down) and ``rope``, which rotates Q or K heads at their token positions
+    (:meth:`rotate`; ``numerics.rope.Rope`` around the HF model's rotary module).
     """
 
     def __init__(
@@ -41,17 +47,38 @@ class Block(nn.Module):
         scaling: float,
         ls_attn: Tensor | None = None,
         ls_mlp: Tensor | None = None,
+        n_kv_heads: int | None = None,
+        up: nn.Linear | None = None,
+        rope: Callable[[Tensor, Tensor], Tensor] | None = None,
     ):
         super().__init__()
         self.ln_attn, self.ln_mlp = ln_attn, ln_mlp
         self.q, self.k, self.v, self.o = q, k, v, o
-        self.fc1, self.fc2, self.act = fc1, fc2, act
+        self.fc1, self.fc2, self.up, self.act = fc1, fc2, up, act
         self.pre_ln, self.n_heads, self.scaling = pre_ln, n_heads, scaling
         self.ls_attn, self.ls_mlp = ls_attn, ls_mlp
+        self.n_kv_heads = n_kv_heads or n_heads
+        if n_heads % self.n_kv_heads:
+            raise ValueError(f"{n_heads} query heads do not group over {self.n_kv_heads} KV heads")
+        self.rope = rope
 
     @property
     def head_dim(self) -> int:
         return self.q.out_features // self.n_heads
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head (1 without grouped-query attention)."""
+        return self.n_heads // self.n_kv_heads
+
+    def rotate(self, t: Tensor, positions: Tensor | None) -> Tensor:
+        """RoPE: Q or K heads t [B, h, n, dh] rotated at global token positions [n]
+        (float allowed); t itself for a model without rotary embeddings."""
+        if self.rope is None:
+            return t
+        if positions is None:
+            raise ValueError("a block with rotary embeddings needs token positions")
+        return self.rope(t, positions)
 
     def split_heads(self, t: Tensor) -> Tensor:
         """[B, n, h*dh] -> [B, h, n, dh]"""
@@ -85,9 +112,16 @@ class Block(nn.Module):
     def mlp_residual(self, x: Tensor, y: Tensor) -> Tensor:
         return self._residual(self.ln_mlp, self.ls_mlp, x, y)
 
+    def mlp_hidden(self, gate: Tensor, up: Tensor | None) -> Tensor:
+        """The MLP's hidden units from fc1's output (and up's, for a gated MLP)."""
+        a = self.act(gate)
+        return a if up is None else a * up
+
     def mlp(self, x: Tensor) -> Tensor:
         """The whole position-wise MLP sub-block, residual included."""
-        return self.mlp_residual(x, self.fc2(self.act(self.fc1(self.mlp_in(x)))))
+        h = self.mlp_in(x)
+        up = None if self.up is None else self.up(h)
+        return self.mlp_residual(x, self.fc2(self.mlp_hidden(self.fc1(h), up)))
 
 
 @dataclass
@@ -127,6 +161,11 @@ class ModelStack:
         cfg = self.hf.config
         size = inputs["pixel_values"].shape[-2:]
         return (size[0] // cfg.patch_size) * (size[1] // cfg.patch_size) + 1
+
+    @property
+    def has_rope(self) -> bool:
+        """Whether the blocks rotate Q and K at token positions (they need positions)."""
+        return any(b.rope is not None for b in self.blocks)
 
     def batch(self, inputs: Inputs) -> int:
         return int(inputs[self.main_input].shape[0])

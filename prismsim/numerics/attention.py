@@ -14,13 +14,26 @@ from torch import Tensor
 def attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, scaling: float) -> Tensor:
     """softmax(q k^T * scaling + bias) v, softmax in float32 as HF does.
 
-    q [B, h, nq, dh]; k, v [B, h, nk, dh]; bias broadcastable to [B, h, nq, nk].
+    q [B, h, nq, dh]; k, v [B, h_kv, nk, dh]; bias broadcastable to [B, h, nq, nk].
+    Grouped-query attention (h_kv < h): each K/V head serves h / h_kv consecutive query
+    heads, repeated here, right before the products (as HF's ``repeat_kv``).
     """
+    group = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, group), repeat_kv(v, group)  # [B, h, nk, dh]
     scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
     if bias is not None:
         scores = scores + bias
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     return torch.matmul(weights, v)
+
+
+def repeat_kv(t: Tensor, group: int) -> Tensor:
+    """[B, h_kv, n, dh] -> [B, h_kv * group, n, dh], each head repeated ``group`` times in
+    a row (HF's ``repeat_kv``)."""
+    if group == 1:
+        return t
+    b, h, n, dh = t.shape
+    return t[:, :, None].expand(b, h, group, n, dh).reshape(b, h * group, n, dh)
 
 
 def key_bias(query_pos: Sequence[int], key_last_pos: Sequence[int],

@@ -84,3 +84,19 @@ def segment_ends(offset: int, sizes: Sequence[int]) -> list[int]:
         pos += s
         ends.append(pos - 1)
     return ends
+
+
+ROPE_POSITIONS = ("center", "end", "start")
+
+
+def segment_positions(offset: int, sizes: Sequence[int], where: str = "center") -> list[float]:
+    """The token position a segment's mean stands at (for rotary embeddings): its first
+    token ("start"), its last ("end") or their midpoint ("center", (first + last) / 2)."""
+    if where not in ROPE_POSITIONS:
+        raise ValueError(f"rope position must be one of {ROPE_POSITIONS}, got {where!r}")
+    out, first = [], offset
+    for s in sizes:
+        last = first + s - 1
+        out.append({"start": float(first), "end": float(last), "center": (first + last) / 2}[where])
+        first += s
+    return out

@@ -17,7 +17,9 @@ sum of the ReduceScatter as soon as it is computed, so piece i travels while pie
 is computed. The AllGather brings chunk p-1-s at step s, the order in which the
 ReduceScatter needs the MLP's partial sums, so the MLP needs no wait beyond one piece.
 Attention needs every key first: its output projection starts after the AllGather.
-Exact (up to float summation order).
+Exact (up to float summation order). Grouped-query attention, gated MLPs and missing
+biases follow ``tensor_parallel.shard``; rotary embeddings rotate each piece's Q and K at
+its rows' global positions.
 
 Receives are posted early (``Post``): a sub-layer's (its AllGather's pieces, its
 ReduceScatter's running sums) when the sub-layer before it starts, so on a rendezvous
@@ -132,11 +134,22 @@ def sublayer_receives(ctx: DeviceContext, pieces: Pieces, tag: Tag) -> Post:
     return Post(tuple(gathered + running + reduced))
 
 
-def qkv(block: Block, s: Shard, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """This device's heads of Q, K, V [B, h_p, n, dh] for input rows h (after attn_in)."""
-    return (block.split_heads(F.linear(h, s.q_w, s.q_b)),
-            block.split_heads(F.linear(h, s.k_w, s.k_b)),
-            block.split_heads(F.linear(h, s.v_w, s.v_b)))
+def piece_positions(pieces: Pieces, rope: bool) -> dict[tuple[int, int], tuple[Tensor, ...]]:
+    """Each piece's global token positions [rows] as the extra argument of ``qkv`` for a
+    model with rotary embeddings; no argument without them."""
+    out, start = {}, 0
+    for c, t in pieces.in_order():
+        rows = pieces.sizes[c][t]
+        out[(c, t)] = (torch.arange(start, start + rows, dtype=torch.float32),) if rope else ()
+        start += rows
+    return out
+
+
+def qkv(block: Block, s: Shard, h: Tensor, positions: Tensor | None = None
+        ) -> tuple[Tensor, Tensor, Tensor]:
+    """This device's heads of Q [B, h_p, n, dh] and K, V [B, h_kv_p, n, dh] for input
+    rows h (after attn_in) at token positions [n] (rotary embeddings only)."""
+    return tensor_parallel.shard_qkv(block, s, h, positions)
 
 
 def attn_out(block: Block, s: Shard, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None
@@ -147,7 +160,7 @@ def attn_out(block: Block, s: Shard, q: Tensor, k: Tensor, v: Tensor, bias: Tens
 
 def mlp_out(block: Block, s: Shard, h: Tensor) -> Tensor:
     """This device's hidden columns' share of fc2 for rows h (after mlp_in; no bias)."""
-    return F.linear(block.act(F.linear(h, s.fc1_w, s.fc1_b)), s.fc2_w)
+    return tensor_parallel.shard_mlp(block, s, h)
 
 
 def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options
@@ -162,6 +175,7 @@ def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, option
 def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pieces: Pieces,
          shards: list[Shard]) -> Program:
     biases = piece_biases(pieces, stack.causal)
+    positions = piece_positions(pieces, stack.has_rope)
     subs = [Tag(sub, layer) for layer in range(len(stack.blocks)) for sub in ("attn", "mlp")]
     yield from _post(ctx, pieces, subs, 0)  # each sub-layer then posts the next one's
     x = yield from _scatter_input(ctx, stack, inputs)
@@ -173,7 +187,7 @@ def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, pieces: P
     for layer, (block, s) in enumerate(zip(stack.blocks, shards, strict=True)):
         attn, mlp = Tag("attn", layer), Tag("mlp", layer)
         yield from _post(ctx, pieces, subs, 2 * layer + 1)
-        own = yield from _attention(ctx, block, s, pieces, h_own, biases, attn)
+        own = yield from _attention(ctx, block, s, pieces, h_own, (biases, positions), attn)
         x_own, h_own = yield from _connect(
             ctx, own, x_own, partial(tensor_parallel.attn_finish, block), block.mlp_in,
             attn, mlp)
@@ -211,15 +225,18 @@ def _share(ctx: DeviceContext, x: Tensor, sub_in: Callable[[Tensor], Tensor], t:
 
 
 def _attention(ctx: DeviceContext, block: Block, s: Shard, pieces: Pieces, h_own: list[Tensor],
-               biases: dict[tuple[int, int], Tensor | None], tag: Tag) -> Gen:
+               per_piece: tuple[dict, dict], tag: Tag) -> Gen:
     """Q/K/V of own pieces, then of each piece the AllGather brings; then per query piece
     attention over all keys and the output projection, its ReduceScatter partial sum
-    sent at once. Returns this device's partials of its own pieces."""
+    sent at once. ``per_piece``: each piece's key bias rows and (rotary embeddings) its
+    positions. Returns this device's partials of its own pieces."""
+    biases, positions = per_piece
     project, out = partial(qkv, block, s), partial(attn_out, block, s)
-    proj = {(ctx.device, t): ctx.compute(tag.sub("qkv"), project, h) for t, h in enumerate(h_own)}
+    proj = {(ctx.device, t): ctx.compute(tag.sub("qkv"), project, h, *positions[(ctx.device, t)])
+            for t, h in enumerate(h_own)}
     for step, c, t in ring_pieces(ctx, pieces):
         h = yield from ring_gathered(ctx, tag.sub(f"ag{c}.{t}"), pieces.shape(c, t), step)
-        proj[(c, t)] = ctx.compute(tag.sub("qkv"), project, h)
+        proj[(c, t)] = ctx.compute(tag.sub("qkv"), project, h, *positions[(c, t)])
     k = torch.cat([proj[key][1] for key in pieces.in_order()], dim=2)  # all keys, in order
     v = torch.cat([proj[key][2] for key in pieces.in_order()], dim=2)
     for step, c, t in ring_pieces(ctx, pieces):

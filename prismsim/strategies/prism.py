@@ -8,6 +8,8 @@ Q = X_p Wq and K, V = X~_p Wk, Wv where X~_p = [X_p ; means of the others]
 tokens adds log(c) to its scores, equal to duplicating it c times (``duplicate=True``
 does the duplication, Eq. 11, for comparison). Causal models use global positions
 (Eq. 17): a mean is visible to query t only if all its tokens are at positions <= t.
+With rotary embeddings (Llama) a mean's key is rotated at one position of its segment
+(``rope_position``, the centre by default); queries and own keys at their own positions.
 For the first block the master sends each device its partition plus the others' means.
 """
 
@@ -18,7 +20,12 @@ from functools import partial
 from typing import Literal
 
 from prismsim.models.stack import Inputs, ModelStack
-from prismsim.numerics.segments import n_segments, segment_means, segment_sizes
+from prismsim.numerics.segments import (
+    ROPE_POSITIONS,
+    n_segments,
+    segment_means,
+    segment_sizes,
+)
 from prismsim.strategies import rowwise
 from prismsim.strategies.program import DeviceContext, Program
 
@@ -38,9 +45,15 @@ class Options:
     # how means travel after each block (rowwise.EXCHANGES): "p2p" unicast copies,
     # "broadcast" one message, "ring" an all_gather as torch.distributed runs it
     exchange: Literal["p2p", "broadcast", "ring"] = "p2p"
+    # rotary embeddings (Llama): the position a mean is rotated at, of the segment it
+    # stands for: "center" ((first + last) / 2), "end" (its last token) or "start"
+    rope_position: Literal["center", "end", "start"] = "center"
 
     def __post_init__(self) -> None:
         rowwise.check_exchange(self.exchange)
+        if self.rope_position not in ROPE_POSITIONS:
+            raise ValueError(f"prism rope_position must be one of {ROPE_POSITIONS}, "
+                             f"got {self.rope_position!r}")
         if (self.cr is None) == (self.segments is None):
             raise ValueError("prism needs exactly one of cr= or segments=")
         if self.mask not in ("global", "local"):
@@ -56,7 +69,7 @@ def plan(ctx: DeviceContext, stack: ModelStack, options: Options) -> rowwise.Row
         segments=segments, senders=senders,
         summarize=lambda r: partial(segment_means, sizes=segments[r]),
         duplicate=options.duplicate, local_mask=options.mask == "local",
-        exchange=options.exchange)
+        exchange=options.exchange, rope_position=options.rope_position)
 
 
 def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options

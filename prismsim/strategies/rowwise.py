@@ -18,7 +18,7 @@ from torch import Tensor
 
 from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
-from prismsim.numerics.segments import segment_ends
+from prismsim.numerics.segments import segment_ends, segment_positions
 from prismsim.strategies.program import (
     ALL,
     MASTER,
@@ -53,6 +53,8 @@ class RowwisePlan:
     rows are sent as they are). ``senders[q]``: the devices whose summaries device q
     attends to, in partition order. ``duplicate``: expand each received mean into as many
     copies as tokens it stands for (the paper's Table II "duplicated" form).
+    ``rope_position``: where a segment's mean is rotated in a model with rotary
+    embeddings (segments.ROPE_POSITIONS; one-token segments are at their token).
     """
 
     segments: tuple[tuple[int, ...], ...]
@@ -61,6 +63,7 @@ class RowwisePlan:
     duplicate: bool = False
     local_mask: bool = False
     exchange: str = "p2p"  # how summaries travel: see EXCHANGES
+    rope_position: str = "center"
 
     def receivers(self, r: int) -> tuple[int, ...]:
         return tuple(q for q, srcs in enumerate(self.senders) if r in srcs)
@@ -97,12 +100,32 @@ def device_bias(ctx: DeviceContext, plan: RowwisePlan, causal: bool) -> Tensor |
     return key_bias(query_pos, key_pos, counts, causal)
 
 
-def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None) -> Tensor:
-    """One block on local rows x [B, n, d], attending to x and remote key rows [B, m, d]."""
+def device_positions(ctx: DeviceContext, plan: RowwisePlan
+                     ) -> tuple[Tensor, Tensor]:
+    """Global token positions [n_p] of this device's queries and [n_keys] of its keys, in
+    the key order of ``device_bias``, where rotary embeddings rotate them: own rows at
+    their own positions, a remote mean at ``plan.rope_position`` of its segment (all its
+    copies alike when duplicated)."""
+    p = ctx.device
+    query_pos = [float(i) for i in range(ctx.offset(p), ctx.offset(p) + ctx.sizes[p])]
+    key_pos = list(query_pos)
+    for r in plan.senders[p]:
+        where = segment_positions(ctx.offset(r), plan.segments[r], plan.rope_position)
+        for size, pos in zip(plan.segments[r], where, strict=True):
+            key_pos += [pos] * (size if plan.duplicate else 1)
+    return (torch.tensor(query_pos, dtype=torch.float32),
+            torch.tensor(key_pos, dtype=torch.float32))
+
+
+def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None,
+               query_pos: Tensor | None = None, key_pos: Tensor | None = None) -> Tensor:
+    """One block on local rows x [B, n, d], attending to x and remote key rows [B, m, d];
+    with rotary embeddings Q is rotated at query_pos [n] and K at key_pos [n + m]."""
     h = block.attn_in(x)
-    kv = h if remote is None else torch.cat([h, block.attn_in(remote)], dim=1)
-    q = block.split_heads(block.q(h))
-    k, v = block.split_heads(block.k(kv)), block.split_heads(block.v(kv))
+    kv = h if remote is None else torch.cat([h, block.attn_in(remote)], dim=1)  # [B, n+m, d]
+    q = block.rotate(block.split_heads(block.q(h)), query_pos)  # [B, h, n, dh]
+    k = block.rotate(block.split_heads(block.k(kv)), key_pos)  # [B, h_kv, n+m, dh]
+    v = block.split_heads(block.v(kv))  # [B, h_kv, n+m, dh]
     a = attention(q, k, v, bias, block.scaling)
     x = block.attn_residual(x, block.o(block.merge_heads(a)))
     return block.mlp(x)
@@ -225,10 +248,12 @@ def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: Roww
         ) -> Generator[Any, Any, Tensor | None]:
     """The per-device program of every position-wise strategy."""
     bias = device_bias(ctx, plan, stack.causal)
+    positions = device_positions(ctx, plan) if stack.has_rope else ()
     x, remote = yield from distribute(ctx, stack, inputs, plan)
     last = len(stack.blocks) - 1
     for layer, block in enumerate(stack.blocks):
-        x = ctx.compute(Tag("block", layer), partial(block_rows, block), x, remote, bias)
+        x = ctx.compute(Tag("block", layer), partial(block_rows, block), x, remote, bias,
+                        *positions)
         if layer < last:
             remote = yield from exchange(ctx, plan, x, Tag("rows", layer + 1))
     return (yield from collect_output(ctx, stack, x))
