@@ -17,7 +17,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 from rich.progress import Progress as RichProgress
 
 LOG_EVERY_S = 5.0  # seconds between plain progress lines (override: $PRISMSIM_PROGRESS_S)
-LABEL_CHARS = 70
+LABEL_CHARS = 100
 
 
 class Progress(Protocol):
@@ -26,7 +26,8 @@ class Progress(Protocol):
         nothing finished, ``label`` has started (shown while it runs)."""
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as people read them: '42 s', '3 min 05 s', '1 h 02 min'."""
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -63,10 +64,10 @@ class LogLines:
         share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
         eta = ""
         if self.total and self.done:
-            eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate else ""
+            eta = f", ETA {duration((self.total - self.done) / rate)}" if rate else ""
         last = f"; {'now' if self.running else 'last'}: {self.label[:LABEL_CHARS]}" \
             if self.label else ""
-        return (f"{self.what}: {count}{share} in {_duration(elapsed)}, {rate:.3g}/s{eta}"
+        return (f"{self.what}: {count}{share} in {duration(elapsed)}, {rate:.3g}/s{eta}"
                 f"{last}")
 
     def write(self) -> None:

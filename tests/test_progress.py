@@ -55,3 +55,22 @@ def test_a_started_item_shows_while_it_runs():
     assert lines.line().startswith("sweep x: 1/3 (33 %)")
     assert lines.line().endswith("; now: accuracy b")
     lines.close()
+
+
+def test_needs_computed_in_turn_say_their_place_and_what_the_rest_takes():
+    """Two of seven needs took 40 s: 20 s each, so the five left take 1 min 40 s."""
+    from prismsim.sweep.executors import _place, run_many
+
+    assert _place(0, 7, 0.0) == "1/7"
+    assert _place(2, 7, 40.0) == "3/7, the rest about 1 min 40 s"
+
+    class Need(str):
+        def label(self) -> str:
+            return f"accuracy {self}"
+
+    seen: list[tuple[str, int]] = []
+    out = run_many(str.upper, [Need("a"), Need("b")], progress=lambda s, n=1: seen.append((s, n)))
+    assert out == {"a": "A", "b": "B"}
+    assert [n for _, n in seen] == [0, 1, 0, 1]  # started, finished, started, finished
+    assert seen[0][0] == "accuracy a [1/2]"
+    assert seen[2][0].startswith("accuracy b [2/2, the rest about ")
