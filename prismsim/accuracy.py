@@ -34,17 +34,25 @@ from prismsim.models import tuned
 from prismsim.models.catalog import BUILTINS, PRETRAINED
 from prismsim.models.gguf_llama import load_smollm2_tokenizer
 from prismsim.models.load import load_model, state_hash
-from prismsim.models.pretrained import byte_windows, image_pixels
+from prismsim.models.pretrained import byte_windows, image_pixels, token_windows
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.executor import run_numerics
 from prismsim.progress import Progress
 
 DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
-    "wiki-xml": ds.wiki_xml,
+    "wiki-xml": ds.wiki_xml, "hamlet": ds.hamlet,
 }
 RESULT_FORMAT = 3  # what a cached result holds (2: n_examples and the 95 % interval; 3: KL's)
 HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
+
+
+class LmTarget(NamedTuple):
+    """A language model's windows [windows, n] and the bytes each one's scored positions
+    1..n-1 stand for (bits per byte divide by them)."""
+
+    ids: torch.Tensor
+    n_bytes: list[int]
 
 
 class ClozeOption(NamedTuple):
@@ -100,10 +108,15 @@ def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, An
             yield {k: v for k, v in enc.items() if k != "attention_mask"}, np.array([label])
     elif data.kind == "cloze":
         yield from _cloze_batches(model, data, spec)
-    else:
-        windows = byte_windows(data.examples, spec.tokens if spec else 256)
+    elif spec is not None and spec.kind == "bytes":
+        windows = byte_windows(data.examples, spec.tokens)
         for i in range(0, len(windows), batch):
-            yield {"input_ids": windows[i:i + batch]}, windows[i:i + batch]
+            rows = windows[i:i + batch]  # [windows, tokens]
+            yield {"input_ids": rows}, LmTarget(rows, [spec.tokens - 1] * len(rows))
+    else:  # a token LM reads each 256-byte window through its tokenizer, unpadded
+        for ids, n_bytes in token_windows(_tokenizer(model), data.examples,
+                                            ds.BYTE_WINDOW):
+            yield {"input_ids": ids}, LmTarget(ids, [n_bytes])
 
 
 def _encoder(model: str, spec: Any) -> Callable[[str], list[int]]:
@@ -150,12 +163,11 @@ def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
                                     return_tensors="pt")["pixel_values"]
 
 
-def _lm_stats(logits: torch.Tensor, ids: torch.Tensor) -> tuple[list[float], int]:
-    """Each window's summed next-byte cross-entropy (nats) of positions 1..n-1, and the
-    positions a window has."""
+def _lm_nats(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
+    """Each window's summed next-token cross-entropy (nats) of positions 1..n-1."""
     ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                            ids[:, 1:].reshape(-1), reduction="none")
-    return ce.view(ids.shape[0], -1).sum(1).tolist(), ids.shape[1] - 1  # [windows]
+    return ce.view(ids.shape[0], -1).sum(1).tolist()  # [windows]
 
 
 class _Tally:
@@ -167,7 +179,7 @@ class _Tally:
         self.unit_kl: list[float] = []  # each example's (window's) KL summed over positions
         self.unit_positions: list[int] = []  # the positions each unit has
         self.window_nats: list[float] = []  # bytes: each window's summed cross-entropy
-        self.window_bytes = 0  # bytes: positions predicted per window
+        self.window_bytes: list[int] = []  # bytes: what each window's predictions cover
         self.scores: dict[int, list[float]] = {}  # cloze: example -> score of each option
         self.answers: dict[int, int] = {}
 
@@ -180,8 +192,8 @@ class _Tally:
         self.unit_positions += [kl.shape[1]] * kl.shape[0]
         self.n_pos += n
         if self.kind == "bytes":
-            nats, self.window_bytes = _lm_stats(out, target)
-            self.window_nats += nats
+            self.window_nats += _lm_nats(out, target.ids)
+            self.window_bytes += target.n_bytes
         elif self.kind == "cloze":
             score = span_logprob(out, target.ids, target.start)
             self.scores.setdefault(target.example, []).append(score)
@@ -196,9 +208,9 @@ class _Tally:
         with a bootstrap interval over examples, or windows)."""
         if self.kind == "bytes":
             nats = np.asarray(self.window_nats)  # [windows]
-            n, per_window = len(nats), self.window_bytes
-            value = bits_per_byte(float(nats.sum()), n * per_window)
-            low, high = ratio_bootstrap(nats, np.full(n, per_window * math.log(2)))
+            covered = np.asarray(self.window_bytes, dtype=float)  # [windows]
+            n, value = len(nats), bits_per_byte(float(nats.sum()), int(covered.sum()))
+            low, high = ratio_bootstrap(nats, covered * math.log(2))
         else:
             pred, labels = self._predictions()
             value, n = METRICS[metric](pred, labels), len(labels)

