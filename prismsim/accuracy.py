@@ -19,7 +19,6 @@ from transformers import AutoImageProcessor, AutoTokenizer
 
 import prismsim
 from prismsim import datasets as ds
-from prismsim.assets import fetch
 from prismsim.cache_dir import cache_root
 from prismsim.configuration import command_configurations, prism_settings
 from prismsim.metrics import (
@@ -32,9 +31,8 @@ from prismsim.metrics import (
 )
 from prismsim.models import tuned
 from prismsim.models.catalog import BUILTINS, PRETRAINED
-from prismsim.models.gguf_llama import load_smollm2_tokenizer
 from prismsim.models.load import load_model, state_hash
-from prismsim.models.pretrained import byte_windows, image_pixels, token_windows
+from prismsim.models.pretrained import TOKENIZERS, byte_windows, image_pixels, token_windows
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.executor import run_numerics
 from prismsim.progress import Progress
@@ -83,11 +81,11 @@ def weights_hash(name: str) -> str:
     return state_hash(_model(name).hf)
 
 
+@functools.cache
 def _tokenizer(name: str) -> Any:
-    if name == "smollm2-135m":
-        return load_smollm2_tokenizer()  # built from its GGUF, cached
-    return AutoTokenizer.from_pretrained(str(fetch("minilm-l6"))) if name == "minilm-l6" \
-        else AutoTokenizer.from_pretrained(name)
+    """A built-in model's own tokenizer (``pretrained.TOKENIZERS``), else the hub's."""
+    load = TOKENIZERS.get(name)
+    return load() if load else AutoTokenizer.from_pretrained(name)
 
 
 def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, Any]]:

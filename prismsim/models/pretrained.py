@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import transformers
 from torch import Tensor, nn
-from transformers import BertModel, Dinov2ForImageClassification, GPT2LMHeadModel
+from transformers import AutoTokenizer, BertModel, Dinov2ForImageClassification, GPT2LMHeadModel
 
 from prismsim.assets import fetch
-from prismsim.models.gguf_llama import load_smollm2_135m
+from prismsim.models.gguf_llama import load_smollm2_135m, load_smollm2_tokenizer
 from prismsim.models.heads import WEIGHTS, MeanPoolClassifier, load_linear
 from prismsim.models.onnx_dinov2 import load_dinov2_small
 
@@ -66,6 +66,11 @@ LOADERS: dict[str, Callable[[], nn.Module]] = {
     "char-gpt2": load_char_gpt2,
     "smollm2-135m": load_smollm2_135m,
 }  # one per name of catalog.PRETRAINED
+
+TOKENIZERS: dict[str, Callable[[], Any]] = {
+    "minilm-l6": lambda: AutoTokenizer.from_pretrained(str(fetch("minilm-l6"))),
+    "smollm2-135m": load_smollm2_tokenizer,  # built from its GGUF, cached
+}  # the built-in text models' tokenizers (byte models read bytes)
 
 
 def image_pixels(images: np.ndarray, size: int) -> Tensor:
