@@ -11,6 +11,7 @@ import pandas as pd
 from prismsim.cost.cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.specs import speed_weights
+from prismsim.sim.tokens import decode_bytes_per_token, token_times
 from prismsim.workload import Workload
 
 
@@ -18,11 +19,13 @@ def simulate_point(model: str, strategy: str, devices: int,
                    device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec, *,
                    batch: int = 1, tokens: int | None = None, wire: str = "fp32",
                    record: bool = False, cache: WorkloadCache | None = None,
-                   split: str = "equal", host: HostSpec | None = None, **options: Any
+                   split: str = "equal", host: HostSpec | None = None,
+                   generate: int | None = None, **options: Any
                    ) -> tuple[Workload, SimResult]:
     """One inference. ``device``: one spec for all, or one per device; ``split="speed"``
     sizes token partitions (and galaxy's heads and columns) in proportion to their
-    speeds instead of equally."""
+    speeds instead of equally. ``generate``: prefill the ``tokens`` prompt, then generate
+    that many tokens (the timeline is recorded: token times come from it)."""
     specs = [device] * devices if isinstance(device, DeviceSpec) else list(device)
     if len(specs) != devices:
         raise ValueError(f"{len(specs)} device profiles for {devices} devices: give one, "
@@ -36,7 +39,8 @@ def simulate_point(model: str, strategy: str, devices: int,
         raise ValueError(f"split must be 'equal' or 'speed', got {split!r}")
     cache = cache or WorkloadCache()
     wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
-                   weights=weights, **options)
+                   weights=weights, generate=generate, **options)
+    record = record or generate is not None
     return wl, simulate(wl, specs, link, record=record, host=host)
 
 
@@ -54,11 +58,26 @@ def device_table(result: SimResult) -> pd.DataFrame:
 
 
 def summary(wl: Workload, result: SimResult) -> dict[str, Any]:
+    """What one point gave; a generation adds its per-token figures (``decode_summary``)."""
     flops = wl.flops_per_device()
-    return {
+    decode = decode_summary(wl, result) if wl.meta.get("generate") else {}
+    return {**decode,
         "model": wl.meta["model"], "strategy": wl.meta["strategy"],
         "devices": wl.meta["devices"], "tokens": wl.meta["tokens"],
         "latency_s": result.latency_s, "energy_j": result.energy_j,
         "bytes_on_air": result.bytes_on_air,
         "gflops_total": sum(flops) / 1e9, "gflops_per_device": max(flops) / 1e9,
+    }
+
+
+def decode_summary(wl: Workload, result: SimResult) -> dict[str, Any]:
+    """A generation's time to first token, time per output token, tokens per second (of
+    the decode steps), energy per generated token (the whole request's, prefill
+    included, over its tokens) and bytes sent per decode step."""
+    times = token_times(wl, result)
+    return {
+        "generate": wl.meta["generate"], "ttft_s": times.ttft_s, "tpot_s": times.tpot_s,
+        "tokens_per_s": times.tokens_per_s,
+        "energy_per_token_j": result.energy_j / wl.meta["generate"],
+        "bytes_per_token": decode_bytes_per_token(wl),
     }

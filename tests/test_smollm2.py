@@ -19,6 +19,7 @@ from prismsim.models.gguf_llama import hf_name, load_smollm2_tokenizer, unpermut
 from prismsim.models.load import load_model
 from prismsim.models.pretrained import token_windows
 from prismsim.models.stack import ModelStack
+from prismsim.numerics.executor import run_generation
 from tests.conftest import rel_err
 
 PROMPT = ("The quick brown fox jumps over the lazy dog. Edge devices split a Transformer's "
@@ -82,6 +83,32 @@ def test_exact_strategies_are_the_hf_forward(strategy, devices):
     out = run_numerics(stack, ids, strategy, devices)
     assert out.shape == ref.shape == (1, 24, 49152)
     assert rel_err(out, ref) <= 1e-4
+
+
+@functools.cache
+def _prompts_and_greedy(steps: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """20 prompts of 32 tokens (consecutive stretches of held-out Wikipedia XML) [20, 32]
+    and the HF model's greedy continuations [20, steps], a full eager forward a token."""
+    hf = _smollm2()[0].hf
+    ids = load_smollm2_tokenizer()(wiki_bytes("test")[:8000].decode("utf-8", "replace"),
+                                   return_tensors="pt").input_ids
+    prompts = ids[0, :20 * 32].view(20, 32)
+    out = prompts
+    with torch.no_grad():
+        for _ in range(steps):
+            out = torch.cat([out, hf(input_ids=out).logits[:, -1:].argmax(-1)], dim=1)
+    return prompts, out[:, 32:]
+
+
+@pytest.mark.parametrize(("strategy", "devices"), [("single", 1), ("voltage", 2), ("voltage", 3),
+                                                   ("tensor_parallel", 2),
+                                                   ("tensor_parallel", 3)])
+def test_exact_decoding_generates_the_hf_models_greedy_tokens(strategy, devices):
+    """Split-KV (voltage) and tensor-parallel decoding after a partitioned prefill: the
+    same 8 greedy tokens as the HF model, on each of 20 prompts."""
+    prompts, greedy = _prompts_and_greedy()
+    out = run_generation(_smollm2()[0], prompts, 8, strategy, devices)
+    assert torch.equal(out.tokens, greedy)
 
 
 def test_the_config_is_smollm2_135m():

@@ -49,8 +49,9 @@ def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
 
 def workload_key(model: str | nn.Module | ModelStack, strategy: str, devices: int,
                  options: dict[str, Any], *, tokens: int | None, batch: int, wire: str,
-                 weights: Sequence[float] | None) -> str:
-    blob = json.dumps({
+                 weights: Sequence[float] | None, generate: int | None = None) -> str:
+    decode = {} if generate is None else {"generate": generate}  # prefill keys unchanged
+    blob = json.dumps({**decode,
         "model": model_identity(model), "strategy": strategy, "devices": devices,
         "options": options, "tokens": tokens, "batch": batch, "wire": wire,
         "weights": list(weights) if weights else None, "prismsim": prismsim.__version__,
@@ -71,9 +72,10 @@ class WorkloadCache:
 
     def get(self, model: str | nn.Module | ModelStack, strategy: str, devices: int, *,
             tokens: int | None = None, batch: int = 1, wire: str = "fp32",
-            weights: Sequence[float] | None = None, **options: Any) -> Workload:
+            weights: Sequence[float] | None = None, generate: int | None = None,
+            **options: Any) -> Workload:
         key = workload_key(model, strategy, devices, options, tokens=tokens, batch=batch,
-                           wire=wire, weights=weights)
+                           wire=wire, weights=weights, generate=generate)
         path = self.path(key)
         if path.exists():
             try:
@@ -81,7 +83,7 @@ class WorkloadCache:
             except (ValueError, KeyError, TypeError, IndexError):
                 path.unlink()  # damaged, or of another format: traced again
         wl = trace_workload(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
-                            weights=weights, **options)
+                            weights=weights, generate=generate, **options)
         self._store(path, wl)
         return wl
 

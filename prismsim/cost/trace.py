@@ -19,7 +19,8 @@ from prismsim.cost.units import wire_bytes
 from prismsim.models.load import load_model, random_inputs
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_memory
-from prismsim.strategies import make_options, make_programs
+from prismsim.strategies import make_generators, make_options, make_programs
+from prismsim.strategies.decoding import Decode
 from prismsim.strategies.program import (
     ALL,
     MASTER,
@@ -156,8 +157,10 @@ def _meta(stack: ModelStack, strategy: str, options: Any, ctx: DeviceContext, wi
 def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: int, *,
                    batch: int = 1, tokens: int | None = None, wire: str = "fp32",
                    weights: Sequence[float] | None = None, seed: int = 0,
-                   **options: Any) -> Workload:
-    """Trace ``strategy`` on ``devices`` devices at this batch and sequence length."""
+                   generate: int | None = None, **options: Any) -> Workload:
+    """Trace ``strategy`` on ``devices`` devices at this batch and sequence length; with
+    ``generate``, the prefill of that prompt and then as many generated tokens (meta
+    ``generate``; the output device is the one that decodes)."""
     stack = load_model(model, seed=seed)
     inputs = random_inputs(stack, batch=batch, tokens=tokens, seed=seed)
     if tokens is not None and stack.n_tokens(inputs) != tokens:
@@ -167,8 +170,15 @@ def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: 
     contexts = [TracingContext(c.device, c.sizes, c.batch, c.hidden)
                 for c in make_contexts(stack, inputs, devices, weights)]
     rec = Recorder(contexts, wire)
-    programs = make_programs(strategy, contexts, stack, inputs, opts)
+    if generate is None:
+        programs = make_programs(strategy, contexts, stack, inputs, opts)
+    else:
+        programs = make_generators(strategy, contexts, stack, inputs, opts,
+                                   Decode(steps=generate))
     with torch.no_grad():
-        run_in_memory(programs, rec)
-    return Workload(meta=_meta(stack, strategy, opts, contexts[0], wire),
-                    tasks=[c.tasks for c in contexts], messages=rec.messages)
+        results = run_in_memory(programs, rec)
+    meta = _meta(stack, strategy, opts, contexts[0], wire)
+    if generate is not None:
+        owner = next(p for p, r in enumerate(results) if r is not None)
+        meta.update(generate=generate, output_device=owner)
+    return Workload(meta=meta, tasks=[c.tasks for c in contexts], messages=rec.messages)

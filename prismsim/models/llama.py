@@ -70,4 +70,5 @@ def adapt_llama(model: nn.Module) -> ModelStack:
         name=getattr(cfg, "_name_or_path", "") or cfg.model_type, family=cfg.model_type,
         hf=model, embed=embed, blocks=blocks, head=_head(model, base), causal=True,
         hidden=cfg.hidden_size, main_input="input_ids",
+        embed_ids=lambda ids, start: base.embed_tokens(ids),  # positions enter by RoPE
     )

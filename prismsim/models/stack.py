@@ -153,6 +153,9 @@ class ModelStack:
     causal: bool
     hidden: int
     main_input: str
+    # causal LMs: token ids [B, n] embedded as if they started at position ``start``
+    # (what decoding feeds in, one token at a time); None where the model cannot decode
+    embed_ids: Callable[[Tensor, int], Tensor] | None = None
 
     def n_tokens(self, inputs: Inputs) -> int:
         """Sequence length N the blocks see (ViT: patches + [CLS])."""

@@ -82,12 +82,15 @@ def adapt_gpt2(model: nn.Module) -> ModelStack:
         head = Head(local=lambda x: lm_head(base.ln_f(x)), width=lm_head.out_features,
                     first_only=False, finish=identity)
 
+    def embed_ids(ids: Tensor, start: int) -> Tensor:
+        positions = torch.arange(start, start + ids.shape[1], device=ids.device)
+        return base.wte(ids) + base.wpe(positions)[None]  # [B, n, d]
+
     def embed(inputs: Inputs) -> Tensor:
-        ids = inputs["input_ids"]
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        return base.wte(ids) + base.wpe(positions)[None]
+        return embed_ids(inputs["input_ids"], 0)
 
     return ModelStack(
         name=getattr(cfg, "_name_or_path", "") or "gpt2", family="gpt2", hf=model, embed=embed,
         blocks=blocks, head=head, causal=True, hidden=cfg.n_embd, main_input="input_ids",
+        embed_ids=embed_ids,
     )

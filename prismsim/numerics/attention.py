@@ -56,3 +56,30 @@ def key_bias(query_pos: Sequence[int], key_last_pos: Sequence[int],
         k = torch.tensor(key_last_pos)[None, :]
         bias = bias.masked_fill(k > q, float("-inf"))
     return bias
+
+
+def attention_lse(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, scaling: float
+                  ) -> Tensor:
+    """One shard's part of split-KV attention (flash-decoding): softmax(q k^T * scaling +
+    bias) v over this shard's keys, and the log-sum-exp of its scores, packed as
+    [B, h, nq, dh + 1] (the output, then the log-sum-exp) so it travels as one message.
+    Shapes as :func:`attention`; :func:`merge_lse` combines the shards exactly."""
+    group = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, group), repeat_kv(v, group)  # [B, h, nk, dh]
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling  # [B, h, nq, nk]
+    if bias is not None:
+        scores = scores + bias
+    scores = scores.float()
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # [B, h, nq, 1]
+    out = torch.matmul(torch.exp(scores - lse).to(q.dtype), v)  # [B, h, nq, dh]
+    return torch.cat([out, lse.to(q.dtype)], dim=-1)  # [B, h, nq, dh + 1]
+
+
+def merge_lse(parts: Sequence[Tensor]) -> Tensor:
+    """The flash-decoding combine: shards' packed outputs [B, h, nq, dh + 1] (from
+    :func:`attention_lse`) merged into attention over all their keys [B, h, nq, dh]:
+    each shard weighted by exp(its log-sum-exp - the overall one)."""
+    packed = torch.stack(list(parts))  # [S, B, h, nq, dh + 1]
+    out, lse = packed[..., :-1], packed[..., -1:]
+    weights = torch.softmax(lse.float(), dim=0).to(out.dtype)  # [S, B, h, nq, 1]
+    return (weights * out).sum(dim=0)

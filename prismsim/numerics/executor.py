@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from prismsim.models.load import load_model, normalize_inputs
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.segments import partition_sizes
-from prismsim.strategies import make_options, make_programs
+from prismsim.strategies import make_generators, make_options, make_programs
+from prismsim.strategies.decoding import Decode, Generation
 from prismsim.strategies.driver import Driver, Transport
 from prismsim.strategies.program import MASTER, DeviceContext, Inbox, Post, Program, Recv, Send, Tag
 
@@ -99,3 +100,20 @@ def run_numerics(model: str | nn.Module | ModelStack, inputs: Tensor | dict[str,
     with torch.set_grad_enabled(grad):
         results = run_in_memory(make_programs(strategy, contexts, stack, inputs, opts))
     return results[MASTER]
+
+
+def run_generation(model: str | nn.Module | ModelStack, inputs: Tensor | dict[str, Tensor],
+                   steps: int, strategy: str = "single", devices: int = 1, *,
+                   forced: Tensor | None = None, weights: Sequence[float] | None = None,
+                   **options: Any) -> Generation:
+    """Prefill ``inputs`` (the prompt) with ``strategy`` on ``devices`` devices, then
+    generate ``steps`` tokens (greedy, or ``forced`` [B, steps]: teacher forcing).
+    Returns the owning device's tokens and logits."""
+    stack = load_model(model)
+    inputs = normalize_inputs(stack, inputs)
+    opts = make_options(strategy, **options)
+    contexts = make_contexts(stack, inputs, devices, weights)
+    decode = Decode(steps=steps, forced=forced)
+    with torch.no_grad():
+        results = run_in_memory(make_generators(strategy, contexts, stack, inputs, opts, decode))
+    return next(r for r in results if r is not None)

@@ -17,6 +17,7 @@ from prismsim.strategies.program import MASTER, DeviceContext, Program
 
 if TYPE_CHECKING:
     from prismsim.models.stack import Inputs, ModelStack
+    from prismsim.strategies.decoding import Decode
 
 STRATEGIES: dict[str, str] = {
     "single": "prismsim.strategies.single",
@@ -51,3 +52,19 @@ def make_programs(name: str, contexts: list[DeviceContext], stack: ModelStack,
     module = get_strategy(name)
     return [module.program(ctx, stack, inputs if ctx.device == MASTER else None, options)
             for ctx in contexts]
+
+
+def make_generators(name: str, contexts: list[DeviceContext], stack: ModelStack,
+                    inputs: Inputs, options: Any, decode: Decode) -> list[Program]:
+    """One program per device that prefills ``inputs`` and then decodes (the strategy's
+    ``generate``; strategies without one cannot decode)."""
+    module = get_strategy(name)
+    if not hasattr(module, "generate"):
+        raise ValueError(f"strategy {name!r} has no decoding; these have: "
+                         f"{', '.join(decoding_strategies())}")
+    return [module.generate(ctx, stack, inputs if ctx.device == MASTER else None, options,
+                            decode) for ctx in contexts]
+
+
+def decoding_strategies() -> list[str]:
+    return [n for n in STRATEGIES if hasattr(get_strategy(n), "generate")]

@@ -26,7 +26,8 @@ from prismsim.numerics.segments import (
     segment_means,
     segment_sizes,
 )
-from prismsim.strategies import rowwise
+from prismsim.strategies import rowwise, rowwise_decode
+from prismsim.strategies.decoding import Decode
 from prismsim.strategies.program import DeviceContext, Program
 
 
@@ -75,3 +76,11 @@ def plan(ctx: DeviceContext, stack: ModelStack, options: Options) -> rowwise.Row
 def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options
             ) -> Program:
     return rowwise.run(ctx, stack, inputs, plan(ctx, stack, options))
+
+
+def generate(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+             decode: Decode) -> Program:
+    """Prefill, then the last device decodes alone: its own rows' K/V and those of the
+    earlier partitions' Segment Means, each with its log-count bias; no messages."""
+    return rowwise_decode.generate(ctx, stack, inputs, plan(ctx, stack, options), decode,
+                                   "local")

@@ -84,17 +84,26 @@ def needed_senders(ctx: DeviceContext, segments: tuple[tuple[int, ...], ...], ca
     return tuple(out)
 
 
-def device_bias(ctx: DeviceContext, plan: RowwisePlan, causal: bool) -> Tensor | None:
-    """Key bias [n_p, n_keys] of this device: log-counts for means, causal mask."""
+def key_counts(ctx: DeviceContext, plan: RowwisePlan) -> tuple[list[int], list[float]]:
+    """This device's keys in attention order (own rows, then each sender's segments):
+    the last global position each one covers and how many tokens it stands for."""
     p = ctx.device
-    query_pos = list(range(ctx.offset(p), ctx.offset(p) + ctx.sizes[p]))
-    key_pos, counts = list(query_pos), [1.0] * len(query_pos)
+    key_pos = list(range(ctx.offset(p), ctx.offset(p) + ctx.sizes[p]))
+    counts = [1.0] * len(key_pos)
     for r in plan.senders[p]:
         ends = segment_ends(ctx.offset(r), plan.segments[r])
         for size, end in zip(plan.segments[r], ends, strict=True):
             reps = size if plan.duplicate else 1
             key_pos += [end] * reps
             counts += [float(size // reps)] * reps
+    return key_pos, counts
+
+
+def device_bias(ctx: DeviceContext, plan: RowwisePlan, causal: bool) -> Tensor | None:
+    """Key bias [n_p, n_keys] of this device: log-counts for means, causal mask."""
+    p = ctx.device
+    query_pos = list(range(ctx.offset(p), ctx.offset(p) + ctx.sizes[p]))
+    key_pos, counts = key_counts(ctx, plan)
     if plan.local_mask:  # the paper's Fig. 3b mistake: positions local to the device
         query_pos, key_pos = list(range(len(query_pos))), list(range(len(key_pos)))
     return key_bias(query_pos, key_pos, counts, causal)
@@ -117,10 +126,13 @@ def device_positions(ctx: DeviceContext, plan: RowwisePlan
             torch.tensor(key_pos, dtype=torch.float32))
 
 
-def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None,
-               query_pos: Tensor | None = None, key_pos: Tensor | None = None) -> Tensor:
+def block_rows_kv(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None,
+                  query_pos: Tensor | None = None, key_pos: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor, Tensor]:
     """One block on local rows x [B, n, d], attending to x and remote key rows [B, m, d];
-    with rotary embeddings Q is rotated at query_pos [n] and K at key_pos [n + m]."""
+    with rotary embeddings Q is rotated at query_pos [n] and K at key_pos [n + m].
+    Returns the block's output [B, n, d] and the keys and values it attended over
+    [B, h_kv, n + m, dh] (a decoding device's cache)."""
     h = block.attn_in(x)
     kv = h if remote is None else torch.cat([h, block.attn_in(remote)], dim=1)  # [B, n+m, d]
     q = block.rotate(block.split_heads(block.q(h)), query_pos)  # [B, h, n, dh]
@@ -128,7 +140,13 @@ def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | No
     v = block.split_heads(block.v(kv))  # [B, h_kv, n+m, dh]
     a = attention(q, k, v, bias, block.scaling)
     x = block.attn_residual(x, block.o(block.merge_heads(a)))
-    return block.mlp(x)
+    return block.mlp(x), k, v
+
+
+def block_rows(block: Block, x: Tensor, remote: Tensor | None, bias: Tensor | None,
+               query_pos: Tensor | None = None, key_pos: Tensor | None = None) -> Tensor:
+    """:func:`block_rows_kv`'s output rows [B, n, d] alone."""
+    return block_rows_kv(block, x, remote, bias, query_pos, key_pos)[0]
 
 
 def _dst(ctx: DeviceContext, plan: RowwisePlan, receivers: tuple[int, ...]
@@ -244,16 +262,29 @@ def collect_output(ctx: DeviceContext, stack: ModelStack, x: Tensor
     return ctx.compute(HEAD_FINISH, head.finish, y)
 
 
-def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
-        ) -> Generator[Any, Any, Tensor | None]:
-    """The per-device program of every position-wise strategy."""
+KV = tuple[Tensor, Tensor]
+
+
+def prefill(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan,
+            keep: bool = False) -> Generator[Any, Any, tuple[Tensor, list[KV]]]:
+    """Every block on this device's rows. Returns the final rows [B, n_p, d] and, with
+    ``keep``, each block's keys and values [B, h_kv, n_p + m, dh] (own rows first)."""
     bias = device_bias(ctx, plan, stack.causal)
     positions = device_positions(ctx, plan) if stack.has_rope else ()
     x, remote = yield from distribute(ctx, stack, inputs, plan)
-    last = len(stack.blocks) - 1
+    last, kept = len(stack.blocks) - 1, []
     for layer, block in enumerate(stack.blocks):
-        x = ctx.compute(Tag("block", layer), partial(block_rows, block), x, remote, bias,
-                        *positions)
+        x, k, v = ctx.compute(Tag("block", layer), partial(block_rows_kv, block), x, remote,
+                              bias, *positions)
+        if keep:
+            kept.append((k, v))
         if layer < last:
             remote = yield from exchange(ctx, plan, x, Tag("rows", layer + 1))
+    return x, kept
+
+
+def run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, plan: RowwisePlan
+        ) -> Generator[Any, Any, Tensor | None]:
+    """The per-device program of every position-wise strategy."""
+    x, _ = yield from prefill(ctx, stack, inputs, plan)
     return (yield from collect_output(ctx, stack, x))

@@ -12,7 +12,7 @@ Rotary embeddings rotate Q and K at positions 0 .. N-1. Biases may be absent (No
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -25,6 +25,14 @@ from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies.collectives import allreduce
+from prismsim.strategies.decoding import (
+    Decode,
+    KVCache,
+    StepFn,
+    check_decodable,
+    own_decoding,
+    step_tag,
+)
 from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Program, Recv, Tag, send
 from prismsim.strategies.rowwise import EMBED
 
@@ -109,11 +117,29 @@ def shard_mlp(block: Block, s: Shard, h: Tensor) -> Tensor:
     return F.linear(block.mlp_hidden(F.linear(h, s.fc1_w, s.fc1_b), up), s.fc2_w)
 
 
+def attn_partial_kv(block: Block, s: Shard, x: Tensor, bias: Tensor | None,
+                    positions: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """This device's heads: their contribution to the output projection (before bias)
+    [B, n, d], and their keys and values [B, h_kv_p, n, dh] (a decoding device's cache)."""
+    q, k, v = shard_qkv(block, s, block.attn_in(x), positions)
+    a = attention(q, k, v, bias, block.scaling)  # [B, h_p, n, dh]
+    return F.linear(block.merge_heads(a), s.o_w), k, v
+
+
 def attn_partial(block: Block, s: Shard, x: Tensor, bias: Tensor | None,
                  positions: Tensor | None = None) -> Tensor:
-    """This device's heads: their contribution to the output projection (before bias)."""
-    q, k, v = shard_qkv(block, s, block.attn_in(x), positions)
-    return F.linear(block.merge_heads(attention(q, k, v, bias, block.scaling)), s.o_w)
+    """:func:`attn_partial_kv`'s contribution alone."""
+    return attn_partial_kv(block, s, x, bias, positions)[0]
+
+
+def decode_partial(block: Block, s: Shard, k_cache: Tensor, v_cache: Tensor, x: Tensor,
+                   position: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One new row x [B, 1, d] at ``position``: this device's heads over their cache
+    [B, h_kv_p, n, dh] and the row itself; contribution [B, 1, d], the row's K and V."""
+    q, k, v = shard_qkv(block, s, block.attn_in(x), torch.tensor([float(position)]))
+    keys, values = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
+    a = attention(q, keys, values, None, block.scaling)  # [B, h_p, 1, dh]
+    return F.linear(block.merge_heads(a), s.o_w), k, v
 
 
 def mlp_partial(block: Block, s: Shard, x: Tensor) -> Tensor:
@@ -149,20 +175,88 @@ def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, option
     return _run(ctx, stack, inputs, options, shards)
 
 
-def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
-         shards: list[Shard]) -> Program:
+def _reduce(ctx: DeviceContext, part: Tensor, tag: Tag, algorithm: str
+            ) -> Generator[Any, Any, Tensor]:
+    """AllReduce of partial rows [B, n, d]; one row (decoding) is cut by hidden units."""
+    if part.shape[1] > 1 or ctx.n_devices == 1:
+        return (yield from allreduce(ctx, part, tag, algorithm))
+    total = yield from allreduce(ctx, part.transpose(1, 2).contiguous(), tag, algorithm)
+    return total.transpose(1, 2)  # [B, 1, d]
+
+
+def _rest(ctx: DeviceContext, block: Block, s: Shard, x: Tensor, part: Tensor,
+          tag: Callable[[str], Tag], algorithm: str) -> Generator[Any, Any, Tensor]:
+    """A block after this device's attention contribution: AllReduce, residual, the MLP
+    shard, AllReduce, residual."""
+    total = yield from _reduce(ctx, part, tag("attn"), algorithm)
+    x = ctx.compute(tag("attn_out"), partial(attn_finish, block), x, total)
+    part = ctx.compute(tag("mlp"), partial(mlp_partial, block, s), x)
+    total = yield from _reduce(ctx, part, tag("mlp"), algorithm)
+    return ctx.compute(tag("mlp_out"), partial(mlp_finish, block), x, total)
+
+
+def _prefill(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+             shards: list[Shard], caches: list[KVCache] | None = None
+             ) -> Generator[Any, Any, Tensor]:
+    """Every block over the whole sequence; appends each block's K/V to ``caches``."""
     positions = list(range(ctx.n_tokens))
     bias = key_bias(positions, positions, [1.0] * ctx.n_tokens, stack.causal)
     rope = (torch.arange(ctx.n_tokens, dtype=torch.float32),) if stack.has_rope else ()
     x = yield from _input(ctx, stack, inputs)
     for layer, (block, s) in enumerate(zip(stack.blocks, shards, strict=True)):
-        attn, mlp = Tag("attn", layer), Tag("mlp", layer)
-        part = ctx.compute(attn, partial(attn_partial, block, s), x, bias, *rope)
-        total = yield from allreduce(ctx, part, attn, options.allreduce)
-        x = ctx.compute(Tag("attn_out", layer), partial(attn_finish, block), x, total)
-        part = ctx.compute(mlp, partial(mlp_partial, block, s), x)
-        total = yield from allreduce(ctx, part, mlp, options.allreduce)
-        x = ctx.compute(Tag("mlp_out", layer), partial(mlp_finish, block), x, total)
+        part, k, v = ctx.compute(Tag("attn", layer), partial(attn_partial_kv, block, s), x,
+                                 bias, *rope)
+        if caches is not None:
+            caches.append(KVCache(k, v))
+        x = yield from _rest(ctx, block, s, x, part, partial(Tag, layer=layer),
+                             options.allreduce)
+    return x
+
+
+def _run(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+         shards: list[Shard]) -> Program:
+    x = yield from _prefill(ctx, stack, inputs, options, shards)
     if ctx.device != MASTER:
         return None
     return ctx.compute(HEAD, stack.apply_head, x)
+
+
+def generate(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+             decode: Decode) -> Program:
+    """Prefill, then decoding: the master picks each token and sends its embedded row to
+    all; every device runs its heads over its K/V cache and its MLP columns, with the
+    two AllReduces per block (of one row, cut by hidden units)."""
+    check_decodable(stack)
+    shards = [shard(b, ctx.device, ctx.n_devices) for b in stack.blocks]
+    return _generate(ctx, stack, inputs, options, shards, decode)
+
+
+def _generate(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+              shards: list[Shard], decode: Decode) -> Program:
+    caches: list[KVCache] = []
+    x = yield from _prefill(ctx, stack, inputs, options, shards, caches)
+    step = _decode_step(ctx, stack, options, shards, caches)
+    if ctx.device == MASTER:
+        return (yield from own_decoding(ctx, stack, decode, x, step))
+    for i in range(1, decode.steps):
+        inbox = yield Recv((Expect(MASTER, step_tag(i, "input"), (ctx.batch, 1, ctx.hidden)),))
+        yield from step(i, inbox.get(MASTER, step_tag(i, "input")))
+    return None
+
+
+def _decode_step(ctx: DeviceContext, stack: ModelStack, options: Options, shards: list[Shard],
+                 caches: list[KVCache]) -> StepFn:
+    def step(i: int, x: Tensor) -> Generator[Any, Any, Tensor]:
+        if ctx.device == MASTER and ctx.n_devices > 1:
+            yield send(MASTER, ALL, step_tag(i, "input"), x)
+        position = ctx.n_tokens + i - 1
+        for layer, (block, s, cache) in enumerate(zip(stack.blocks, shards, caches,
+                                                      strict=True)):
+            part, k, v = ctx.compute(step_tag(i, "attn", layer),
+                                     partial(decode_partial, block, s), cache.k, cache.v, x,
+                                     position)
+            cache.append(k, v)
+            x = yield from _rest(ctx, block, s, x, part, partial(step_tag, i, layer=layer),
+                                 options.allreduce)
+        return x
+    return step

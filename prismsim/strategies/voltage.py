@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prismsim.models.stack import Inputs, ModelStack
-from prismsim.strategies import rowwise
+from prismsim.strategies import rowwise, rowwise_decode
+from prismsim.strategies.decoding import Decode
 from prismsim.strategies.program import DeviceContext, Program
 
 
@@ -26,9 +27,16 @@ class Options:
     # how rows travel after each block (rowwise.EXCHANGES): "p2p" unicast copies,
     # "broadcast" one message, "ring" an all_gather as torch.distributed runs it
     exchange: Literal["p2p", "broadcast", "ring"] = "p2p"
+    # decoding (rowwise_decode.DECODE_MODES): "split_kv", each device keeps its rows' K/V
+    # and attends each new query over them; "local", the last device keeps every K/V it
+    # computed in the prefill and decodes alone (no messages, all the cache on one device)
+    decode: Literal["split_kv", "local"] = "split_kv"
 
     def __post_init__(self) -> None:
         rowwise.check_exchange(self.exchange)
+        if self.decode not in rowwise_decode.DECODE_MODES:
+            raise ValueError(f"voltage decode must be one of {rowwise_decode.DECODE_MODES}, "
+                             f"got {self.decode!r}")
 
 
 def plan(ctx: DeviceContext, stack: ModelStack, options: Options) -> rowwise.RowwisePlan:
@@ -41,3 +49,10 @@ def plan(ctx: DeviceContext, stack: ModelStack, options: Options) -> rowwise.Row
 def program(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options
             ) -> Program:
     return rowwise.run(ctx, stack, inputs, plan(ctx, stack, options))
+
+
+def generate(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, options: Options,
+             decode: Decode) -> Program:
+    """Prefill, then decoding as ``options.decode`` says (exact either way)."""
+    return rowwise_decode.generate(ctx, stack, inputs, plan(ctx, stack, options), decode,
+                                   options.decode)
