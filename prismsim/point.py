@@ -11,7 +11,7 @@ import pandas as pd
 from prismsim.cost.cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.specs import speed_weights
-from prismsim.sim.tokens import decode_bytes_per_token, token_times
+from prismsim.sim.tokens import decode_summary
 from prismsim.workload import Workload
 
 
@@ -69,15 +69,3 @@ def summary(wl: Workload, result: SimResult) -> dict[str, Any]:
         "gflops_total": sum(flops) / 1e9, "gflops_per_device": max(flops) / 1e9,
     }
 
-
-def decode_summary(wl: Workload, result: SimResult) -> dict[str, Any]:
-    """A generation's time to first token, time per output token, tokens per second (of
-    the decode steps), energy per generated token (the whole request's, prefill
-    included, over its tokens) and bytes sent per decode step."""
-    times = token_times(wl, result)
-    return {
-        "generate": wl.meta["generate"], "ttft_s": times.ttft_s, "tpot_s": times.tpot_s,
-        "tokens_per_s": times.tokens_per_s,
-        "energy_per_token_j": result.energy_j / wl.meta["generate"],
-        "bytes_per_token": decode_bytes_per_token(wl),
-    }

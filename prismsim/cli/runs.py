@@ -45,19 +45,30 @@ from prismsim.progress import reporter
               show_default=True)
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
               help="write the timeline as Chrome/Perfetto trace JSON")
+@click.option("--generate", type=click.IntRange(min=1), default=None,
+              help="causal LMs: generate this many tokens after the prompt (time to first "
+              "token, time per output token, tokens/s)")
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=None,
+              help="the prompt's length with --generate (the same as --tokens)")
+@click.option("--decode", "decode_mode", type=click.Choice(["split_kv", "local"]), default=None,
+              help="voltage's decoding: split-KV over every device (default), or the last "
+              "device alone")
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
              exchange: str | None, device_names: tuple[str, ...], split: str, link_name: str,
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
              catalog_file: str | None, host_cores: int | None, batch: int,
-             tokens: int | None, wire: str, trace_file: str | None) -> None:
-    """Simulate one inference: latency, energy, and where each device's time went."""
+             tokens: int | None, wire: str, trace_file: str | None, generate: int | None,
+             prompt_tokens: int | None, decode_mode: str | None) -> None:
+    """Simulate one inference (or a prompt and the tokens generated after it): latency,
+    energy, and where each device's time went."""
     from prismsim.point import device_table, simulate_point, summary
     from prismsim.sim.catalog import load_catalog, pick
     from prismsim.sim.specs import HostSpec
     from prismsim.sim.timeline import write_chrome_trace
 
-    options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange))
-               if v is not None}
+    tokens = _prompt_length(tokens, prompt_tokens, generate)
+    options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange),
+                                 ("decode", decode_mode)) if v is not None}
     overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
     host = HostSpec(cores=host_cores) if host_cores else None
     with user_errors(ValueError):
@@ -69,9 +80,12 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
         wl, result = simulate_point(model, strategy, n_devices,
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
-                                    split=split, host=host, **options)
+                                    split=split, host=host, generate=generate, **options)
     on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
-    _echo_point(summary(wl, result), on, "/".join(str(n) for n in wl.meta["sizes"]), link)
+    info = summary(wl, result)
+    _echo_point(info, on, "/".join(str(n) for n in wl.meta["sizes"]), link)
+    if generate:
+        _echo_decode(info)
     for spec in {s.name: s for s in specs}.values():
         click.echo(f"compute: {spec.compute_model()}")
     emit(device_table(result), "table", digits=4)
@@ -90,6 +104,25 @@ def _echo_point(info: dict, on: str, sizes: str, link: Any) -> None:
                f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "
                f"GFLOPs {info['gflops_total']:.2f} "
                f"(busiest device {info['gflops_per_device']:.2f})")
+
+
+def _prompt_length(tokens: int | None, prompt_tokens: int | None, generate: int | None
+                   ) -> int | None:
+    if prompt_tokens is not None and generate is None:
+        raise click.UsageError("--prompt-tokens goes with --generate (else use --tokens)")
+    if prompt_tokens is not None and tokens not in (None, prompt_tokens):
+        raise click.UsageError(f"--tokens {tokens} and --prompt-tokens {prompt_tokens} differ")
+    return prompt_tokens or tokens
+
+
+def _echo_decode(info: dict) -> None:
+    """The per-token line of a generation."""
+    tpot = info["tpot_s"]
+    speed = (f"time per output token {tpot * 1e3:.2f} ms ({info['tokens_per_s']:.1f} "
+             f"tokens/s)   " if tpot else "")
+    click.echo(f"{info['generate']} tokens: time to first token {info['ttft_s'] * 1e3:.2f} ms"
+               f"   {speed}energy {info['energy_per_token_j']:.4f} J/token   "
+               f"sent {info['bytes_per_token'] / 1e3:.2f} KB/token")
 
 
 def _scenario(path: str):  # type: ignore[no-untyped-def]

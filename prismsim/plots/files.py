@@ -8,6 +8,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
+from prismsim.plots.decode import has_decoding, tokens_per_s
 from prismsim.plots.latency import comm_vs_cr, latency_vs_bandwidth
 from prismsim.plots.pareto import pareto
 from prismsim.plots.timeline import timeline as draw_timeline
@@ -30,12 +31,15 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
 
 def save_all(results: pd.DataFrame, out_dir: Path, timeline: list[Span] | None = None,
              timeline_title: str = "") -> list[Path]:
-    """Writes latency_vs_bandwidth, pareto, comm_vs_cr (and timeline when spans are given)
+    """Writes latency_vs_bandwidth, pareto, comm_vs_cr (tokens_per_s for generation rows;
+    timeline when spans are given)
     as .png and .svg into ``out_dir`` (created if needed); returns the paths in that
     order, PNG before SVG. Each figure is dropped once written."""
     makers = [("latency_vs_bandwidth", lambda: latency_vs_bandwidth(results)),
               ("pareto", lambda: pareto(results)),
               ("comm_vs_cr", lambda: comm_vs_cr(results))]
+    if has_decoding(results):
+        makers.append(("tokens_per_s", lambda: tokens_per_s(results)))
     if timeline is not None:
         makers.append(("timeline", lambda: draw_timeline(timeline, timeline_title)))
     paths: list[Path] = []

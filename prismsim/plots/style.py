@@ -35,8 +35,8 @@ PROGRAM_LANES = ("compute", "staging", "wait")  # sequential on a device: they s
 # Columns whose values must agree for points to be comparable on one figure. The first
 # three are always named in the title; the others only when the frame holds several values.
 SYSTEM_SCOPE = ("latency_model", "model", "device_profile", "link", "medium", "latency_ms",
-                "broadcast", "batch", "wire", "tokens")
-MODEL_SCOPE = ("latency_model", "model", "batch", "wire", "tokens")
+                "broadcast", "batch", "wire", "tokens", "generate")
+MODEL_SCOPE = ("latency_model", "model", "batch", "wire", "tokens", "generate")
 ALWAYS_NAMED = frozenset({"model", "device_profile", "link"})
 
 
@@ -114,7 +114,8 @@ def set_title(ax: Axes, text: str, width: int = 80) -> None:
 
 def _scope_name(col: str, value: object) -> str:
     units = {"latency_ms": "{:g} ms link latency", "batch": "batch {}", "wire": "{} on the wire",
-             "tokens": "{} tokens", "broadcast": "broadcast={}"}
+             "tokens": "{} tokens", "broadcast": "broadcast={}",
+             "generate": "{:g} tokens generated"}
     return units.get(col, "{}").format(value)
 
 

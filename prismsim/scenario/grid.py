@@ -45,6 +45,7 @@ class Point:
     exchange: str = P2P  # voltage and prism's pattern (last: older keys unchanged)
     host: str = ""  # the shared host's spec as JSON; "": each device its own hardware
     finetune: str = NO_FINETUNE  # prism: weights fine-tuned under the configuration, or not
+    generate: int | None = None  # tokens generated after the prompt of ``tokens``; None: none
 
     @property
     def mixed(self) -> bool:
@@ -71,7 +72,7 @@ class Point:
     def _key(self) -> str:
         fields = asdict(self)
         for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P),
-                              ("host", ""), ("finetune", NO_FINETUNE)):
+                              ("host", ""), ("finetune", NO_FINETUNE), ("generate", None)):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -110,22 +111,30 @@ def _prism(s: Scenario) -> list[dict[str, Any]]:
     return prism_settings(crs, segs)
 
 
+def _lengths(s: Scenario) -> list[tuple[int | None, int | None]]:
+    """(tokens, generate) of each point: the model's tokens alone, or every prompt
+    length with every generation length."""
+    if s.decode is None:
+        return [(s.model.tokens, None)]
+    return list(product(as_list(s.decode.prompt_tokens), as_list(s.decode.generate)))
+
+
 def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
     """Every point, in order: systems (configurations x profiles, then mixed sets),
-    links, batches, bandwidths, latencies."""
+    links, batches, prompt and generation lengths, bandwidths, latencies."""
     net, points = s.network, []
     systems = list(product(scenario_configurations(s), as_list(s.devices.profile)))
-    for (c, profile), link_name, batch in product(systems + _mixed_systems(s),
-                                                  as_list(net.link), as_list(s.batch)):
+    for (c, profile), link_name, batch, (tokens, generate) in product(
+            systems + _mixed_systems(s), as_list(net.link), as_list(s.batch), _lengths(s)):
         base = links[link_name]
         lat_values = base.latency_ms if net.latency_ms is None else net.latency_ms
         for bw, lat in product(as_list(net.bandwidth_mbps or base.bandwidth_mbps),
                                as_list(lat_values)):
             points.append(Point(
-                s.model.name, s.model.architecture, s.model.tokens, c.strategy, c.devices,
+                s.model.name, s.model.architecture, tokens, c.strategy, c.devices,
                 c.cr, c.segments, profile, link_name, net.medium or base.medium, float(bw),
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
                 s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange,
-                s.host.model_dump_json() if s.host else "", c.finetune))
+                s.host.model_dump_json() if s.host else "", c.finetune, generate))
     return points

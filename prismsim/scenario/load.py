@@ -107,6 +107,24 @@ def _check_finetune(spec: Scenario, where: str) -> None:
                             f"split; measure them on a held-out one (e.g. test)")
 
 
+DECODING = ("single", "voltage", "prism", "tensor_parallel")  # strategies with ``generate``
+
+
+def _check_decode(spec: Scenario, where: str) -> None:
+    if spec.decode is None:
+        return
+    if spec.model.tokens is not None:
+        raise ScenarioError(f"{where}: model.tokens: with a decode: section the prompt's "
+                            f"length is decode.prompt_tokens; leave model.tokens out")
+    for i, name in enumerate(spec.strategies):
+        if name not in DECODING:
+            raise ScenarioError(f"{where}: strategies[{i}]: {name!r} has no decoding; "
+                                f"with decode: use {', '.join(DECODING)}")
+    if spec.adaptive is not None:
+        raise ScenarioError(f"{where}: decode: adaptive rows choose by one forward's "
+                            f"latency; leave out decode or adaptive")
+
+
 def _check_adaptive(spec: Scenario, path: Path) -> None:
     a, where = spec.adaptive, path.name
     if a is None:
@@ -151,6 +169,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         raise ScenarioError(str(err)) from None
     _check_names(spec, where, devices, links)
     _check_finetune(spec, where)
+    _check_decode(spec, where)
     _check_adaptive(spec, path)
     loaded = LoadedScenario(path, spec, devices, links)
     if not loaded.grid():

@@ -119,6 +119,15 @@ class FinetuneSection(StrictModel):
                                   ("lr", self.lr), ("batch", self.batch)) if v is not None}
 
 
+class DecodeSection(StrictModel):
+    """Generation after a prompt (causal LMs): each point prefills ``prompt_tokens`` and
+    then generates ``generate`` tokens; rows add time to first token, time per output
+    token, tokens per second, energy and bytes per token. Lists make axes."""
+
+    prompt_tokens: PositiveInt | list[PositiveInt]  # the prompt's length (model.tokens unset)
+    generate: PositiveInt | list[PositiveInt]  # tokens generated, the first from the prefill
+
+
 class TimelineSection(StrictModel):
     """The point whose per-device timeline is drawn (first matching point)."""
 
@@ -149,3 +158,4 @@ class Scenario(StrictModel):
     host: HostSpec | None = None
     adaptive: AdaptiveSection | None = None  # None: no adaptive rows
     finetune: FinetuneSection = FinetuneSection()  # default: the model's own weights only
+    decode: DecodeSection | None = None  # None: one forward a point (no generation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from prismsim.sim.results import SimResult
 from prismsim.workload import Workload
@@ -70,3 +71,16 @@ def decode_bytes_per_token(wl: Workload) -> float:
         if match and int(match.group(2)) >= 1:
             total += m.payload_bytes * len(m.dst)
     return total / (steps - 1)
+
+
+def decode_summary(wl: Workload, result: SimResult) -> dict[str, Any]:
+    """A generation's time to first token, time per output token, tokens per second (of
+    the decode steps), energy per generated token (the whole request's, prefill
+    included, over its tokens) and bytes sent per decode step."""
+    times = token_times(wl, result)
+    return {
+        "generate": wl.meta["generate"], "ttft_s": times.ttft_s, "tpot_s": times.tpot_s,
+        "tokens_per_s": times.tokens_per_s,
+        "energy_per_token_j": result.energy_j / wl.meta["generate"],
+        "bytes_per_token": decode_bytes_per_token(wl),
+    }

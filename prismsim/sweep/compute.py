@@ -23,7 +23,7 @@ def trace(need: WorkloadNeed) -> str:
     """The workload as JSON: plain text travels back from another process or machine."""
     wl = WorkloadCache().get(need.model, need.strategy, need.devices, tokens=need.tokens,
                              batch=need.batch, wire=need.wire, weights=need.weights,
-                             **dict(need.options))
+                             generate=need.generate, **dict(need.options))
     return wl.to_json()
 
 

@@ -31,6 +31,7 @@ class WorkloadNeed:
     batch: int
     wire: str
     weights: tuple[float, ...] | None  # token partition weights (a speed split)
+    generate: int | None = None  # tokens generated after the prompt; None: one forward
 
     def label(self) -> str:
         return f"trace {self.model} {self.strategy} P={self.devices} {dict(self.options)}"
@@ -82,7 +83,7 @@ def _weights(s: LoadedScenario, p: Point) -> tuple[float, ...] | None:
 
 def workload_need(s: LoadedScenario, p: Point) -> WorkloadNeed:
     return WorkloadNeed(p.latency_model, p.strategy, p.devices, _options(p), p.tokens,
-                        p.batch, p.wire, _weights(s, p))
+                        p.batch, p.wire, _weights(s, p), p.generate)
 
 
 def finetune_need(s: LoadedScenario, p: Point) -> FinetuneNeed | None:

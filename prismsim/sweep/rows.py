@@ -11,20 +11,23 @@ from typing import Any
 
 from prismsim.scenario.grid import Point
 from prismsim.sim import SimResult
+from prismsim.sim.tokens import decode_summary
 from prismsim.workload import Workload
 
 COLUMNS = [
     "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
     "exchange", "finetune",
     "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
-    "rendezvous", "split", "host_cores", "batch", "wire", "tokens",
+    "rendezvous", "split", "host_cores", "batch", "wire", "tokens", "generate",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
     "metric", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high", "n_examples",
     "top1_agreement", "mean_kl", "mean_kl_ci95_low", "mean_kl_ci95_high", "accuracy_source",
-    "adaptive_choice",
+    "adaptive_choice", "ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j",
+    "bytes_per_token",
 ]
+DECODE_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "bytes_per_token")
 NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
                "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario",
                "n_examples": 0}
@@ -44,7 +47,7 @@ def point_columns(scenario: str, p: Point) -> dict[str, Any]:
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
         "broadcast": p.broadcast, "rendezvous": p.rendezvous, "split": p.split,
         "host_cores": json.loads(p.host)["cores"] if p.host else None,
-        "batch": p.batch, "wire": p.wire,
+        "batch": p.batch, "wire": p.wire, "generate": p.generate,
     }
 
 
@@ -88,8 +91,17 @@ def accuracy_columns(acc: dict[str, Any] | None) -> dict[str, Any]:
             "accuracy_source": acc["accuracy_source"]}
 
 
+def decode_columns(wl: Workload | None, r: SimResult) -> dict[str, Any]:
+    """A generation's per-token figures (point.decode_summary); NaN for one forward."""
+    if wl is None or not wl.meta.get("generate"):
+        return dict.fromkeys(DECODE_COLUMNS, math.nan)
+    info = decode_summary(wl, r)
+    return {k: math.nan if info[k] is None else info[k] for k in DECODE_COLUMNS}
+
+
 def make_row(scenario: str, p: Point, workload: dict[str, Any], r: SimResult,
-             acc: dict[str, Any] | None) -> dict[str, Any]:
-    """One results row; ``workload``: the point's :func:`workload_columns`."""
+             acc: dict[str, Any] | None, wl: Workload | None = None) -> dict[str, Any]:
+    """One results row; ``workload``: the point's :func:`workload_columns` (``wl``
+    itself for a generation's token figures)."""
     return {**point_columns(scenario, p), **workload, **result_columns(r),
-            **accuracy_columns(acc), "adaptive_choice": None}
+            **accuracy_columns(acc), "adaptive_choice": None, **decode_columns(wl, r)}

@@ -88,8 +88,9 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
                 wl = Workload.from_json(workloads[need])
                 parsed[need] = wl, workload_columns(wl)
             wl, wl_columns = parsed[need]
-            result = simulate(wl, s.device_specs(p), s.link_for(p), host=s.host)
-            row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)))
+            result = simulate(wl, s.device_specs(p), s.link_for(p), host=s.host,
+                              record=p.generate is not None)  # token times: the timeline
+            row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)), wl)
             done[p.key()] = row
             _report(writer.write(row), progress)
     finally:
