@@ -105,14 +105,14 @@ def parse_yaml(text: str, where: str) -> Any:
             loader.dispose()
 
 
-def read_text(path: Path, where: str | None = None) -> str:
-    """A user's file as text: exists, at most MAX_FILE_BYTES, UTF-8."""
+def read_text(path: Path, where: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """A user's file as text: exists, at most ``max_bytes``, UTF-8."""
     where = where or str(path)
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        if size > max_bytes:
             raise UserFileError(f"{where}: {size:,} bytes; files over "
-                                f"{MAX_FILE_BYTES:,} bytes are refused")
+                                f"{max_bytes:,} bytes are refused")
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserFileError(f"{where}: no such file") from None

@@ -145,6 +145,9 @@ def _validate_load(spec: Any, name: str, out: Path, profile: Any, fresh: bool) -
     from prismsim.realrun.runner import RealConfig
     from prismsim.realrun.testbed import terminate_as_interrupt
 
+    if spec.decode is not None:
+        raise InputError(f"{name}: decode: serving under load runs one forward a request; "
+                         f"leave out decode or --load")
     if spec.load is None:
         raise InputError(f"{name}: load: give the loads to serve (e.g. load: "
                                f"{{load_factors: [0.3, 0.6, 1.2]}}) for --load")
@@ -186,7 +189,30 @@ def _report(table: Any, out: Path) -> None:
             click.echo(f"{what}: MAPE {val.mape(table, name):.1f} %, "
                        f"{100 * val.share_within(table, name):.0f} % of points within "
                        f"+-10 % ({n} distributed points)")
+    if "measured_tpot_ms" in table:
+        _report_tokens(table)
     click.echo(f"-> {out / 'validation.csv'}, {out / 'validation.png'}")
+
+
+def _report_tokens(table: Any) -> None:
+    """A generation's time to first token and per output token, measured and predicted."""
+    from prismsim.realrun import validation_report as val
+
+    names = [n for n in ("predicted", "predicted_nominal", "simulated")
+             if f"{n}_tpot_ms" in table and table[f"{n}_tpot_ms"].notna().any()]
+    emit(table[["strategy", "options", "devices", "bandwidth_mbps", "latency_ms",
+                "measured_ttft_ms", "predicted_ttft_ms", "measured_tpot_ms",
+                *(f"{n}_tpot_{what}" for n in names for what in ("ms", "error_pct"))]],
+         "table", digits=2)
+    n = int((table["devices"] > 1).sum())
+    for name in names:
+        within = round(val.share_within(table, f"{name}_tpot", TPOT_LIMIT_PCT) * n)
+        click.echo(f"time per output token, {name.replace('_', ' ')}: MAPE "
+                   f"{val.mape(table, f'{name}_tpot'):.1f} %, {within} of {n} distributed "
+                   f"points within +-{TPOT_LIMIT_PCT:g} %")
+
+
+TPOT_LIMIT_PCT = 15.0  # the bound a time per output token is checked against
 
 
 COMMANDS = (testbed, profile_device, validate)

@@ -32,6 +32,7 @@ from prismsim.realrun.pingpong import MessageCosts, fit_message_cost
 from prismsim.realrun.testbed import GOODPUT
 from prismsim.sim import simulate
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
+from prismsim.sim.tokens import token_times
 from prismsim.workload import Workload
 
 SMALL_BYTES = 4096  # ping-pong messages this small cost their fixed part alone
@@ -152,18 +153,28 @@ def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> A
     return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages)
 
 
-def workload(model: str, strategy: str, options: dict[str, Any], devices: int, batch: int
-             ) -> Workload:
-    return WorkloadCache().get(model, strategy, devices, batch=batch, **options)
+def workload(model: str, strategy: str, options: dict[str, Any], devices: int, batch: int,
+             decode: tuple[int, int] | None = None) -> Workload:
+    """The traced workload; ``decode`` (prompt tokens, tokens generated): the
+    generation's."""
+    if decode is None:
+        return WorkloadCache().get(model, strategy, devices, batch=batch, **options)
+    return WorkloadCache().get(model, strategy, devices, batch=batch, tokens=decode[0],
+                               generate=decode[1], **options)
 
 
 def predict_point(wl: Workload, device: DeviceSpec, host: HostSpec, link: LinkSpec
                   ) -> dict[str, Any]:
     """Latency (ms: when the master has the output, as the testbed times it) and when
-    the master finishes each layer."""
+    the master finishes each layer; for a generation also its time to first token and
+    time per output token (ms)."""
     result = simulate(wl, device, link, record=True, host=host)
     ends: dict[int, float] = {}
     for s in result.spans:
         if s.device == 0 and s.lane == "compute" and s.layer is not None:
             ends[s.layer] = max(ends.get(s.layer, 0.0), s.end_s * 1e3)
-    return {"ms": result.latency_s * 1e3, "layer_ms": ends}
+    out: dict[str, Any] = {"ms": result.latency_s * 1e3, "layer_ms": ends}
+    if wl.meta.get("generate"):
+        times = token_times(wl, result)
+        out.update(ttft_ms=times.ttft_s * 1e3, tpot_ms=(times.tpot_s or 0.0) * 1e3)
+    return out

@@ -45,18 +45,22 @@ def _spec(tb: Testbed, rank: int, model: str, configs: list[RealConfig], batch: 
 
 
 def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: int = 1,
-                warmup: int = 2, runs: int = 5, arrivals_s: list[float] | None = None
-                ) -> list[dict[str, Any]]:
+                warmup: int = 2, runs: int = 5, arrivals_s: list[float] | None = None,
+                decode: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Run ``configs`` interleaved (``warmup`` + ``runs`` rounds) on every device of
     ``tb``; returns one record per device, config and timed round. ``arrivals_s``: load
     mode instead (one config, ``warmup`` requests back to back, then requests arriving
-    at those seconds, served in turn): one record per request, from the master."""
+    at those seconds, served in turn): one record per request, from the master.
+    ``decode`` (prompt tokens, tokens generated): each round a prompt's prefill and
+    greedy generation instead of one forward."""
     with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp:
         procs = []
         for rank in range(tb.n_devices):
             spec_path, out = Path(tmp, f"spec{rank}.json"), Path(tmp, f"out{rank}.jsonl")
             spec = _spec(tb, rank, model, configs, batch, warmup, runs, out)
-            spec_path.write_text(json.dumps({**spec, "arrivals_s": arrivals_s}))
+            tokens, generate = decode or (None, None)
+            spec_path.write_text(json.dumps({**spec, "arrivals_s": arrivals_s,
+                                             "tokens": tokens, "generate": generate}))
             procs.append(subprocess.Popen(
                 [*tb.exec_prefix(rank), sys.executable, "-m", "prismsim.realrun.worker",
                  str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from prismsim.models.load import load_model
 from prismsim.names import check_model, check_strategies
 from prismsim.realrun import predict
 from prismsim.realrun.gauge import gauge_s
@@ -25,6 +26,9 @@ from prismsim.realrun.pingpong import MessageCosts, testbed_one_way_s
 from prismsim.realrun.profile import profile_host, save_profile, step_seconds
 from prismsim.realrun.runner import RealConfig, run_configs
 from prismsim.realrun.testbed import GOODPUT, Testbed
+from prismsim.realrun.token_validation import DecodeRun, measured_tokens, token_columns
+from prismsim.scenario.load import DECODING
+from prismsim.strategies.decoding import check_decodable
 from prismsim.userfiles import (
     StrictModel,
     UserFileError,
@@ -70,6 +74,11 @@ class ValidationSpec(StrictModel):
     profile_rounds: int = Field(3, ge=1)  # measuring now: interleaved windows per k ...
     profile_window_s: float = Field(3.0, gt=0)  # ... of this many seconds each
     load: LoadSection | None = None  # validate --load; None: that mode is not asked for
+    # each round a prompt's prefill and greedy generation (causal LMs); None: one forward
+    decode: DecodeRun | None = None
+
+    def decode_pair(self) -> tuple[int, int] | None:
+        return self.decode.pair() if self.decode else None
 
 
 class ProfileFile(BaseModel):
@@ -85,7 +94,20 @@ def load_spec(path: Path) -> ValidationSpec:
     check_model(spec.model, f"{path.name}: model", SpecError)
     check_strategies([e.strategy for e in spec.strategies], f"{path.name}: strategies",
                      SpecError)
+    if spec.decode is not None:
+        _check_decode(spec, path.name)
     return spec
+
+
+def _check_decode(spec: ValidationSpec, where: str) -> None:
+    for i, entry in enumerate(spec.strategies):
+        if entry.strategy not in DECODING:
+            raise SpecError(f"{where}: strategies[{i}]: {entry.strategy!r} has no decoding; "
+                            f"with decode: use {', '.join(DECODING)}")
+    try:
+        check_decodable(load_model(spec.model))
+    except ValueError as err:
+        raise SpecError(f"{where}: model: {err}") from None
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -129,14 +151,15 @@ def _steps(spec: ValidationSpec, cfg: RealConfig, n_dev: int
     """This config's compute steps timed in isolation (once per process), and the
     gauge read around the timing."""
     return _timed_steps(spec.model, cfg.strategy, n_dev, spec.batch,
-                        json.dumps(cfg.options, sort_keys=True))
+                        json.dumps(cfg.options, sort_keys=True), spec.decode_pair())
 
 
 @functools.cache
-def _timed_steps(model: str, strategy: str, n_dev: int, batch: int, options: str
-                 ) -> tuple[list[list[float]], float]:
+def _timed_steps(model: str, strategy: str, n_dev: int, batch: int, options: str,
+                 decode: tuple[int, int] | None) -> tuple[list[list[float]], float]:
     before = gauge_s()
-    seconds = step_seconds(model, strategy, n_dev, batch, **json.loads(options))
+    seconds = step_seconds(model, strategy, n_dev, batch, decode=decode,
+                           **json.loads(options))
     return seconds, (before + gauge_s()) / 2
 
 
@@ -152,6 +175,8 @@ def _row(cfg: RealConfig, devices: int, bw: float, lat: float, measured: dict,
     for name, out in outs.items():
         row[f"{name}_ms"] = out["ms"]
         row[f"{name}_error_pct"] = 100 * (out["ms"] / measured["measured_ms"] - 1)
+    if "measured_tpot_ms" in measured:
+        row.update(token_columns(measured, outs))
     return row
 
 
@@ -165,7 +190,8 @@ def _predictions(spec: ValidationSpec, strategy: str, options: dict[str, Any],
                  devices: int, profile: dict[str, Any], costs: MessageCosts, gauge: float,
                  bw: float, lat: float) -> dict[str, dict]:
     """The held-out predictions of one point: with the link as measured and as set."""
-    wl = predict.workload(spec.model, strategy, options, devices, spec.batch)
+    wl = predict.workload(spec.model, strategy, options, devices, spec.batch,
+                          spec.decode_pair())
     device = predict.table_device(predict.operator_table(profile), gauge,
                                   profile["concurrent_gflops"][1])
     host = predict.host_spec(profile, costs)
@@ -180,7 +206,8 @@ def _simulated(spec: ValidationSpec, cfg: RealConfig, devices: int, profile: dic
     """The twin from the config's own timed steps (scaled by the gauge), the same host
     and measured link: not held out; it shows what the compute model adds to the error."""
     seconds, timed_gauge = _steps(spec, cfg, devices)
-    wl = predict.workload(spec.model, cfg.strategy, cfg.options, devices, spec.batch)
+    wl = predict.workload(spec.model, cfg.strategy, cfg.options, devices, spec.batch,
+                          spec.decode_pair())
     timed_wl, device = predict.timed_steps(wl, seconds, gauge / timed_gauge)
     return predict.predict_point(timed_wl, device, predict.host_spec(profile, costs),
                                  predict.measured_link(bw, costs))
@@ -254,6 +281,8 @@ def _measure(spec: ValidationSpec, tb: Testbed, configs: list[RealConfig],
     rows, layer_rows = [], []
     for i, cfg in enumerate(configs):
         measured = summarize_measured(records, i)
+        if spec.decode:
+            measured.update(measured_tokens(records, i))
         n_dev = cfg.devices or tb.n_devices
         outs = _predictions(spec, cfg.strategy, cfg.options, n_dev, profile, costs, gauge,
                             bw, lat)
@@ -290,7 +319,7 @@ def _undisturbed_runs(spec: ValidationSpec, tb: Testbed, configs: list[RealConfi
     while len(tries) < MAX_ATTEMPTS and (not tries or tries[-1][0] > STOLEN_LIMIT):
         cpu0 = CpuTimes.now()
         records = run_configs(tb, spec.model, configs, batch=spec.batch,
-                              warmup=spec.warmup, runs=spec.runs)
+                              warmup=spec.warmup, runs=spec.runs, decode=spec.decode_pair())
         tries.append((stolen_share_since(cpu0), records))
     stolen, records = min(tries, key=lambda t: t[0])
     return records, stolen, len(tries)
@@ -318,6 +347,8 @@ def predict_again(spec: ValidationSpec, out_dir: Path) -> tuple[pd.DataFrame, pd
         for name, out in outs.items():
             row[f"{name}_ms"] = out["ms"]
             row[f"{name}_error_pct"] = 100 * (out["ms"] / row["measured_ms"] - 1)
+        if spec.decode:
+            row.update(token_columns(row, outs))
         by_layer[_key(row)] = outs
     for lay in layers:
         for name, out in by_layer[_key(lay)].items():

@@ -24,11 +24,12 @@ import torch
 import torch.distributed as dist
 
 from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import make_contexts
+from prismsim.numerics.executor import make_contexts, run_generation
 from prismsim.realrun.gauge import Gauge
 from prismsim.realrun.gloo import drive
 from prismsim.strategies import get_strategy, make_options
-from prismsim.strategies.program import MASTER, DeviceContext, Tag
+from prismsim.strategies.decoding import Decode, Generation
+from prismsim.strategies.program import MASTER, DeviceContext, Program, Tag
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
@@ -57,11 +58,33 @@ def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]
     ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
     opts = make_options(cfg["strategy"], **cfg.get("options", {}))
     mine = inputs if rank == MASTER else None  # every device knows the shapes, not the data
-    program = get_strategy(cfg["strategy"]).program(ctx, stack, mine, opts)
+    program = _program(cfg["strategy"], ctx, stack, mine, opts, spec.get("generate"))
     cpu0, ctx.t0 = time.process_time(), time.perf_counter()
     out = drive(rank, program, devices)
     wall = time.perf_counter() - ctx.t0
     return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
+
+
+def _program(name: str, ctx: DeviceContext, stack: Any, inputs: Any, opts: Any,
+             generate: int | None) -> Program:
+    """One forward, or with ``generate`` the prefill and that many tokens (greedy)."""
+    module = get_strategy(name)
+    if generate is None:
+        return module.program(ctx, stack, inputs, opts)
+    return module.generate(ctx, stack, inputs, opts, Decode(steps=generate))
+
+
+def _reference(spec: dict, stack: Any, inputs: Any) -> Any:
+    """What an exact run returns: one device's output, or with ``generate`` the logits
+    of one device's greedy generation (every device: any may own decoding)."""
+    if spec.get("generate") is not None:
+        return run_generation(stack, inputs, spec["generate"]).logits  # [B, steps, V]
+    return stack.reference(inputs) if spec["rank"] == MASTER else None
+
+
+def _error(out: Any, ref: Any) -> float:
+    got = out.logits if isinstance(out, Generation) else out
+    return float((got - ref).abs().max())
 
 
 def _serve_trace(spec: dict, stack: Any, inputs: Any, out_file: Any) -> None:
@@ -92,12 +115,12 @@ def main(spec_path: str) -> None:
     torch.set_num_threads(spec.get("threads", 1))
     rank, n_dev = spec["rank"], spec["devices"]
     stack = load_model(spec["model"], seed=0)
-    inputs = random_inputs(stack, batch=spec.get("batch", 1), seed=0)
+    inputs = random_inputs(stack, batch=spec.get("batch", 1), tokens=spec.get("tokens"), seed=0)
     if n_dev > 1:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", spec["interface"])
         dist.init_process_group("gloo", init_method=spec["init_method"], rank=rank,
                                 world_size=n_dev, timeout=timedelta(seconds=INIT_TIMEOUT_S))
-    ref = stack.reference(inputs) if rank == MASTER else None
+    ref = _reference(spec, stack, inputs)
     out_path, gauge = Path(spec["out"]), Gauge()
     with torch.no_grad(), out_path.open("w") as out_file:
         if spec.get("arrivals_s") is not None:
@@ -116,7 +139,7 @@ def main(spec_path: str) -> None:
                 if rep < spec["warmup"] or not record:
                     continue
                 if out is not None:
-                    record["max_abs_error"] = float((out - ref).abs().max())
+                    record["max_abs_error"] = _error(out, ref)
                 record.update(config=i, rep=rep - spec["warmup"], device=rank,
                               gauge_s=gauge_s)
                 out_file.write(json.dumps(record) + "\n")

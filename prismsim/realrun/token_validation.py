@@ -1,0 +1,65 @@
+"""Generation on the testbed (a validation file's ``decode:``): each round prefills a
+prompt and generates tokens greedily over GLOO, and the time to first token and time per
+output token the devices measured stand beside the held-out prediction's.
+
+A token is there when the owning device (the last one for row-wise strategies, the master
+for tensor_parallel) ends its ``t{i}.head`` step; times count from the round's barrier.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from typing import Any
+
+from pydantic import Field, PositiveInt
+
+from prismsim.userfiles import StrictModel
+
+_HEAD = re.compile(r"^t(\d+)\.head$")
+FIGURES = ("ttft", "tpot")  # <name>_<figure>_ms, <name>_<figure>_error_pct
+
+
+class DecodeRun(StrictModel):
+    """What each timed round generates."""
+
+    prompt_tokens: PositiveInt = 64  # the prompt's length, prefilled by the strategy
+    generate: int = Field(32, ge=2)  # tokens generated greedily (>= 2: a time per token)
+
+    def pair(self) -> tuple[int, int]:
+        return self.prompt_tokens, self.generate
+
+
+def token_ends_s(steps: list[list]) -> list[float]:
+    """When each token's head step ended, in token order; steps are (label, layer,
+    start, end); [] on a device that does not own decoding."""
+    ends = {int(m.group(1)): end for label, _, _, end in steps
+            if (m := _HEAD.match(label))}
+    return [ends[i] for i in sorted(ends)]
+
+
+def measured_tokens(records: list[dict], config: int) -> dict[str, float]:
+    """The median time to first token and time per output token (ms) over one config's
+    rounds, read on the device that owns decoding."""
+    ttft, tpot = [], []
+    for r in records:
+        ends = token_ends_s(r["steps"]) if r["config"] == config else []
+        if len(ends) >= 2:
+            ttft.append(ends[0])
+            tpot.append((ends[-1] - ends[0]) / (len(ends) - 1))
+    if not ttft:
+        raise ValueError(f"config {config}: no device recorded two or more tokens")
+    return {"measured_ttft_ms": statistics.median(ttft) * 1e3,
+            "measured_tpot_ms": statistics.median(tpot) * 1e3}
+
+
+def token_columns(measured: dict[str, Any], outs: dict[str, dict]) -> dict[str, float]:
+    """Each prediction's time to first token and per output token, and its error."""
+    row = {}
+    for name, out in outs.items():
+        for fig in FIGURES:
+            if f"{fig}_ms" in out:
+                row[f"{name}_{fig}_ms"] = out[f"{fig}_ms"]
+                row[f"{name}_{fig}_error_pct"] = 100 * (
+                    out[f"{fig}_ms"] / measured[f"measured_{fig}_ms"] - 1)
+    return row
