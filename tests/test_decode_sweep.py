@@ -29,16 +29,16 @@ def _scenario(tmp_path: Path, **changes) -> Path:
 
 
 def test_simulate_generate_prints_the_per_token_line():
-    """llama-tiny: d = 128, 4 heads of 32, 2 blocks. voltage split-KV at P = 3 sends per
-    block the query (128 floats) to 2 devices and gets 2 partials of 4 x 33 floats back:
-    2 x 512 + 2 x 528 = 2,080 bytes, 4,160 a token."""
+    """llama-tiny: d = 128, 8 heads of 16, 2 blocks. voltage split-KV at P = 3 sends per
+    block the query (128 floats) to 2 devices and gets 2 partials of 8 x 17 floats back:
+    2 x 512 + 2 x 544 = 2,112 bytes, 4,224 a token."""
     result = CliRunner().invoke(main, [
         "simulate", "--model", "llama-tiny", "--strategy", "voltage", "--devices", "3",
         "--generate", "4", "--prompt-tokens", "32"])
     assert result.exit_code == 0, result.output
     assert "(tokens 11/11/10)" in result.output
     line = next(x for x in result.output.splitlines() if x.startswith("4 tokens:"))
-    assert "time to first token" in line and "sent 4.16 KB/token" in line
+    assert "time to first token" in line and "sent 4.22 KB/token" in line
 
 
 def test_simulate_generate_refuses_what_cannot_decode():

@@ -54,11 +54,12 @@ BUILTINS: dict[str, BuiltinSpec] = {
         about="2-layer GPT-2 for quick checks"),
     "llama-tiny": BuiltinSpec(
         "LlamaForCausalLM", "LlamaConfig",
-        {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "intermediate_size": 256, "vocab_size": 512,
+        {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 8,
+         "num_key_value_heads": 4, "intermediate_size": 256, "vocab_size": 512,
          "max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2,
          "tie_word_embeddings": True}, tokens=64,
-        about="2-layer Llama (grouped-query attention 4/2, RoPE, SwiGLU) for quick checks"),
+        about="2-layer Llama (grouped-query attention 8/4: tensor_parallel up to P = 4; "
+              "RoPE, SwiGLU) for quick checks"),
 }
 
 
