@@ -38,6 +38,8 @@ def test_measured_token_times_are_medians_over_rounds_by_hand():
     out = measured_tokens(records, 0)
     assert out["measured_ttft_ms"] == pytest.approx(12.0)
     assert out["measured_tpot_ms"] == pytest.approx(10.0)  # median of 10, 14, 2
+    assert out["measured_ms"] == pytest.approx(30.0)  # last tokens at 30, 40, 24 ms
+    assert (out["measured_min_ms"], out["measured_max_ms"]) == pytest.approx((24.0, 40.0))
     assert measured_tokens(records, 1)["measured_tpot_ms"] == pytest.approx(400.0)
 
 

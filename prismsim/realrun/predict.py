@@ -166,15 +166,16 @@ def workload(model: str, strategy: str, options: dict[str, Any], devices: int, b
 def predict_point(wl: Workload, device: DeviceSpec, host: HostSpec, link: LinkSpec
                   ) -> dict[str, Any]:
     """Latency (ms: when the master has the output, as the testbed times it) and when
-    the master finishes each layer; for a generation also its time to first token and
-    time per output token (ms)."""
+    the master finishes each layer; for a generation, its last token's end instead, and
+    its time to first token and per output token (ms)."""
     result = simulate(wl, device, link, record=True, host=host)
     ends: dict[int, float] = {}
     for s in result.spans:
         if s.device == 0 and s.lane == "compute" and s.layer is not None:
             ends[s.layer] = max(ends.get(s.layer, 0.0), s.end_s * 1e3)
     out: dict[str, Any] = {"ms": result.latency_s * 1e3, "layer_ms": ends}
-    if wl.meta.get("generate"):
+    if wl.meta.get("generate"):  # the request ends with its last token
         times = token_times(wl, result)
-        out.update(ttft_ms=times.ttft_s * 1e3, tpot_ms=(times.tpot_s or 0.0) * 1e3)
+        out.update(ms=times.ends_s[-1] * 1e3, ttft_ms=times.ttft_s * 1e3,
+                   tpot_ms=(times.tpot_s or 0.0) * 1e3)
     return out

@@ -4,6 +4,7 @@ output token the devices measured stand beside the held-out prediction's.
 
 A token is there when the owning device (the last one for row-wise strategies, the master
 for tensor_parallel) ends its ``t{i}.head`` step; times count from the round's barrier.
+A generation's latency (``measured_ms`` and each prediction's ``ms``) is its last token's.
 """
 
 from __future__ import annotations
@@ -39,18 +40,23 @@ def token_ends_s(steps: list[list]) -> list[float]:
 
 
 def measured_tokens(records: list[dict], config: int) -> dict[str, float]:
-    """The median time to first token and time per output token (ms) over one config's
-    rounds, read on the device that owns decoding."""
-    ttft, tpot = [], []
+    """One config's rounds as the device that owns decoding read them (ms): the median
+    time to first token and per output token, and when the last token was there (the
+    request's latency, in place of the master's own end: the master may be done long
+    before) with its spread."""
+    ttft, tpot, last = [], [], []
     for r in records:
         ends = token_ends_s(r["steps"]) if r["config"] == config else []
         if len(ends) >= 2:
             ttft.append(ends[0])
             tpot.append((ends[-1] - ends[0]) / (len(ends) - 1))
+            last.append(ends[-1])
     if not ttft:
         raise ValueError(f"config {config}: no device recorded two or more tokens")
     return {"measured_ttft_ms": statistics.median(ttft) * 1e3,
-            "measured_tpot_ms": statistics.median(tpot) * 1e3}
+            "measured_tpot_ms": statistics.median(tpot) * 1e3,
+            "measured_ms": statistics.median(last) * 1e3,
+            "measured_min_ms": min(last) * 1e3, "measured_max_ms": max(last) * 1e3}
 
 
 def token_columns(measured: dict[str, Any], outs: dict[str, dict]) -> dict[str, float]:
