@@ -68,4 +68,3 @@ def summary(wl: Workload, result: SimResult) -> dict[str, Any]:
         "bytes_on_air": result.bytes_on_air,
         "gflops_total": sum(flops) / 1e9, "gflops_per_device": max(flops) / 1e9,
     }
-

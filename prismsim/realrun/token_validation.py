@@ -9,15 +9,14 @@ A generation's latency (``measured_ms`` and each prediction's ``ms``) is its las
 
 from __future__ import annotations
 
-import re
 import statistics
 from typing import Any
 
 from pydantic import Field, PositiveInt
 
+from prismsim.sim.tokens import HEAD_TAG
 from prismsim.userfiles import StrictModel
 
-_HEAD = re.compile(r"^t(\d+)\.head$")
 FIGURES = ("ttft", "tpot")  # <name>_<figure>_ms, <name>_<figure>_error_pct
 
 
@@ -35,7 +34,7 @@ def token_ends_s(steps: list[list]) -> list[float]:
     """When each token's head step ended, in token order; steps are (label, layer,
     start, end); [] on a device that does not own decoding."""
     ends = {int(m.group(1)): end for label, _, _, end in steps
-            if (m := _HEAD.match(label))}
+            if (m := HEAD_TAG.match(label))}
     return [ends[i] for i in sorted(ends)]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from prismsim.sim.results import SimResult
 from prismsim.workload import Workload
 
-_HEAD = re.compile(r"^t(\d+)\.head$")
+HEAD_TAG = re.compile(r"^t(\d+)\.head$")  # token i's head step: when it is there
 _DECODE_TAG = re.compile(r"^(L\d+\.)?t(\d+)\.")
 
 
@@ -52,7 +52,7 @@ def token_times(wl: Workload, result: SimResult) -> TokenTimes:
         raise ValueError("token times need the timeline: simulate with record=True")
     owner, ends = wl.meta["output_device"], {}
     for span in result.spans:
-        if span.device == owner and span.lane == "compute" and (m := _HEAD.match(span.label)):
+        if span.device == owner and span.lane == "compute" and (m := HEAD_TAG.match(span.label)):
             ends[int(m.group(1))] = span.end_s
     if sorted(ends) != list(range(steps)):
         raise ValueError(f"the timeline has head steps {sorted(ends)}, not 0..{steps - 1}")
