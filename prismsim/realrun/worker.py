@@ -27,7 +27,7 @@ from prismsim.models.load import load_model, random_inputs
 from prismsim.numerics.executor import make_contexts, run_generation
 from prismsim.realrun.gauge import Gauge
 from prismsim.realrun.gloo import drive
-from prismsim.strategies import get_strategy, make_options
+from prismsim.strategies import make_generators, make_options, make_programs
 from prismsim.strategies.decoding import Decode, Generation
 from prismsim.strategies.program import MASTER, DeviceContext, Program, Tag
 
@@ -57,8 +57,8 @@ def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]
     base = make_contexts(stack, inputs, devices)[rank]
     ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
     opts = make_options(cfg["strategy"], **cfg.get("options", {}))
-    mine = inputs if rank == MASTER else None  # every device knows the shapes, not the data
-    program = _program(cfg["strategy"], ctx, stack, mine, opts, spec.get("generate"))
+    # every device knows the shapes; only the master's program sees the data
+    program = _program(cfg["strategy"], ctx, stack, inputs, opts, spec.get("generate"))
     cpu0, ctx.t0 = time.process_time(), time.perf_counter()
     out = drive(rank, program, devices)
     wall = time.perf_counter() - ctx.t0
@@ -68,10 +68,9 @@ def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]
 def _program(name: str, ctx: DeviceContext, stack: Any, inputs: Any, opts: Any,
              generate: int | None) -> Program:
     """One forward, or with ``generate`` the prefill and that many tokens (greedy)."""
-    module = get_strategy(name)
     if generate is None:
-        return module.program(ctx, stack, inputs, opts)
-    return module.generate(ctx, stack, inputs, opts, Decode(steps=generate))
+        return make_programs(name, [ctx], stack, inputs, opts)[0]
+    return make_generators(name, [ctx], stack, inputs, opts, Decode(steps=generate))[0]
 
 
 def _reference(spec: dict, stack: Any, inputs: Any) -> Any:
