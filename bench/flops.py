@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 
 
 def main() -> None:

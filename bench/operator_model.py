@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.op_table import OperatorTable
+from prismsim.executors.memory import run_in_memory
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import make_contexts, run_in_memory
-from prismsim.realrun.gauge import gauge_s
-from prismsim.realrun.op_profile import measure_operator_table
+from prismsim.profiling.gauge import gauge_s
+from prismsim.profiling.operators import measure_operator_table
 from prismsim.strategies import make_options, make_programs
+from prismsim.strategies.contexts import make_contexts
 
 
 def timed_forward_s(model: str, repeats: int) -> float:

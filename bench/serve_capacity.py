@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
+from prismsim.serve.file import load_serve
 from prismsim.serve.run import CAPACITY_STEPS, run_serving
-from prismsim.serve.spec import load_serve
 from prismsim.sim import simulate
 from prismsim.sim.catalog import builtin_devices, builtin_links
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.sim import LinkSpec, simulate
 from prismsim.sim.catalog import builtin_devices
 

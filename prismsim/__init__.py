@@ -12,7 +12,7 @@ __all__ = ["__version__", "load_model", "run_numerics"]
 def __getattr__(name: str) -> Any:
     # Lazy: ``prismsim --help`` and ``check`` must not pay for importing torch and transformers.
     if name == "run_numerics":
-        from prismsim.numerics.executor import run_numerics
+        from prismsim.executors.memory import run_numerics
 
         return run_numerics
     if name == "load_model":

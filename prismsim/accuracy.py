@@ -21,6 +21,7 @@ import prismsim
 from prismsim import datasets as ds
 from prismsim.cache_dir import cache_root
 from prismsim.configuration import command_configurations, prism_settings
+from prismsim.executors.memory import run_numerics
 from prismsim.metrics import (
     METRICS,
     bits_per_byte,
@@ -34,7 +35,6 @@ from prismsim.models.catalog import BUILTINS, PRETRAINED
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.pretrained import TOKENIZERS, byte_windows, image_pixels, token_windows
 from prismsim.models.stack import ModelStack
-from prismsim.numerics.executor import run_numerics
 from prismsim.progress import Progress
 
 DATASETS: dict[str, Callable[[str], ds.Dataset]] = {

@@ -28,18 +28,18 @@ from torch import Tensor, nn
 
 from prismsim.accuracy import _dataset, batches
 from prismsim.datasets import Dataset
+from prismsim.executors.memory import run_numerics
 from prismsim.models.catalog import PRETRAINED
 from prismsim.models.heads import fit_linear
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.stack import ModelStack
-from prismsim.models.tuned import FinetuneSpec, check, weights_path
-from prismsim.numerics.executor import run_numerics
+from prismsim.models.tuned import FinetuneRun, check, weights_path
 from prismsim.progress import Progress
 
 CHECKPOINT_EVERY = 25  # steps between checkpoints of a last:K / all run
 
 
-def train_data(spec: FinetuneSpec) -> Dataset:
+def train_data(spec: FinetuneRun) -> Dataset:
     """The first ``train_limit`` examples of the train split (never the test split)."""
     name = spec.dataset or (PRETRAINED[spec.base].dataset if spec.base in PRETRAINED else None)
     if name is None:
@@ -51,7 +51,7 @@ def train_data(spec: FinetuneSpec) -> Dataset:
     return data
 
 
-def finetune(spec: FinetuneSpec, progress: Progress) -> Path:
+def finetune(spec: FinetuneRun, progress: Progress) -> Path:
     """Train (or find trained) ``spec``; the weights file's path."""
     check(spec)
     stack = load_model(spec.base)
@@ -84,7 +84,7 @@ def classifier(stack: ModelStack) -> tuple[str, nn.Linear]:
     return "classifier", clf
 
 
-def features(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress
+def features(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress
              ) -> tuple[Tensor, Tensor]:
     """What the classifier reads under the strategy, for every example, and the labels."""
     _, clf = classifier(stack)
@@ -102,7 +102,7 @@ def features(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Pro
     return torch.cat(seen), torch.cat(labels)  # [n, features], [n]
 
 
-def fit_head(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress
+def fit_head(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress
              ) -> dict[str, Tensor]:
     x, y = features(stack, spec, data, progress)
     layer = fit_linear(x, y, len(data.classes), seed=spec.seed)
@@ -110,7 +110,7 @@ def fit_head(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Pro
     return {f"{name}.weight": layer.weight, f"{name}.bias": layer.bias}
 
 
-def trainable(stack: ModelStack, spec: FinetuneSpec) -> dict[str, nn.Parameter]:
+def trainable(stack: ModelStack, spec: FinetuneRun) -> dict[str, nn.Parameter]:
     """The parameters ``spec`` trains, by their names in the model; only they require
     gradients afterwards."""
     stack.hf.requires_grad_(False)
@@ -132,7 +132,7 @@ def trainable(stack: ModelStack, spec: FinetuneSpec) -> dict[str, nn.Parameter]:
     return {named[id(p)]: p for p in chosen}
 
 
-def order(n: int, spec: FinetuneSpec) -> Iterator[np.ndarray]:
+def order(n: int, spec: FinetuneRun) -> Iterator[np.ndarray]:
     """Each step's example indices: seeded permutations, one per pass over the data."""
     epoch, pos, perm = 0, 0, np.random.default_rng([spec.seed, 0]).permutation(n)
     while True:
@@ -143,7 +143,7 @@ def order(n: int, spec: FinetuneSpec) -> Iterator[np.ndarray]:
         pos += spec.batch
 
 
-def loss_on(stack: ModelStack, spec: FinetuneSpec, data: Dataset, idx: np.ndarray) -> Tensor:
+def loss_on(stack: ModelStack, spec: FinetuneRun, data: Dataset, idx: np.ndarray) -> Tensor:
     """Mean cross-entropy of examples ``idx`` computed under the strategy, with its graph."""
     sub = Dataset(data.name, data.split, data.kind, _take(data.examples, idx),
                   None if data.labels is None else data.labels[idx], data.classes)
@@ -163,13 +163,13 @@ def _take(examples: object, idx: np.ndarray) -> object:
     return [examples[i] for i in idx]  # type: ignore[index]
 
 
-def optimiser(spec: FinetuneSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def optimiser(spec: FinetuneRun, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr)
     return torch.optim.AdamW(params, lr=spec.lr)
 
 
-def train(stack: ModelStack, spec: FinetuneSpec, data: Dataset, progress: Progress,
+def train(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress,
           path: Path) -> dict[str, Tensor]:
     """``spec.steps`` optimiser steps through the programs, resuming a checkpoint."""
     params = trainable(stack, spec)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.specs import speed_weights
 from prismsim.sim.tokens import decode_summary

@@ -1,6 +1,6 @@
 """The Workload: what every device computes and sends, in program order (a task graph).
 
-Produced by tracing a strategy's per-device programs (``prismsim.cost.trace``), replayed
+Produced by tracing a strategy's per-device programs (``prismsim.executors.trace``), replayed
 by the simulator. Plain data, no torch: the simulator imports only this.
 
 Per device, ``tasks`` is the program order: ``compute`` (FLOPs), ``send`` (one message,
@@ -21,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+# the device that holds the input when a request comes, sends the first partitions and
+# collects the output (the others wait for their input)
+MASTER = 0
 
 FORMAT = 6  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
 # 5: convolutions keyed ``conv``; 6: ``output_device`` in meta

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from prismsim.realrun.op_profile import measure_operator_table
+from prismsim.profiling.operators import measure_operator_table
 
 ENTRY = "cpu-2core-2.1ghz"
 ANCHOR = (512, 4096, 4096)  # the product that runs at the entry's GEMM rate

@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from prismsim.datasets import wiki_bytes
+from prismsim.executors.memory import run_generation
 from prismsim.metrics import ratio_bootstrap
 from prismsim.models.gguf_llama import load_smollm2_tokenizer
 from prismsim.models.load import load_model
 from prismsim.models.stack import ModelStack
-from prismsim.numerics.executor import run_generation
 
 MODEL = "smollm2-135m"
 Config = tuple[str, int, int]  # (strategy, devices, cr; 0: no cr)

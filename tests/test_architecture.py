@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "prismsim"
 # Imports inside functions that are there on purpose: optional extras loaded only when
 # asked for, and what keeps `prismsim --help`, `check` and `assets list` free of torch.
 DEFERRED_ALLOWED = {
-    ("prismsim", "prismsim.numerics.executor"),  # prismsim.run_numerics, lazily
+    ("prismsim", "prismsim.executors.memory"),  # prismsim.run_numerics, lazily
     ("prismsim", "prismsim.models.load"),  # prismsim.load_model, lazily
     ("prismsim.datasets", "datasets"),  # the optional `hub` extra
     ("prismsim.sweep.executors", "dask.distributed"),  # the optional `dask` extra

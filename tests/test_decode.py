@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.memory import run_generation
+from prismsim.executors.trace import trace_workload
 from prismsim.models.load import adapt, load_model
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.attention import attention, attention_lse, merge_lse
-from prismsim.numerics.executor import run_generation
 from prismsim.point import summary
 from prismsim.sim import simulate
 from prismsim.sim.catalog import load_catalog, pick

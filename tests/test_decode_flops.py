@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 from prismsim.models.load import load_model
 
 D, LAYERS, HEADS, KV_HEADS, DH, INTER, VOCAB = 576, 30, 9, 3, 64, 1536, 49152

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from prismsim import load_model, run_numerics
-from prismsim.cost.trace import Recorder, TracingContext, trace_workload
+from prismsim.executors.memory import run_in_memory
+from prismsim.executors.trace import Recorder, TracingContext, trace_workload
 from prismsim.models.load import random_inputs
-from prismsim.numerics.executor import run_in_memory
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 from prismsim.strategies.program import ALL, AllGather, Expect, Recv, Tag, send
 from prismsim.workload import Workload

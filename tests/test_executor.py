@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from prismsim.numerics.executor import DeadlockError, InMemoryNetwork, run_in_memory
+from prismsim.executors.memory import DeadlockError, InMemoryNetwork, run_in_memory
 from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies.collectives import allreduce
 from prismsim.strategies.program import DeviceContext, Expect, Post, Recv, Tag, send

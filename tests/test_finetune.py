@@ -14,9 +14,9 @@ from prismsim.accuracy import _dataset, batches
 from prismsim.cli.main import main
 from prismsim.metrics import wilson_interval
 from prismsim.models.load import load_model
-from prismsim.models.tuned import FinetuneSpec, parse, tuned_name
+from prismsim.models.tuned import FinetuneRun, parse, tuned_name
 
-SPEC = FinetuneSpec("vit-tiny", "prism", 2, cr=4.0, mode="last:1", dataset="digits",
+SPEC = FinetuneRun("vit-tiny", "prism", 2, cr=4.0, mode="last:1", dataset="digits",
                     train_limit=16, steps=3, lr=1e-3, batch=4)
 
 
@@ -32,7 +32,7 @@ def test_wilson_interval_by_hand():
 
 
 def test_names_round_trip():
-    spec = FinetuneSpec("dinov2-small", "prism", 3, segments=10)
+    spec = FinetuneRun("dinov2-small", "prism", 3, segments=10)
     assert tuned_name(spec) == "dinov2-small@prism-p3-m10-head"
     assert parse(tuned_name(spec)) == spec
     assert tuned_name(SPEC) == "vit-tiny@prism-p2-cr4-last1-s3-lr0.001-b4-n16+digits"
@@ -45,7 +45,7 @@ def test_names_round_trip():
 def test_head_features_are_what_the_classifier_reads():
     """Under single, the features are ViT's own [CLS] row after its final LayerNorm."""
     stack = load_model("vit-tiny")
-    spec = FinetuneSpec("vit-tiny", "single", 1, dataset="digits", train_limit=6, batch=3)
+    spec = FinetuneRun("vit-tiny", "single", 1, dataset="digits", train_limit=6, batch=3)
     data = ft.train_data(spec)
     x, y = ft.features(stack, spec, data, _quiet)
     pixels = torch.cat([inp["pixel_values"] for inp, _ in batches("vit-tiny", data, 3)])
@@ -55,13 +55,13 @@ def test_head_features_are_what_the_classifier_reads():
     assert y.tolist() == data.labels.tolist()
 
 
-def _trained(spec: FinetuneSpec) -> dict[str, torch.Tensor]:
+def _trained(spec: FinetuneRun) -> dict[str, torch.Tensor]:
     stack = load_model(spec.base)
     params = ft.train(stack, spec, ft.train_data(spec), _quiet, _path(spec))
     return {k: v.detach().clone() for k, v in params.items()}
 
 
-def _path(spec: FinetuneSpec):
+def _path(spec: FinetuneRun):
     from prismsim.models.load import state_hash
     from prismsim.models.tuned import weights_path
     return weights_path(spec, state_hash(load_model(spec.base).hf))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 
 PAPER = [  # (model, strategy, P, options, total GFLOPs in the paper)
     ("vit-base", "single", 1, {}, 35.15),

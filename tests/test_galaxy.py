@@ -16,9 +16,9 @@ from transformers import (
 )
 
 from prismsim import load_model, run_numerics
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.memory import InMemoryNetwork, run_in_memory
+from prismsim.executors.trace import trace_workload
 from prismsim.models.load import random_inputs
-from prismsim.numerics.executor import InMemoryNetwork, run_in_memory
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 from prismsim.strategies import tensor_parallel
 from prismsim.strategies.collectives import allgather, reduce_scatter

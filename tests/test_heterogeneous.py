@@ -4,10 +4,10 @@ proportion to device speed, still exact, and faster on unequal devices."""
 import pytest
 
 from prismsim import load_model, run_numerics
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 from prismsim.models.load import random_inputs
-from prismsim.numerics.executor import make_contexts
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
+from prismsim.strategies.contexts import make_contexts
 from tests.conftest import rel_err
 
 SPEEDS = (2.0, 1.0, 1.0)

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from prismsim import run_numerics
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 from prismsim.models.load import adapt
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.segments import segment_positions

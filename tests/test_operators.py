@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from prismsim.cost.op_record import op_key, record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 
 

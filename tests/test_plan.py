@@ -45,8 +45,8 @@ from click.testing import CliRunner
 from prismsim.cli.main import main
 from prismsim.configuration import Configuration
 from prismsim.pareto import front_rows
+from prismsim.plan.file import load_plan
 from prismsim.plan.search import deployments, judge, run_plan
-from prismsim.plan.spec import load_plan
 from prismsim.workload import Message, Task, Workload
 
 MB = 1_000_000

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
-from prismsim.realrun.pingpong import MessageCosts
-from prismsim.realrun.predict import (
+from prismsim.profiling.message_costs import MessageCosts
+from prismsim.sim.specs import LinkSpec
+from prismsim.validation.predict import (
     PredictError,
     host_spec,
     operator_table,
@@ -16,7 +17,6 @@ from prismsim.realrun.predict import (
     timed_steps,
     workload,
 )
-from prismsim.sim.specs import LinkSpec
 
 TABLE = OperatorTable(
     source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
@@ -94,8 +94,8 @@ def test_the_measured_link_by_hand():
     payload bytes a second: the latency is 1 ms; 64 KiB's data takes 9 - 2 - 6.5536 =
     0.4464 ms beyond two latencies and its bytes, 256 B's nothing; halfway in size,
     half of it."""
-    from prismsim.realrun.predict import measured_link
-    from prismsim.realrun.testbed import GOODPUT
+    from prismsim.testbed.network import GOODPUT
+    from prismsim.validation.predict import measured_link
 
     costs = MessageCosts(wall_s={}, cpu_s={}, rendezvous_s={256: 2e-3, 65536: 9e-3})
     link = measured_link(80 / GOODPUT, costs)
@@ -116,7 +116,7 @@ def test_link_delays_by_size_must_increase():
 def test_the_network_cpu_is_the_hosts_busy_time_beyond_both_processes_per_byte():
     """Over a stream of 1e8 bytes the host was busy 1.5 s, the two processes 0.3 and
     0.2 s: the network took 1.0 s, 10 ns a byte; the profile's wake penalties pass on."""
-    from prismsim.realrun.pingpong import _stream_costs
+    from prismsim.profiling.message_costs import _stream_costs
 
     rank0 = {"stream_busy_s": 1.5, "stream_cpu_s": 0.3, "stream_bytes": 10**8}
     got = _stream_costs(rank0, {"stream_cpu_s": 0.2})
@@ -158,8 +158,8 @@ def test_a_message_costs_what_the_runtime_spends_on_it():
     fixed cost. Without it: the plain small messages' median (100 and 200 us: 150) plus
     the loopback overhead of the profile (250 us): 400 us. The overhead is each loopback
     run's runtime less its plain 256 B message, the median of the runs."""
-    from prismsim.realrun.predict import message_fixed_s
-    from prismsim.realrun.profile import runtime_overhead_us
+    from prismsim.profiling.host_profile import runtime_overhead_us
+    from prismsim.validation.predict import message_fixed_s
 
     plain = MessageCosts(wall_s={}, cpu_s={256: 1e-4, 4096: 2e-4, 65536: 9e-4})
     assert message_fixed_s({"runtime_overhead_us": 250.0}, plain) == pytest.approx(4e-4)

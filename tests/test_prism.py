@@ -6,8 +6,9 @@ import torch
 from transformers import ViTConfig, ViTModel
 
 from prismsim import run_numerics
-from prismsim.numerics.executor import make_contexts, run_in_memory
+from prismsim.executors.memory import run_in_memory
 from prismsim.strategies import make_options, make_programs
+from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.program import DeviceContext
 from tests.conftest import rel_err
 

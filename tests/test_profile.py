@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from prismsim.realrun.busy_rates import GAP_S, Window, busy_rates, schedule
-from prismsim.realrun.profile import _problems, corun_factors
+from prismsim.profiling.busy_rates import GAP_S, Window, busy_rates, schedule
+from prismsim.profiling.host_profile import _problems, corun_factors
 
 
 def test_windows_interleave_every_process_count():

@@ -15,50 +15,50 @@ import pytest
 from click.testing import CliRunner
 
 from prismsim.cli.main import main
-from prismsim.realrun import nfqueue, testbed
-from prismsim.realrun.runner import RealConfig, run_configs
-from prismsim.realrun.testbed import Testbed, TestbedError
+from prismsim.testbed import delay_line, network
+from prismsim.testbed.network import Testbed, TestbedError
+from prismsim.testbed.runner import RealConfig, run_configs
 
-CAN_BUILD = (hasattr(testbed.os, "geteuid") and testbed.os.geteuid() == 0
+CAN_BUILD = (hasattr(network.os, "geteuid") and network.os.geteuid() == 0
              and all(shutil.which(t) for t in ("ip", "tc", "iptables")))
 needs_testbed = pytest.mark.skipif(not CAN_BUILD, reason="needs root, ip, tc and iptables")
 
 
 def _packet_message(packet_id: int) -> bytes:
     """An NFQNL_MSG_PACKET as the kernel writes it: nlmsghdr, nfgenmsg, PACKET_HDR attr."""
-    attr = struct.pack("=HH", 4 + 7, nfqueue.NFQA_PACKET_HDR) + struct.pack(">IHB", packet_id,
+    attr = struct.pack("=HH", 4 + 7, delay_line.NFQA_PACKET_HDR) + struct.pack(">IHB", packet_id,
                                                                            0x0800, 2) + b"\0"
     body = struct.pack("=BBH", 0, 0, 0) + attr
-    kind = (nfqueue.NFNL_SUBSYS_QUEUE << 8) | nfqueue.NFQNL_MSG_PACKET
+    kind = (delay_line.NFNL_SUBSYS_QUEUE << 8) | delay_line.NFQNL_MSG_PACKET
     return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
 
 
 def test_packet_ids_of_two_queued_packets_in_one_read():
-    assert nfqueue.packet_ids(_packet_message(5) + _packet_message(9)) == [5, 9]
+    assert delay_line.packet_ids(_packet_message(5) + _packet_message(9)) == [5, 9]
 
 
 def test_netlink_attributes_are_padded_to_four_bytes():
-    attr = nfqueue._attr(1, b"\x01\x02\x03\x04\x05")
+    attr = delay_line._attr(1, b"\x01\x02\x03\x04\x05")
     assert len(attr) == 12 and struct.unpack_from("=HH", attr) == (9, 1)
 
 
 def test_testbed_refuses_without_root(monkeypatch):
-    monkeypatch.setattr(testbed.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
     with pytest.raises(TestbedError, match="needs root"):
-        testbed.require_tools()
+        network.require_tools()
 
 
 def test_testbed_refuses_without_tc(monkeypatch):
-    monkeypatch.setattr(testbed.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(testbed.shutil, "which", lambda t: None if t == "tc" else "/bin/" + t)
+    monkeypatch.setattr(network.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(network.shutil, "which", lambda t: None if t == "tc" else "/bin/" + t)
     with pytest.raises(TestbedError, match="needs tc"):
-        testbed.require_tools()
+        network.require_tools()
 
 
 def _ours(run_id: str) -> list[str]:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    names = testbed.list_namespaces(prefix=f"{testbed.PREFIX}{run_id}")
-    return names + [ln for ln in links.splitlines() if f"{testbed.PREFIX}{run_id}" in ln]
+    names = network.list_namespaces(prefix=f"{network.PREFIX}{run_id}")
+    return names + [ln for ln in links.splitlines() if f"{network.PREFIX}{run_id}" in ln]
 
 
 _SINK = """
@@ -125,14 +125,14 @@ def test_everything_is_removed_after_an_error():
 
 @needs_testbed
 def test_clean_removes_a_leftover_namespace_and_its_processes():
-    name = f"{testbed.PREFIX}leftover-d0"
+    name = f"{network.PREFIX}leftover-d0"
     subprocess.run(["ip", "netns", "add", name], check=True)
     sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
     time.sleep(0.2)
     result = CliRunner().invoke(main, ["testbed", "clean"])
     assert result.exit_code == 0 and name in result.output
     assert sleeper.wait(timeout=10) != 0  # killed
-    assert name not in testbed.list_namespaces()
+    assert name not in network.list_namespaces()
 
 
 @needs_testbed
@@ -177,7 +177,7 @@ def test_validate_command_whole_path(tmp_path):
     assert "the strategies' own steps timed (not held out): MAPE" in result.output
     for name in ("validation.csv", "validation_layers.csv", "validation.png", "profile.yaml"):
         assert (out / name).exists()
-    assert testbed.list_namespaces() == []
+    assert network.list_namespaces() == []
     assert socket.gethostname()  # the host's own network is untouched
 
 
@@ -190,7 +190,7 @@ def test_validate_names_file_and_key_of_a_bad_field(tmp_path):
 
 
 def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
-    from prismsim.realrun.profile import catalog_entries, save_profile
+    from prismsim.profiling.host_profile import catalog_entries, save_profile
     from prismsim.sim.catalog import load_catalog
 
     operators = {"source": "by hand", "mm": [{"dims": [1, 2, 2], "seconds": 1e-6}],
@@ -212,9 +212,10 @@ def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
 def test_shipped_validation_grid_loads():
     from pathlib import Path
 
-    from prismsim.realrun.validate import count_groups, load_spec
+    from prismsim.validation.file import load_validation_file
+    from prismsim.validation.latency import count_groups
 
-    spec = load_spec(Path("scenarios/validate_vit_tiny.yaml"))
+    spec = load_validation_file(Path("scenarios/validate_vit_tiny.yaml"))
     assert count_groups(spec) == 2 * 3 * 2  # P x bandwidth x latency
     assert [(s.strategy, s.options.get("exchange", "p2p")) for s in spec.strategies] == [
         ("voltage", "p2p"), ("voltage", "ring"), ("prism", "p2p"), ("prism", "ring")]
@@ -239,10 +240,10 @@ def test_gloo_ring_exchange_is_exact_and_pays_four_delays():
 def test_shipped_load_grid_loads():
     from pathlib import Path
 
-    from prismsim.realrun.load_validation import count_points
-    from prismsim.realrun.validate import load_spec
+    from prismsim.validation.file import load_validation_file
+    from prismsim.validation.under_load import count_points
 
-    spec = load_spec(Path("scenarios/validate_load_vit_tiny.yaml"))
+    spec = load_validation_file(Path("scenarios/validate_load_vit_tiny.yaml"))
     assert spec.load is not None and spec.load.load_factors == [0.3, 0.6, 1.2]
     assert count_points(spec, [RealConfig(s.strategy) for s in spec.strategies]) == 8
 

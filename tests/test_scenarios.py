@@ -91,7 +91,7 @@ def _mixed_rows(tmp_path, split):
 
 
 def test_mixed_set_runs_voltage_on_its_three_devices_split_by_speed(tmp_path):
-    from prismsim.cost.cache import WorkloadCache
+    from prismsim.executors.trace_cache import WorkloadCache
 
     speed, equal = _mixed_rows(tmp_path, "speed"), _mixed_rows(tmp_path, "equal")
     row = speed.loc["voltage"]

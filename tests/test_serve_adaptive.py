@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from prismsim.serve.adaptive import (
+from prismsim.serve.arrivals import arrivals_s
+from prismsim.serve.engine import ServingSetup, serve
+from prismsim.serve.pools import (
     AdaptiveSetup,
     Candidate,
     distributed_sum_s,
     local_sum_s,
     serve_adaptive,
 )
-from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingSetup, serve
 from prismsim.serve.stats import request_table, run_summary
 from prismsim.sim import DeviceSpec, LinkSpec
 from prismsim.workload import Message, Task, Workload

@@ -10,10 +10,10 @@ import yaml
 from click.testing import CliRunner
 
 from prismsim.cli.main import main
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.serve.arrivals import arrivals_s
 from prismsim.serve.engine import serve
-from prismsim.serve.spec import load_serve
+from prismsim.serve.file import load_serve
 from prismsim.serve.stats import request_table, run_summary
 from prismsim.sim import simulate
 from prismsim.sim.catalog import builtin_devices, builtin_links

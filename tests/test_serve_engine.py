@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.serve.arrivals import arrivals_s
 from prismsim.serve.engine import ServingSetup, serve, serve_closed
 from prismsim.serve.stats import mean_ci, request_table, run_summary

@@ -114,7 +114,7 @@ def test_trace_export_in_microseconds():
 
 
 def test_vit_prism_latency_falls_with_bandwidth_and_bytes_balance(paper):
-    from prismsim.cost.trace import trace_workload
+    from prismsim.executors.trace import trace_workload
     from prismsim.sim.catalog import builtin_devices
 
     wl = trace_workload(paper("vit-base")[0], "prism", 3, segments=10)
@@ -222,7 +222,7 @@ def test_rendezvous_receive_keeps_the_earlier_post():
 def test_prepared_operations_live_as_long_as_their_workload():
     import gc
 
-    from prismsim.sim import program
+    from prismsim.sim import ops as program
 
     wl = _wl([[Task("compute", "c", 10**9), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
     simulate(wl, CPU, LinkSpec(bandwidth_mbps=8))

@@ -15,11 +15,11 @@ import torch
 from prismsim import run_numerics
 from prismsim.accuracy import evaluate
 from prismsim.datasets import wiki_bytes
+from prismsim.executors.memory import run_generation
 from prismsim.models.gguf_llama import hf_name, load_smollm2_tokenizer, unpermute_rows
 from prismsim.models.load import load_model
 from prismsim.models.pretrained import token_windows
 from prismsim.models.stack import ModelStack
-from prismsim.numerics.executor import run_generation
 from tests.conftest import rel_err
 
 PROMPT = ("The quick brown fox jumps over the lazy dog. Edge devices split a Transformer's "

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from test_realrun import needs_testbed
 
 from prismsim.cli.main import main
-from prismsim.realrun.runner import RealConfig, run_configs
-from prismsim.realrun.testbed import Testbed
-from prismsim.realrun.token_validation import measured_tokens, token_ends_s
-from prismsim.realrun.validate import SpecError, load_spec
+from prismsim.testbed.network import Testbed
+from prismsim.testbed.runner import RealConfig, run_configs
+from prismsim.validation.file import ValidationFileError, load_validation_file
+from prismsim.validation.tokens import measured_tokens, token_ends_s
 
 
 def _record(config: int, head_ends: list[float], device: int = 1) -> dict:
@@ -54,8 +54,8 @@ def test_measured_token_times_are_medians_over_rounds_by_hand():
 def test_a_decode_grid_names_its_bad_field(tmp_path, text, message):
     path = tmp_path / "grid.yaml"
     path.write_text(text)
-    with pytest.raises(SpecError, match=re.escape(message)):
-        load_spec(path)
+    with pytest.raises(ValidationFileError, match=re.escape(message)):
+        load_validation_file(path)
 
 
 def test_validate_load_refuses_a_decode_grid(tmp_path):
@@ -69,7 +69,7 @@ def test_validate_load_refuses_a_decode_grid(tmp_path):
 
 
 def test_shipped_decode_grid_loads():
-    spec = load_spec(Path("scenarios/validate_decode_llama_tiny.yaml"))
+    spec = load_validation_file(Path("scenarios/validate_decode_llama_tiny.yaml"))
     assert spec.decode is not None and spec.decode.pair() == (64, 32)
     assert [s.strategy for s in spec.strategies] == ["voltage", "tensor_parallel", "prism"]
 

@@ -7,10 +7,10 @@ import time
 import pytest
 import torch
 
-from prismsim.cost.cache import WorkloadCache, workload_key
-from prismsim.cost.trace import Recorder, TracingContext, trace_workload
 from prismsim.cost.units import wire_bytes
-from prismsim.numerics.executor import run_in_memory
+from prismsim.executors.memory import run_in_memory
+from prismsim.executors.trace import Recorder, TracingContext, trace_workload
+from prismsim.executors.trace_cache import WorkloadCache, workload_key
 from prismsim.strategies.program import Expect, Post, Recv, Tag, send
 from prismsim.workload import FORMAT, Workload
 

@@ -11,7 +11,7 @@ from prismsim.cli.common import user_errors
 from prismsim.progress import reporter
 
 if TYPE_CHECKING:
-    from prismsim.models.tuned import FinetuneSpec
+    from prismsim.models.tuned import FinetuneRun
 
 
 @click.command()
@@ -48,11 +48,11 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
 
     from prismsim.assets import AssetError
     from prismsim.finetune import finetune as run
-    from prismsim.models.tuned import FinetuneSpec, check, tuned_name
+    from prismsim.models.tuned import FinetuneRun, check, tuned_name
 
     if threads:
         torch.set_num_threads(threads)
-    spec = FinetuneSpec(model, strategy, devices, cr, segments, mode, dataset, train_limit,
+    spec = FinetuneRun(model, strategy, devices, cr, segments, mode, dataset, train_limit,
                         steps, lr, batch, optimizer, seed)
     with user_errors(AssetError, ValueError):
         check(spec)
@@ -64,7 +64,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
             _compare(spec, limit)
 
 
-def _compare(spec: FinetuneSpec, limit: int) -> None:
+def _compare(spec: FinetuneRun, limit: int) -> None:
     from prismsim.accuracy import evaluate
     from prismsim.finetune import train_data
     from prismsim.models.tuned import tuned_name

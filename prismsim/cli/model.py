@@ -25,7 +25,7 @@ from prismsim.progress import reporter
 def numerics(model: str, strategies: tuple[str, ...], devices: tuple[str, ...],
              cr: tuple[str, ...], batch: int, seed: int, fmt: str) -> None:
     """Run each strategy's per-device programs and compare with the HF model's own forward."""
-    from prismsim.numerics.check import check_numerics
+    from prismsim.executors.exactness import check_numerics
 
     names = strategy_names(strategies)
     with user_errors(ValueError):
@@ -59,7 +59,7 @@ def flops(models: tuple[str, ...], tokens: int | None, strategies: tuple[str, ..
           wire: str, causal_counts: tuple[str, ...], fmt: str) -> None:
     """FLOPs and communication of each strategy, traced from its per-device programs
     (the paper's Tables IV-VI). Workloads are cached on disk ($PRISMSIM_CACHE_DIR)."""
-    from prismsim.cost.table import CAUSAL_COUNTS, count_points, flops_table
+    from prismsim.flops_table import CAUSAL_COUNTS, count_points, flops_table
 
     names, counts = strategy_names(strategies), split_values(causal_counts, str)
     bad = [c for c in counts if c not in CAUSAL_COUNTS]

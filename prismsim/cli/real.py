@@ -20,7 +20,7 @@ def testbed() -> None:
 @testbed.command("clean")
 def testbed_clean() -> None:
     """Remove every namespace (and what runs in it) a testbed left behind."""
-    from prismsim.realrun.testbed import TestbedError, clean
+    from prismsim.testbed.network import TestbedError, clean
 
     try:
         removed = clean()
@@ -51,7 +51,7 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
                    operators_only: bool, threads: int, output: str) -> None:
     """Measure this host: FLOP rate per process under contention, operator table, GLOO
     message cost, what waking after a wait costs."""
-    from prismsim.realrun.profile import catalog_entries, profile_host, save_profile
+    from prismsim.profiling.host_profile import catalog_entries, profile_host, save_profile
 
     if operators_only:
         return _operators_only(rounds, threads, Path(output))
@@ -78,8 +78,8 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
 def _operators_only(rounds: int, threads: int, output: Path) -> None:
     import time
 
-    from prismsim.realrun.op_profile import measure_operator_table
-    from prismsim.realrun.profile import save_profile
+    from prismsim.profiling.host_profile import save_profile
+    from prismsim.profiling.operators import measure_operator_table
 
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     table, spread = measure_operator_table(
@@ -116,16 +116,17 @@ def _label(rows: list[dict]) -> str:
 def validate(file: str, output: str | None, profile_file: str | None, predict_only: bool,
              predict_again: bool, under_load: bool, fresh: bool) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
-    from prismsim.realrun import validate as val
-    from prismsim.realrun.predict import PredictError
-    from prismsim.realrun.runner import RunError
-    from prismsim.realrun.testbed import TestbedError, terminate_as_interrupt
+    from prismsim.testbed.network import TestbedError, terminate_as_interrupt
+    from prismsim.testbed.runner import RunError
+    from prismsim.validation import latency as val
+    from prismsim.validation.file import load_profile, load_validation_file
+    from prismsim.validation.predict import PredictError
 
     out = Path(output) if output else Path("results") / Path(file).stem
     with user_errors(TestbedError, RunError, PredictError):
-        spec = val.load_spec(Path(file))
+        spec = load_validation_file(Path(file))
         chosen = profile_file or spec.profile
-        profile = val.load_profile(Path(chosen)) if chosen else None
+        profile = load_profile(Path(chosen)) if chosen else None
         if predict_again:
             table, _ = val.predict_again(spec, out)
             return _report(table, out)
@@ -140,10 +141,10 @@ def validate(file: str, output: str | None, profile_file: str | None, predict_on
 
 
 def _validate_load(spec: Any, name: str, out: Path, profile: Any, fresh: bool) -> None:
-    from prismsim.realrun import load_validation as lv
-    from prismsim.realrun import validate as val
-    from prismsim.realrun.runner import RealConfig
-    from prismsim.realrun.testbed import terminate_as_interrupt
+    from prismsim.testbed.network import terminate_as_interrupt
+    from prismsim.testbed.runner import RealConfig
+    from prismsim.validation import latency as val
+    from prismsim.validation import under_load as lv
 
     if spec.decode is not None:
         raise InputError(f"{name}: decode: serving under load runs one forward a request; "
@@ -172,7 +173,7 @@ def _validate_load(spec: Any, name: str, out: Path, profile: Any, fresh: bool) -
 
 
 def _report(table: Any, out: Path) -> None:
-    from prismsim.realrun import validation_report as val
+    from prismsim.validation import report as val
 
     names = [n for n in ("predicted", "predicted_nominal", "simulated")
              if {f"{n}_ms", f"{n}_error_pct"} <= set(table) and table[f"{n}_ms"].notna().any()]
@@ -196,7 +197,7 @@ def _report(table: Any, out: Path) -> None:
 
 def _report_tokens(table: Any) -> None:
     """A generation's time to first token and per output token, measured and predicted."""
-    from prismsim.realrun import validation_report as val
+    from prismsim.validation import report as val
 
     names = [n for n in ("predicted", "predicted_nominal", "simulated")
              if f"{n}_tpot_ms" in table and table[f"{n}_tpot_ms"].notna().any()]

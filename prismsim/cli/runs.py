@@ -214,9 +214,9 @@ def plot(folder: str) -> None:
 def plan(file: str, output: str | None) -> None:
     """Configurations meeting an accuracy floor and a latency SLO, cheapest first, and
     their Pareto front over cost, latency and energy (plan.csv, pareto.csv, plan.png)."""
+    from prismsim.plan.file import load_plan
     from prismsim.plan.report import shown_columns, write_plan
     from prismsim.plan.search import count_steps, run_plan
-    from prismsim.plan.spec import load_plan
 
     with user_errors():
         p = load_plan(file)

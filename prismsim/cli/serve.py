@@ -23,9 +23,9 @@ def serve(file: str, output: str | None, fresh: bool, plot_only: bool) -> None:
     p50/p95/p99 latency, drops, utilisation, energy per request, with 95 % intervals over
     replications, and the capacity within the SLO (runs.csv, summary.csv, capacity.csv,
     requests.parquet, serving.png)."""
+    from prismsim.serve.file import load_serve
     from prismsim.serve.report import SHOWN, replot, write_results
     from prismsim.serve.run import count_steps, run_serving
-    from prismsim.serve.spec import load_serve
 
     with user_errors(FileNotFoundError):
         loaded = load_serve(file)

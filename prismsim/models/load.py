@@ -128,7 +128,7 @@ def _image_size(stack: ModelStack) -> int:
     return spec.image_size if spec and spec.image_size else stack.hf.config.image_size
 
 
-def _apply_tuned(module: nn.Module, spec: tuned.FinetuneSpec, base_hash: str, name: str) -> None:
+def _apply_tuned(module: nn.Module, spec: tuned.FinetuneRun, base_hash: str, name: str) -> None:
     """Put the trained parameters of ``spec`` on ``module`` (the base model)."""
     path = Path(name) if name.endswith(".safetensors") else tuned.weights_path(spec, base_hash)
     if not path.exists():

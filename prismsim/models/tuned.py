@@ -29,7 +29,7 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
-class FinetuneSpec:
+class FinetuneRun:
     """What a fine-tuning run trains, through which strategy's programs, on what."""
 
     base: str  # the model fine-tuned
@@ -57,10 +57,10 @@ class FinetuneSpec:
 
 
 SUFFIXES = {"steps": "s", "lr": "lr", "batch": "b", "train_limit": "n", "seed": "seed"}
-DEFAULTS = FinetuneSpec("")
+DEFAULTS = FinetuneRun("")
 
 
-def check(spec: FinetuneSpec) -> None:
+def check(spec: FinetuneRun) -> None:
     if not MODE.match(spec.mode):
         raise ValueError(f"mode must be head, last:K or all, got {spec.mode!r}")
     if spec.optimizer not in OPTIMIZERS:
@@ -69,7 +69,7 @@ def check(spec: FinetuneSpec) -> None:
         raise ValueError("single runs on 1 device, the other strategies on 2 or more")
 
 
-def tuned_name(spec: FinetuneSpec) -> str:
+def tuned_name(spec: FinetuneRun) -> str:
     parts = [spec.strategy, f"p{spec.devices}"]
     parts += [f"m{spec.segments}"] if spec.segments else []
     parts += [f"cr{spec.cr:g}"] if spec.cr else []
@@ -90,10 +90,10 @@ def is_tuned(name: str) -> bool:
     return "@" in name or (name.endswith(".safetensors") and Path(name).is_file())
 
 
-def parse(name: str) -> FinetuneSpec:
+def parse(name: str) -> FinetuneRun:
     """The spec a name (or a weights file's sidecar) stands for."""
     if name.endswith(".safetensors"):
-        return FinetuneSpec(**json.loads(Path(name).with_suffix(".json").read_text())["spec"])
+        return FinetuneRun(**json.loads(Path(name).with_suffix(".json").read_text())["spec"])
     base, _, rest = name.partition("@")
     rest, _, dataset = rest.partition("+")
     tokens = rest.split("-")
@@ -104,7 +104,7 @@ def parse(name: str) -> FinetuneSpec:
                               "dataset": dataset or None}
     for t in tokens[2:]:
         _read_token(name, t, fields)
-    spec = FinetuneSpec(**fields)
+    spec = FinetuneRun(**fields)
     check(spec)
     return spec
 
@@ -127,18 +127,18 @@ def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
         raise ValueError(f"{name}: unknown part {t!r} of a fine-tuned model's name")
 
 
-def key(spec: FinetuneSpec, base_hash: str) -> str:
+def key(spec: FinetuneRun, base_hash: str) -> str:
     blob = json.dumps({"spec": dataclasses.asdict(spec), "base": base_hash,
                        "format": FORMAT}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def weights_path(spec: FinetuneSpec, base_hash: str) -> Path:
+def weights_path(spec: FinetuneRun, base_hash: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._+-]", "_", tuned_name(spec))
     return cache_root() / "finetuned" / f"{slug}-{key(spec, base_hash)}.safetensors"
 
 
-def command_args(spec: FinetuneSpec) -> str:
+def command_args(spec: FinetuneRun) -> str:
     """The ``prismsim finetune`` options that make ``spec``."""
     out = [f"--model {spec.base}", f"--strategy {spec.strategy}", f"--devices {spec.devices}"]
     out += [f"--segments {spec.segments}"] if spec.segments else []

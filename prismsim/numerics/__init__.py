@@ -1,1 +1,3 @@
-"""Numerical building blocks: partitions, Segment Means, attention with key bias."""
+"""Pure math of the strategies: token partitions and Segment Means, attention with a key
+bias (and grouped K/V heads), rotary embeddings at global positions. Imports nothing of
+prismsim."""

@@ -18,13 +18,13 @@ import pandas as pd
 
 from prismsim.accuracy import evaluate
 from prismsim.configuration import Configuration
-from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.units import ms_to_s
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
-from prismsim.plan.spec import LoadedPlan, PlanError, plan_configurations
+from prismsim.plan.file import LoadedPlan, PlanError, plan_configurations
 from prismsim.progress import Progress
-from prismsim.serve.load import Load, under_load
+from prismsim.serve.under_load import OfferedLoad, under_load
 from prismsim.sim import simulate
 from prismsim.workload import Workload
 
@@ -165,7 +165,7 @@ def _load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency_s: fl
         return none
     priced = next(d for d in plan.devices if d.name == dep.device)
     link = plan.links.get(dep.link) or next(iter(plan.links.values()))
-    figures = under_load(wl, priced.spec, link, Load(
+    figures = under_load(wl, priced.spec, link, OfferedLoad(
         load.rate_per_s, load.arrivals, load.requests, load.warmup, load.replications,
         load.seed), dep.groups)
     return {k: figures[k] for k in none}

@@ -17,7 +17,7 @@ from prismsim.configuration import (
     configurations,
     prism_settings,
 )
-from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, as_list
+from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioFile, as_list
 from prismsim.sim.specs import LinkSpec
 
 
@@ -79,14 +79,14 @@ class Point:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def scenario_configurations(s: Scenario) -> list[Configuration]:
+def scenario_configurations(s: ScenarioFile) -> list[Configuration]:
     """single on one device; every other strategy on every P > 1; prism at each CR and
     fine-tuning."""
     return configurations(s.strategies, as_list(s.devices.count), _prism(s),
                           as_list(s.exchange), s.finetune.modes)
 
 
-def adaptive_configurations(s: Scenario) -> list[Configuration]:
+def adaptive_configurations(s: ScenarioFile) -> list[Configuration]:
     """The configurations the adaptive chooser may pick (none without ``adaptive:``),
     fine-tuned ones among them."""
     if s.adaptive is None:
@@ -94,7 +94,7 @@ def adaptive_configurations(s: Scenario) -> list[Configuration]:
     return [c for c in scenario_configurations(s) if c.strategy in s.adaptive.candidates]
 
 
-def _mixed_systems(s: Scenario) -> list[tuple[Configuration, str]]:
+def _mixed_systems(s: ScenarioFile) -> list[tuple[Configuration, str]]:
     """Every strategy but single on each heterogeneous set, at P = the set's size."""
     out = []
     for names in s.devices.mix or []:
@@ -105,13 +105,13 @@ def _mixed_systems(s: Scenario) -> list[tuple[Configuration, str]]:
     return out
 
 
-def _prism(s: Scenario) -> list[dict[str, Any]]:
+def _prism(s: ScenarioFile) -> list[dict[str, Any]]:
     crs = as_list(s.prism.cr) if s.prism.cr is not None else []
     segs = as_list(s.prism.segments) if s.prism.segments is not None else []
     return prism_settings(crs, segs)
 
 
-def _lengths(s: Scenario) -> list[tuple[int | None, int | None]]:
+def _lengths(s: ScenarioFile) -> list[tuple[int | None, int | None]]:
     """(tokens, generate) of each point: the model's tokens alone, or every prompt
     length with every generation length."""
     if s.decode is None:
@@ -119,7 +119,7 @@ def _lengths(s: Scenario) -> list[tuple[int | None, int | None]]:
     return list(product(as_list(s.decode.prompt_tokens), as_list(s.decode.generate)))
 
 
-def expand(s: Scenario, links: dict[str, LinkSpec]) -> list[Point]:
+def expand(s: ScenarioFile, links: dict[str, LinkSpec]) -> list[Point]:
     """Every point, in order: systems (configurations x profiles, then mixed sets),
     links, batches, prompt and generation lengths, bandwidths, latencies."""
     net, points = s.network, []

@@ -13,7 +13,7 @@ from prismsim.adaptive import SYSTEM_COLUMNS, PerformanceMap, read_map_frame
 from prismsim.configuration import NO_FINETUNE
 from prismsim.names import check_model, check_strategies
 from prismsim.scenario.grid import Point, adaptive_configurations, expand
-from prismsim.scenario.schema import MIX_SEPARATOR, Scenario, ScenarioError, as_list
+from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioError, ScenarioFile, as_list
 from prismsim.sim.catalog import CatalogError, load_catalog_data
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
 from prismsim.userfiles import load_model_file
@@ -22,7 +22,7 @@ from prismsim.userfiles import load_model_file
 @dataclass
 class LoadedScenario:
     path: Path
-    spec: Scenario
+    spec: ScenarioFile
     devices: dict[str, DeviceSpec]
     links: dict[str, LinkSpec]
 
@@ -67,7 +67,7 @@ class LoadedScenario:
         return self.path.parent / a.map_csv if a and a.map_csv else None
 
 
-def _check_names(spec: Scenario, where: str, devices: dict, links: dict) -> None:
+def _check_names(spec: ScenarioFile, where: str, devices: dict, links: dict) -> None:
     check_strategies(spec.strategies, f"{where}: strategies", ScenarioError)
     check_model(spec.model.name, f"{where}: model.name", ScenarioError)
     check_model(spec.model.architecture, f"{where}: model.architecture", ScenarioError)
@@ -92,7 +92,7 @@ def _known(name: str, catalog: dict, at: str, kind: str) -> None:
         raise ScenarioError(f"{at}: unknown {kind} {name!r}; known: {', '.join(sorted(catalog))}")
 
 
-def _check_finetune(spec: Scenario, where: str) -> None:
+def _check_finetune(spec: ScenarioFile, where: str) -> None:
     """Fine-tuned rows are prism rows with an accuracy measured on data never trained on."""
     if all(m == NO_FINETUNE for m in spec.finetune.modes):
         return
@@ -110,7 +110,7 @@ def _check_finetune(spec: Scenario, where: str) -> None:
 DECODING = ("single", "voltage", "prism", "tensor_parallel")  # strategies with ``generate``
 
 
-def _check_decode(spec: Scenario, where: str) -> None:
+def _check_decode(spec: ScenarioFile, where: str) -> None:
     if spec.decode is None:
         return
     if spec.model.tokens is not None:
@@ -125,7 +125,7 @@ def _check_decode(spec: Scenario, where: str) -> None:
                             f"latency; leave out decode or adaptive")
 
 
-def _check_adaptive(spec: Scenario, path: Path) -> None:
+def _check_adaptive(spec: ScenarioFile, path: Path) -> None:
     a, where = spec.adaptive, path.name
     if a is None:
         return
@@ -142,7 +142,7 @@ def _check_adaptive(spec: Scenario, path: Path) -> None:
         _check_map_csv(spec, path.parent / a.map_csv, where)
 
 
-def _check_map_csv(spec: Scenario, csv: Path, where: str) -> None:
+def _check_map_csv(spec: ScenarioFile, csv: Path, where: str) -> None:
     """Every configuration of a measured map must be one the chooser may pick."""
     try:
         df = read_map_frame(csv)
@@ -161,7 +161,7 @@ def _check_map_csv(spec: Scenario, csv: Path, where: str) -> None:
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and check a scenario; raise ScenarioError with file and key."""
     path = Path(path)
-    spec, where = load_model_file(path, Scenario, "scenario fields", ScenarioError), path.name
+    spec, where = load_model_file(path, ScenarioFile, "scenario fields", ScenarioError), path.name
     try:
         devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog",
                                            path.parent)

@@ -114,7 +114,7 @@ class FinetuneSection(StrictModel):
         return modes
 
     def settings(self) -> dict[str, Any]:
-        """The ``FinetuneSpec`` fields this section sets."""
+        """The ``FinetuneRun`` fields this section sets."""
         return {k: v for k, v in (("train_limit", self.train_limit), ("steps", self.steps),
                                   ("lr", self.lr), ("batch", self.batch)) if v is not None}
 
@@ -136,7 +136,7 @@ class TimelineSection(StrictModel):
     bandwidth_mbps: PositiveFloat | None = None
 
 
-class Scenario(StrictModel):
+class ScenarioFile(StrictModel):
     name: str
     description: str = ""
     model: ModelSection

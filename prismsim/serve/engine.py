@@ -25,11 +25,11 @@ from typing import Any
 import simpy
 
 from prismsim.serve.shortcut import IdleShortcut
-from prismsim.sim.engine import MASTER_DEVICE, _Replay
-from prismsim.sim.program import Op, PostReceives, Receive, device_ops, shift_keys
+from prismsim.sim.engine import _Replay
+from prismsim.sim.ops import Op, PostReceives, Receive, device_ops, shift_keys
 from prismsim.sim.results import DeviceStats, SimResult, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
-from prismsim.workload import Message, Workload
+from prismsim.workload import MASTER, Message, Workload
 
 DISPATCH = ("round_robin", "shortest_queue")  # how a request picks its group
 
@@ -133,7 +133,7 @@ class _Serving(_Replay):
         self._keys(job, len(wl.messages))
         for p in range(1, self.n):
             self.inbox[group * self.n + p].put((job, jobs[p]))
-        return jobs[MASTER_DEVICE], job
+        return jobs[MASTER], job
 
     def _job(self, group: int, batch: list[Request]) -> _Job:
         output = self.setup.workloads[len(batch)].meta.get("output_device")
@@ -229,13 +229,13 @@ class _Serving(_Replay):
             med.rx_s[d] += dev.rx_s
             med.bytes_sent[d] += dev.bytes_sent
             med.bytes_received[d] += dev.bytes_received
-            if p != MASTER_DEVICE:
+            if p != MASTER:
                 self.idle_since[d] = now + dev.finish_s + med.latency_s
                 done = self.env.timeout(dev.finish_s)
                 done.callbacks.append(lambda _, d=d: self._finished(job, d))
         med.bytes_on_air += r.bytes_on_air
         med.air_s += r.air_s
-        yield self.env.timeout(r.devices[MASTER_DEVICE].finish_s)
+        yield self.env.timeout(r.devices[MASTER].finish_s)
         self._finished(job, g0)
 
     def worker(self, d: int) -> Generator[Any, Any, None]:

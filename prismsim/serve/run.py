@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.progress import Progress
-from prismsim.serve.adaptive import AdaptiveSetup, Candidate, adaptive_replay
 from prismsim.serve.arrivals import arrivals_s
 from prismsim.serve.engine import ServingResult, ServingSetup, serving_replay
-from prismsim.serve.spec import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
+from prismsim.serve.file import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
+from prismsim.serve.pools import AdaptiveSetup, Candidate, adaptive_replay
 from prismsim.serve.stats import aggregate, request_table, run_summary
 from prismsim.sim import simulate
 from prismsim.workload import Workload

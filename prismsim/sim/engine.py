@@ -21,12 +21,10 @@ import simpy
 
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
-from prismsim.sim.program import Compute, Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
-from prismsim.workload import Message, Workload
-
-MASTER_DEVICE = 0  # holds the input when a request comes; the others wait for it
+from prismsim.workload import MASTER, Message, Workload
 
 
 class _Wake(simpy.Event):
@@ -245,7 +243,7 @@ class _Replay:
         """Rendezvous: a device other than the master is idle before the request, its
         first receive already posted: the sender knows of it from the start."""
         first = next((op for op in ops if isinstance(op, Receive | PostReceives)), None)
-        if p != MASTER_DEVICE and ops and ops[0] is first:
+        if p != MASTER and ops and ops[0] is first:
             for m in first.messages:
                 self.posted[(m, p)] = 0.0
 

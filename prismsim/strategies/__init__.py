@@ -13,7 +13,8 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from prismsim.strategies.program import MASTER, DeviceContext, Program
+from prismsim.strategies.program import DeviceContext, Program
+from prismsim.workload import MASTER
 
 if TYPE_CHECKING:
     from prismsim.models.stack import Inputs, ModelStack
@@ -54,7 +55,7 @@ def make_programs(name: str, contexts: list[DeviceContext], stack: ModelStack,
             for ctx in contexts]
 
 
-def make_generators(name: str, contexts: list[DeviceContext], stack: ModelStack,
+def make_decoding_programs(name: str, contexts: list[DeviceContext], stack: ModelStack,
                     inputs: Inputs, options: Any, decode: Decode) -> list[Program]:
     """One program per device that prefills ``inputs`` and then decodes (the strategy's
     ``generate``; strategies without one cannot decode)."""

@@ -49,9 +49,10 @@ from prismsim.strategies.collectives import (
     ring_reduced,
     ring_share,
 )
-from prismsim.strategies.program import MASTER, DeviceContext, Expect, Post, Program, Recv, Tag
+from prismsim.strategies.program import DeviceContext, Expect, Post, Program, Recv, Tag
 from prismsim.strategies.rowwise import INPUT_ROWS, collect_output, own_rows_expect, scatter_rows
 from prismsim.strategies.tensor_parallel import Shard
+from prismsim.workload import MASTER
 
 Gen = Generator[Any, Any, Any]
 

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:  # annotations only: the interface itself needs no torch
     from torch import Tensor
 
-MASTER = 0  # the device that holds the input, sends the first partitions, collects the output
 ALL = "all"  # destination meaning "every other device" (a medium may broadcast it once)
 
 T = TypeVar("T")

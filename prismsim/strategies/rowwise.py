@@ -21,7 +21,6 @@ from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import segment_ends, segment_positions
 from prismsim.strategies.program import (
     ALL,
-    MASTER,
     AllGather,
     DeviceContext,
     Expect,
@@ -29,6 +28,7 @@ from prismsim.strategies.program import (
     Tag,
     send,
 )
+from prismsim.workload import MASTER
 
 Summarize = Callable[[Tensor], Tensor]
 # How a device's summary reaches those that need it after each block: "p2p", one unicast

@@ -33,8 +33,9 @@ from prismsim.strategies.decoding import (
     own_decoding,
     step_tag,
 )
-from prismsim.strategies.program import ALL, MASTER, DeviceContext, Expect, Program, Recv, Tag, send
+from prismsim.strategies.program import ALL, DeviceContext, Expect, Program, Recv, Tag, send
 from prismsim.strategies.rowwise import EMBED
+from prismsim.workload import MASTER
 
 INPUT, HEAD = Tag("input"), Tag("head")
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from prismsim.accuracy import evaluate
-from prismsim.cost.cache import WorkloadCache
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.finetune import finetune as train
 from prismsim.sweep.needs import AccuracyNeed, FinetuneNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY

@@ -12,7 +12,7 @@ from typing import Any
 
 from prismsim.configuration import NO_FINETUNE
 from prismsim.models.catalog import PRETRAINED
-from prismsim.models.tuned import FinetuneSpec, tuned_name
+from prismsim.models.tuned import FinetuneRun, tuned_name
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 
@@ -64,7 +64,7 @@ class AccuracyNeed:
 class FinetuneNeed:
     """Weights a fine-tuned point's accuracy needs: trained once, cached."""
 
-    spec: FinetuneSpec
+    spec: FinetuneRun
 
     def label(self) -> str:
         return f"finetune {tuned_name(self.spec)}"
@@ -93,7 +93,7 @@ def finetune_need(s: LoadedScenario, p: Point) -> FinetuneNeed | None:
     if p.finetune == NO_FINETUNE or d is None:
         return None
     own = PRETRAINED[p.model].dataset if p.model in PRETRAINED else None
-    return FinetuneNeed(FinetuneSpec(
+    return FinetuneNeed(FinetuneRun(
         p.model, p.strategy, p.devices, p.cr, p.segments, p.finetune,
         dataset=None if d.name == own else d.name, **s.spec.finetune.settings()))
 

@@ -9,10 +9,11 @@ import torch
 from torch import Tensor
 
 from prismsim.configuration import command_configurations, prism_settings
+from prismsim.executors.memory import InMemoryNetwork, run_in_memory
 from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_memory
 from prismsim.strategies import make_options, make_programs
-from prismsim.strategies.program import MASTER
+from prismsim.strategies.contexts import make_contexts
+from prismsim.workload import MASTER
 
 
 def _agreement(out: Tensor, ref: Tensor) -> float:

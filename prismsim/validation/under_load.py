@@ -14,16 +14,16 @@ from typing import Any
 
 import pandas as pd
 
-from prismsim.realrun import predict
-from prismsim.realrun.gauge import gauge_s
-from prismsim.realrun.hoststat import CpuTimes, stolen_share_since
-from prismsim.realrun.pingpong import testbed_one_way_s
-from prismsim.realrun.runner import RealConfig, run_configs
-from prismsim.realrun.testbed import Testbed
+from prismsim.profiling.gauge import gauge_s
+from prismsim.profiling.hoststat import CpuTimes, stolen_share_since
+from prismsim.profiling.message_costs import testbed_message_costs
 from prismsim.serve.arrivals import arrivals_s
 from prismsim.serve.engine import ServingSetup, serve
 from prismsim.serve.stats import latency_figures, request_table
 from prismsim.sim import simulate
+from prismsim.testbed.network import Testbed
+from prismsim.testbed.runner import RealConfig, run_configs
+from prismsim.validation import predict
 
 FIGURES = ("throughput_per_s", "latency_p50_s", "latency_p99_s")
 KEY = ("strategy", "options", "devices", "bandwidth_mbps", "latency_ms", "load_factor")
@@ -41,7 +41,7 @@ def _rows_of_point(spec: Any, tb: Testbed, profile: dict[str, Any], cfg: RealCon
                    ) -> list[dict[str, Any]]:
     """Every load of one configuration at one network point (those not done before);
     each load's requests are added to ``requests``."""
-    load, costs = spec.load, testbed_one_way_s(tb)
+    load, costs = spec.load, testbed_message_costs(tb)
     host, link = predict.host_spec(profile, costs), predict.measured_link(bw, costs)
     wl = predict.workload(spec.model, cfg.strategy, cfg.options, tb.n_devices, spec.batch)
     table, gflops = predict.operator_table(profile), profile["concurrent_gflops"][1]

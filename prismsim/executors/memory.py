@@ -11,11 +11,12 @@ from torch import Tensor, nn
 
 from prismsim.models.load import load_model, normalize_inputs
 from prismsim.models.stack import ModelStack
-from prismsim.numerics.segments import partition_sizes
-from prismsim.strategies import make_generators, make_options, make_programs
+from prismsim.strategies import make_decoding_programs, make_options, make_programs
+from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.decoding import Decode, Generation
 from prismsim.strategies.driver import Driver, Transport
-from prismsim.strategies.program import MASTER, DeviceContext, Inbox, Post, Program, Recv, Send, Tag
+from prismsim.strategies.program import Inbox, Post, Program, Recv, Send, Tag
+from prismsim.workload import MASTER
 
 
 class DeadlockError(RuntimeError):
@@ -74,13 +75,6 @@ def run_in_memory(programs: Sequence[Program], net: Transport | None = None) -> 
     return [d.result for d in drivers]
 
 
-def make_contexts(stack: ModelStack, inputs: dict[str, Tensor], devices: int,
-                  weights: Sequence[float] | None = None) -> list[DeviceContext]:
-    sizes = partition_sizes(stack.n_tokens(inputs), devices, weights)
-    return [DeviceContext(device=p, sizes=sizes, batch=stack.batch(inputs), hidden=stack.hidden)
-            for p in range(devices)]
-
-
 def run_numerics(model: str | nn.Module | ModelStack, inputs: Tensor | dict[str, Tensor],
                  strategy: str = "single", devices: int = 1, *,
                  weights: Sequence[float] | None = None, grad: bool = False,
@@ -115,5 +109,6 @@ def run_generation(model: str | nn.Module | ModelStack, inputs: Tensor | dict[st
     contexts = make_contexts(stack, inputs, devices, weights)
     decode = Decode(steps=steps, forced=forced)
     with torch.no_grad():
-        results = run_in_memory(make_generators(strategy, contexts, stack, inputs, opts, decode))
+        programs = make_decoding_programs(strategy, contexts, stack, inputs, opts, decode)
+        results = run_in_memory(programs)
     return next(r for r in results if r is not None)

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import OperatorTable
-from prismsim.realrun.gauge import Gauge
-from prismsim.realrun.probe_stack import probe_stack
+from prismsim.profiling.gauge import Gauge
+from prismsim.profiling.probe_stack import probe_stack
 
 PROBES = ((256, 64), (512, 128))  # (width, tokens) of the probe stacks
 PROBE_LAYERS = 4  # layers of each probe stack, each with its own weights

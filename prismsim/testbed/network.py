@@ -4,7 +4,7 @@ device, each joined to a router namespace by a veth pair.
 Every link is full duplex at ``rate_bits_per_s`` each way: a ``tbf`` on the device's end
 shapes its uplink, one on the router's end its downlink (the simulator's switched
 medium). One-way delay comes from a user-space delay line in the router namespace
-(iptables NFQUEUE, :mod:`prismsim.realrun.nfqueue`), since this kernel has no netem.
+(iptables NFQUEUE, :mod:`prismsim.testbed.delay_line`), since this kernel has no netem.
 Names start with ``psim`` and a per-run id; :func:`clean` removes leftovers of any run.
 """
 
@@ -145,7 +145,7 @@ class Testbed:
             return
         self._delay_proc = subprocess.Popen(
             ["ip", "netns", "exec", self.router, sys.executable, "-m",
-             "prismsim.realrun.nfqueue", str(QUEUE_NUMBER), str(delay_s * 1000)],
+             "prismsim.testbed.delay_line", str(QUEUE_NUMBER), str(delay_s * 1000)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self._delay_proc.stdout.readline()
         if line.strip() != "ready":

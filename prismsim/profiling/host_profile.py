@@ -15,24 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from prismsim.cost.trace import trace_workload
-from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import make_contexts, run_in_memory
-from prismsim.realrun.busy_rates import busy_rates, run_schedule
-from prismsim.realrun.op_profile import measure_operator_table
-from prismsim.realrun.pingpong import (
+from prismsim.executors.trace import trace_workload
+from prismsim.profiling.busy_rates import busy_rates, run_schedule
+from prismsim.profiling.message_costs import (
     RUNTIME_BYTES,
     MessageCosts,
     fit_message_cost,
-    gloo_one_way_s,
+    loopback_message_costs,
 )
-from prismsim.realrun.wake import wake_penalties
-from prismsim.realrun.worker import TimedContext
-from prismsim.strategies import make_generators, make_options, make_programs
-from prismsim.strategies.decoding import Decode
+from prismsim.profiling.operators import measure_operator_table
+from prismsim.profiling.wake import wake_penalties
 
 
 def model_flops(model: str, batch: int = 1) -> int:
@@ -97,7 +91,7 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
         busy["warnings"].append(f"operator table: passes spread {100 * table_spread:.0f} % "
                                 f"(median over operators)")
     wake = wake_penalties()
-    loopback = [gloo_one_way_s() for _ in range(RUNTIME_RUNS)]
+    loopback = [loopback_message_costs() for _ in range(RUNTIME_RUNS)]
     one_way = loopback[0].wall_s
     fixed_s, per_byte_s = fit_message_cost(one_way)
     cores = os.cpu_count() or 1
@@ -116,32 +110,6 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
 def save_profile(profile: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
-
-
-def step_seconds(model: str, strategy: str, devices: int, batch: int = 1, reps: int = 7,
-                 decode: tuple[int, int] | None = None, **options: Any
-                 ) -> list[list[float]]:
-    """Median seconds of every compute step of every device's program, in program order,
-    each timed in this process with one torch thread (all devices run in turn, messages in
-    memory): the compute cost of the strategy's own shapes, free of any contention.
-    ``decode`` (prompt tokens, tokens generated): the generation's programs."""
-    torch.set_num_threads(1)
-    stack = load_model(model, seed=0)
-    tokens, generate = decode or (None, None)
-    inputs = random_inputs(stack, batch=batch, tokens=tokens, seed=0)
-    opts = make_options(strategy, **options)
-    runs = []
-    with torch.no_grad():
-        for _ in range(reps + 1):  # the first warms up
-            ctxs = [TimedContext(c.device, c.sizes, c.batch, c.hidden)
-                    for c in make_contexts(stack, inputs, devices)]
-            programs = (make_programs(strategy, ctxs, stack, inputs, opts) if generate is None
-                        else make_generators(strategy, ctxs, stack, inputs, opts,
-                                             Decode(steps=generate)))
-            run_in_memory(programs)
-            runs.append([[end - start for _, _, start, end in c.steps] for c in ctxs])
-    return [[statistics.median(r[d][i] for r in runs[1:]) for i in range(len(runs[0][d]))]
-            for d in range(devices)]
 
 
 def catalog_entries(profile: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from prismsim.realrun.probe_stack import probe_stack
+from prismsim.profiling.probe_stack import probe_stack
 
 IDLE_GAPS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # how long the process was blocked
 PROBES = ((256, 64, 1), (256, 64, 4))  # width, tokens, blocks: ~1.5 and ~6 ms a step

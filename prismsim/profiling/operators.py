@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
-from prismsim.realrun.block_probe import conv_factor, sequence_factor
-from prismsim.realrun.gauge import Gauge
+from prismsim.profiling.block_probe import conv_factor, sequence_factor
+from prismsim.profiling.gauge import Gauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
 MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width

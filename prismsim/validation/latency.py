@@ -15,110 +15,23 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from prismsim.models.load import load_model
-from prismsim.names import check_model, check_strategies
-from prismsim.realrun import predict
-from prismsim.realrun.gauge import gauge_s
-from prismsim.realrun.hoststat import CpuTimes, stolen_share_since
-from prismsim.realrun.pingpong import MessageCosts, testbed_one_way_s
-from prismsim.realrun.profile import profile_host, save_profile, step_seconds
-from prismsim.realrun.runner import RealConfig, run_configs
-from prismsim.realrun.testbed import GOODPUT, Testbed
-from prismsim.realrun.token_validation import DecodeRun, measured_tokens, token_columns
-from prismsim.scenario.load import DECODING
-from prismsim.strategies.decoding import check_decodable
-from prismsim.userfiles import (
-    StrictModel,
-    UserFileError,
-    load_model_file,
-    read_mapping,
-    validate,
-)
+from prismsim.profiling.gauge import gauge_s
+from prismsim.profiling.host_profile import profile_host, save_profile
+from prismsim.profiling.hoststat import CpuTimes, stolen_share_since
+from prismsim.profiling.message_costs import MessageCosts, testbed_message_costs
+from prismsim.profiling.step_times import step_seconds
+from prismsim.testbed.network import GOODPUT, Testbed
+from prismsim.testbed.runner import RealConfig, run_configs
+from prismsim.validation import predict
+from prismsim.validation.file import ValidationFile, ValidationFileError, load_profile
+from prismsim.validation.tokens import measured_tokens, token_columns
 
 STOLEN_LIMIT = 0.05  # a group run while other machines took more of the CPU is run again
 MAX_ATTEMPTS = 3  # ... at most this many times in all
 
 
-class SpecError(UserFileError):
-    """A validation file that does not validate; names the file and the key."""
-
-
-class StrategyEntry(StrictModel):
-    strategy: str
-    options: dict[str, Any] = Field(default_factory=dict)  # the strategy's options
-
-
-class LoadSection(StrictModel):
-    """``validate --load``: each strategy serving a seeded Poisson trace, at loads set
-    relative to its predicted idle latency L (``load_validation.py``)."""
-
-    # offered load x L: below, near and above the knee (1 saturates one group)
-    load_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.3, 0.6, 1.2])
-    requests: int = Field(200, ge=2)  # per load
-    warmup: int = Field(20, ge=0)  # first requests left out of the figures
-    seed: int = 0  # of the arrival trace
-
-
-class ValidationSpec(StrictModel):
-    model: str = "vit-tiny"  # small enough that P processes fit on 2 cores
-    batch: int = Field(1, ge=1)  # images per inference
-    strategies: list[StrategyEntry]  # single is always run beside them, as the baseline
-    devices: list[int] = Field(default_factory=lambda: [2, 3])  # process groups
-    bandwidth_mbps: list[PositiveFloat] = Field(default_factory=lambda: [50.0, 200.0, 1000.0])
-    latency_ms: list[float] = Field(default_factory=lambda: [1.0, 10.0])  # one-way delay
-    warmup: int = Field(2, ge=0)  # untimed rounds before the timed ones
-    runs: int = Field(7, ge=1)  # timed rounds per point (strategies interleaved)
-    profile: str | None = None  # a saved `prismsim profile-device` file; None: measure now
-    profile_rounds: int = Field(3, ge=1)  # measuring now: interleaved windows per k ...
-    profile_window_s: float = Field(3.0, gt=0)  # ... of this many seconds each
-    load: LoadSection | None = None  # validate --load; None: that mode is not asked for
-    # each round a prompt's prefill and greedy generation (causal LMs); None: one forward
-    decode: DecodeRun | None = None
-
-    def decode_pair(self) -> tuple[int, int] | None:
-        return self.decode.pair() if self.decode else None
-
-
-class ProfileFile(BaseModel):
-    """What validation reads of a ``prismsim profile-device`` file (other keys kept)."""
-
-    model_config = ConfigDict(extra="allow")
-    concurrent_gflops: dict[int, PositiveFloat] = Field(min_length=1)  # k busy -> GFLOP/s
-    gloo_fixed_us: float = Field(ge=0)  # fixed cost of one GLOO message
-
-
-def load_spec(path: Path) -> ValidationSpec:
-    spec = load_model_file(path, ValidationSpec, "validation fields", SpecError)
-    check_model(spec.model, f"{path.name}: model", SpecError)
-    check_strategies([e.strategy for e in spec.strategies], f"{path.name}: strategies",
-                     SpecError)
-    if spec.decode is not None:
-        _check_decode(spec, path.name)
-    return spec
-
-
-def _check_decode(spec: ValidationSpec, where: str) -> None:
-    for i, entry in enumerate(spec.strategies):
-        if entry.strategy not in DECODING:
-            raise SpecError(f"{where}: strategies[{i}]: {entry.strategy!r} has no decoding; "
-                            f"with decode: use {', '.join(DECODING)}")
-    try:
-        check_decodable(load_model(spec.model))
-    except ValueError as err:
-        raise SpecError(f"{where}: model: {err}") from None
-
-
-def load_profile(path: Path) -> dict[str, Any]:
-    """A saved profile, checked: a damaged or foreign file is one error naming it."""
-    where = path.name
-    data = read_mapping(path, "profile fields", where)
-    validate(ProfileFile, data, where, error=SpecError)
-    return data
-
-
-def _configs(spec: ValidationSpec) -> list[RealConfig]:
+def _configs(spec: ValidationFile) -> list[RealConfig]:
     return [RealConfig("single", devices=1)] + [RealConfig(s.strategy, s.options)
                                                 for s in spec.strategies]
 
@@ -146,7 +59,7 @@ def summarize_measured(records: list[dict], config: int) -> dict[str, Any]:
                          for k in layers[0]}}
 
 
-def _steps(spec: ValidationSpec, cfg: RealConfig, n_dev: int
+def _steps(spec: ValidationFile, cfg: RealConfig, n_dev: int
            ) -> tuple[list[list[float]], float]:
     """This config's compute steps timed in isolation (once per process), and the
     gauge read around the timing."""
@@ -186,7 +99,7 @@ def _layer_rows(base: dict[str, Any], measured: dict, outs: dict[str, dict]) -> 
             for k in measured["layer_ms"]]
 
 
-def _predictions(spec: ValidationSpec, strategy: str, options: dict[str, Any],
+def _predictions(spec: ValidationFile, strategy: str, options: dict[str, Any],
                  devices: int, profile: dict[str, Any], costs: MessageCosts, gauge: float,
                  bw: float, lat: float) -> dict[str, dict]:
     """The held-out predictions of one point: with the link as measured and as set."""
@@ -201,7 +114,7 @@ def _predictions(spec: ValidationSpec, strategy: str, options: dict[str, Any],
                                                        predict.nominal_link(bw, lat))}
 
 
-def _simulated(spec: ValidationSpec, cfg: RealConfig, devices: int, profile: dict[str, Any],
+def _simulated(spec: ValidationFile, cfg: RealConfig, devices: int, profile: dict[str, Any],
                costs: MessageCosts, gauge: float, bw: float) -> dict[str, Any]:
     """The twin from the config's own timed steps (scaled by the gauge), the same host
     and measured link: not held out; it shows what the compute model adds to the error."""
@@ -213,7 +126,7 @@ def _simulated(spec: ValidationSpec, cfg: RealConfig, devices: int, profile: dic
                                  predict.measured_link(bw, costs))
 
 
-def count_groups(spec: ValidationSpec) -> int:
+def count_groups(spec: ValidationFile) -> int:
     """Testbed runs: one per device count, bandwidth and latency."""
     return len(spec.devices) * len(spec.bandwidth_mbps) * len(spec.latency_ms)
 
@@ -226,7 +139,7 @@ def _earlier(out_dir: Path, fresh: bool) -> tuple[list[dict], list[dict]]:
     return [pd.read_csv(p).to_dict("records") for p in paths]  # type: ignore[return-value]
 
 
-def profile_for(spec: ValidationSpec, out_dir: Path, profile: dict[str, Any] | None
+def profile_for(spec: ValidationFile, out_dir: Path, profile: dict[str, Any] | None
                 ) -> dict[str, Any]:
     """The given profile, else the folder's, else one measured now; saved there."""
     saved = out_dir / "profile.yaml"
@@ -239,7 +152,7 @@ def profile_for(spec: ValidationSpec, out_dir: Path, profile: dict[str, Any] | N
     return profile
 
 
-def run_validation(spec: ValidationSpec, out_dir: Path, profile: dict[str, Any] | None = None,
+def run_validation(spec: ValidationFile, out_dir: Path, profile: dict[str, Any] | None = None,
                    fresh: bool = False, progress: Any = None, predict_only: bool = False
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every point of ``spec``: measured, predicted held-out and (unless
@@ -266,15 +179,15 @@ def run_validation(spec: ValidationSpec, out_dir: Path, profile: dict[str, Any] 
     return _save(out_dir, rows, layer_rows)
 
 
-def _measure(spec: ValidationSpec, tb: Testbed, configs: list[RealConfig],
+def _measure(spec: ValidationFile, tb: Testbed, configs: list[RealConfig],
              profile: dict[str, Any], bw: float, lat: float, predict_only: bool
              ) -> tuple[list[dict], list[dict]]:
     """One testbed run (every config interleaved, run again while the host was
     disturbed), its held-out predictions and (unless ``predict_only``) its twins from
     the configs' own timed steps."""
-    before = testbed_one_way_s(tb)
+    before = testbed_message_costs(tb)
     records, stolen, attempts = _undisturbed_runs(spec, tb, configs)
-    costs = before.least(testbed_one_way_s(tb))  # a disturbed ping-pong does not count
+    costs = before.least(testbed_message_costs(tb))  # a disturbed ping-pong does not count
     gauge = predict.round_gauge_s(records)
     host, link = predict.host_spec(profile, costs), predict.measured_link(bw, costs)
     reference_s = predict.operator_table(profile).reference_s or gauge
@@ -309,7 +222,7 @@ def _stream_share(costs: MessageCosts, bw: float) -> float | None:
     return costs.stream_bytes_per_s * 8 / (bw * 1e6 * GOODPUT)
 
 
-def _undisturbed_runs(spec: ValidationSpec, tb: Testbed, configs: list[RealConfig]
+def _undisturbed_runs(spec: ValidationFile, tb: Testbed, configs: list[RealConfig]
                       ) -> tuple[list[dict], float, int]:
     """The group's interleaved rounds, run again (at most MAX_ATTEMPTS times in all)
     while other virtual machines took more than STOLEN_LIMIT of this host's CPU: the
@@ -325,7 +238,7 @@ def _undisturbed_runs(spec: ValidationSpec, tb: Testbed, configs: list[RealConfi
     return records, stolen, len(tries)
 
 
-def predict_again(spec: ValidationSpec, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def predict_again(spec: ValidationFile, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out predictions of a finished (or interrupted) run, made again with the
     current model from what its rows kept (each group's ping-pong and gauge readings) and
     its profile: no testbed needed. Where the run had timed-step twins they are made
@@ -333,7 +246,7 @@ def predict_again(spec: ValidationSpec, out_dir: Path) -> tuple[pd.DataFrame, pd
     profile = load_profile(out_dir / "profile.yaml")
     table, layers = _earlier(out_dir, fresh=False)
     if not table or "pingpong" not in table[0]:
-        raise SpecError(f"{out_dir}: no rows with their ping-pong to predict from")
+        raise ValidationFileError(f"{out_dir}: no rows with their ping-pong to predict from")
     by_layer = {}
     for row in table:
         options, costs = yaml.safe_load(row["options"]) or {}, MessageCosts.from_json(

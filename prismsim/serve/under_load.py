@@ -16,7 +16,7 @@ from prismsim.workload import Workload
 
 
 @dataclass(frozen=True)
-class Load:
+class OfferedLoad:
     rate_per_s: float  # offered requests per second
     arrivals: str = "poisson"  # poisson or constant
     requests: int = 1000  # per replication
@@ -26,15 +26,16 @@ class Load:
 
 
 def under_load(wl: Workload, device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-               load: Load, groups: int = 1) -> dict[str, float]:
+               offered: OfferedLoad, groups: int = 1) -> dict[str, float]:
     """Mean p99 latency (and its 95 % half-width), throughput and drop share of
-    ``groups`` groups serving ``load`` (join-shortest-queue, no batching)."""
+    ``groups`` groups serving the ``offered`` load (join-shortest-queue, no batching)."""
     setup = ServingSetup({1: wl}, groups=groups, dispatch="shortest_queue")
     rows = []
-    for rep in range(load.replications):
-        times = arrivals_s(load.arrivals, load.rate_per_s, load.requests, load.seed + rep)
+    for rep in range(offered.replications):
+        times = arrivals_s(offered.arrivals, offered.rate_per_s, offered.requests,
+                           offered.seed + rep)
         result = serve(setup, times, device, link)
-        rows.append({"key": 0, **run_summary(result, request_table(result, load.warmup))})
+        rows.append({"key": 0, **run_summary(result, request_table(result, offered.warmup))})
     agg = aggregate(pd.DataFrame(rows), ["key"]).iloc[0]
     return {"p99_load_s": float(agg["latency_p99_s"]),
             "p99_load_s_ci95": float(agg["latency_p99_s_ci95"]),

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from prismsim.realrun.probe_stack import probe_stack
+from prismsim.profiling.probe_stack import probe_stack
 
 REFERENCE = (256, 64, 2)  # width, tokens and blocks of the reference probe stack
 GAUGE_BATCH_S = 0.004  # one timed batch of references lasts about this long

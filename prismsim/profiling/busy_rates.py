@@ -5,7 +5,7 @@ times) so that a host whose speed drifts moves every k alike; the median window 
 counts and the spread of the windows is kept. The load other processes put on the host
 meanwhile is recorded (load average, and the CPU time stolen from this virtual machine).
 
-Started per process as ``python -m prismsim.realrun.busy_rates SCHEDULE`` (JSON).
+Started per process as ``python -m prismsim.profiling.busy_rates SCHEDULE`` (JSON).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
+from prismsim.executors.gloo import drive
+from prismsim.executors.timed import TimedContext
 from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import make_contexts
-from prismsim.realrun.gloo import drive
-from prismsim.realrun.hoststat import CpuTimes, stolen_share_since
-from prismsim.realrun.worker import TimedContext
+from prismsim.profiling.hoststat import CpuTimes, stolen_share_since
 from prismsim.strategies import single
+from prismsim.strategies.contexts import make_contexts
 
 STARTUP_S = 8.0  # for every process to import torch and build the model
 GAP_S = 0.3  # between windows: the processes of one window have all stopped
@@ -88,7 +88,7 @@ def run_schedule(model: str, batch: int, max_busy: int, rounds: int, window_s: f
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cpu0, load0 = CpuTimes.now(), os.getloadavg()[0]
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "prismsim.realrun.busy_rates", json.dumps(
+        [sys.executable, "-m", "prismsim.profiling.busy_rates", json.dumps(
             {"model": model, "batch": batch, "index": i,
              "windows": [w.__dict__ for w in windows]})],
         stdout=subprocess.PIPE, text=True, env=env) for i in range(max_busy)]

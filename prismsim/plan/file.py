@@ -89,7 +89,7 @@ class PrismCr(StrictModel):
     cr: list[Annotated[float, Field(ge=1)]] = Field(min_length=1)  # CRs tried (CR = n_p / L)
 
 
-class LoadSection(StrictModel):
+class OfferedLoadSection(StrictModel):
     """A load every deployment must serve (``prismsim serve``'s engine, every message of
     every request simulated): requests at ``rate_per_s`` answered within ``p99_ms``, the
     mean p99 over seeded replications, none dropped."""
@@ -103,7 +103,7 @@ class LoadSection(StrictModel):
     seed: int = 0
 
 
-class PlanSpec(StrictModel):
+class PlanFile(StrictModel):
     name: str
     description: str = ""  # free text for the reader of the file
     model: ModelSection
@@ -120,7 +120,7 @@ class PlanSpec(StrictModel):
     # a switched gigabit LAN: the usual wired setup of devices on one desk or shelf
     links: list[PlanLink] = Field(["ethernet-1g"], min_length=1)
     output: str | None = None  # results folder (default results/<name>)
-    load: LoadSection | None = None  # None: one inference at a time is all that is asked
+    load: OfferedLoadSection | None = None  # None: one inference at a time is all that is asked
     # groups of each device count behind a dispatcher (join-shortest-queue), each group
     # serving whole requests: more than one only matters with a load
     groups: list[PositiveInt] = Field([1], min_length=1)
@@ -138,7 +138,7 @@ class PricedDevice:
 @dataclass
 class LoadedPlan:
     path: Path
-    spec: PlanSpec
+    spec: PlanFile
     devices: list[PricedDevice]
     links: dict[str, LinkSpec]
 
@@ -147,7 +147,7 @@ class LoadedPlan:
         return Path(self.spec.output or f"results/{self.spec.name}")
 
 
-def _priced(spec: PlanSpec, where: str) -> list[PricedDevice]:
+def _priced(spec: PlanFile, where: str) -> list[PricedDevice]:
     catalog, out = builtin_devices(), []
     for i, d in enumerate(spec.devices):
         if isinstance(d, InlineDevice):
@@ -162,7 +162,7 @@ def _priced(spec: PlanSpec, where: str) -> list[PricedDevice]:
     return out
 
 
-def _links(spec: PlanSpec, where: str) -> dict[str, LinkSpec]:
+def _links(spec: PlanFile, where: str) -> dict[str, LinkSpec]:
     catalog, out = builtin_links(), {}
     for i, link in enumerate(spec.links):
         if isinstance(link, LinkSpec):
@@ -184,7 +184,7 @@ def _unique(names: list[str], where: str, key: str) -> None:
                             f"(give one of them another name)")
 
 
-def _check(spec: PlanSpec, where: str) -> None:
+def _check(spec: PlanFile, where: str) -> None:
     check_strategies(spec.strategies, f"{where}: strategies", PlanError)
     check_model(spec.model.name, f"{where}: model.name", PlanError)
     check_model(spec.model.architecture, f"{where}: model.architecture", PlanError)
@@ -217,7 +217,7 @@ def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
         seen.add(key)
 
 
-def plan_configurations(spec: PlanSpec) -> list[Configuration]:
+def plan_configurations(spec: PlanFile) -> list[Configuration]:
     """The (strategy, P, CR) the plan tries: single on one device, every other strategy
     at every count above 1, prism at each CR; by count, then strategy as listed."""
     crs = spec.prism.cr if spec.prism else []
@@ -228,7 +228,7 @@ def plan_configurations(spec: PlanSpec) -> list[Configuration]:
 def load_plan(path: str | Path) -> LoadedPlan:
     """Read, validate and check a plan file; raise PlanError naming file and key."""
     path = Path(path)
-    spec, where = load_model_file(path, PlanSpec, "plan fields", PlanError), path.name
+    spec, where = load_model_file(path, PlanFile, "plan fields", PlanError), path.name
     _check(spec, where)
     plan = LoadedPlan(path, spec, _priced(spec, where), _links(spec, where))
     if not plan_configurations(spec):

@@ -5,8 +5,8 @@ both ways during which the whole host's CPU is read: what it spends beyond the t
 processes (an emulated network's kernel work: veth, shaping, forwarding, the delay
 line) per byte at the link's rate.
 
-Run as ``python -m prismsim.realrun.pingpong RANK REPS INIT_METHOD INTERFACE
-STREAM_BYTES``; :func:`gloo_one_way_s` starts both ends.
+Run as ``python -m prismsim.profiling.message_costs RANK REPS INIT_METHOD INTERFACE
+STREAM_BYTES``; :func:`loopback_message_costs` starts both ends.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from prismsim.realrun.gloo import drive
-from prismsim.realrun.hoststat import CpuTimes, busy_since
+from prismsim.executors.gloo import drive
+from prismsim.profiling.hoststat import CpuTimes, busy_since
 from prismsim.strategies.program import Expect, Message, Recv, Send, Tag
 
 PINGPONG_SIZES_BYTES = (256, 4096, 16384, 65536, 262144)  # spans the small models' messages
@@ -212,7 +212,7 @@ def _stream(rank: int, total_bytes: int) -> dict[str, Any]:
             **({"stream_busy_s": busy, "stream_wall_s": wall} if rank == 0 else {})}
 
 
-def gloo_one_way_s(prefixes: tuple[list[str], list[str]] = ([], []),
+def loopback_message_costs(prefixes: tuple[list[str], list[str]] = ([], []),
                    init_method: str = f"tcp://127.0.0.1:{PINGPONG_PORT}",
                    interfaces: tuple[str, str] = ("lo", "lo"), reps: int = 20,
                    stream_bytes: int = 0) -> MessageCosts:
@@ -223,7 +223,7 @@ def gloo_one_way_s(prefixes: tuple[list[str], list[str]] = ([], []),
     ``stream_bytes``, the host's CPU beyond the two processes per byte of a bulk stream.
     Two processes, on loopback or each behind a command prefix such as ``ip netns exec``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "prismsim.realrun.pingpong"]
+    cmd = [sys.executable, "-m", "prismsim.profiling.message_costs"]
     procs = [subprocess.Popen([*prefixes[r], *cmd, str(r), str(reps), init_method,
                                interfaces[r], str(stream_bytes)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
@@ -255,11 +255,11 @@ def _stream_costs(rank0: dict[str, Any], rank1: dict[str, Any]) -> dict[str, flo
     return out
 
 
-def testbed_one_way_s(tb: Any, reps: int = 20) -> MessageCosts:
+def testbed_message_costs(tb: Any, reps: int = 20) -> MessageCosts:
     """The same between devices 0 and 1 of a running testbed, with a bulk stream of
     about STREAM_S at its rate."""
     stream_bytes = max(4 * STREAM_MESSAGE_BYTES, int(tb.rate_bits_per_s * STREAM_S / 8))
-    return gloo_one_way_s((tb.exec_prefix(0), tb.exec_prefix(1)),
+    return loopback_message_costs((tb.exec_prefix(0), tb.exec_prefix(1)),
                           f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
                           (tb.interface(0, "d"), tb.interface(1, "d")), reps, stream_bytes)
 

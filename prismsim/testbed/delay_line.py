@@ -4,7 +4,7 @@ for a fixed time, then accepted in arrival order (the kernel here has no ``netem
 It speaks the nfnetlink_queue protocol directly (no libnetfilter_queue): bind a queue,
 ask for packet metadata only, and release every packet whose time has come with one
 batch verdict (ids grow in arrival order and the delay is constant, so FIFO holds).
-Run it inside the router namespace: ``python -m prismsim.realrun.nfqueue QUEUE DELAY_MS``.
+Run it inside the router namespace: ``python -m prismsim.testbed.delay_line QUEUE DELAY_MS``.
 """
 
 from __future__ import annotations

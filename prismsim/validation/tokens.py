@@ -12,22 +12,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from pydantic import Field, PositiveInt
-
 from prismsim.sim.tokens import HEAD_TAG
-from prismsim.userfiles import StrictModel
 
 FIGURES = ("ttft", "tpot")  # <name>_<figure>_ms, <name>_<figure>_error_pct
-
-
-class DecodeRun(StrictModel):
-    """What each timed round generates."""
-
-    prompt_tokens: PositiveInt = 64  # the prompt's length, prefilled by the strategy
-    generate: int = Field(32, ge=2)  # tokens generated greedily (>= 2: a time per token)
-
-    def pair(self) -> tuple[int, int]:
-        return self.prompt_tokens, self.generate
 
 
 def token_ends_s(steps: list[list]) -> list[float]:

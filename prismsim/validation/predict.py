@@ -26,13 +26,13 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
-from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.op_table import OperatorTable
-from prismsim.realrun.pingpong import MessageCosts, fit_message_cost
-from prismsim.realrun.testbed import GOODPUT
+from prismsim.executors.trace_cache import WorkloadCache
+from prismsim.profiling.message_costs import MessageCosts, fit_message_cost
 from prismsim.sim import simulate
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.sim.tokens import token_times
+from prismsim.testbed.network import GOODPUT
 from prismsim.workload import Workload
 
 SMALL_BYTES = 4096  # ping-pong messages this small cost their fixed part alone

@@ -22,7 +22,7 @@ from torch import nn
 
 import prismsim
 from prismsim.cache_dir import cache_root
-from prismsim.cost.trace import trace_workload
+from prismsim.executors.trace import trace_workload
 from prismsim.models.catalog import BUILTINS, PRETRAINED
 from prismsim.models.stack import ModelStack
 from prismsim.workload import FORMAT, Workload

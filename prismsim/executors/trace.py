@@ -16,14 +16,14 @@ import prismsim
 from prismsim.cost.flops import count_flops, signature
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.units import wire_bytes
+from prismsim.executors.memory import InMemoryNetwork, run_in_memory
 from prismsim.models.load import load_model, random_inputs
 from prismsim.models.stack import ModelStack
-from prismsim.numerics.executor import InMemoryNetwork, make_contexts, run_in_memory
-from prismsim.strategies import make_generators, make_options, make_programs
+from prismsim.strategies import make_decoding_programs, make_options, make_programs
+from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.decoding import Decode
 from prismsim.strategies.program import (
     ALL,
-    MASTER,
     DeviceContext,
     Expect,
     Inbox,
@@ -32,7 +32,7 @@ from prismsim.strategies.program import (
     Send,
     Tag,
 )
-from prismsim.workload import Message, Task, Workload
+from prismsim.workload import MASTER, Message, Task, Workload
 
 
 @dataclass
@@ -173,7 +173,7 @@ def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: 
     if generate is None:
         programs = make_programs(strategy, contexts, stack, inputs, opts)
     else:
-        programs = make_generators(strategy, contexts, stack, inputs, opts,
+        programs = make_decoding_programs(strategy, contexts, stack, inputs, opts,
                                    Decode(steps=generate))
     with torch.no_grad():
         results = run_in_memory(programs, rec)

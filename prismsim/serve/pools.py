@@ -35,7 +35,7 @@ from prismsim.serve.engine import (
     device_list,
 )
 from prismsim.sim import simulate
-from prismsim.sim.program import device_ops, shift_keys
+from prismsim.sim.ops import device_ops, shift_keys
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Workload
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prismsim.realrun.testbed import Testbed
+from prismsim.testbed.network import Testbed
 
 GLOO_PORT = 29500  # inside the master's own namespace, so never taken by anything else
 RUN_TIMEOUT_S = 900  # a set of interleaved runs that takes longer than this has hung
@@ -62,7 +62,7 @@ def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: in
             spec_path.write_text(json.dumps({**spec, "arrivals_s": arrivals_s,
                                              "tokens": tokens, "generate": generate}))
             procs.append(subprocess.Popen(
-                [*tb.exec_prefix(rank), sys.executable, "-m", "prismsim.realrun.worker",
+                [*tb.exec_prefix(rank), sys.executable, "-m", "prismsim.testbed.worker",
                  str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         _wait_all(procs)
         return [json.loads(line) for rank in range(tb.n_devices)

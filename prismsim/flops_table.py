@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from prismsim.configuration import Configuration, command_configurations, prism_settings
-from prismsim.cost.cache import WorkloadCache
 from prismsim.cost.units import gflops
+from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.numerics.segments import n_segments
 from prismsim.progress import Progress
 from prismsim.workload import Workload

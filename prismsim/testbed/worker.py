@@ -1,7 +1,7 @@
 """One device of a real run: its own process, the same per-device program as the numerics
 executor, messages through torch.distributed (GLOO over TCP), one torch thread.
 
-Started by :mod:`prismsim.realrun.runner` as ``python -m prismsim.realrun.worker SPEC``
+Started by :mod:`prismsim.testbed.runner` as ``python -m prismsim.testbed.worker SPEC``
 (a JSON file). Several strategies share one process group and are run interleaved, each
 repetition after a barrier, so they see the same machine state. Each device writes one
 JSON line per timed repetition: wall and CPU seconds and every compute step's start and
@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,30 +22,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from prismsim.executors.gloo import drive
+from prismsim.executors.memory import run_generation
+from prismsim.executors.timed import TimedContext
 from prismsim.models.load import load_model, random_inputs
-from prismsim.numerics.executor import make_contexts, run_generation
-from prismsim.realrun.gauge import Gauge
-from prismsim.realrun.gloo import drive
-from prismsim.strategies import make_generators, make_options, make_programs
+from prismsim.profiling.gauge import Gauge
+from prismsim.strategies import make_decoding_programs, make_options, make_programs
+from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.decoding import Decode, Generation
-from prismsim.strategies.program import MASTER, DeviceContext, Program, Tag
+from prismsim.strategies.program import DeviceContext, Program
+from prismsim.workload import MASTER
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
-
-
-@dataclass
-class TimedContext(DeviceContext):
-    """Records each compute step's (label, layer, start, end) against ``t0``."""
-
-    t0: float = 0.0
-    steps: list[tuple[str, int | None, float, float]] = field(default_factory=list)
-
-    def compute(self, tag: Tag, fn: Any, *args: Any) -> Any:
-        start = time.perf_counter()
-        out = fn(*args)
-        self.steps.append((str(tag), tag.layer, start - self.t0, time.perf_counter() - self.t0))
-        return out
 
 
 def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
@@ -70,7 +58,7 @@ def _program(name: str, ctx: DeviceContext, stack: Any, inputs: Any, opts: Any,
     """One forward, or with ``generate`` the prefill and that many tokens (greedy)."""
     if generate is None:
         return make_programs(name, [ctx], stack, inputs, opts)[0]
-    return make_generators(name, [ctx], stack, inputs, opts, Decode(steps=generate))[0]
+    return make_decoding_programs(name, [ctx], stack, inputs, opts, Decode(steps=generate))[0]
 
 
 def _reference(spec: dict, stack: Any, inputs: Any) -> Any:

@@ -81,7 +81,7 @@ class StreamSection(StrictModel):
     max_drop_share: float = Field(0.01, ge=0, le=1)  # capacity: drops allowed at it
 
 
-class ServeSpec(StrictModel):
+class ServingFile(StrictModel):
     name: str
     description: str = ""  # free text for the reader of the file
     model: ModelSection  # the model whose workloads are simulated (architecture if given)
@@ -96,7 +96,7 @@ class ServeSpec(StrictModel):
 @dataclass
 class LoadedServe:
     path: Path
-    spec: ServeSpec
+    spec: ServingFile
     devices: dict[str, DeviceSpec]
     link: LinkSpec
     trace_s: np.ndarray | None  # a trace's arrival times
@@ -179,7 +179,7 @@ def _check_stream(s: StreamSection, where: str) -> None:
 def load_serve(path: str | Path) -> LoadedServe:
     path = Path(path)
     where = path.name
-    spec = load_model_file(path, ServeSpec, "serving sections (model:, configurations:, "
+    spec = load_model_file(path, ServingFile, "serving sections (model:, configurations:, "
                            "serving:)", ServeError)
     check_model(spec.model.name, f"{where}: model.name", ServeError)
     check_model(spec.model.architecture, f"{where}: model.architecture", ServeError)
@@ -197,7 +197,7 @@ def load_serve(path: str | Path) -> LoadedServe:
     return LoadedServe(path, spec, devices, link, trace)
 
 
-def _link(spec: ServeSpec, links: dict[str, LinkSpec], where: str) -> LinkSpec:
+def _link(spec: ServingFile, links: dict[str, LinkSpec], where: str) -> LinkSpec:
     if isinstance(spec.link, LinkSpec):
         link = spec.link
     else:

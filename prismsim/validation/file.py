@@ -1,0 +1,110 @@
+"""The validation file (``prismsim validate FILE``): which model and strategies run on
+which device counts and network points, how many rounds, and what else to measure
+(serving under an offered load, generation); read and checked in one place, each
+mistake one line naming the file and the key. See ``scenarios/validate_vit_tiny.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+from prismsim.models.load import load_model
+from prismsim.names import check_model, check_strategies
+from prismsim.scenario.load import DECODING
+from prismsim.strategies.decoding import check_decodable
+from prismsim.userfiles import (
+    StrictModel,
+    UserFileError,
+    load_model_file,
+    read_mapping,
+    validate,
+)
+
+
+class DecodeRun(StrictModel):
+    """What each timed round generates."""
+
+    prompt_tokens: PositiveInt = 64  # the prompt's length, prefilled by the strategy
+    generate: int = Field(32, ge=2)  # tokens generated greedily (>= 2: a time per token)
+
+    def pair(self) -> tuple[int, int]:
+        return self.prompt_tokens, self.generate
+
+
+class ValidationFileError(UserFileError):
+    """A validation file that does not validate; names the file and the key."""
+
+
+class StrategyEntry(StrictModel):
+    strategy: str
+    options: dict[str, Any] = Field(default_factory=dict)  # the strategy's options
+
+
+class OfferedLoadSection(StrictModel):
+    """``validate --load``: each strategy serving a seeded Poisson trace, at loads set
+    relative to its predicted idle latency L (``load_validation.py``)."""
+
+    # offered load x L: below, near and above the knee (1 saturates one group)
+    load_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.3, 0.6, 1.2])
+    requests: int = Field(200, ge=2)  # per load
+    warmup: int = Field(20, ge=0)  # first requests left out of the figures
+    seed: int = 0  # of the arrival trace
+
+
+class ValidationFile(StrictModel):
+    model: str = "vit-tiny"  # small enough that P processes fit on 2 cores
+    batch: int = Field(1, ge=1)  # images per inference
+    strategies: list[StrategyEntry]  # single is always run beside them, as the baseline
+    devices: list[int] = Field(default_factory=lambda: [2, 3])  # process groups
+    bandwidth_mbps: list[PositiveFloat] = Field(default_factory=lambda: [50.0, 200.0, 1000.0])
+    latency_ms: list[float] = Field(default_factory=lambda: [1.0, 10.0])  # one-way delay
+    warmup: int = Field(2, ge=0)  # untimed rounds before the timed ones
+    runs: int = Field(7, ge=1)  # timed rounds per point (strategies interleaved)
+    profile: str | None = None  # a saved `prismsim profile-device` file; None: measure now
+    profile_rounds: int = Field(3, ge=1)  # measuring now: interleaved windows per k ...
+    profile_window_s: float = Field(3.0, gt=0)  # ... of this many seconds each
+    load: OfferedLoadSection | None = None  # validate --load; None: that mode is not asked for
+    # each round a prompt's prefill and greedy generation (causal LMs); None: one forward
+    decode: DecodeRun | None = None
+
+    def decode_pair(self) -> tuple[int, int] | None:
+        return self.decode.pair() if self.decode else None
+
+
+class ProfileFile(BaseModel):
+    """What validation reads of a ``prismsim profile-device`` file (other keys kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    concurrent_gflops: dict[int, PositiveFloat] = Field(min_length=1)  # k busy -> GFLOP/s
+    gloo_fixed_us: float = Field(ge=0)  # fixed cost of one GLOO message
+
+
+def load_validation_file(path: Path) -> ValidationFile:
+    spec = load_model_file(path, ValidationFile, "validation fields", ValidationFileError)
+    check_model(spec.model, f"{path.name}: model", ValidationFileError)
+    check_strategies([e.strategy for e in spec.strategies], f"{path.name}: strategies",
+                     ValidationFileError)
+    if spec.decode is not None:
+        _check_decode(spec, path.name)
+    return spec
+
+
+def _check_decode(spec: ValidationFile, where: str) -> None:
+    for i, entry in enumerate(spec.strategies):
+        if entry.strategy not in DECODING:
+            raise ValidationFileError(f"{where}: strategies[{i}]: {entry.strategy!r} has no "
+                                      f"decoding; with decode: use {', '.join(DECODING)}")
+    try:
+        check_decodable(load_model(spec.model))
+    except ValueError as err:
+        raise ValidationFileError(f"{where}: model: {err}") from None
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """A saved profile, checked: a damaged or foreign file is one error naming it."""
+    where = path.name
+    data = read_mapping(path, "profile fields", where)
+    validate(ProfileFile, data, where, error=ValidationFileError)
+    return data
