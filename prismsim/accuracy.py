@@ -20,7 +20,7 @@ from transformers import AutoImageProcessor, AutoTokenizer
 import prismsim
 from prismsim import datasets as ds
 from prismsim.cache_dir import cache_root
-from prismsim.configuration import command_configurations, prism_settings
+from prismsim.configuration import command_configurations, grid_frame, prism_settings
 from prismsim.executors.memory import run_numerics
 from prismsim.metrics import (
     METRICS,
@@ -31,11 +31,12 @@ from prismsim.metrics import (
     wilson_interval,
 )
 from prismsim.models import tuned
-from prismsim.models.catalog import BUILTINS, PRETRAINED
+from prismsim.models.catalog import BUILTINS, PRETRAINED, PretrainedEntry
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.pretrained import TOKENIZERS, byte_windows, image_pixels, token_windows
 from prismsim.models.stack import ModelStack
 from prismsim.progress import Progress
+from prismsim.strategies import SKIPPED, stack_heads, why_not
 
 DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
     "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
@@ -93,9 +94,9 @@ def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, An
     candidates: one at a time, unpadded, as the strategies take unpadded sequences). A
     fine-tuned model reads its base model's inputs."""
     model = tuned.parse(model).base if tuned.is_tuned(model) else model
-    spec = PRETRAINED.get(model)
+    entry = PRETRAINED.get(model)
     if data.kind == "image":
-        pixels = _pixels(model, spec)
+        pixels = _pixels(model, entry)
         for i in range(0, len(data.examples), batch):
             yield {"pixel_values": pixels(data.examples[i:i + batch])}, data.labels[i:i + batch]
     elif data.kind == "text":
@@ -105,21 +106,21 @@ def batches(model: str, data: ds.Dataset, batch: int) -> Iterator[tuple[dict, An
             enc = tok(*parts, truncation=True, max_length=256, return_tensors="pt")
             yield {k: v for k, v in enc.items() if k != "attention_mask"}, np.array([label])
     elif data.kind == "cloze":
-        yield from _cloze_batches(model, data, spec)
-    elif spec is not None and spec.kind == "bytes":
-        windows = byte_windows(data.examples, spec.tokens)
+        yield from _cloze_batches(model, data, entry)
+    elif entry is not None and entry.kind == "bytes":
+        windows = byte_windows(data.examples, entry.tokens)
         for i in range(0, len(windows), batch):
             rows = windows[i:i + batch]  # [windows, tokens]
-            yield {"input_ids": rows}, LmTarget(rows, [spec.tokens - 1] * len(rows))
+            yield {"input_ids": rows}, LmTarget(rows, [entry.tokens - 1] * len(rows))
     else:  # a token LM reads each 256-byte window through its tokenizer, unpadded
         for ids, n_bytes in token_windows(_tokenizer(model), data.examples,
                                             ds.BYTE_WINDOW):
             yield {"input_ids": ids}, LmTarget(ids, [n_bytes])
 
 
-def _encoder(model: str, spec: Any) -> Callable[[str], list[int]]:
+def _encoder(model: str, entry: PretrainedEntry | None) -> Callable[[str], list[int]]:
     """Text -> token ids: UTF-8 bytes for a built-in byte model, else the model's tokenizer."""
-    if spec is not None and spec.kind == "bytes":
+    if entry is not None and entry.kind == "bytes":
         return lambda text: list(text.encode("utf-8"))
     tok = _tokenizer(model)
     return lambda text: tok(text, add_special_tokens=False)["input_ids"]
@@ -138,21 +139,22 @@ def span_logprob(logits: torch.Tensor, ids: torch.Tensor, start: int) -> float:
     return float(logp.gather(-1, ids[0, start:, None]).sum())
 
 
-def _cloze_batches(model: str, data: ds.Dataset, spec: Any) -> Iterator[tuple[dict, ClozeOption]]:
+def _cloze_batches(model: str, data: ds.Dataset, entry: PretrainedEntry | None
+                   ) -> Iterator[tuple[dict, ClozeOption]]:
     """One unpadded sequence per option: context + question with the option filled in."""
-    encode = _encoder(model, spec)
-    max_tokens = spec.tokens if spec is not None else HUB_LM_TOKENS
+    encode = _encoder(model, entry)
+    max_tokens = entry.tokens if entry is not None else HUB_LM_TOKENS
     for i, (example, label) in enumerate(zip(data.examples, data.labels, strict=True)):
         for context, scored in example.candidates():
             ids, start = cloze_input(encode(context), encode(scored), max_tokens)
             yield {"input_ids": ids}, ClozeOption(ids, start, i, int(label))
 
 
-def _pixels(model: str, spec: Any) -> Callable[[Any], torch.Tensor]:
+def _pixels(model: str, entry: PretrainedEntry | None) -> Callable[[Any], torch.Tensor]:
     """Built-ins: our grayscale preprocessing (at the model's own input size, for the
     seeded-weight ones too); hub checkpoints: their own image processor."""
-    if spec is not None:
-        return lambda images: image_pixels(images, spec.image_size)
+    if entry is not None:
+        return lambda images: image_pixels(images, entry.image_size)
     if model in BUILTINS:
         size = int(_model(model).hf.config.image_size)
         return lambda images: image_pixels(images, size)
@@ -302,20 +304,31 @@ def _store(path: Any, result: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+ACCURACY_COLUMNS = ["model", "dataset", "split", "limit", "strategy", "devices", "cr",
+                    "metric", "value", "top1_agreement", "mean_kl", "seconds",
+                    "accuracy_source"]
+
+
 def accuracy_table(model: str, dataset: str | None, strategies: list[str], devices: list[int],
                    crs: list[float], *, split: str = "test", limit: int | None = None,
                    batch: int = 32, progress: Progress | None = None) -> pd.DataFrame:
-    """One row a configuration: single once, the others at every P (prism at every CR)."""
+    """One row a configuration: single once, the others at every P (prism at every CR);
+    one the model cannot run (``strategies.why_not``) is a row saying why (``skipped``)."""
     dataset = dataset or (PRETRAINED[model].dataset if model in PRETRAINED else None)
     if dataset is None:
         raise ValueError(f"give --dataset for {model!r}")
-    rows = []
+    heads, rows = stack_heads(_model(model)), []
     for c in command_configurations(strategies, devices, prism_settings(crs)):
-        r = evaluate(model, dataset, c.strategy, c.devices, split=split, limit=limit,
-                     batch=batch, **c.options())
-        rows.append({k: v for k, v in r.items() if k != "options"} | {"cr": c.cr})
+        point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
+                 "strategy": c.strategy, "devices": c.devices, "cr": c.cr}
+        reason = why_not(c.strategy, c.devices, heads)
+        if reason:
+            rows.append({**point, SKIPPED: reason})
+        else:
+            r = evaluate(model, dataset, c.strategy, c.devices, split=split, limit=limit,
+                         batch=batch, **c.options())
+            rows.append({k: v for k, v in r.items() if k != "options"} | {"cr": c.cr})
         if progress:
             progress(c.label())
-    cols = ["model", "dataset", "split", "limit", "strategy", "devices", "cr", "metric", "value",
-            "top1_agreement", "mean_kl", "seconds", "accuracy_source"]
-    return pd.DataFrame(rows)[cols]
+    table = grid_frame(rows)
+    return table[ACCURACY_COLUMNS + ([SKIPPED] if SKIPPED in table else [])]

@@ -4,7 +4,8 @@ decides the per-device programs and their weights, hence the workload and the ac
 but not the hardware; every
 grid (scenarios, plans, the adaptive chooser, the ``flops``, ``numerics`` and
 ``accuracy`` commands) is built from these, and every table and plot names them with
-:meth:`Configuration.label`."""
+:meth:`Configuration.label`. A configuration the model cannot run (tensor_parallel on
+more devices than KV heads) is a row of its own saying why, in the ``skipped`` column."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
+from prismsim.strategies import SKIPPED, STRATEGIES
+
 SINGLE = "single"  # the one strategy that runs on one device, and only there
 ADAPTIVE = "adaptive"  # rows whose configuration the adaptive chooser picked
-ROWWISE = ("voltage", "prism")  # strategies with an ``exchange`` pattern
-P2P = "p2p"  # their default exchange: one unicast copy per receiver
+P2P = "p2p"  # the default exchange of strategies that have one: a unicast copy per receiver
 NO_FINETUNE = "none"  # the model's own weights
 
 
@@ -88,9 +92,10 @@ def configurations(strategies: Iterable[str], counts: Iterable[int],
                    exchanges: Iterable[str] = (P2P,),
                    finetunes: Iterable[str] = (NO_FINETUNE,)) -> list[Configuration]:
     """single on one device (when 1 is among ``counts``), every other strategy at every
-    count above 1, prism at each of its settings and fine-tunings, voltage and prism with
-    each exchange; strategies in the order given, then counts, settings, fine-tunings,
-    exchanges."""
+    count above 1, prism at each of its settings and fine-tunings, the strategies with an
+    exchange option (voltage, prism) with each exchange; strategies in the order given,
+    then counts, settings, fine-tunings, exchanges. Whether a strategy can run on a given
+    model at P is the grid's question (``strategies.why_not``)."""
     counts, prism, exchanges = list(counts), [dict(p) for p in prism], list(exchanges)
     finetunes = list(finetunes)
     out = []
@@ -100,10 +105,19 @@ def configurations(strategies: Iterable[str], counts: Iterable[int],
                 continue
             settings = prism if name == "prism" else [{}]
             tunings = finetunes if name == "prism" else [NO_FINETUNE]
-            patterns = exchanges if name in ROWWISE else [P2P]
+            patterns = _patterns(name, exchanges)
             out += [Configuration(name, p, **s, exchange=e, finetune=f)
                     for s in settings for f in tunings for e in patterns]
     return out
+
+
+def _patterns(strategy: str, exchanges: list[str]) -> list[str]:
+    """The exchange patterns of ``exchanges`` the strategy has (its declaration); one
+    without an exchange option is configured once, with the default."""
+    entry = STRATEGIES.get(strategy)
+    if entry is None or not entry.exchanges:
+        return [P2P]
+    return [e for e in exchanges if e in entry.exchanges]
 
 
 def command_configurations(strategies: Iterable[str], counts: Iterable[int],
@@ -112,3 +126,17 @@ def command_configurations(strategies: Iterable[str], counts: Iterable[int],
     """As the ``numerics``, ``flops`` and ``accuracy`` commands take their options:
     single once whatever the counts, every other strategy at each count above 1."""
     return configurations(strategies, [1, *(p for p in counts if p > 1)], prism, exchanges)
+
+
+def grid_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A grid's rows as a table. When any configuration was skipped (its row has only
+    the configuration's columns and ``skipped``, the reason), the column is last and the
+    skipped rows' numbers are empty, integer columns staying integer."""
+    table = pd.DataFrame(rows)
+    if SKIPPED not in table:
+        return table
+    ran = pd.DataFrame([r for r in rows if not r.get(SKIPPED)])
+    for column in ran.columns:
+        if pd.api.types.is_integer_dtype(ran[column]) and column in table:
+            table[column] = table[column].astype("Int64")
+    return table[[c for c in table.columns if c != SKIPPED] + [SKIPPED]]

@@ -186,35 +186,35 @@ def carve_held_out(data: bytes, split: str) -> bytes:
 
 def hub_dataset(name: str, split: str) -> Dataset:
     """A dataset from the Hugging Face hub (needs the ``datasets`` package and a network)."""
-    spec = HUB_DATASETS.get(name)
-    if spec is None:
+    entry = HUB_DATASETS.get(name)
+    if entry is None:
         raise ValueError(f"unknown dataset {name!r}; offline: mnist-5k, digits, "
                          f"rotten-tomatoes, wiki-xml, hamlet; hub: {', '.join(HUB_DATASETS)}")
-    hub_split = "train" if spec.get("carve") else spec.get(split, split)
-    table = _load_hub(name, spec, hub_split)
-    source = f"hub:{spec['path']}" + (f"/{spec['name']}" if "name" in spec else "")
-    if "bytes" in spec:
-        data = spec["sep"].join(table[spec["bytes"]]).encode("utf-8")
-        data = carve_held_out(data, split) if spec.get("carve") else data
-        return Dataset(name, split, "bytes", data, metric=spec["metric"], source=source)
-    if spec.get("cloze"):
+    hub_split = "train" if entry.get("carve") else entry.get(split, split)
+    table = _load_hub(name, entry, hub_split)
+    source = f"hub:{entry['path']}" + (f"/{entry['name']}" if "name" in entry else "")
+    if "bytes" in entry:
+        data = entry["sep"].join(table[entry["bytes"]]).encode("utf-8")
+        data = carve_held_out(data, split) if entry.get("carve") else data
+        return Dataset(name, split, "bytes", data, metric=entry["metric"], source=source)
+    if entry.get("cloze"):
         return _cloze(name, split, table, source)
-    labels = np.asarray(table[spec.get("label", "label")])
-    if "image" in spec:
-        return Dataset(name, split, "image", table[spec["image"]], labels, source=source)
-    texts = list(zip(*(table[f] for f in spec["text"]), strict=True))
-    return Dataset(name, split, "text", texts, labels, metric=spec.get("metric", "accuracy"),
+    labels = np.asarray(table[entry.get("label", "label")])
+    if "image" in entry:
+        return Dataset(name, split, "image", table[entry["image"]], labels, source=source)
+    texts = list(zip(*(table[f] for f in entry["text"]), strict=True))
+    return Dataset(name, split, "text", texts, labels, metric=entry.get("metric", "accuracy"),
                    source=source)
 
 
-def _load_hub(name: str, spec: dict[str, Any], split: str) -> Any:
+def _load_hub(name: str, entry: dict[str, Any], split: str) -> Any:
     try:
         import datasets as hf
     except ImportError:
         raise ValueError(f"dataset {name!r} comes from the Hugging Face hub: install the "
                          "extra (pip install 'prismsim[hub]') on a connected machine") from None
     try:
-        return hf.load_dataset(spec["path"], spec.get("name"), split=split)
+        return hf.load_dataset(entry["path"], entry.get("name"), split=split)
     except Exception as err:  # the hub client raises many kinds when offline
         raise ValueError(f"dataset {name!r} could not be loaded from the hub: {err}") from None
 

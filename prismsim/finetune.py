@@ -39,29 +39,30 @@ from prismsim.progress import Progress
 CHECKPOINT_EVERY = 25  # steps between checkpoints of a last:K / all run
 
 
-def train_data(spec: FinetuneRun) -> Dataset:
+def train_data(tuning: FinetuneRun) -> Dataset:
     """The first ``train_limit`` examples of the train split (never the test split)."""
-    name = spec.dataset or (PRETRAINED[spec.base].dataset if spec.base in PRETRAINED else None)
+    own = PRETRAINED[tuning.base].dataset if tuning.base in PRETRAINED else None
+    name = tuning.dataset or own
     if name is None:
-        raise ValueError(f"give a dataset to fine-tune {spec.base!r} on")
-    data = _dataset(name, "train").head(spec.train_limit)
+        raise ValueError(f"give a dataset to fine-tune {tuning.base!r} on")
+    data = _dataset(name, "train").head(tuning.train_limit)
     if data.kind not in ("image", "text"):
         raise ValueError(f"{name}: fine-tuning trains classifiers (image or text data), "
                          f"not {data.kind}")
     return data
 
 
-def finetune(spec: FinetuneRun, progress: Progress) -> Path:
-    """Train (or find trained) ``spec``; the weights file's path."""
-    check(spec)
-    stack = load_model(spec.base)
-    path = weights_path(spec, state_hash(stack.hf))
+def finetune(tuning: FinetuneRun, progress: Progress) -> Path:
+    """Train (or find trained) ``tuning``; the weights file's path."""
+    check(tuning)
+    stack = load_model(tuning.base)
+    path = weights_path(tuning, state_hash(stack.hf))
     if path.exists():
         return path
-    data = train_data(spec)
-    state = (fit_head(stack, spec, data, progress) if spec.mode == "head"
-             else train(stack, spec, data, progress, path))
-    _save(path, state, {"spec": dataclasses.asdict(spec)})
+    data = train_data(tuning)
+    state = (fit_head(stack, tuning, data, progress) if tuning.mode == "head"
+             else train(stack, tuning, data, progress, path))
+    _save(path, state, {"spec": dataclasses.asdict(tuning)})
     checkpoint(path).unlink(missing_ok=True)
     checkpoint(path).with_suffix(".json").unlink(missing_ok=True)
     return path
@@ -84,7 +85,7 @@ def classifier(stack: ModelStack) -> tuple[str, nn.Linear]:
     return "classifier", clf
 
 
-def features(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress
+def features(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress
              ) -> tuple[Tensor, Tensor]:
     """What the classifier reads under the strategy, for every example, and the labels."""
     _, clf = classifier(stack)
@@ -92,8 +93,8 @@ def features(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Prog
     hook = clf.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     labels = []
     try:
-        for inputs, target in batches(spec.base, data, spec.batch):
-            run_numerics(stack, inputs, spec.strategy, spec.devices, **spec.options())
+        for inputs, target in batches(tuning.base, data, tuning.batch):
+            run_numerics(stack, inputs, tuning.strategy, tuning.devices, **tuning.options())
             labels.append(torch.as_tensor(np.asarray(target)))
             progress(f"features of {sum(len(t) for t in labels)}/{len(data)} examples",
                      len(labels[-1]))
@@ -102,19 +103,19 @@ def features(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Prog
     return torch.cat(seen), torch.cat(labels)  # [n, features], [n]
 
 
-def fit_head(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress
+def fit_head(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress
              ) -> dict[str, Tensor]:
-    x, y = features(stack, spec, data, progress)
-    layer = fit_linear(x, y, len(data.classes), seed=spec.seed)
+    x, y = features(stack, tuning, data, progress)
+    layer = fit_linear(x, y, len(data.classes), seed=tuning.seed)
     name, _ = classifier(stack)
     return {f"{name}.weight": layer.weight, f"{name}.bias": layer.bias}
 
 
-def trainable(stack: ModelStack, spec: FinetuneRun) -> dict[str, nn.Parameter]:
-    """The parameters ``spec`` trains, by their names in the model; only they require
+def trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:
+    """The parameters ``tuning`` trains, by their names in the model; only they require
     gradients afterwards."""
     stack.hf.requires_grad_(False)
-    k = spec.last_blocks()
+    k = tuning.last_blocks()
     if k is None:
         parts: list[nn.Module] = [stack.hf]
     else:
@@ -128,29 +129,29 @@ def trainable(stack: ModelStack, spec: FinetuneRun) -> dict[str, nn.Parameter]:
     stray = [p for p in chosen if id(p) not in named]
     if stray:
         raise ValueError(f"{stack.name}: its blocks hold copies of the model's parameters "
-                         f"(e.g. GPT-2's split projections): {spec.mode} is not supported")
+                         f"(e.g. GPT-2's split projections): {tuning.mode} is not supported")
     return {named[id(p)]: p for p in chosen}
 
 
-def order(n: int, spec: FinetuneRun) -> Iterator[np.ndarray]:
+def order(n: int, tuning: FinetuneRun) -> Iterator[np.ndarray]:
     """Each step's example indices: seeded permutations, one per pass over the data."""
-    epoch, pos, perm = 0, 0, np.random.default_rng([spec.seed, 0]).permutation(n)
+    epoch, pos, perm = 0, 0, np.random.default_rng([tuning.seed, 0]).permutation(n)
     while True:
-        if pos + spec.batch > n:
+        if pos + tuning.batch > n:
             epoch, pos = epoch + 1, 0
-            perm = np.random.default_rng([spec.seed, epoch]).permutation(n)
-        yield perm[pos:pos + spec.batch]
-        pos += spec.batch
+            perm = np.random.default_rng([tuning.seed, epoch]).permutation(n)
+        yield perm[pos:pos + tuning.batch]
+        pos += tuning.batch
 
 
-def loss_on(stack: ModelStack, spec: FinetuneRun, data: Dataset, idx: np.ndarray) -> Tensor:
+def loss_on(stack: ModelStack, tuning: FinetuneRun, data: Dataset, idx: np.ndarray) -> Tensor:
     """Mean cross-entropy of examples ``idx`` computed under the strategy, with its graph."""
     sub = Dataset(data.name, data.split, data.kind, _take(data.examples, idx),
                   None if data.labels is None else data.labels[idx], data.classes)
     total, count = torch.zeros(()), 0
-    for inputs, target in batches(spec.base, sub, len(idx)):
-        logits = run_numerics(stack, inputs, spec.strategy, spec.devices, grad=True,
-                              **spec.options())
+    for inputs, target in batches(tuning.base, sub, len(idx)):
+        logits = run_numerics(stack, inputs, tuning.strategy, tuning.devices, grad=True,
+                              **tuning.options())
         y = torch.as_tensor(np.asarray(target))
         total = total + nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         count += len(y)
@@ -163,30 +164,30 @@ def _take(examples: object, idx: np.ndarray) -> object:
     return [examples[i] for i in idx]  # type: ignore[index]
 
 
-def optimiser(spec: FinetuneRun, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr)
-    return torch.optim.AdamW(params, lr=spec.lr)
+def optimiser(tuning: FinetuneRun, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if tuning.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=tuning.lr)
+    return torch.optim.AdamW(params, lr=tuning.lr)
 
 
-def train(stack: ModelStack, spec: FinetuneRun, data: Dataset, progress: Progress,
+def train(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress,
           path: Path) -> dict[str, Tensor]:
-    """``spec.steps`` optimiser steps through the programs, resuming a checkpoint."""
-    params = trainable(stack, spec)
-    opt = optimiser(spec, list(params.values()))
+    """``tuning.steps`` optimiser steps through the programs, resuming a checkpoint."""
+    params = trainable(stack, tuning)
+    opt = optimiser(tuning, list(params.values()))
     done = resume(path, params, opt)
-    steps = order(len(data), spec)
+    steps = order(len(data), tuning)
     try:
-        for step in range(spec.steps):
+        for step in range(tuning.steps):
             idx = next(steps)
             if step < done:
                 continue
-            loss = loss_on(stack, spec, data, idx)
+            loss = loss_on(stack, tuning, data, idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            progress(f"step {step + 1}/{spec.steps}: loss {loss.item():.4f}", 1)
-            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < spec.steps:
+            progress(f"step {step + 1}/{tuning.steps}: loss {loss.item():.4f}", 1)
+            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < tuning.steps:
                 save_checkpoint(path, params, opt, step + 1)
     finally:
         stack.hf.requires_grad_(False)

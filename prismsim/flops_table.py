@@ -1,19 +1,26 @@
 """The paper's Tables IV-VI: FLOPs and communication of each strategy, from traced
-workloads (``prismsim flops``)."""
+workloads (``prismsim flops``). A strategy that cannot run on a model at P (its
+``strategies.why_not``, learnt when the model is traced) is a row saying why."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from prismsim.configuration import Configuration, command_configurations, prism_settings
+from prismsim.configuration import (
+    Configuration,
+    command_configurations,
+    grid_frame,
+    prism_settings,
+)
 from prismsim.cost.units import gflops
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.numerics.segments import n_segments
 from prismsim.progress import Progress
+from prismsim.strategies import SKIPPED, CannotRunError
 from prismsim.workload import Workload
 
 # Causal models: "aware" exchanges only what the causal mask lets a device see;
@@ -78,6 +85,17 @@ def row(wl: Workload, point: TablePoint, single: Workload, voltage: Workload | N
     return out
 
 
+def skipped_row(point: TablePoint, single: Workload, reason: str) -> dict[str, Any]:
+    """A point the strategy cannot run on the model: its columns and why."""
+    c = point.config
+    numbers = ("pdplc_tokens", "gflops_total", "gflops_per_device", "gflops_per_device_mean",
+               "comp_speedup_pct", "comm_bytes_per_device_per_layer", "comm_speedup_pct")
+    return {"model": single.meta["model"], "tokens": single.meta["tokens"],
+            "strategy": c.strategy, "devices": c.devices, "causal_count": point.causal_count,
+            "means_per_partition": None, "cr": c.cr, **dict.fromkeys(numbers),
+            SKIPPED: reason}
+
+
 def flops_table(models: Iterable[str], strategies: Iterable[str], devices: Iterable[int], *,
                 means: Iterable[int] = (), crs: Iterable[float] = (), tokens: int | None = None,
                 batch: int = 1, wire: str = "fp32",
@@ -98,16 +116,25 @@ def flops_table(models: Iterable[str], strategies: Iterable[str], devices: Itera
         for pt in points:
             if not causal and pt.causal_count not in ("-", "aware"):
                 continue  # the causal counts coincide on a bidirectional model
-            wl, p = get(pt), pt.config.devices
-            voltage = get(TablePoint(Configuration("voltage", p), pt.causal_count)) \
-                if p > 1 else None
-            r = row(wl, pt, single, voltage)
+            r = _point_row(get, pt, single)
             if not causal:
                 r["causal_count"] = "-"
             rows.append(r)
             if progress:
                 progress(f"{model} {pt.config.label()}")
-    return pd.DataFrame(rows)
+    return grid_frame(rows)
+
+
+def _point_row(get: Callable[[TablePoint], Workload], pt: TablePoint, single: Workload
+               ) -> dict[str, Any]:
+    """The point's row, against single and voltage at the same P; a skipped row if its
+    strategy cannot run on the model."""
+    try:
+        wl, p = get(pt), pt.config.devices
+    except CannotRunError as err:
+        return skipped_row(pt, single, str(err))
+    voltage = get(TablePoint(Configuration("voltage", p), pt.causal_count)) if p > 1 else None
+    return row(wl, pt, single, voltage)
 
 
 def count_points(models: Iterable[str], strategies: Iterable[str], devices: Iterable[int],

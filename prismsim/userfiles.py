@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, ValidationError
 
 MAX_FILE_BYTES = 4 << 20  # 4 MiB: the largest ready scenario is under 2 KB
 MAX_DEPTH = 64  # nesting levels: scenario keys go 4 deep
@@ -32,6 +32,11 @@ class StrictModel(BaseModel):
     never silently ignored) and values are frozen once read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def renamed_key(name: str, old: str) -> AliasChoices:
+    """A field read under its name or, from files written before it was renamed, ``old``."""
+    return AliasChoices(name, old)
 
 
 M = TypeVar("M", bound=BaseModel)

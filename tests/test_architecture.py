@@ -1,5 +1,7 @@
-"""The package's shape: no import cycles, every module importable on its own, imports at the
-top of modules (a short, named list of exceptions), and the light commands free of torch."""
+"""The package's shape: rooms that import only the rooms below them (``ROOMS``, the layering
+of docs/how-it-works.md), no import cycles, every module importable on its own, imports at
+the top of modules (a short, named list of exceptions), the simulator and the light
+commands free of torch, and no module or function longer than the project's limits."""
 
 from __future__ import annotations
 
@@ -18,6 +20,57 @@ DEFERRED_ALLOWED = {
     ("prismsim.datasets", "datasets"),  # the optional `hub` extra
     ("prismsim.sweep.executors", "dask.distributed"),  # the optional `dask` extra
 }
+
+
+# Every room of the package (a subpackage, or a module at its top) and the rooms it may
+# import, bottom up: the layering of docs/how-it-works.md. Imports inside functions count
+# too. The package root is no room: any room may read its ``__version__``, and its lazy
+# public API (``prismsim.run_numerics``, ``prismsim.load_model``) reaches two rooms.
+ROOMS: dict[str, set[str]] = {
+    # plain data and helpers
+    "userfiles": set(), "cache_dir": set(), "progress": set(), "metrics": set(),
+    "pareto": set(), "workload": set(), "catalog": set(),
+    "assets": {"cache_dir", "userfiles"},
+    "datasets": {"assets"},
+    # the model, the per-device programs, what a step costs
+    "numerics": set(),
+    "models": {"assets", "cache_dir", "numerics"},
+    "strategies": {"models", "numerics", "workload"},
+    "names": {"models", "strategies"},
+    "configuration": {"strategies"},
+    "cost": {"userfiles"},
+    # running the programs: in memory, traced, over GLOO; what they give
+    "executors": {"cache_dir", "configuration", "cost", "models", "numerics", "strategies",
+                  "workload"},
+    "accuracy": {"cache_dir", "configuration", "datasets", "executors", "metrics", "models",
+                 "progress", "strategies"},
+    "finetune": {"accuracy", "datasets", "executors", "models", "progress"},
+    "flops_table": {"configuration", "cost", "executors", "numerics", "progress", "strategies",
+                    "workload"},
+    # simulating them; what users ask of the simulator
+    "sim": {"cost", "userfiles", "workload"},
+    "adaptive": {"configuration", "sim", "userfiles", "workload"},
+    "point": {"executors", "sim", "workload"},
+    "scenario": {"adaptive", "configuration", "models", "names", "sim", "strategies",
+                 "userfiles"},
+    "sweep": {"accuracy", "adaptive", "configuration", "executors", "finetune", "metrics",
+              "models", "pareto", "progress", "scenario", "sim", "strategies", "userfiles",
+              "workload"},
+    "plots": {"configuration", "metrics", "pareto", "sim", "sweep"},
+    "serve": {"executors", "names", "plots", "progress", "scenario", "sim", "strategies",
+              "userfiles", "workload"},
+    "plan": {"accuracy", "configuration", "cost", "executors", "metrics", "names", "pareto",
+             "plots", "progress", "scenario", "serve", "sim", "strategies", "userfiles",
+             "workload"},
+    # measuring the host, running for real, and comparing
+    "profiling": {"cost", "executors", "models", "strategies", "userfiles"},
+    "testbed": {"executors", "models", "profiling", "strategies", "workload"},
+    "validation": {"cost", "executors", "models", "names", "profiling", "serve", "sim",
+                   "strategies", "testbed", "userfiles", "workload"},
+    # the command: imports each library when it runs
+    "cli": {"*"},
+}
+ROOT = "prismsim"
 
 
 def _modules() -> dict[str, Path]:
@@ -89,6 +142,53 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return ROOT if len(parts) == 1 else parts[1]
+
+
+def _room_graph() -> dict[str, set[str]]:
+    """Room -> the rooms its modules import anywhere (top, functions, TYPE_CHECKING)."""
+    modules, graph = _modules(), {}
+    for name, path in modules.items():
+        found = graph.setdefault(_room(name), set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for target in _imported(node, name, path.name == "__init__.py"):
+                    if target in modules and _room(target) not in (_room(name), ROOT):
+                        found.add(_room(target))
+    return graph
+
+
+def _wrong_way(graph: dict[str, set[str]], allowed: dict[str, set[str]]) -> list[str]:
+    """Every import the table does not allow, as "room -> room"."""
+    return sorted(f"{room} -> {target}" for room, targets in graph.items() if room != ROOT
+                  for target in targets - allowed.get(room, set())
+                  if "*" not in allowed.get(room, set()))
+
+
+def test_rooms_import_only_what_the_table_allows():
+    graph = _room_graph()
+    assert set(graph) - {ROOT} == set(ROOMS), "rooms missing from, or extra in, ROOMS"
+    assert _wrong_way(graph, ROOMS) == []
+    assert graph[ROOT] <= {"executors", "models"}
+
+
+def test_a_planted_wrong_way_import_fails_the_table():
+    graph = {room: set(targets) for room, targets in _room_graph().items()}
+    assert _wrong_way(graph, ROOMS) == []
+    graph["sim"].add("strategies")  # the simulator reaching up into the programs
+    graph["numerics"].add("models")  # pure math importing the stack it serves
+    assert _wrong_way(graph, ROOMS) == ["numerics -> models", "sim -> strategies"]
+
+
+def test_the_table_is_a_layering():
+    """No room may import, through the table, a room that may import it."""
+    rooms = {room: {t for t in targets if t != "*"} for room, targets in ROOMS.items()}
+    assert all(t in rooms for targets in rooms.values() for t in targets)
+    assert _cycle(rooms) is None
+
+
 def test_cycle_finder_finds_a_planted_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
@@ -158,6 +258,38 @@ result = CliRunner().invoke(main, sys.argv[1:])
 assert result.exit_code == 0, result.output
 print("torch" in sys.modules, "transformers" in sys.modules)
 """
+
+
+_SIM_ALONE = """
+import importlib, pkgutil, sys
+import prismsim.sim
+for info in pkgutil.iter_modules(prismsim.sim.__path__):
+    importlib.import_module(f"prismsim.sim.{info.name}")
+print(sorted(m for m in ("torch", "transformers", "fvcore") if m in sys.modules))
+"""
+
+
+def test_the_simulator_imports_no_torch():
+    done = subprocess.run([sys.executable, "-c", _SIM_ALONE], capture_output=True, text=True,
+                          timeout=120, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"], done.stdout
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 40
+
+
+def test_no_module_or_function_is_too_long():
+    long = []
+    for name, path in _modules().items():
+        source = path.read_text()
+        if source.count("\n") > MAX_MODULE_LINES:
+            long.append(f"{name}: {source.count(chr(10))} lines")
+        long += [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+                 for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                 and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []
 
 
 def test_light_commands_do_not_import_torch():

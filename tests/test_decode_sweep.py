@@ -11,8 +11,6 @@ from click.testing import CliRunner
 
 from prismsim.cli.main import main
 from prismsim.scenario import ScenarioError, load_scenario
-from prismsim.scenario.load import DECODING
-from prismsim.strategies import decoding_strategies
 from prismsim.sweep.run import run_sweep
 
 TINY = {"name": "tiny_decode", "model": {"name": "llama-tiny"},
@@ -48,10 +46,6 @@ def test_simulate_generate_refuses_what_cannot_decode():
     assert vit.exit_code == 2 and "causal language model" in vit.output
     alone = runner.invoke(main, ["simulate", "--model", "llama-tiny", "--prompt-tokens", "8"])
     assert alone.exit_code == 2 and "--prompt-tokens goes with --generate" in alone.output
-
-
-def test_decoding_strategies_are_the_scenario_checks():
-    assert set(DECODING) == set(decoding_strategies())
 
 
 def test_decode_rows_grow_with_link_latency(tmp_path):

@@ -13,6 +13,7 @@ from prismsim.executors.trace import trace_workload
 from prismsim.models.load import adapt
 from prismsim.models.stack import ModelStack
 from prismsim.numerics.segments import segment_positions
+from prismsim.strategies import CannotRunError
 from tests.conftest import rel_err
 
 TOKENS = 17  # partitions 9/8 and 6/6/5: uneven
@@ -138,9 +139,10 @@ def test_segment_positions_by_hand():
 
 
 def test_tensor_parallel_needs_whole_kv_groups():
-    stack, ids, _ = _model("llama")
+    stack, ids, _ = _model("llama")  # 6 query heads over 3 KV heads
     for strategy in ("tensor_parallel", "galaxy"):
-        with pytest.raises(ValueError, match="only 3 KV heads"):
+        with pytest.raises(CannotRunError,
+                           match=f"{strategy} needs P <= 3: this model has only 3 KV heads"):
             run_numerics(stack, ids, strategy, 4)
 
 

@@ -250,7 +250,14 @@ def test_example_plan_validates():
 def test_example_load_plan_validates():
     plan = load_plan("scenarios/plan_vit_load.yaml")
     assert len(deployments(plan)) == 4 * 63  # plan_vit's deployments in 1 to 4 groups
-    assert plan.spec.load is not None and plan.spec.load.rate_per_s == 20
+    assert plan.file.offered_load is not None and plan.file.offered_load.rate_per_s == 20
+
+
+def test_a_plan_written_with_the_former_load_key_still_reads(tmp_path):
+    text = Path("scenarios/plan_vit_load.yaml").read_text()
+    assert "\noffered_load: {rate_per_s: 20" in text
+    old = load_plan(_plan_file(tmp_path, text.replace("\noffered_load:", "\nload:")))
+    assert old.file.offered_load == load_plan("scenarios/plan_vit_load.yaml").file.offered_load
 
 
 def test_example_plan_reduced_orders_boards(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.message_costs import MessageCosts
 from prismsim.sim.specs import LinkSpec
 from prismsim.validation.predict import (
@@ -24,11 +25,16 @@ TABLE = OperatorTable(
     ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7, reference_s=1e-3)
 
 
+def _profile(**fields: object) -> HostProfile:
+    """A profile with the two fields every file has, and ``fields``."""
+    return HostProfile(concurrent_gflops={1: 50.0}, gloo_fixed_us=0.0, **fields)
+
+
 def test_host_spec_without_a_stream_fits_message_cpu_and_never_speeds_a_process_up():
     # 100 B: 110 us, 1100 B: 120 us, 11100 B: 220 us: 115 us fixed (the median of the
     # small ones), 1e-8 s a byte (0.1 GB/s) fitted over all three
     costs = MessageCosts(wall_s={}, cpu_s={100: 110e-6, 1100: 120e-6, 11100: 220e-6})
-    host = host_spec({"cores": 2, "corun": [1.0, 1.02, 0.9]}, costs)
+    host = host_spec(_profile(cores=2, corun=[1.0, 1.02, 0.9]), costs)
     assert host.cores == 2 and host.corun == [1.0, 1.0, 0.9]
     assert host.message_cpu_us == pytest.approx(115.0)
     assert host.message_cpu_gbytes_per_s == pytest.approx(0.1)
@@ -43,10 +49,10 @@ def test_the_gauge_is_the_median_reading_and_required():
 
 def test_a_profile_without_a_gauged_table_cannot_predict():
     with pytest.raises(PredictError, match="no operator table"):
-        operator_table({})
-    ungauged = TABLE.model_copy(update={"reference_s": None}).model_dump(mode="json")
+        operator_table(_profile())
+    ungauged = TABLE.model_copy(update={"reference_s": None})
     with pytest.raises(PredictError, match="not gauged"):
-        operator_table({"operators": ungauged})
+        operator_table(_profile(operators=ungauged))
 
 
 def _point(strategy: str, devices: int, host, link, gauge_s: float = 1e-3) -> dict:
@@ -57,7 +63,7 @@ def _point(strategy: str, devices: int, host, link, gauge_s: float = 1e-3) -> di
 def test_a_slower_host_moment_slows_compute_alone_in_proportion():
     """One device, no messages: the prediction is its operators' time, and a gauge
     reading twice the table's reference doubles it exactly."""
-    host = host_spec({"cores": 2}, MessageCosts(wall_s={}, cpu_s={1: 0.0, 2: 0.0}))
+    host = host_spec(_profile(cores=2), MessageCosts(wall_s={}, cpu_s={1: 0.0, 2: 0.0}))
     link = LinkSpec(bandwidth_mbps=100)
     at_reference = _point("single", 1, host, link)["ms"]
     assert _point("single", 1, host, link, gauge_s=2e-3)["ms"] == pytest.approx(
@@ -71,8 +77,8 @@ def test_three_processes_on_two_cores_take_their_share():
     three hosts, by at most 3/2 (some of the time only some are busy)."""
     costs = MessageCosts(wall_s={}, cpu_s={1: 0.0, 2: 0.0})
     link = LinkSpec(bandwidth_mbps=1e6, latency_ms=0.0)
-    shared = _point("voltage", 3, host_spec({"cores": 2}, costs), link)
-    alone = _point("voltage", 3, host_spec({"cores": 3}, costs), link)
+    shared = _point("voltage", 3, host_spec(_profile(cores=2), costs), link)
+    alone = _point("voltage", 3, host_spec(_profile(cores=3), costs), link)
     first = min(alone["layer_ms"])
     ratio = shared["layer_ms"][first] / alone["layer_ms"][first]
     assert 1.0 < ratio <= 1.5 + 1e-9
@@ -84,7 +90,7 @@ def test_timed_steps_take_their_seconds_at_the_gauged_speed():
     wl = workload("vit-tiny", "single", {}, 1, 1)
     steps = sum(t.kind == "compute" for t in wl.tasks[0])
     timed, device = timed_steps(wl, [[1e-3] * steps], 1.5)
-    host = host_spec({"cores": 2}, MessageCosts(wall_s={}, cpu_s={1: 0.0, 2: 0.0}))
+    host = host_spec(_profile(cores=2), MessageCosts(wall_s={}, cpu_s={1: 0.0, 2: 0.0}))
     got = predict_point(timed, device, host, LinkSpec(bandwidth_mbps=100))
     assert got["ms"] == pytest.approx(1.5 * steps)
 
@@ -118,14 +124,15 @@ def test_the_network_cpu_is_the_hosts_busy_time_beyond_both_processes_per_byte()
     0.2 s: the network took 1.0 s, 10 ns a byte; the profile's wake penalties pass on."""
     from prismsim.profiling.message_costs import _stream_costs
 
-    rank0 = {"stream_busy_s": 1.5, "stream_cpu_s": 0.3, "stream_bytes": 10**8}
-    got = _stream_costs(rank0, {"stream_cpu_s": 0.2})
+    device0 = {"stream_busy_s": 1.5, "stream_cpu_s": 0.3, "stream_bytes": 10**8}
+    got = _stream_costs(device0, {"stream_cpu_s": 0.2})
     # the processes: 0.5 s over 1e8 bytes each sent at one end and received at the other
     assert got == pytest.approx({"network_cpu_s_per_byte": 1e-8,
                                  "stream_cpu_s_per_byte": 2.5e-9})
     assert _stream_costs({"stream_cpu_s": 0.3}, {}) == {}  # no stream (loopback)
     costs = MessageCosts(wall_s={}, cpu_s={256: 1e-4, 4096: 3e-4, 65536: 1e-3}, **got)
-    host = host_spec({"cores": 2, "wake_us_by_idle_ms": [[1.0, 100.0], [10.0, 900.0]]}, costs)
+    host = host_spec(_profile(cores=2, wake_us_by_idle_ms=[[1.0, 100.0], [10.0, 900.0]]),
+                     costs)
     assert host.network_cpu_ns_per_byte == pytest.approx(10.0)
     assert host.message_cpu_us == pytest.approx(200.0)  # the small messages' median
     assert host.message_cpu_gbytes_per_s == pytest.approx(0.4)  # 2.5 ns a byte
@@ -162,9 +169,9 @@ def test_a_message_costs_what_the_runtime_spends_on_it():
     from prismsim.validation.predict import message_fixed_s
 
     plain = MessageCosts(wall_s={}, cpu_s={256: 1e-4, 4096: 2e-4, 65536: 9e-4})
-    assert message_fixed_s({"runtime_overhead_us": 250.0}, plain) == pytest.approx(4e-4)
+    assert message_fixed_s(_profile(runtime_overhead_us=250.0), plain) == pytest.approx(4e-4)
     through = MessageCosts(wall_s={}, cpu_s={256: 1e-4}, runtime_cpu_s=4e-4)
-    assert message_fixed_s({"runtime_overhead_us": 999.0}, through) == pytest.approx(4e-4)
+    assert message_fixed_s(_profile(runtime_overhead_us=999.0), through) == pytest.approx(4e-4)
     runs = [MessageCosts(wall_s={}, cpu_s={256: 1e-4}, runtime_cpu_s=r)
             for r in (3e-4, 5e-4, 4e-4)]
     assert runtime_overhead_us(runs) == pytest.approx(300.0)

@@ -1,12 +1,26 @@
 """Profiles that can be trusted: interleaved windows, rates and spread by hand, the
-checks that send a measurement back, co-run factors."""
+checks that send a measurement back, co-run factors; the profile file, read and written
+in one place (older files included)."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
+from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.busy_rates import GAP_S, Window, busy_rates, schedule
-from prismsim.profiling.host_profile import _problems, corun_factors
+from prismsim.profiling.host_profile import (
+    HostProfile,
+    ProfileFileError,
+    _problems,
+    corun_factors,
+    load_profile,
+    save_profile,
+)
+from prismsim.profiling.message_costs import MessageCosts
+from prismsim.validation.predict import host_spec
 
 
 def test_windows_interleave_every_process_count():
@@ -40,3 +54,57 @@ def test_corun_factors_by_hand():
     """2 cores: 2 busy at 45 of 50 GFLOP/s is 0.9 of its full core; 3 busy at 30: the
     share is 2/3, 50 x 2/3 = 33.3, so 30 / 33.3 = 0.9."""
     assert corun_factors({1: 50.0, 2: 45.0, 3: 30.0}, cores=2) == pytest.approx([1.0, 0.9, 0.9])
+
+
+def test_an_older_profile_reads_as_the_prediction_read_it_then(tmp_path):
+    """A file of an early profile-device: the two fields it always had, integers where
+    floats are written now, and a key no longer written. The host is then this machine's
+    cores, no co-run factors, no wake-up cost; a message's fixed CPU the small plain
+    messages' median, (100 + 300) / 2 = 200 us, and no runtime overhead beyond it."""
+    path = tmp_path / "profile.yaml"
+    path.write_text("concurrent_gflops: {1: 40, 2: 30}\ngloo_fixed_us: 58\ncolour: red\n")
+    profile = load_profile(path)
+    assert profile.concurrent_gflops == {1: 40.0, 2: 30.0} and profile.gloo_fixed_us == 58.0
+    assert profile.operators is None and profile.runtime_overhead_us == 0.0
+    costs = MessageCosts(wall_s={}, cpu_s={256: 1e-4, 4096: 3e-4, 65536: 1e-3})
+    host = host_spec(profile, costs)
+    assert host.cores == (os.cpu_count() or 1) and host.corun == []
+    assert host.wake_us_by_idle_ms == () and host.message_cpu_us == pytest.approx(200.0)
+    save_profile(profile, tmp_path / "again.yaml")  # as validate keeps it in its folder
+    assert (tmp_path / "again.yaml").read_text() == (
+        "concurrent_gflops:\n  1: 40.0\n  2: 30.0\ngloo_fixed_us: 58.0\ncolour: red\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("concurrent_gflops: {1: -3}\ngloo_fixed_us: 5\n",
+     "p.yaml: concurrent_gflops[1]: Input should be greater than 0, got -3"),
+    ("concurrent_gflops: {1: 3}\n", "p.yaml: gloo_fixed_us: Field required"),
+    ("concurrent_gflops: {1: 3}\ngloo_fixed_us: 5\nwake_us_by_idle_ms: [[1.0]]\n",
+     "p.yaml: wake_us_by_idle_ms[0]"),
+    ("- 1\n", "p.yaml: expected a mapping of profile fields, got a list"),
+])
+def test_a_damaged_profile_is_one_line_naming_file_and_key(tmp_path, text, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileFileError, match=re.escape(message)):
+        load_profile(path)
+
+
+def test_a_measured_profile_reads_back_as_it_was_written(tmp_path):
+    table = OperatorTable(source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
+                          bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
+                          ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7,
+                          reference_s=1e-3, sequence_factor=1.3)
+    profile = HostProfile(
+        model="vit-tiny", batch=1, cores=2, model_gflops=0.88,
+        concurrent_gflops={1: 50.0, 2: 45.0}, concurrent_spread={1: 0.02, 2: 0.04},
+        attempts=2, load={"load_average_before": 1.5, "load_average_after": 1.75,
+                          "cpu_stolen_share": 0.01},
+        warnings=["1 busy: its windows spread 15 % (over 10 %)"], corun=[1.0, 0.9],
+        gloo_one_way_us={256: 60.0}, gloo_fixed_us=58.3, gloo_loopback_gbps=None,
+        operators=table, operators_spread=0.05, wake_us_by_idle_ms=[[1.0, 100.0]],
+        runtime_overhead_us=187.0, measured_at="2026-12-06 16:46:57")
+    save_profile(profile, tmp_path / "profile.yaml")
+    again = load_profile(tmp_path / "profile.yaml")
+    assert again == profile and again.operators == table
+    assert again.load is not None and again.load.load_average_after == 1.75

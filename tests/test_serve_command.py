@@ -116,10 +116,10 @@ def test_every_serving_file_loads():
              if "serving" in yaml.safe_load(p.read_text())]
     assert [p.name for p in names] == ["cpu_serving.yaml", "jetson_serving.yaml"]
     cpu, jetson = (load_serve(p) for p in names)
-    assert [c.strategy for c in jetson.spec.configurations] == [
+    assert [c.strategy for c in jetson.file.configurations] == [
         "single", "single", "prism", "voltage", "adaptive"]
-    assert jetson.link.rendezvous and jetson.spec.serving.slo_p99_ms == 300
-    assert [c.strategy for c in cpu.spec.configurations] == ["single", "prism", "adaptive"]
+    assert jetson.link.rendezvous and jetson.file.serving.slo_p99_ms == 300
+    assert [c.strategy for c in cpu.file.configurations] == ["single", "prism", "adaptive"]
 
 
 def test_the_same_seeds_give_the_same_bytes(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingSetup, serve, serve_closed
+from prismsim.serve.engine import serve, serve_closed
+from prismsim.serve.requests import ServingSetup
 from prismsim.serve.stats import mean_ci, request_table, run_summary
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 from prismsim.sim.catalog import builtin_devices, builtin_links

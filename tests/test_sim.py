@@ -6,6 +6,7 @@ from itertools import pairwise
 import pytest
 
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
+from prismsim.sim.replay import Replay
 from prismsim.sim.timeline import chrome_trace
 from prismsim.workload import Message, Task, Workload
 
@@ -180,6 +181,27 @@ def test_devices_waiting_for_the_request_have_their_first_receive_posted():
     assert simulate(back, CPU, gloo).latency_s == pytest.approx(1.2)
 
 
+def test_a_replay_hands_each_message_or_rendezvous_copy_to_its_transmit_hook():
+    """Device 0 computes 1 s, then sends one message to devices 1 and 2 (1 MB at 8 Mbit/s,
+    100 ms latency). Eager: the message once, at 1 s. Rendezvous: both receives were
+    posted ahead (devices idle before the request), so one copy a receiver, both at 1 s,
+    arriving 1 + 1 + 0.1 and 1 + 2 + 0.1 (one uplink)."""
+    wl = _wl([[_compute(1.0), _send(0)], [_recv(0)], [_recv(0)]], [_msg(0, 0, [1, 2])])
+
+    class Logged(Replay):
+        def transmit(self, key: int, msg: Message, at_s: float) -> None:
+            handed.append((key, msg.dst, at_s))
+            super().transmit(key, msg, at_s)
+
+    for rendezvous, calls, finish_s in [(False, [(0, (1, 2), 1.0)], [2.1, 3.1]),
+                                        (True, [(0, (1,), 1.0), (0, (2,), 1.0)], [2.1, 3.1])]:
+        handed: list[tuple[int, tuple[int, ...], float]] = []
+        link = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=rendezvous)
+        result = Logged(wl, [CPU] * 3, link, record=False).run()
+        assert handed == [(k, d, pytest.approx(t)) for k, d, t in calls]
+        assert sorted(d.finish_s for d in result.devices[1:]) == pytest.approx(finish_s)
+
+
 def test_message_delay_adds_to_data_not_to_the_handshake_or_the_medium():
     wl = _wl([[_send(0)], [_compute(1.0), _recv(0)]], [_msg(0, 0, [1])])
     gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, message_delay_us=50_000, rendezvous=True)
@@ -219,18 +241,20 @@ def test_rendezvous_receive_keeps_the_earlier_post():
     assert simulate(wl, CPU, gloo).latency_s == pytest.approx(2.15)
 
 
-def test_prepared_operations_live_as_long_as_their_workload():
+def test_prepared_operations_neither_keep_their_workload_nor_mix_device_specs():
+    """Operations are prepared once per workload, device and spec, and reused: each spec
+    still gets its own times (1e9 FLOPs at 1, 2, 4 GFLOP/s, then 1 MB at 8 Mbit/s:
+    1 s), and a workload the caller lets go is freed."""
     import gc
-
-    from prismsim.sim import ops as program
+    import weakref
 
     wl = _wl([[Task("compute", "c", 10**9), _send(0)], [_recv(0)]], [_msg(0, 0, [1])])
-    simulate(wl, CPU, LinkSpec(bandwidth_mbps=8))
-    ops = program.device_ops(wl, 0, CPU, merge=True)
-    assert ops == [program.Compute(1.0, "c", None), program.SendMessage(0, "m0")]
-    assert len(program._CACHE) >= 1 and wl in program._CACHE
-    gc.collect()  # workloads of earlier tests held only by reference cycles go first
-    before = len(program._CACHE)
+    link, gflops = LinkSpec(bandwidth_mbps=8), (1.0, 2.0, 4.0)
+    devices = [DeviceSpec(peak_gflops=g, efficiency=1.0) for g in gflops]
+    for _ in range(2):  # the second round reads what the first prepared
+        for g, device in zip(gflops, devices, strict=True):
+            assert simulate(wl, device, link).latency_s == pytest.approx(1 / g + 1)
+    freed = weakref.ref(wl)
     del wl
     gc.collect()
-    assert len(program._CACHE) == before - 1
+    assert freed() is None

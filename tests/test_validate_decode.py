@@ -4,11 +4,10 @@ devices' records, refusals, and prefill + greedy decoding for real over GLOO."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_realrun import needs_testbed
+from test_testbed import needs_testbed
 
 from prismsim.cli.main import main
 from prismsim.testbed.network import Testbed
@@ -61,17 +60,23 @@ def test_a_decode_grid_names_its_bad_field(tmp_path, text, message):
 def test_validate_load_refuses_a_decode_grid(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text("model: llama-tiny\nstrategies:\n  - strategy: voltage\n"
-                    "decode: {generate: 8}\nload: {}\n")
+                    "decode: {generate: 8}\noffered_load: {}\n")
     result = CliRunner().invoke(main, ["validate", str(path), "--load", "-o",
                                        str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "grid.yaml: decode: serving under load runs one forward" in result.output
 
 
-def test_shipped_decode_grid_loads():
-    spec = load_validation_file(Path("scenarios/validate_decode_llama_tiny.yaml"))
-    assert spec.decode is not None and spec.decode.pair() == (64, 32)
-    assert [s.strategy for s in spec.strategies] == ["voltage", "tensor_parallel", "prism"]
+def test_a_decode_grid_runs_what_it_names(tmp_path):
+    """Each round prefills ``prompt_tokens`` and generates ``generate`` tokens; a grid
+    without decode: runs one forward (the shipped grids are loaded in
+    test_validation.py)."""
+    path = tmp_path / "grid.yaml"
+    path.write_text("model: llama-tiny\nstrategies:\n  - strategy: tensor_parallel\n"
+                    "decode: {prompt_tokens: 16, generate: 5}\n")
+    assert load_validation_file(path).decode_pair() == (16, 5)
+    path.write_text("model: llama-tiny\nstrategies:\n  - strategy: tensor_parallel\n")
+    assert load_validation_file(path).decode_pair() is None
 
 
 @needs_testbed

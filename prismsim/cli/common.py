@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from prismsim.strategies import STRATEGIES
+from prismsim.strategies import SKIPPED, STRATEGIES
 from prismsim.userfiles import UserFileError
 
 
@@ -61,9 +61,12 @@ FORMATS = ("table", "csv", "json")
 
 
 def emit(df: Any, fmt: str = "table", digits: int = 2) -> None:
-    """A DataFrame on stdout: a rounded table, CSV or JSON records."""
+    """A DataFrame on stdout: a rounded table, CSV or JSON records. A table leaves the
+    ``skipped`` cell of a row that ran blank."""
     if fmt == "table":
         df = df.round(digits)
+        if SKIPPED in df:
+            df = df.fillna({SKIPPED: ""})
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":

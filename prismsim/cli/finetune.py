@@ -52,31 +52,31 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
 
     if threads:
         torch.set_num_threads(threads)
-    spec = FinetuneRun(model, strategy, devices, cr, segments, mode, dataset, train_limit,
+    tuning = FinetuneRun(model, strategy, devices, cr, segments, mode, dataset, train_limit,
                         steps, lr, batch, optimizer, seed)
     with user_errors(AssetError, ValueError):
-        check(spec)
+        check(tuning)
         total = train_limit if mode == "head" else steps
-        with reporter(f"fine-tuning {tuned_name(spec)}", total) as progress:
-            path = run(spec, progress)
-        click.echo(f"{tuned_name(spec)} -> {path}")
+        with reporter(f"fine-tuning {tuned_name(tuning)}", total) as progress:
+            path = run(tuning, progress)
+        click.echo(f"{tuned_name(tuning)} -> {path}")
         if limit:
-            _compare(spec, limit)
+            _compare(tuning, limit)
 
 
-def _compare(spec: FinetuneRun, limit: int) -> None:
+def _compare(tuning: FinetuneRun, limit: int) -> None:
     from prismsim.accuracy import evaluate
     from prismsim.finetune import train_data
     from prismsim.models.tuned import tuned_name
 
-    dataset = train_data(spec).name
-    for label, name in (("before", spec.base), ("after", tuned_name(spec))):
-        r = evaluate(name, dataset, spec.strategy, spec.devices, limit=limit,
-                     **spec.options())
+    dataset = train_data(tuning).name
+    for label, name in (("before", tuning.base), ("after", tuned_name(tuning))):
+        r = evaluate(name, dataset, tuning.strategy, tuning.devices, limit=limit,
+                     **tuning.options())
         lo, hi, n = r["ci95_low"], r["ci95_high"], r["n_examples"]
         click.echo(f"{label}: {r['metric']} {r['value']:.4f} (95 % interval {lo:.4f}-"
-                   f"{hi:.4f}, {n} {dataset} test examples) under {spec.strategy} "
-                   f"P={spec.devices}")
+                   f"{hi:.4f}, {n} {dataset} test examples) under {tuning.strategy} "
+                   f"P={tuning.devices}")
 
 
 COMMANDS = (finetune,)

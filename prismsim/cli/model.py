@@ -107,8 +107,8 @@ def accuracy(model: str, dataset: str | None, split: str, strategies: tuple[str,
     with user_errors(AssetError, ValueError), reporter("evaluating", total) as progress:
         df = accuracy_table(model, dataset, names, p_values, crs, split=split, limit=limit,
                             batch=batch, progress=progress)
-    if fmt == "table":  # the long provenance once, under the table
-        sources = df.pop("accuracy_source").unique()
+    if fmt == "table":  # the long provenance once, under the table (none: skipped rows)
+        sources = df.pop("accuracy_source").dropna().unique()
         emit(df, fmt, digits=4)
         click.echo("accuracy source: " + "; ".join(sources))
     else:

@@ -51,7 +51,12 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
                    operators_only: bool, threads: int, output: str) -> None:
     """Measure this host: FLOP rate per process under contention, operator table, GLOO
     message cost, what waking after a wait costs."""
-    from prismsim.profiling.host_profile import catalog_entries, profile_host, save_profile
+    from prismsim.profiling.host_profile import (
+        catalog_entries,
+        profile_host,
+        save_profile,
+        write_yaml,
+    )
 
     if operators_only:
         return _operators_only(rounds, threads, Path(output))
@@ -60,25 +65,31 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
                                rounds=rounds)
         save_profile(profile, Path(output))
         catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
-        save_profile(catalog_entries(profile), catalog)
-    rates = ", ".join(f"{k} busy: {v:.1f} (windows within {100 * s:.0f} %)" for (k, v), s
-                      in zip(profile["concurrent_gflops"].items(),
-                             profile["concurrent_spread"].values(), strict=True))
-    load = profile["load"]
-    click.echo(f"GFLOP/s per process: {rates}; operator table passes within "
-               f"{100 * profile['operators_spread']:.0f} %; GLOO fixed cost "
-               f"{profile['gloo_fixed_us']:.0f} us; load average "
-               f"{load['load_average_before']:.2f} -> {load['load_average_after']:.2f}, "
-               f"{100 * load['cpu_stolen_share']:.1f} % of CPU time stolen by other machines")
-    for warning in profile["warnings"]:
-        click.echo(f"warning: {warning} (measured {profile['attempts']} times)", err=True)
+        write_yaml(catalog_entries(profile), catalog)
+    _say_profile(profile)
     click.echo(f"-> {output}; catalog entries -> {catalog} (--catalog {catalog})")
+
+
+def _say_profile(profile: Any) -> None:
+    """A measured profile in one line, and its warnings on stderr."""
+    rates = ", ".join(f"{k} busy: {v:.1f} (windows within {100 * s:.0f} %)" for (k, v), s
+                      in zip(profile.concurrent_gflops.items(),
+                             profile.concurrent_spread.values(), strict=True))
+    host_load = profile.load
+    click.echo(f"GFLOP/s per process: {rates}; operator table passes within "
+               f"{100 * profile.operators_spread:.0f} %; GLOO fixed cost "
+               f"{profile.gloo_fixed_us:.0f} us; load average "
+               f"{host_load.load_average_before:.2f} -> {host_load.load_average_after:.2f}, "
+               f"{100 * host_load.cpu_stolen_share:.1f} % of CPU time stolen by other "
+               f"machines")
+    for warning in profile.warnings:
+        click.echo(f"warning: {warning} (measured {profile.attempts} times)", err=True)
 
 
 def _operators_only(rounds: int, threads: int, output: Path) -> None:
     import time
 
-    from prismsim.profiling.host_profile import save_profile
+    from prismsim.profiling.host_profile import write_yaml
     from prismsim.profiling.operators import measure_operator_table
 
     when = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -86,7 +97,7 @@ def _operators_only(rounds: int, threads: int, output: Path) -> None:
         f"prismsim profile-device --operators-only {when}, {threads} torch thread(s)",
         rounds=rounds, threads=threads)
     with user_errors(OSError):
-        save_profile(table.model_dump(mode="json"), output)
+        write_yaml(table.model_dump(mode="json"), output)
     click.echo(f"operator table ({threads} thread(s)): passes within {100 * spread:.0f} %, "
                f"{len(table.mm)} products, {len(table.bmm)} batched products -> {output} "
                f"(a catalog device entry takes it as operators: {output.name})")
@@ -111,57 +122,68 @@ def _label(rows: list[dict]) -> str:
                    "with the current model (from the ping-pong and gauge they kept)")
 @click.option("--load", "under_load", is_flag=True,
               help="serving under load instead: each strategy serves the file's seeded "
-                   "Poisson trace (load:) for real and in the simulator, held out")
+                   "Poisson trace (offered_load:) for real and in the simulator, held out")
 @click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
 def validate(file: str, output: str | None, profile_file: str | None, predict_only: bool,
              predict_again: bool, under_load: bool, fresh: bool) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
+    from prismsim.profiling.host_profile import load_profile
     from prismsim.testbed.network import TestbedError, terminate_as_interrupt
     from prismsim.testbed.runner import RunError
     from prismsim.validation import latency as val
-    from prismsim.validation.file import load_profile, load_validation_file
+    from prismsim.validation.file import load_validation_file
     from prismsim.validation.predict import PredictError
 
     out = Path(output) if output else Path("results") / Path(file).stem
     with user_errors(TestbedError, RunError, PredictError):
-        spec = load_validation_file(Path(file))
-        chosen = profile_file or spec.profile
+        validation = load_validation_file(Path(file))
+        chosen = profile_file or validation.profile
         profile = load_profile(Path(chosen)) if chosen else None
         if predict_again:
-            table, _ = val.predict_again(spec, out)
+            table, _ = val.predict_again(validation, out)
             return _report(table, out)
         if under_load:
-            return _validate_load(spec, Path(file).name, out, profile, fresh)
-        with reporter("validate", val.count_groups(spec)) as progress, \
+            return _validate_under_load(validation, Path(file).name, out, profile, fresh)
+        with reporter("validate", val.count_groups(validation)) as progress, \
                 terminate_as_interrupt():
-            table, _ = val.run_validation(spec, out, profile, fresh=fresh,
+            table, _ = val.run_validation(validation, out, profile, fresh=fresh,
                                           progress=lambda rows: progress(_label(rows)),
                                           predict_only=predict_only)
     _report(table, out)
 
 
-def _validate_load(spec: Any, name: str, out: Path, profile: Any, fresh: bool) -> None:
+def _validate_under_load(validation: Any, name: str, out: Path, profile: Any,
+                         fresh: bool) -> None:
+    """``validate --load``: every configuration serving the file's offered loads."""
     from prismsim.testbed.network import terminate_as_interrupt
     from prismsim.testbed.runner import RealConfig
     from prismsim.validation import latency as val
-    from prismsim.validation import under_load as lv
+    from prismsim.validation import under_load
 
-    if spec.decode is not None:
+    if validation.decode is not None:
         raise InputError(f"{name}: decode: serving under load runs one forward a request; "
                          f"leave out decode or --load")
-    if spec.load is None:
-        raise InputError(f"{name}: load: give the loads to serve (e.g. load: "
-                               f"{{load_factors: [0.3, 0.6, 1.2]}}) for --load")
-    for name in ("validation_load.csv", "validation_load_requests.csv"):
-        if fresh and (out / name).exists():
-            (out / name).unlink()
-    configs = [RealConfig(s.strategy, s.options) for s in spec.strategies]
-    with reporter("validate --load", lv.count_points(spec, configs)) as progress, \
+    if validation.offered_load is None:
+        raise InputError(f"{name}: offered_load: give the offered loads to serve (e.g. "
+                         f"offered_load: {{load_factors: [0.3, 0.6, 1.2]}}) for --load")
+    for table_name in ("validation_load.csv", "validation_load_requests.csv"):
+        if fresh and (out / table_name).exists():
+            (out / table_name).unlink()
+    configs = [RealConfig(s.strategy, s.options) for s in validation.strategies]
+    with reporter("validate --load", under_load.count_points(validation, configs)) as progress, \
             terminate_as_interrupt():
-        prof = val.profile_for(spec, out, profile)
-        table = lv.run_load_validation(spec, out, prof, configs, progress)
-    emit(table[[*lv.KEY, "rate_per_s", *(f"{w}_{f}" for f in lv.FIGURES
-                                          for w in ("measured", "predicted"))]],
+        prof = val.profile_for(validation, out, profile)
+        table = under_load.run_load_validation(validation, out, prof, configs, progress)
+    _report_under_load(table, out)
+
+
+def _report_under_load(table: Any, out: Path) -> None:
+    """Each point's measured and predicted figures, and how close they are below the
+    knee."""
+    from prismsim.validation.under_load import FIGURES, KEY
+
+    emit(table[[*KEY, "rate_per_s", *(f"{w}_{f}" for f in FIGURES
+                                      for w in ("measured", "predicted"))]],
          "table", digits=3)
     below = table[table["load_factor"] < 1]
     for f in ("latency_p99_s", "throughput_per_s"):

@@ -179,7 +179,7 @@ def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: st
     s = _scenario(file)
     out = Path(output) if output else s.output
     with user_errors(ValueError, RuntimeError):
-        with reporter(f"sweep {s.spec.name}", count_tasks(s)) as progress:
+        with reporter(f"sweep {s.file.name}", count_tasks(s)) as progress:
             df = run_sweep(s, out, jobs=jobs, executor=executor, scheduler=scheduler,
                            fresh=fresh, progress=progress)
         written = _plot(out, df)
@@ -223,9 +223,9 @@ def plan(file: str, output: str | None) -> None:
         with reporter("tracing and evaluating", count_steps(p)) as progress:
             result = run_plan(p, progress=progress)
         written = write_plan(result, Path(output) if output else p.output)
-    load = p.spec.load
-    under = (f", and serve {load.rate_per_s:g} requests/s at p99 <= {load.p99_ms:g} ms"
-             if load else "")
+    offered = p.file.offered_load
+    under = (f", and serve {offered.rate_per_s:g} requests/s at p99 <= {offered.p99_ms:g} ms"
+             if offered else "")
     click.echo(f"{len(result.ranked)} of {len(result.table)} configurations meet the "
                f"accuracy floor {result.accuracy_floor:g} and the "
                f"{result.latency_slo_s * 1e3:g} ms SLO{under}; cheapest first, then lowest "

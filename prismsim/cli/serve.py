@@ -30,11 +30,11 @@ def serve(file: str, output: str | None, fresh: bool, plot_only: bool) -> None:
     with user_errors(FileNotFoundError):
         loaded = load_serve(file)
         out = Path(output) if output else loaded.output
-        slo, title = loaded.spec.serving.slo_p99_ms, loaded.spec.description
+        slo, title = loaded.file.serving.slo_p99_ms, loaded.file.description
         if plot_only:
             click.echo("\n".join(str(p) for p in replot(out, slo, title)))
             return
-        with reporter(f"serve {loaded.spec.name}", count_steps(loaded)) as progress:
+        with reporter(f"serve {loaded.file.name}", count_steps(loaded)) as progress:
             result = run_serving(loaded, out, progress, fresh=fresh)
         summary, written = write_results(out, result.runs, result.requests, result.capacity,
                                          slo, title)

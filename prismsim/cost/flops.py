@@ -21,17 +21,17 @@ from prismsim.cost.units import FLOPS_PER_MAC
 class _Step(nn.Module):
     """Wraps ``fn(*args)`` so fvcore can trace it with only the tensors as inputs.
 
-    ``spec`` says, per argument, where it comes from: a tensor input, a dict of tensor
+    ``sources`` says, per argument, where it comes from: a tensor input, a dict of tensor
     inputs, or a constant (None, numbers) passed as it is.
     """
 
-    def __init__(self, fn: Callable[..., Any], spec: list[tuple[str, Any]]):
+    def __init__(self, fn: Callable[..., Any], sources: list[tuple[str, Any]]):
         super().__init__()
-        self.fn, self.spec = fn, spec
+        self.fn, self.sources = fn, sources
 
     def forward(self, *tensors: Tensor) -> Any:
         args = []
-        for kind, what in self.spec:
+        for kind, what in self.sources:
             if kind == "tensor":
                 args.append(tensors[what])
             elif kind == "dict":
@@ -43,32 +43,32 @@ class _Step(nn.Module):
 
 def _flatten(args: Sequence[Any]) -> tuple[list[Tensor], list[tuple[str, Any]]]:
     tensors: list[Tensor] = []
-    spec: list[tuple[str, Any]] = []
+    sources: list[tuple[str, Any]] = []
     for a in args:
         if isinstance(a, Tensor):
-            spec.append(("tensor", len(tensors)))
+            sources.append(("tensor", len(tensors)))
             tensors.append(a)
         elif isinstance(a, dict):
-            spec.append(("dict", [(k, len(tensors) + i) for i, k in enumerate(a)]))
+            sources.append(("dict", [(k, len(tensors) + i) for i, k in enumerate(a)]))
             tensors.extend(a.values())
         else:
-            spec.append(("const", a))
-    return tensors, spec
+            sources.append(("const", a))
+    return tensors, sources
 
 
 def signature(args: Sequence[Any]) -> tuple:
     """Shapes and dtypes of a step's tensor inputs (equal signatures, equal FLOPs)."""
-    tensors, spec = _flatten(args)
-    consts = tuple(repr(w) for k, w in spec if k == "const")
+    tensors, sources = _flatten(args)
+    consts = tuple(repr(w) for k, w in sources if k == "const")
     return tuple((tuple(t.shape), str(t.dtype)) for t in tensors) + consts
 
 
 def count_flops(fn: Callable[..., Any], args: Sequence[Any]) -> int:
     """FLOPs (2 x fvcore's multiply-accumulates) of calling ``fn(*args)`` once."""
-    tensors, spec = _flatten(args)
+    tensors, sources = _flatten(args)
     if not tensors:
         return 0
-    analysis = FlopCountAnalysis(_Step(fn, spec), tuple(tensors))
+    analysis = FlopCountAnalysis(_Step(fn, sources), tuple(tensors))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")

@@ -44,7 +44,7 @@ class OperatorTable(StrictModel):
     bmm: tuple[Product, ...] = Field(min_length=1)  # a full grid of (b, m, k, n)
     ew: dict[str, Bandwidth]  # by kind (EW_KINDS)
     view_s: float = Field(ge=0)  # one view operator (dispatch only)
-    # seconds of the gauge's reference (realrun/gauge.py) the entries are relative to:
+    # seconds of the gauge's reference (profiling/gauge.py) the entries are relative to:
     # at another moment the host runs them at reference_s / (the gauge read then) of this;
     # None: a table whose entries were not gauged (a board's published figures)
     reference_s: PositiveFloat | None = None

@@ -12,10 +12,10 @@ from prismsim.models.catalog import BUILTINS
 
 def build_builtin(name: str, seed: int = 0) -> nn.Module:
     """The named architecture with weights drawn from ``seed`` (dropout off)."""
-    spec = BUILTINS[name]
-    config = getattr(transformers, spec.config_class)(**spec.config)
+    entry = BUILTINS[name]
+    config = getattr(transformers, entry.config_class)(**entry.config)
     config._attn_implementation = "eager"
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = getattr(transformers, spec.model_class)(config)
+        model = getattr(transformers, entry.model_class)(config)
     return model.eval()

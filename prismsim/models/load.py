@@ -78,9 +78,9 @@ def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack
 
 def _tuned_model(name: str, seed: int) -> ModelStack:
     """The base model with the weights ``prismsim finetune`` trained put back on it."""
-    spec = tuned.parse(name)
-    stack = load_model(spec.base, seed)
-    _apply_tuned(stack.hf, spec, state_hash(stack.hf), name)
+    tuning = tuned.parse(name)
+    stack = load_model(tuning.base, seed)
+    _apply_tuned(stack.hf, tuning, state_hash(stack.hf), name)
     stack.name = name
     return stack
 
@@ -115,8 +115,8 @@ def random_inputs(stack: ModelStack, batch: int = 1, tokens: int | None = None,
     if stack.main_input == "pixel_values":
         size = _image_size(stack)
         return {"pixel_values": torch.randn(batch, cfg.num_channels, size, size, generator=gen)}
-    spec = BUILTINS.get(stack.name)
-    n = tokens or (spec.tokens if spec and spec.tokens else 256)
+    entry = BUILTINS.get(stack.name)
+    n = tokens or (entry.tokens if entry and entry.tokens else 256)
     n = min(n, getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", n))
     return {"input_ids": torch.randint(0, cfg.vocab_size, (batch, n), generator=gen)}
 
@@ -124,16 +124,16 @@ def random_inputs(stack: ModelStack, batch: int = 1, tokens: int | None = None,
 def _image_size(stack: ModelStack) -> int:
     """A built-in pretrained model's own input size (dinov2-small: 196 px = 197 tokens,
     where its HF config says 518), else the config's."""
-    spec = PRETRAINED.get(stack.name)
-    return spec.image_size if spec and spec.image_size else stack.hf.config.image_size
+    entry = PRETRAINED.get(stack.name)
+    return entry.image_size if entry and entry.image_size else stack.hf.config.image_size
 
 
-def _apply_tuned(module: nn.Module, spec: tuned.FinetuneRun, base_hash: str, name: str) -> None:
-    """Put the trained parameters of ``spec`` on ``module`` (the base model)."""
-    path = Path(name) if name.endswith(".safetensors") else tuned.weights_path(spec, base_hash)
+def _apply_tuned(module: nn.Module, tuning: tuned.FinetuneRun, base_hash: str, name: str) -> None:
+    """Put the trained parameters of ``tuning`` on ``module`` (the base model)."""
+    path = Path(name) if name.endswith(".safetensors") else tuned.weights_path(tuning, base_hash)
     if not path.exists():
         raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
-                         f"{tuned.command_args(spec)}")
+                         f"{tuned.command_args(tuning)}")
     state = load_file(str(path))
     missing = sorted(set(state) - set(dict(module.named_parameters())))
     if missing:

@@ -60,25 +60,25 @@ SUFFIXES = {"steps": "s", "lr": "lr", "batch": "b", "train_limit": "n", "seed": 
 DEFAULTS = FinetuneRun("")
 
 
-def check(spec: FinetuneRun) -> None:
-    if not MODE.match(spec.mode):
-        raise ValueError(f"mode must be head, last:K or all, got {spec.mode!r}")
-    if spec.optimizer not in OPTIMIZERS:
+def check(tuning: FinetuneRun) -> None:
+    if not MODE.match(tuning.mode):
+        raise ValueError(f"mode must be head, last:K or all, got {tuning.mode!r}")
+    if tuning.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-    if (spec.strategy == "single") != (spec.devices == 1):
+    if (tuning.strategy == "single") != (tuning.devices == 1):
         raise ValueError("single runs on 1 device, the other strategies on 2 or more")
 
 
-def tuned_name(spec: FinetuneRun) -> str:
-    parts = [spec.strategy, f"p{spec.devices}"]
-    parts += [f"m{spec.segments}"] if spec.segments else []
-    parts += [f"cr{spec.cr:g}"] if spec.cr else []
-    parts.append(spec.mode.replace(":", ""))
-    parts += [f"{short}{_number(getattr(spec, f))}" for f, short in SUFFIXES.items()
-              if getattr(spec, f) != getattr(DEFAULTS, f)]
-    parts += [spec.optimizer] if spec.optimizer != DEFAULTS.optimizer else []
-    tail = f"+{spec.dataset}" if spec.dataset else ""
-    return f"{spec.base}@{'-'.join(parts)}{tail}"
+def tuned_name(tuning: FinetuneRun) -> str:
+    parts = [tuning.strategy, f"p{tuning.devices}"]
+    parts += [f"m{tuning.segments}"] if tuning.segments else []
+    parts += [f"cr{tuning.cr:g}"] if tuning.cr else []
+    parts.append(tuning.mode.replace(":", ""))
+    parts += [f"{short}{_number(getattr(tuning, f))}" for f, short in SUFFIXES.items()
+              if getattr(tuning, f) != getattr(DEFAULTS, f)]
+    parts += [tuning.optimizer] if tuning.optimizer != DEFAULTS.optimizer else []
+    tail = f"+{tuning.dataset}" if tuning.dataset else ""
+    return f"{tuning.base}@{'-'.join(parts)}{tail}"
 
 
 def _number(v: float) -> str:
@@ -91,7 +91,7 @@ def is_tuned(name: str) -> bool:
 
 
 def parse(name: str) -> FinetuneRun:
-    """The spec a name (or a weights file's sidecar) stands for."""
+    """The fine-tuning run a name (or a weights file's sidecar) stands for."""
     if name.endswith(".safetensors"):
         return FinetuneRun(**json.loads(Path(name).with_suffix(".json").read_text())["spec"])
     base, _, rest = name.partition("@")
@@ -104,9 +104,9 @@ def parse(name: str) -> FinetuneRun:
                               "dataset": dataset or None}
     for t in tokens[2:]:
         _read_token(name, t, fields)
-    spec = FinetuneRun(**fields)
-    check(spec)
-    return spec
+    tuning = FinetuneRun(**fields)
+    check(tuning)
+    return tuning
 
 
 def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
@@ -127,25 +127,25 @@ def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
         raise ValueError(f"{name}: unknown part {t!r} of a fine-tuned model's name")
 
 
-def key(spec: FinetuneRun, base_hash: str) -> str:
-    blob = json.dumps({"spec": dataclasses.asdict(spec), "base": base_hash,
+def key(tuning: FinetuneRun, base_hash: str) -> str:
+    blob = json.dumps({"spec": dataclasses.asdict(tuning), "base": base_hash,
                        "format": FORMAT}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def weights_path(spec: FinetuneRun, base_hash: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._+-]", "_", tuned_name(spec))
-    return cache_root() / "finetuned" / f"{slug}-{key(spec, base_hash)}.safetensors"
+def weights_path(tuning: FinetuneRun, base_hash: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._+-]", "_", tuned_name(tuning))
+    return cache_root() / "finetuned" / f"{slug}-{key(tuning, base_hash)}.safetensors"
 
 
-def command_args(spec: FinetuneRun) -> str:
-    """The ``prismsim finetune`` options that make ``spec``."""
-    out = [f"--model {spec.base}", f"--strategy {spec.strategy}", f"--devices {spec.devices}"]
-    out += [f"--segments {spec.segments}"] if spec.segments else []
-    out += [f"--cr {spec.cr:g}"] if spec.cr else []
-    out.append(f"--mode {spec.mode}")
+def command_args(tuning: FinetuneRun) -> str:
+    """The ``prismsim finetune`` options that make ``tuning``."""
+    out = [f"--model {tuning.base}", f"--strategy {tuning.strategy}", f"--devices {tuning.devices}"]
+    out += [f"--segments {tuning.segments}"] if tuning.segments else []
+    out += [f"--cr {tuning.cr:g}"] if tuning.cr else []
+    out.append(f"--mode {tuning.mode}")
     flags = {"dataset": "--dataset", "train_limit": "--train-limit", "steps": "--steps",
              "lr": "--lr", "batch": "--batch", "optimizer": "--optimizer", "seed": "--seed"}
-    out += [f"{flag} {getattr(spec, f)}" for f, flag in flags.items()
-            if getattr(spec, f) != getattr(DEFAULTS, f)]
+    out += [f"{flag} {getattr(tuning, f)}" for f, flag in flags.items()
+            if getattr(tuning, f) != getattr(DEFAULTS, f)]
     return " ".join(out)

@@ -1,3 +1,3 @@
-"""``prismsim plan``: which hardware to buy. ``spec`` (the plan file), ``search``
+"""``prismsim plan``: which hardware to buy. ``file`` (the plan file), ``search``
 (deployments simulated, judged against the floor and the SLO, ranked, their Pareto
 front), ``report`` (tables and figure)."""

@@ -23,7 +23,7 @@ from prismsim.scenario.schema import DatasetSection, ModelSection
 from prismsim.sim.catalog import builtin_devices, builtin_links
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import STRATEGIES
-from prismsim.userfiles import StrictModel, UserFileError, load_model_file
+from prismsim.userfiles import StrictModel, UserFileError, load_model_file, renamed_key
 
 
 class PlanError(UserFileError):
@@ -120,7 +120,10 @@ class PlanFile(StrictModel):
     # a switched gigabit LAN: the usual wired setup of devices on one desk or shelf
     links: list[PlanLink] = Field(["ethernet-1g"], min_length=1)
     output: str | None = None  # results folder (default results/<name>)
-    load: OfferedLoadSection | None = None  # None: one inference at a time is all that is asked
+    # the offered load every deployment must serve (formerly load:); None: one inference
+    # at a time is all that is asked
+    offered_load: OfferedLoadSection | None = Field(
+        None, validation_alias=renamed_key("offered_load", "load"))
     # groups of each device count behind a dispatcher (join-shortest-queue), each group
     # serving whole requests: more than one only matters with a load
     groups: list[PositiveInt] = Field([1], min_length=1)
@@ -138,18 +141,18 @@ class PricedDevice:
 @dataclass
 class LoadedPlan:
     path: Path
-    spec: PlanFile
+    file: PlanFile
     devices: list[PricedDevice]
     links: dict[str, LinkSpec]
 
     @property
     def output(self) -> Path:
-        return Path(self.spec.output or f"results/{self.spec.name}")
+        return Path(self.file.output or f"results/{self.file.name}")
 
 
-def _priced(spec: PlanFile, where: str) -> list[PricedDevice]:
+def _priced(plan: PlanFile, where: str) -> list[PricedDevice]:
     catalog, out = builtin_devices(), []
-    for i, d in enumerate(spec.devices):
+    for i, d in enumerate(plan.devices):
         if isinstance(d, InlineDevice):
             fields = d.model_dump(exclude={"price_usd"})
             out.append(PricedDevice(d.name, DeviceSpec(**fields), d.price_usd))
@@ -162,9 +165,9 @@ def _priced(spec: PlanFile, where: str) -> list[PricedDevice]:
     return out
 
 
-def _links(spec: PlanFile, where: str) -> dict[str, LinkSpec]:
+def _links(plan: PlanFile, where: str) -> dict[str, LinkSpec]:
     catalog, out = builtin_links(), {}
-    for i, link in enumerate(spec.links):
+    for i, link in enumerate(plan.links):
         if isinstance(link, LinkSpec):
             out[link.name] = LinkSpec(**link.model_dump())
         elif link not in catalog:
@@ -172,7 +175,7 @@ def _links(spec: PlanFile, where: str) -> dict[str, LinkSpec]:
                             f"known: {', '.join(sorted(catalog))}")
         else:
             out[link] = catalog[link]
-    _unique([link if isinstance(link, str) else link.name for link in spec.links],
+    _unique([link if isinstance(link, str) else link.name for link in plan.links],
             where, "links")
     return out
 
@@ -184,22 +187,23 @@ def _unique(names: list[str], where: str, key: str) -> None:
                             f"(give one of them another name)")
 
 
-def _check(spec: PlanFile, where: str) -> None:
-    check_strategies(spec.strategies, f"{where}: strategies", PlanError)
-    check_model(spec.model.name, f"{where}: model.name", PlanError)
-    check_model(spec.model.architecture, f"{where}: model.architecture", PlanError)
-    if (spec.dataset is None) == (spec.accuracy is None):
-        which = "both" if spec.dataset else "neither"
+def _check(plan: PlanFile, where: str) -> None:
+    check_strategies(plan.strategies, f"{where}: strategies", PlanError)
+    check_model(plan.model.name, f"{where}: model.name", PlanError)
+    check_model(plan.model.architecture, f"{where}: model.architecture", PlanError)
+    if (plan.dataset is None) == (plan.accuracy is None):
+        which = "both" if plan.dataset else "neither"
         raise PlanError(f"{where}: give either dataset: (accuracy is evaluated) or "
                         f"accuracy: (a table of values), not {which}")
-    if "prism" in spec.strategies and spec.prism is None:
+    if "prism" in plan.strategies and plan.prism is None:
         raise PlanError(f"{where}: prism: give the compression rates to try, "
                         f"e.g. prism: {{cr: [2, 4]}}")
-    if spec.accuracy:
-        _check_table(spec.accuracy, where, set(STRATEGIES))
-    if spec.load and spec.load.warmup >= spec.load.requests:
-        raise PlanError(f"{where}: load.warmup: {spec.load.warmup} leaves none of the "
-                        f"{spec.load.requests} requests to measure")
+    if plan.accuracy:
+        _check_table(plan.accuracy, where, set(STRATEGIES))
+    offered = plan.offered_load
+    if offered and offered.warmup >= offered.requests:
+        raise PlanError(f"{where}: offered_load.warmup: {offered.warmup} leaves none of the "
+                        f"{offered.requests} requests to measure")
 
 
 def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
@@ -217,23 +221,23 @@ def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
         seen.add(key)
 
 
-def plan_configurations(spec: PlanFile) -> list[Configuration]:
+def plan_configurations(plan: PlanFile) -> list[Configuration]:
     """The (strategy, P, CR) the plan tries: single on one device, every other strategy
     at every count above 1, prism at each CR; by count, then strategy as listed."""
-    crs = spec.prism.cr if spec.prism else []
-    configs = configurations(spec.strategies, spec.counts, prism_settings(crs))
-    return sorted(configs, key=lambda c: spec.counts.index(c.devices))  # stable
+    crs = plan.prism.cr if plan.prism else []
+    configs = configurations(plan.strategies, plan.counts, prism_settings(crs))
+    return sorted(configs, key=lambda c: plan.counts.index(c.devices))  # stable
 
 
 def load_plan(path: str | Path) -> LoadedPlan:
     """Read, validate and check a plan file; raise PlanError naming file and key."""
     path = Path(path)
-    spec, where = load_model_file(path, PlanFile, "plan fields", PlanError), path.name
-    _check(spec, where)
-    plan = LoadedPlan(path, spec, _priced(spec, where), _links(spec, where))
-    if not plan_configurations(spec):
+    plan, where = load_model_file(path, PlanFile, "plan fields", PlanError), path.name
+    _check(plan, where)
+    loaded = LoadedPlan(path, plan, _priced(plan, where), _links(plan, where))
+    if not plan_configurations(plan):
         raise PlanError(f"{where}: no configuration: single needs 1 in counts, "
                         f"the other strategies a count above 1")
-    return plan
+    return loaded
 
 

@@ -50,10 +50,10 @@ def deployments(plan: LoadedPlan) -> list[Deployment]:
     strategies as listed, groups."""
     out = []
     for priced in plan.devices:
-        for c in plan_configurations(plan.spec):
+        for c in plan_configurations(plan.file):
             links = [""] if c.devices == 1 else list(plan.links)
             out += [Deployment(priced.name, c, link, g) for link in links
-                    for g in plan.spec.groups]
+                    for g in plan.file.groups]
     return out
 
 
@@ -63,12 +63,12 @@ AccuracyFn = Callable[[Configuration], dict[str, Any]]
 
 def traced_workloads(plan: LoadedPlan) -> WorkloadFn:
     """Workloads traced from the strategies' own programs (disk-cached, as in sweeps)."""
-    m, cache = plan.spec.model, WorkloadCache()
+    m, cache = plan.file.model, WorkloadCache()
 
     def get(c: Configuration) -> Workload:
         try:
             return cache.get(m.architecture or m.name, c.strategy, c.devices, tokens=m.tokens,
-                             batch=plan.spec.batch, **c.options())
+                             batch=plan.file.batch, **c.options())
         except (OSError, ValueError) as err:  # a hub model offline, a bad option
             raise PlanError(f"{plan.path.name}: model: cannot trace {c.label()}: {err}") \
                 from None
@@ -77,7 +77,7 @@ def traced_workloads(plan: LoadedPlan) -> WorkloadFn:
 
 def table_accuracy(plan: LoadedPlan) -> AccuracyFn:
     """Values from the plan's accuracy table: an entry for this P beats one for every P."""
-    table = plan.spec.accuracy
+    table = plan.file.accuracy
     assert table is not None
     where = plan.path.name
 
@@ -94,12 +94,12 @@ def table_accuracy(plan: LoadedPlan) -> AccuracyFn:
 
 def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
     """The model evaluated on the plan's dataset (disk-cached, shared with sweeps)."""
-    d = plan.spec.dataset
+    d = plan.file.dataset
     assert d is not None
 
     def get(c: Configuration) -> dict[str, Any]:
         try:
-            r = evaluate(plan.spec.model.name, d.name, c.strategy, c.devices, split=d.split,
+            r = evaluate(plan.file.model.name, d.name, c.strategy, c.devices, split=d.split,
                          limit=d.limit, batch=d.batch, **c.options())
         except (OSError, RuntimeError, ValueError) as err:  # offline hub model or dataset
             raise PlanError(f"{plan.path.name}: accuracy of {c.label()} unavailable ({err}); "
@@ -118,7 +118,7 @@ RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; laten
 
 def count_steps(plan: LoadedPlan) -> int:
     """Accuracies and workloads the plan needs: for progress."""
-    return 2 * len(plan_configurations(plan.spec))
+    return 2 * len(plan_configurations(plan.file))
 
 
 def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what: str,
@@ -134,7 +134,7 @@ def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what
 def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
                  progress: Progress | None = None) -> pd.DataFrame:
     """One row a deployment: cost, simulated latency and energy, accuracy."""
-    configs = plan_configurations(plan.spec)
+    configs = plan_configurations(plan.file)
     accs = _each(accuracy, configs, "accuracy", progress)  # first: table errors come early
     wls = _each(workload, configs, "workload", progress)
     prices = {d.name: d for d in plan.devices}
@@ -151,35 +151,35 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
                      "latency_s": r.latency_s, "energy_j": r.energy_j,
                      "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
                      "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
-                     **_load_figures(plan, dep, wls[c], r.latency_s, acc)})
+                     **_under_load_figures(plan, dep, wls[c], r.latency_s, acc)})
     return pd.DataFrame(rows)
 
 
-def _load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency_s: float,
+def _under_load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency_s: float,
                   acc: dict[str, Any]) -> dict[str, float]:
-    """p99 and throughput under the plan's load; simulated only for a deployment that
+    """p99 and throughput under the plan's offered load; simulated only for a deployment that
     meets the floor and whose idle latency is within the p99 (others fail anyway)."""
-    load = plan.spec.load
+    offered = plan.file.offered_load
     none = {"p99_load_s": math.nan, "throughput_per_s": math.nan}
-    if load is None or latency_s > ms_to_s(load.p99_ms) or not _meets_floor(plan, acc):
+    if offered is None or latency_s > ms_to_s(offered.p99_ms) or not _meets_floor(plan, acc):
         return none
     priced = next(d for d in plan.devices if d.name == dep.device)
     link = plan.links.get(dep.link) or next(iter(plan.links.values()))
     figures = under_load(wl, priced.spec, link, OfferedLoad(
-        load.rate_per_s, load.arrivals, load.requests, load.warmup, load.replications,
-        load.seed), dep.groups)
+        offered.rate_per_s, offered.arrivals, offered.requests, offered.warmup,
+        offered.replications, offered.seed), dep.groups)
     return {k: figures[k] for k in none}
 
 
 def _meets_floor(plan: LoadedPlan, acc: dict[str, Any]) -> bool:
-    floor, value = plan.spec.accuracy_floor, acc["value"]
+    floor, value = plan.file.accuracy_floor, acc["value"]
     return value <= floor if acc["metric"] in LOWER_IS_BETTER else value >= floor
 
 
 def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
-          load_p99_s: float | None = None) -> pd.DataFrame:
-    """Adds meets_slo, meets_floor, meets_load (``load_p99_s``: the p99 allowed under the
-    plan's load; None: no load asked), feasible, fails, rank (1 = cheapest feasible,
+          offered_p99_s: float | None = None) -> pd.DataFrame:
+    """Adds meets_slo, meets_floor, meets_load (``offered_p99_s``: the p99 allowed under
+    the plan's offered load; None: none asked), feasible, fails, rank (1 = cheapest feasible,
     then lowest energy) and pareto; feasible rows first in rank order, then the others."""
     df = df.copy()
     for col in ("groups", "p99_load_s", "throughput_per_s"):
@@ -189,7 +189,7 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
     df["meets_slo"] = df["latency_s"] <= latency_slo_s
     df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
         lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
-    df["meets_load"] = True if load_p99_s is None else df["p99_load_s"] <= load_p99_s
+    df["meets_load"] = True if offered_p99_s is None else df["p99_load_s"] <= offered_p99_s
     df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"]
     df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor),
                                                    ("load", load)) if not ok)
@@ -226,13 +226,13 @@ def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
              progress: Progress | None = None) -> PlanResult:
     """Simulate, judge and rank every deployment of the plan. ``workload`` and
     ``accuracy`` default to traced workloads and the plan's accuracy source."""
-    s = plan.spec
+    s = plan.file
     workload = workload or traced_workloads(plan)
     accuracy = accuracy or (table_accuracy(plan) if s.accuracy else evaluated_accuracy(plan))
     raw = simulate_all(plan, workload, accuracy, progress)
     slo_s = ms_to_s(s.latency_slo_ms)
     model = s.model.name if not s.model.architecture else (
         f"{s.model.architecture} (accuracy of {s.model.name})")
-    load_p99_s = ms_to_s(s.load.p99_ms) if s.load else None
-    return PlanResult(judge(raw, s.accuracy_floor, slo_s, load_p99_s), s.accuracy_floor, slo_s,
+    offered_p99_s = ms_to_s(s.offered_load.p99_ms) if s.offered_load else None
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s), s.accuracy_floor, slo_s,
                       s.name, model)

@@ -5,7 +5,8 @@ times) so that a host whose speed drifts moves every k alike; the median window 
 counts and the spread of the windows is kept. The load other processes put on the host
 meanwhile is recorded (load average, and the CPU time stolen from this virtual machine).
 
-Started per process as ``python -m prismsim.profiling.busy_rates SCHEDULE`` (JSON).
+Started per process as ``python -m prismsim.profiling.busy_rates JOB`` (JSON: the model,
+the batch, the process's index and the windows).
 """
 
 from __future__ import annotations
@@ -63,17 +64,17 @@ def _forward(model: str, batch: int) -> Any:
     return forward
 
 
-def worker(spec: dict[str, Any]) -> list[list[float]]:
+def worker(job: dict[str, Any]) -> list[list[float]]:
     """One process's forward times in each window it takes part in ([] in the others)."""
     torch.set_num_threads(1)
-    forward = _forward(spec["model"], spec["batch"])
+    forward = _forward(job["model"], job["batch"])
     out = []
     with torch.no_grad():
         forward(), forward()  # warm up
-        for w in (Window(**w) for w in spec["windows"]):
+        for w in (Window(**w) for w in job["windows"]):
             time.sleep(max(0.0, w.start_s - time.time()))
             times: list[float] = []
-            while spec["index"] < w.busy and (time.time() < w.end_s
+            while job["index"] < w.busy and (time.time() < w.end_s
                                               or len(times) < MIN_FORWARDS):
                 times.append(forward())
             out.append(times)
@@ -83,7 +84,7 @@ def worker(spec: dict[str, Any]) -> list[list[float]]:
 def run_schedule(model: str, batch: int, max_busy: int, rounds: int, window_s: float
                  ) -> tuple[list[Window], list[list[list[float]]], dict[str, float]]:
     """Start ``max_busy`` processes once and run the schedule: the windows, each
-    process's times per window, and the load meanwhile."""
+    process's times per window, and the host's load meanwhile."""
     windows = schedule(max_busy, rounds, window_s, time.time() + STARTUP_S)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cpu0, load0 = CpuTimes.now(), os.getloadavg()[0]
@@ -99,9 +100,9 @@ def run_schedule(model: str, batch: int, max_busy: int, rounds: int, window_s: f
             raise RuntimeError(f"profile worker failed (exit {proc.returncode})")
         results.append(json.loads(out))
     stolen = stolen_share_since(cpu0)
-    load = {"load_average_before": load0, "load_average_after": os.getloadavg()[0],
-            "cpu_stolen_share": stolen}
-    return windows, results, load
+    host_load = {"load_average_before": load0, "load_average_after": os.getloadavg()[0],
+                 "cpu_stolen_share": stolen}
+    return windows, results, host_load
 
 
 def busy_rates(flops: int, windows: list[Window], results: list[list[list[float]]]

@@ -5,8 +5,10 @@ both ways during which the whole host's CPU is read: what it spends beyond the t
 processes (an emulated network's kernel work: veth, shaping, forwarding, the delay
 line) per byte at the link's rate.
 
-Run as ``python -m prismsim.profiling.message_costs RANK REPS INIT_METHOD INTERFACE
-STREAM_BYTES``; :func:`loopback_message_costs` starts both ends.
+Run as ``python -m prismsim.profiling.message_costs DEVICE REPS INIT_METHOD INTERFACE
+STREAM_BYTES`` (DEVICE 0 or 1); :func:`measure_message_costs` starts both ends
+(:func:`loopback_message_costs` on this host's loopback, :func:`testbed_message_costs`
+between two devices of a running testbed).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class MessageCosts:
     # (GLOO's notification one way, then the data the other), as the receiver times it
     rendezvous_s: dict[int, float] = field(default_factory=dict)
     # both ends send one message of the size to the other at once (after a barrier), as
-    # a two-device exchange does: until both have arrived, as rank 1 times it
+    # a two-device exchange does: until both have arrived, as device 1 times it
     exchange_s: dict[int, float] = field(default_factory=dict)
     # the host's CPU beyond the two processes per byte of a bulk stream (None: not measured)
     network_cpu_s_per_byte: float | None = None
@@ -98,33 +100,33 @@ class MessageCosts:
         return cls(*sizes, **{k: raw.get(k) for k in STREAM_FIELDS})
 
 
-def _worker(rank: int, reps: int, init_method: str, interface: str, stream_bytes: int
+def _worker(device: int, reps: int, init_method: str, interface: str, stream_bytes: int
             ) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = interface
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2,
+    dist.init_process_group("gloo", init_method=init_method, rank=device, world_size=2,
                             timeout=timedelta(seconds=60))
     wall, cpu, rendezvous, exchange = {}, {}, {}, {}
     for size in PINGPONG_SIZES_BYTES:
         buf = torch.zeros(size // 4)
-        wall[size], cpu[size] = _eager(rank, buf, reps)
-        rendezvous[size] = _rendezvous(rank, buf, reps)
-        exchange[size] = _exchange(rank, buf, reps)
-    stream = _stream(rank, stream_bytes) if stream_bytes else {}
-    runtime = {"runtime_cpu_s": _runtime(rank, reps)}
+        wall[size], cpu[size] = _eager(device, buf, reps)
+        rendezvous[size] = _rendezvous(device, buf, reps)
+        exchange[size] = _exchange(device, buf, reps)
+    stream = _stream(device, stream_bytes) if stream_bytes else {}
+    runtime = {"runtime_cpu_s": _runtime(device, reps)}
     dist.destroy_process_group()
-    if rank == 0:
+    if device == 0:
         print(json.dumps({"wall": wall, "cpu": cpu, **stream, **runtime}), flush=True)
     else:
         print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream}),
               flush=True)
 
 
-def _eager(rank: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
+def _eager(device: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
     """Median one-way wall and CPU time (per end) over a ping-pong's round trips."""
     rtts, cpus = [], []
     for _ in range(reps):
         start, cpu0 = time.perf_counter(), time.process_time()
-        if rank == 0:
+        if device == 0:
             dist.send(buf, 1)
             dist.recv(buf, 1)
         else:
@@ -135,12 +137,12 @@ def _eager(rank: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
     return statistics.median(rtts[3:]) / 2, statistics.median(cpus[3:]) / 2
 
 
-def _rendezvous(rank: int, buf: torch.Tensor, reps: int) -> float:
-    """Median time from a late receive's posting to its data (timed by rank 1)."""
+def _rendezvous(device: int, buf: torch.Tensor, reps: int) -> float:
+    """Median time from a late receive's posting to its data (timed by device 1)."""
     waits = []
     for _ in range(reps):
         dist.barrier()
-        if rank == 0:
+        if device == 0:
             dist.send(buf, 1)
         else:
             time.sleep(RENDEZVOUS_WAIT_S)
@@ -150,9 +152,9 @@ def _rendezvous(rank: int, buf: torch.Tensor, reps: int) -> float:
     return statistics.median(waits[3:]) if waits else 0.0
 
 
-def _exchange(rank: int, buf: torch.Tensor, reps: int) -> float:
+def _exchange(device: int, buf: torch.Tensor, reps: int) -> float:
     """Median time of a two-way exchange: each end sends ``buf`` and receives the other's."""
-    other, into, times = 1 - rank, torch.empty_like(buf), []
+    other, into, times = 1 - device, torch.empty_like(buf), []
     for _ in range(reps):
         dist.barrier()
         start = time.perf_counter()
@@ -162,38 +164,38 @@ def _exchange(rank: int, buf: torch.Tensor, reps: int) -> float:
     return statistics.median(times[3:])
 
 
-def _echo(rank: int, reps: int) -> Generator[Send | Recv, Any, None]:
+def _echo(device: int, reps: int) -> Generator[Send | Recv, Any, None]:
     """A program of the per-device interface that only bounces a small message."""
-    other, shape = 1 - rank, (RUNTIME_BYTES // 4,)
+    other, shape = 1 - device, (RUNTIME_BYTES // 4,)
     for i in range(reps):
         tag = Tag("echo", i)
-        if rank == 1:
+        if device == 1:
             yield Recv((Expect(other, tag, shape),))
-        yield Send((Message(rank, (other,), tag, torch.zeros(shape)),))
-        if rank == 0:
+        yield Send((Message(device, (other,), tag, torch.zeros(shape)),))
+        if device == 0:
             yield Recv((Expect(other, tag, shape),))
 
 
-def _runtime(rank: int, reps: int) -> float:
+def _runtime(device: int, reps: int) -> float:
     """CPU per message end of the same small ping-pong run as a program through the
     runtime the real runs use (``gloo.drive``: the driver loop, the GLOO transport):
     RUNTIME_ECHOES round trips after a warm-up of ``reps``."""
-    drive(rank, _echo(rank, reps), 2)
+    drive(device, _echo(device, reps), 2)
     dist.barrier()
     cpu0 = time.process_time()
-    drive(rank, _echo(rank, RUNTIME_ECHOES), 2)
+    drive(device, _echo(device, RUNTIME_ECHOES), 2)
     return (time.process_time() - cpu0) / (2 * RUNTIME_ECHOES)
 
 
-def _stream(rank: int, total_bytes: int) -> dict[str, Any]:
+def _stream(device: int, total_bytes: int) -> dict[str, Any]:
     """Both ends send ``total_bytes`` to each other at once, in messages of
     STREAM_MESSAGE_BYTES with STREAM_WINDOW of them in flight each way (a bulk stream,
-    not a message at a time); this end's CPU time over it, and (rank 0) the whole
+    not a message at a time); this end's CPU time over it, and (device 0) the whole
     host's and the stream's wall time."""
     count = max(2, total_bytes // STREAM_MESSAGE_BYTES)
     out_buf = torch.zeros(STREAM_MESSAGE_BYTES // 4)
     in_bufs = [torch.empty(STREAM_MESSAGE_BYTES // 4) for _ in range(STREAM_WINDOW)]
-    other, in_flight = 1 - rank, deque()
+    other, in_flight = 1 - device, deque()
     dist.barrier()
     host0, cpu0, start = CpuTimes.now(), time.process_time(), time.perf_counter()
     for i in range(count):
@@ -209,13 +211,12 @@ def _stream(rank: int, total_bytes: int) -> dict[str, Any]:
     dist.barrier()
     wall, busy = time.perf_counter() - start, busy_since(host0)
     return {"stream_bytes": 2 * count * STREAM_MESSAGE_BYTES, "stream_cpu_s": cpu,
-            **({"stream_busy_s": busy, "stream_wall_s": wall} if rank == 0 else {})}
+            **({"stream_busy_s": busy, "stream_wall_s": wall} if device == 0 else {})}
 
 
-def loopback_message_costs(prefixes: tuple[list[str], list[str]] = ([], []),
-                   init_method: str = f"tcp://127.0.0.1:{PINGPONG_PORT}",
-                   interfaces: tuple[str, str] = ("lo", "lo"), reps: int = 20,
-                   stream_bytes: int = 0) -> MessageCosts:
+def measure_message_costs(prefixes: tuple[list[str], list[str]], init_method: str,
+                          interfaces: tuple[str, str], reps: int = 20, stream_bytes: int = 0
+                          ) -> MessageCosts:
     """Median one-way time of a GLOO message by size in bytes and the CPU time one end
     spends on it (every thread of the process: GLOO's, and the kernel's network path
     charged to it), from a ping-pong where the receiver always waits first (the eager
@@ -224,10 +225,10 @@ def loopback_message_costs(prefixes: tuple[list[str], list[str]] = ([], []),
     Two processes, on loopback or each behind a command prefix such as ``ip netns exec``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "prismsim.profiling.message_costs"]
-    procs = [subprocess.Popen([*prefixes[r], *cmd, str(r), str(reps), init_method,
-                               interfaces[r], str(stream_bytes)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([*prefixes[d], *cmd, str(d), str(reps), init_method,
+                               interfaces[d], str(stream_bytes)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
-             for r in (0, 1)]
+             for d in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
     if any(p.returncode != 0 for p in procs):
         errors = " | ".join(err.strip()[-500:] for _, err in outs)
@@ -238,30 +239,39 @@ def loopback_message_costs(prefixes: tuple[list[str], list[str]] = ([], []),
         runtime_cpu_s=costs.get("runtime_cpu_s"), **_stream_costs(costs, late))
 
 
-def _stream_costs(rank0: dict[str, Any], rank1: dict[str, Any]) -> dict[str, float]:
+def _stream_costs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:
     """Per byte sent over the stream: the host's busy CPU beyond both processes', and
-    the processes' own at one end (each byte is sent at one and received at the other)."""
-    if "stream_busy_s" not in rank0:
+    the processes' own at one end (each byte is sent at one and received at the other);
+    ``first`` and ``second``: what devices 0 and 1 reported."""
+    if "stream_busy_s" not in first:
         return {}
-    processes_s = rank0["stream_cpu_s"] + rank1["stream_cpu_s"]
-    beyond_s = rank0["stream_busy_s"] - processes_s
-    out = {"network_cpu_s_per_byte": max(beyond_s, 0.0) / rank0["stream_bytes"],
-           "stream_cpu_s_per_byte": processes_s / (2 * rank0["stream_bytes"])}
-    if rank0.get("stream_wall_s") and rank1.get("rendezvous"):
+    processes_s = first["stream_cpu_s"] + second["stream_cpu_s"]
+    beyond_s = first["stream_busy_s"] - processes_s
+    out = {"network_cpu_s_per_byte": max(beyond_s, 0.0) / first["stream_bytes"],
+           "stream_cpu_s_per_byte": processes_s / (2 * first["stream_bytes"])}
+    if first.get("stream_wall_s") and second.get("rendezvous"):
         # the stream's bytes over its time less the first message's two latencies
-        wall_s = rank0["stream_wall_s"] - min(rank1["rendezvous"].values())
-        out.update(stream_bytes_per_s=rank0["stream_bytes"] / 2 / wall_s,  # each way
-                   stream_busy_share=rank0["stream_busy_s"] / (wall_s * (os.cpu_count() or 1)))
+        wall_s = first["stream_wall_s"] - min(second["rendezvous"].values())
+        out.update(stream_bytes_per_s=first["stream_bytes"] / 2 / wall_s,  # each way
+                   stream_busy_share=first["stream_busy_s"] / (wall_s * (os.cpu_count() or 1)))
     return out
+
+
+def loopback_message_costs(reps: int = 20) -> MessageCosts:
+    """What a GLOO message costs between two processes of this host over loopback (no
+    bulk stream)."""
+    return measure_message_costs(([], []), f"tcp://127.0.0.1:{PINGPONG_PORT}", ("lo", "lo"),
+                                 reps)
 
 
 def testbed_message_costs(tb: Any, reps: int = 20) -> MessageCosts:
     """The same between devices 0 and 1 of a running testbed, with a bulk stream of
     about STREAM_S at its rate."""
     stream_bytes = max(4 * STREAM_MESSAGE_BYTES, int(tb.rate_bits_per_s * STREAM_S / 8))
-    return loopback_message_costs((tb.exec_prefix(0), tb.exec_prefix(1)),
-                          f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
-                          (tb.interface(0, "d"), tb.interface(1, "d")), reps, stream_bytes)
+    return measure_message_costs((tb.exec_prefix(0), tb.exec_prefix(1)),
+                                 f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
+                                 (tb.interface(0, "d"), tb.interface(1, "d")), reps,
+                                 stream_bytes)
 
 
 def fit_message_cost(one_way_s: dict[int, float]) -> tuple[float, float]:

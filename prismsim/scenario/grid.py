@@ -17,8 +17,10 @@ from prismsim.configuration import (
     configurations,
     prism_settings,
 )
+from prismsim.names import model_heads
 from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioFile, as_list
 from prismsim.sim.specs import LinkSpec
+from prismsim.strategies import Heads, why_not
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,20 @@ def scenario_configurations(s: ScenarioFile) -> list[Configuration]:
                           as_list(s.exchange), s.finetune.modes)
 
 
+def latency_heads(s: ScenarioFile) -> Heads | None:
+    """The heads of the model whose latency is simulated, where known without loading
+    it (``names.model_heads``): what bounds P for strategies that split heads."""
+    return model_heads(s.model.architecture or s.model.name)
+
+
 def adaptive_configurations(s: ScenarioFile) -> list[Configuration]:
     """The configurations the adaptive chooser may pick (none without ``adaptive:``),
-    fine-tuned ones among them."""
+    fine-tuned ones among them; not those the model cannot run."""
     if s.adaptive is None:
         return []
-    return [c for c in scenario_configurations(s) if c.strategy in s.adaptive.candidates]
+    heads = latency_heads(s)
+    return [c for c in scenario_configurations(s) if c.strategy in s.adaptive.candidates
+            and not why_not(c.strategy, c.devices, heads)]
 
 
 def _mixed_systems(s: ScenarioFile) -> list[tuple[Configuration, str]]:

@@ -1,7 +1,8 @@
 """Reading a scenario: strict YAML, names checked against the catalogs, and the
-:class:`LoadedScenario` a sweep runs. Every error is one line naming the file and the
-key, e.g. ``vit_200mbps.yaml: network.bandwidth_mbps[2]: Input should be greater than
-0, got -5``."""
+:class:`LoadedScenario` a sweep runs (its grid, less the points whose strategy cannot
+run on the model: those are skipped rows, saying why). Every error is one line naming
+the file and the key, e.g. ``vit_200mbps.yaml: network.bandwidth_mbps[2]: Input should
+be greater than 0, got -5``."""
 
 from __future__ import annotations
 
@@ -12,23 +13,24 @@ from pathlib import Path
 from prismsim.adaptive import SYSTEM_COLUMNS, PerformanceMap, read_map_frame
 from prismsim.configuration import NO_FINETUNE
 from prismsim.names import check_model, check_strategies
-from prismsim.scenario.grid import Point, adaptive_configurations, expand
+from prismsim.scenario.grid import Point, adaptive_configurations, expand, latency_heads
 from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioError, ScenarioFile, as_list
 from prismsim.sim.catalog import CatalogError, load_catalog_data
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
+from prismsim.strategies import decoding_strategies, why_not
 from prismsim.userfiles import load_model_file
 
 
 @dataclass
 class LoadedScenario:
     path: Path
-    spec: ScenarioFile
+    file: ScenarioFile
     devices: dict[str, DeviceSpec]
     links: dict[str, LinkSpec]
 
     @property
     def output(self) -> Path:
-        return Path(self.spec.output or f"results/{self.spec.name}")
+        return Path(self.file.output or f"results/{self.file.name}")
 
     def device_specs(self, point: Point) -> DeviceSpec | list[DeviceSpec]:
         """The point's device profile, or one per device for a mixed set."""
@@ -51,38 +53,55 @@ class LoadedScenario:
     @property
     def host(self) -> HostSpec | None:
         """The machine all devices share, if the scenario names one."""
-        return self.spec.host
+        return self.file.host
 
     def grid(self) -> list[Point]:
+        """The points a sweep runs: every point but the skipped ones."""
+        return [p for p in self._points if p not in self._skipped]
+
+    def skipped(self) -> dict[Point, str]:
+        """Points whose strategy cannot run on the latency model at their P, and why
+        (known without loading the model: a built-in or a local directory)."""
+        return dict(self._skipped)
+
+    def every_point(self) -> list[Point]:
+        """The whole grid in order, skipped points included: one results row each."""
         return list(self._points)
 
     @cached_property
     def _points(self) -> tuple[Point, ...]:
-        return tuple(expand(self.spec, self.links))
+        return tuple(expand(self.file, self.links))
+
+    @cached_property
+    def _skipped(self) -> dict[Point, str]:
+        heads = latency_heads(self.file)
+        reasons = {p: why_not(p.strategy, p.devices, heads) for p in self._points}
+        return {p: r for p, r in reasons.items() if r}
 
     @property
     def map_csv(self) -> Path | None:
         """The measured performance map named by ``adaptive.map_csv``, if any."""
-        a = self.spec.adaptive
+        a = self.file.adaptive
         return self.path.parent / a.map_csv if a and a.map_csv else None
 
 
-def _check_names(spec: ScenarioFile, where: str, devices: dict, links: dict) -> None:
-    check_strategies(spec.strategies, f"{where}: strategies", ScenarioError)
-    check_model(spec.model.name, f"{where}: model.name", ScenarioError)
-    check_model(spec.model.architecture, f"{where}: model.architecture", ScenarioError)
-    for key, value, catalog, kind in (("devices.profile", spec.devices.profile, devices, "device"),
-                                      ("network.link", spec.network.link, links, "link")):
+def _check_names(scenario: ScenarioFile, where: str, devices: dict, links: dict) -> None:
+    check_strategies(scenario.strategies, f"{where}: strategies", ScenarioError)
+    check_model(scenario.model.name, f"{where}: model.name", ScenarioError)
+    check_model(scenario.model.architecture, f"{where}: model.architecture", ScenarioError)
+    for key, value, catalog, kind in (
+            ("devices.profile", scenario.devices.profile, devices, "device"),
+            ("network.link", scenario.network.link, links, "link")):
         for i, name in enumerate(as_list(value)):
             at = f"{key}[{i}]" if isinstance(value, list) else key
             _known(name, catalog, f"{where}: {at}", kind)
-    for i, names in enumerate(spec.devices.mix or []):
+    for i, names in enumerate(scenario.devices.mix or []):
         if len(names) < 2:
             raise ScenarioError(f"{where}: devices.mix[{i}]: a mixed set needs 2 or more "
                                 f"devices, got {names}")
         for j, name in enumerate(names):
             _known(name, devices, f"{where}: devices.mix[{i}][{j}]", "device")
-    if spec.devices.mix and spec.adaptive is not None:
+    if scenario.devices.mix and scenario.adaptive is not None:
         raise ScenarioError(f"{where}: devices.mix: adaptive rows need one device kind per "
                             f"system; leave out mix or adaptive")
 
@@ -92,57 +111,56 @@ def _known(name: str, catalog: dict, at: str, kind: str) -> None:
         raise ScenarioError(f"{at}: unknown {kind} {name!r}; known: {', '.join(sorted(catalog))}")
 
 
-def _check_finetune(spec: ScenarioFile, where: str) -> None:
+def _check_finetune(scenario: ScenarioFile, where: str) -> None:
     """Fine-tuned rows are prism rows with an accuracy measured on data never trained on."""
-    if all(m == NO_FINETUNE for m in spec.finetune.modes):
+    if all(m == NO_FINETUNE for m in scenario.finetune.modes):
         return
     at = f"{where}: finetune.modes"
-    if "prism" not in spec.strategies:
+    if "prism" not in scenario.strategies:
         raise ScenarioError(f"{at}: fine-tuning is an axis of prism rows; strategies has no "
                             f"prism")
-    if spec.dataset is None:
+    if scenario.dataset is None:
         raise ScenarioError(f"{at}: needs a dataset: section (trained on its train split)")
-    if spec.dataset.split == "train":
+    if scenario.dataset.split == "train":
         raise ScenarioError(f"{where}: dataset.split: fine-tuned models train on the train "
                             f"split; measure them on a held-out one (e.g. test)")
 
 
-DECODING = ("single", "voltage", "prism", "tensor_parallel")  # strategies with ``generate``
-
-
-def _check_decode(spec: ScenarioFile, where: str) -> None:
-    if spec.decode is None:
+def _check_decode(scenario: ScenarioFile, where: str) -> None:
+    """A decode: section asks every strategy to decode: one that cannot is named (it
+    would be every row of that strategy, not a corner of the grid)."""
+    if scenario.decode is None:
         return
-    if spec.model.tokens is not None:
+    if scenario.model.tokens is not None:
         raise ScenarioError(f"{where}: model.tokens: with a decode: section the prompt's "
                             f"length is decode.prompt_tokens; leave model.tokens out")
-    for i, name in enumerate(spec.strategies):
-        if name not in DECODING:
+    for i, name in enumerate(scenario.strategies):
+        if why_not(name, decode=True):
             raise ScenarioError(f"{where}: strategies[{i}]: {name!r} has no decoding; "
-                                f"with decode: use {', '.join(DECODING)}")
-    if spec.adaptive is not None:
+                                f"with decode: use {', '.join(decoding_strategies())}")
+    if scenario.adaptive is not None:
         raise ScenarioError(f"{where}: decode: adaptive rows choose by one forward's "
                             f"latency; leave out decode or adaptive")
 
 
-def _check_adaptive(spec: ScenarioFile, path: Path) -> None:
-    a, where = spec.adaptive, path.name
+def _check_adaptive(scenario: ScenarioFile, path: Path) -> None:
+    a, where = scenario.adaptive, path.name
     if a is None:
         return
     for i, name in enumerate(a.candidates):
-        if name not in spec.strategies:
+        if name not in scenario.strategies:
             raise ScenarioError(f"{where}: adaptive.candidates[{i}]: {name!r} is not one of "
-                                f"the scenario's strategies ({', '.join(spec.strategies)})")
-    if not adaptive_configurations(spec):
+                                f"the scenario's strategies ({', '.join(scenario.strategies)})")
+    if not adaptive_configurations(scenario):
         raise ScenarioError(f"{where}: adaptive.candidates: no grid configuration uses them")
-    if a.accuracy_floor is not None and spec.dataset is None:
+    if a.accuracy_floor is not None and scenario.dataset is None:
         raise ScenarioError(f"{where}: adaptive.accuracy_floor: needs a dataset: section "
                             f"(the accuracy of each candidate)")
     if a.map_csv is not None:
-        _check_map_csv(spec, path.parent / a.map_csv, where)
+        _check_map_csv(scenario, path.parent / a.map_csv, where)
 
 
-def _check_map_csv(spec: ScenarioFile, csv: Path, where: str) -> None:
+def _check_map_csv(scenario: ScenarioFile, csv: Path, where: str) -> None:
     """Every configuration of a measured map must be one the chooser may pick."""
     try:
         df = read_map_frame(csv)
@@ -151,7 +169,7 @@ def _check_map_csv(spec: ScenarioFile, csv: Path, where: str) -> None:
             PerformanceMap.from_frame(df)]
     except ValueError as err:
         raise ScenarioError(f"{where}: adaptive.map_csv: {err}") from None
-    known = set(adaptive_configurations(spec))
+    known = set(adaptive_configurations(scenario))
     for config in (c for pmap in maps for c in pmap.configurations):
         if config not in known:
             raise ScenarioError(f"{where}: adaptive.map_csv: {config.label()} is not a "
@@ -161,18 +179,29 @@ def _check_map_csv(spec: ScenarioFile, csv: Path, where: str) -> None:
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and check a scenario; raise ScenarioError with file and key."""
     path = Path(path)
-    spec, where = load_model_file(path, ScenarioFile, "scenario fields", ScenarioError), path.name
+    scenario = load_model_file(path, ScenarioFile, "scenario fields", ScenarioError)
+    where = path.name
     try:
-        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog",
+        devices, links = load_catalog_data(scenario.catalog or {}, f"{where}: catalog",
                                            path.parent)
     except CatalogError as err:
         raise ScenarioError(str(err)) from None
-    _check_names(spec, where, devices, links)
-    _check_finetune(spec, where)
-    _check_decode(spec, where)
-    _check_adaptive(spec, path)
-    loaded = LoadedScenario(path, spec, devices, links)
-    if not loaded.grid():
-        raise ScenarioError(f"{where}: empty grid: no strategy has a matching device count "
-                            f"(single needs devices.count 1, the others counts above 1)")
+    _check_names(scenario, where, devices, links)
+    _check_finetune(scenario, where)
+    _check_decode(scenario, where)
+    _check_adaptive(scenario, path)
+    loaded = LoadedScenario(path, scenario, devices, links)
+    _check_grid(loaded, where)
     return loaded
+
+
+def _check_grid(loaded: LoadedScenario, where: str) -> None:
+    """A grid with points to run: a point the model cannot run is a skipped row, but a
+    grid of nothing else is a mistake."""
+    if loaded.grid():
+        return
+    if loaded.skipped():
+        reason = next(iter(loaded.skipped().values()))
+        raise ScenarioError(f"{where}: devices.count: no point can run ({reason})")
+    raise ScenarioError(f"{where}: empty grid: no strategy has a matching device count "
+                        f"(single needs devices.count 1, the others counts above 1)")

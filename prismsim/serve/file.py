@@ -13,7 +13,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from prismsim.names import check_model
 from prismsim.scenario.schema import Exchange, ModelSection
 from prismsim.serve.arrivals import read_trace
-from prismsim.serve.engine import DISPATCH
+from prismsim.serve.requests import DISPATCH
 from prismsim.sim.catalog import load_catalog_data, pick
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import STRATEGIES
@@ -28,7 +28,7 @@ ADAPTIVE = "adaptive"  # a configuration's strategy: each request picks a candid
 
 
 class CandidateSection(StrictModel):
-    """adaptive: one way to serve a request, single on one board or a strategy on all."""
+    """adaptive: one way to serve a request, single on one device or a strategy on all."""
 
     strategy: str
     cr: PositiveFloat | None = None  # prism: compression rate ...
@@ -75,7 +75,7 @@ class StreamSection(StrictModel):
     think_ms: PositiveFloat = 1000.0  # closed: mean think time (exponential)
     requests: PositiveInt = 2000  # per replication (a trace: its own length)
     warmup: int = Field(200, ge=0)  # first requests left out of every figure
-    replications: PositiveInt = 5  # independent seeds per load: intervals need >= 2
+    replications: PositiveInt = 5  # independent seeds per offered load: intervals need >= 2
     seed: int = 0  # replication r uses seed + r
     slo_p99_ms: PositiveFloat | None = None  # capacity: highest rate with p99 within it
     max_drop_share: float = Field(0.01, ge=0, le=1)  # capacity: drops allowed at it
@@ -96,21 +96,21 @@ class ServingFile(StrictModel):
 @dataclass
 class LoadedServe:
     path: Path
-    spec: ServingFile
+    file: ServingFile
     devices: dict[str, DeviceSpec]
     link: LinkSpec
     trace_s: np.ndarray | None  # a trace's arrival times
 
     @property
     def output(self) -> Path:
-        return Path(self.spec.output or f"results/{self.spec.name}")
+        return Path(self.file.output or f"results/{self.file.name}")
 
     @property
     def model(self) -> str:
-        return self.spec.model.architecture or self.spec.model.name
+        return self.file.model.architecture or self.file.model.name
 
     def label(self, i: int) -> str:
-        c = self.spec.configurations[i]
+        c = self.file.configurations[i]
         return c.label or configuration_label(c)
 
 
@@ -179,32 +179,32 @@ def _check_stream(s: StreamSection, where: str) -> None:
 def load_serve(path: str | Path) -> LoadedServe:
     path = Path(path)
     where = path.name
-    spec = load_model_file(path, ServingFile, "serving sections (model:, configurations:, "
+    file = load_model_file(path, ServingFile, "serving sections (model:, configurations:, "
                            "serving:)", ServeError)
-    check_model(spec.model.name, f"{where}: model.name", ServeError)
-    check_model(spec.model.architecture, f"{where}: model.architecture", ServeError)
+    check_model(file.model.name, f"{where}: model.name", ServeError)
+    check_model(file.model.architecture, f"{where}: model.architecture", ServeError)
     try:
-        devices, links = load_catalog_data(spec.catalog or {}, f"{where}: catalog",
+        devices, links = load_catalog_data(file.catalog or {}, f"{where}: catalog",
                                            path.parent)
     except ValueError as e:
         raise ServeError(str(e)) from None
-    for i, c in enumerate(spec.configurations):
+    for i, c in enumerate(file.configurations):
         _check_configuration(c, devices, f"{where}: configurations[{i}]")
-    _check_stream(spec.serving, where)
-    link = _link(spec, links, where)
-    trace = read_trace(path.parent / spec.serving.trace) if (
-        spec.serving.arrivals == "trace" and spec.serving.trace) else None
-    return LoadedServe(path, spec, devices, link, trace)
+    _check_stream(file.serving, where)
+    link = _link(file, links, where)
+    trace = read_trace(path.parent / file.serving.trace) if (
+        file.serving.arrivals == "trace" and file.serving.trace) else None
+    return LoadedServe(path, file, devices, link, trace)
 
 
-def _link(spec: ServingFile, links: dict[str, LinkSpec], where: str) -> LinkSpec:
-    if isinstance(spec.link, LinkSpec):
-        link = spec.link
+def _link(file: ServingFile, links: dict[str, LinkSpec], where: str) -> LinkSpec:
+    if isinstance(file.link, LinkSpec):
+        link = file.link
     else:
         try:
-            link = pick(links, spec.link, "link")
+            link = pick(links, file.link, "link")
         except ValueError as e:
             raise ServeError(f"{where}: link: {e}") from None
-    if spec.rendezvous is not None:
-        link = link.model_copy(update={"rendezvous": spec.rendezvous})
+    if file.rendezvous is not None:
+        link = link.model_copy(update={"rendezvous": file.rendezvous})
     return link

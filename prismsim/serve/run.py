@@ -1,5 +1,5 @@
-"""``prismsim serve``: every configuration of a serving file at every load, replicated,
-and its capacity under the SLO; each finished run is kept (``parts/``), so an
+"""``prismsim serve``: every configuration of a serving file at every offered load,
+replicated, and its capacity under the SLO; each finished run is kept (``parts/``), so an
 interrupted run resumes where it stopped."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,15 +18,24 @@ import pandas as pd
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.progress import Progress
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingResult, ServingSetup, serving_replay
+from prismsim.serve.engine import serving_replay
 from prismsim.serve.file import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
 from prismsim.serve.pools import AdaptiveSetup, Candidate, adaptive_replay
+from prismsim.serve.requests import ServingResult, ServingSetup
 from prismsim.serve.stats import aggregate, request_table, run_summary
+from prismsim.serve.streams import closed_loop, open_loop
 from prismsim.sim import simulate
 from prismsim.workload import Workload
 
 CAPACITY_STEPS = 12  # bisection halvings: the capacity to 1/4096 of the upper bound
-LOAD_KEYS = ("label", "load", "value")  # a load: ("rate", per s), ("clients", N), ("trace", 0)
+
+
+class Offered(NamedTuple):
+    """An offered load: ("rate", requests per s), ("clients", N) or ("trace", 0); a run's
+    columns ``load`` and ``value``."""
+
+    kind: str
+    value: float
 
 
 @dataclass
@@ -37,7 +46,7 @@ class Served:
     label: str
     config: ServingConfiguration
     setup: ServingSetup | AdaptiveSetup
-    fingerprint: str  # of everything a run's result depends on but the load and seed
+    fingerprint: str  # of everything a run's result depends on but the offered load, seed
 
     @property
     def devices(self) -> int:
@@ -47,7 +56,7 @@ class Served:
 def prepare(loaded: LoadedServe, cache: WorkloadCache, progress: Progress) -> list[Served]:
     """Trace (or take from the cache) each configuration's workloads, one per batch size."""
     out = []
-    for i, c in enumerate(loaded.spec.configurations):
+    for i, c in enumerate(loaded.file.configurations):
         progress(f"workloads of {loaded.label(i)}", 0)
         setup = (_adaptive_setup(loaded, c, cache) if c.strategy == ADAPTIVE
                  else _fixed_setup(loaded, c, cache))
@@ -60,7 +69,7 @@ def _fixed_setup(loaded: LoadedServe, c: ServingConfiguration, cache: WorkloadCa
     options = {k: v for k, v in (("cr", c.cr), ("segments", c.segments),
                                  ("exchange", c.exchange)) if v is not None}
     wls = {b: cache.get(loaded.model, c.strategy, c.devices, batch=b,
-                        tokens=loaded.spec.model.tokens, **options)
+                        tokens=loaded.file.model.tokens, **options)
            for b in range(1, c.max_batch + 1)}
     return ServingSetup(wls, c.groups, c.dispatch, c.queue_limit, c.max_batch,
                         c.max_wait_ms / 1e3)
@@ -72,39 +81,41 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
     candidates = tuple(
         Candidate(k.label(), cache.get(loaded.model, k.strategy,
                                        1 if k.strategy == "single" else c.devices,
-                                       batch=1, tokens=loaded.spec.model.tokens,
+                                       batch=1, tokens=loaded.file.model.tokens,
                                        **k.options()))
         for k in c.candidates)
     return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit)
 
 
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
-    s = loaded.spec.serving
-    what = {"model": loaded.model, "tokens": loaded.spec.model.tokens,
+    stream = loaded.file.serving
+    what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
             "config": c.model_dump(), "device": loaded.devices[c.profile].model_dump(),
             "link": loaded.link.model_dump(),
-            "stream": s.model_dump(exclude={"rates_per_s", "clients", "replications",
+            "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
                                             "slo_p99_ms", "max_drop_share"})}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
 
-def _serve_once(loaded: LoadedServe, sv: Served, load: str, value: float, seed: int
+def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int
                 ) -> ServingResult:
-    s, device = loaded.spec.serving, loaded.devices[sv.config.profile]
+    stream, device = loaded.file.serving, loaded.devices[sv.config.profile]
     replay = (adaptive_replay(sv.setup, device, loaded.link)
               if isinstance(sv.setup, AdaptiveSetup)
               else serving_replay(sv.setup, device, loaded.link))
-    if load == "clients":
+    if offered.kind == "clients":
         rng = np.random.default_rng(seed)
-        return replay.run_stream(lambda out: replay.closed_loop(
-            int(value), lambda: rng.exponential(s.think_ms / 1e3), s.requests, out))
-    if load == "trace":
+        return replay.run_stream(lambda out: closed_loop(
+            replay, int(offered.value), lambda: rng.exponential(stream.think_ms / 1e3),
+            stream.requests, out))
+    if offered.kind == "trace":
         assert loaded.trace_s is not None
         times = loaded.trace_s
     else:
-        times = arrivals_s(s.arrivals, value, s.requests, seed, on_s=s.on_s, off_s=s.off_s)
-    return replay.run_stream(lambda out: replay.open_loop(times, out))
+        times = arrivals_s(stream.arrivals, offered.value, stream.requests, seed,
+                           on_s=stream.on_s, off_s=stream.off_s)
+    return replay.run_stream(lambda out: open_loop(replay, times, out))
 
 
 class Parts:
@@ -114,16 +125,16 @@ class Parts:
         self.dir = out / "parts"
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _name(self, sv: Served, load: str, value: float, rep: int) -> str:
-        return f"{sv.fingerprint}-{load}-{value!r}-r{rep}"
+    def _name(self, sv: Served, offered: Offered, rep: int) -> str:
+        return f"{sv.fingerprint}-{offered.kind}-{offered.value!r}-r{rep}"
 
-    def get(self, sv: Served, load: str, value: float, rep: int) -> dict[str, Any] | None:
-        path = self.dir / f"{self._name(sv, load, value, rep)}.json"
+    def get(self, sv: Served, offered: Offered, rep: int) -> dict[str, Any] | None:
+        path = self.dir / f"{self._name(sv, offered, rep)}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def put(self, sv: Served, load: str, value: float, rep: int, summary: dict[str, Any],
+    def put(self, sv: Served, offered: Offered, rep: int, summary: dict[str, Any],
             requests: pd.DataFrame | None) -> None:
-        name = self._name(sv, load, value, rep)
+        name = self._name(sv, offered, rep)
         if requests is not None:
             tmp = self.dir / f"{name}.parquet.tmp"
             requests.to_parquet(tmp, index=False)
@@ -132,47 +143,50 @@ class Parts:
         tmp.write_text(json.dumps(summary))
         tmp.replace(self.dir / f"{name}.json")  # last: the run counts as done
 
-    def requests(self, sv: Served, load: str, value: float, rep: int) -> pd.DataFrame:
-        return pd.read_parquet(self.dir / f"{self._name(sv, load, value, rep)}.parquet")
+    def requests(self, sv: Served, offered: Offered, rep: int) -> pd.DataFrame:
+        return pd.read_parquet(self.dir / f"{self._name(sv, offered, rep)}.parquet")
 
 
-def run_one(loaded: LoadedServe, sv: Served, parts: Parts, load: str, value: float,
-            rep: int, keep_requests: bool) -> dict[str, Any]:
-    """One replication at one load: its summary row (from ``parts`` if done before)."""
-    done = parts.get(sv, load, value, rep)
+def run_one(loaded: LoadedServe, sv: Served, parts: Parts, offered: Offered, rep: int,
+            keep_requests: bool) -> dict[str, Any]:
+    """One replication at one offered load: its summary row (from ``parts`` if done
+    before)."""
+    done = parts.get(sv, offered, rep)
     if done is not None:
         return done
-    s = loaded.spec.serving
-    result = _serve_once(loaded, sv, load, value, s.seed + rep)
-    table = request_table(result, s.warmup)
-    row = {"label": sv.label, "configuration": sv.index, "load": load, "value": value,
-           "replication": rep, **run_summary(result, table)}
-    parts.put(sv, load, value, rep, row, table if keep_requests else None)
+    stream = loaded.file.serving
+    result = _serve_once(loaded, sv, offered, stream.seed + rep)
+    table = request_table(result, stream.warmup)
+    row = {"label": sv.label, "configuration": sv.index, "load": offered.kind,
+           "value": offered.value, "replication": rep, **run_summary(result, table)}
+    parts.put(sv, offered, rep, row, table if keep_requests else None)
     return row
 
 
-def loads(loaded: LoadedServe) -> list[tuple[str, float]]:
-    s = loaded.spec.serving
-    if s.arrivals == "trace":
-        return [("trace", 0.0)]
-    if s.arrivals == "closed":
-        return [("clients", float(n)) for n in s.clients]
-    return [("rate", r) for r in s.rates_per_s]
+def offered_loads(loaded: LoadedServe) -> list[Offered]:
+    stream = loaded.file.serving
+    if stream.arrivals == "trace":
+        return [Offered("trace", 0.0)]
+    if stream.arrivals == "closed":
+        return [Offered("clients", float(n)) for n in stream.clients]
+    return [Offered("rate", r) for r in stream.rates_per_s]
 
 
 def replications(loaded: LoadedServe) -> int:
     """A replayed trace is the same every time: one replication."""
-    return 1 if loaded.spec.serving.arrivals == "trace" else loaded.spec.serving.replications
+    stream = loaded.file.serving
+    return 1 if stream.arrivals == "trace" else stream.replications
 
 
 def grid_runs(loaded: LoadedServe, served: list[Served], parts: Parts, progress: Progress
               ) -> Iterator[dict[str, Any]]:
     for sv in served:
-        for load, value in loads(loaded):
+        for offered in offered_loads(loaded):
+            at = f"{sv.label} at {offered.kind} {offered.value:g}"
             for rep in range(replications(loaded)):
-                progress(f"{sv.label} at {load} {value:g}, replication {rep + 1}", 0)
-                yield run_one(loaded, sv, parts, load, value, rep, True)
-                progress(f"{sv.label} at {load} {value:g}", 1)
+                progress(f"{at}, replication {rep + 1}", 0)
+                yield run_one(loaded, sv, parts, offered, rep, True)
+                progress(at, 1)
 
 
 def _batch_workloads(sv: Served) -> list[tuple[int, Workload]]:
@@ -190,9 +204,9 @@ def one_inference_s(loaded: LoadedServe, sv: Served) -> float:
 
 
 def upper_rate(loaded: LoadedServe, sv: Served) -> float:
-    """No load above this can be served: each group's busiest device is busy all the
-    time, or (one shared channel) the channel carries something all the time, with
-    batches of the best size (adaptive: its best candidate, a local one on every board;
+    """No offered load above this can be served: each group's busiest device is busy all
+    the time, or (one shared channel) the channel carries something all the time, with
+    batches of the best size (adaptive: its best candidate, a local one on every device;
     a mix of candidates is never above the best of them)."""
     device, link, groups = loaded.devices[sv.config.profile], loaded.link, sv.config.groups
     best = 0.0
@@ -210,7 +224,7 @@ def upper_rate(loaded: LoadedServe, sv: Served) -> float:
 
 def check_slo(loaded: LoadedServe, served: list[Served]) -> None:
     """An SLO no configuration meets even on idle devices is a mistake in the file."""
-    slo_ms = loaded.spec.serving.slo_p99_ms
+    slo_ms = loaded.file.serving.slo_p99_ms
     if slo_ms is None:
         return
     idle_ms = [one_inference_s(loaded, sv) * 1e3 for sv in served]
@@ -222,11 +236,11 @@ def check_slo(loaded: LoadedServe, served: list[Served]) -> None:
 
 
 def _meets(loaded: LoadedServe, rows: list[dict[str, Any]]) -> bool:
-    s = loaded.spec.serving
+    stream = loaded.file.serving
     agg = aggregate(pd.DataFrame(rows), ["label"]).iloc[0]
-    assert s.slo_p99_ms is not None
-    return bool(agg["latency_p99_s"] * 1e3 <= s.slo_p99_ms
-                and agg["drop_share"] <= s.max_drop_share)
+    assert stream.slo_p99_ms is not None
+    return bool(agg["latency_p99_s"] * 1e3 <= stream.slo_p99_ms
+                and agg["drop_share"] <= stream.max_drop_share)
 
 
 def capacity(loaded: LoadedServe, sv: Served, parts: Parts, progress: Progress
@@ -235,14 +249,14 @@ def capacity(loaded: LoadedServe, sv: Served, parts: Parts, progress: Progress
     replications stays within the SLO with few enough drops, by bisection between 0 and
     the upper bound; the same seeds at every rate. 0 when one inference on idle devices
     already takes longer than the SLO."""
-    slo_ms = loaded.spec.serving.slo_p99_ms
+    slo_ms = loaded.file.serving.slo_p99_ms
     assert slo_ms is not None
     upper, idle_ms = upper_rate(loaded, sv), one_inference_s(loaded, sv) * 1e3
     lo, hi, rows_at_lo = 0.0, upper, []
     for _ in range(CAPACITY_STEPS if idle_ms <= slo_ms else 0):
         mid = (lo + hi) / 2
         progress(f"capacity of {sv.label}: {mid:.3g}/s", 0)
-        rows = [run_one(loaded, sv, parts, "rate", mid, rep, False)
+        rows = [run_one(loaded, sv, parts, Offered("rate", mid), rep, False)
                 for rep in range(replications(loaded))]
         if _meets(loaded, rows):
             lo, rows_at_lo = mid, rows
@@ -256,23 +270,24 @@ def capacity(loaded: LoadedServe, sv: Served, parts: Parts, progress: Progress
 
 
 def count_steps(loaded: LoadedServe) -> int:
-    n_conf = len(loaded.spec.configurations)
-    grid = n_conf * len(loads(loaded)) * replications(loaded)
-    cap = n_conf if loaded.spec.serving.slo_p99_ms is not None else 0
+    n_conf = len(loaded.file.configurations)
+    grid = n_conf * len(offered_loads(loaded)) * replications(loaded)
+    cap = n_conf if loaded.file.serving.slo_p99_ms is not None else 0
     return grid + cap
 
 
 @dataclass
 class ServingRun:
-    runs: pd.DataFrame  # one row per configuration x load x replication
+    runs: pd.DataFrame  # one row per configuration x offered load x replication
     requests: pd.DataFrame  # every request of those runs
     capacity: pd.DataFrame | None  # one row per configuration (with an SLO)
 
 
 def run_serving(loaded: LoadedServe, out: Path, progress: Progress,
                 cache: WorkloadCache | None = None, fresh: bool = False) -> ServingRun:
-    """Every configuration at every load (and its capacity, with an SLO); runs finished
-    by an earlier call with the same settings are read back, not simulated again."""
+    """Every configuration at every offered load (and its capacity, with an SLO); runs
+    finished by an earlier call with the same settings are read back, not simulated
+    again."""
     cache = cache or WorkloadCache()
     served = prepare(loaded, cache, progress)
     check_slo(loaded, served)
@@ -283,12 +298,12 @@ def run_serving(loaded: LoadedServe, out: Path, progress: Progress,
     runs = pd.DataFrame(list(grid_runs(loaded, served, parts, progress)))
     frames = []
     for row in runs.itertuples():
-        table = parts.requests(served[row.configuration], row.load, row.value,
+        table = parts.requests(served[row.configuration], Offered(row.load, row.value),
                                row.replication)
         frames.append(table.assign(label=row.label, load=row.load, value=row.value,
                                    replication=row.replication))
     cap = None
-    if loaded.spec.serving.slo_p99_ms is not None:
+    if loaded.file.serving.slo_p99_ms is not None:
         cap = pd.DataFrame([capacity(loaded, sv, parts, progress) for sv in served])
     requests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return ServingRun(runs, requests, cap)

@@ -27,15 +27,33 @@ from prismsim.workload import Workload
 
 class IdleShortcut:
     """One-inference timelines per (group, batch size), and the test whether a request
-    may use one."""
+    may use one. The replay tells it when a group's job starts and finishes and when the
+    next request arrives."""
 
     def __init__(self, specs: Sequence[DeviceSpec], n: int, link: LinkSpec, groups: int,
                  usable: bool):
         self.specs, self.n, self.link = specs, n, link
-        self.usable = usable and (groups == 1 or link.medium != "shared")
+        self._usable = usable and (groups == 1 or link.medium != "shared")
         self.timelines: dict[tuple[int, int], SimResult] = {}
-        self.next_arrival_s = math.inf  # open loop: when the next request comes
-        self.active = [0] * groups  # jobs of each group some device still runs
+        self._next_arrival_s = math.inf  # open loop: when the next request comes
+        self._active = [0] * groups  # jobs of each group some device still runs
+
+    def started(self, group: int) -> None:
+        """A job of ``group`` started."""
+        self._active[group] += 1
+
+    def finished(self, group: int) -> None:
+        """A job of ``group`` is done on every device."""
+        self._active[group] -= 1
+
+    def next_arrival(self, at_s: float) -> None:
+        """The next request arrives at ``at_s`` (open loop; inf: none comes)."""
+        self._next_arrival_s = at_s
+
+    def disable(self) -> None:
+        """No request may take the shortcut (a closed loop: the next arrival is not known
+        in advance)."""
+        self._usable = False
 
     def timeline(self, wl: Workload, group: int, batch: int) -> SimResult:
         key = (group, batch)
@@ -48,11 +66,11 @@ class IdleShortcut:
     def applies(self, wl: Workload, group: int, batch: int, now_s: float,
                 idle_since_s: Sequence[float], queued: int) -> SimResult | None:
         """The timeline to use for a batch the master takes at ``now_s``, or None."""
-        if not self.usable or self.active[group] or queued:
+        if not self._usable or self._active[group] or queued:
             return None
         first = group * self.n
         if any(t > now_s for t in idle_since_s[first + 1:first + self.n]):
             return None
         r = self.timeline(wl, group, batch)
         assert r.makespan_s is not None
-        return r if self.next_arrival_s >= now_s + r.makespan_s else None
+        return r if self._next_arrival_s >= now_s + r.makespan_s else None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prismsim.serve.engine import ServingResult
+from prismsim.serve.requests import ServingResult
 
 # Student's t, two-sided 95 % (0.975 quantile) for 1 ... 30 degrees of freedom
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
@@ -18,6 +18,7 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 T_975_LARGE = 1.96  # beyond 30 degrees of freedom (the normal quantile)
 
+# "boards": the devices that ran a request (the name earlier results folders have)
 REQUEST_COLUMNS = ("request", "arrival_s", "start_s", "finish_s", "queue_wait_s",
                    "service_s", "latency_s", "group", "batch", "dropped", "warmup",
                    "boards", "choice", "energy_j")
@@ -35,7 +36,7 @@ def request_table(result: ServingResult, warmup: int) -> pd.DataFrame:
             "service_s": r.finish_s - r.start_s if done else math.nan,
             "latency_s": r.finish_s - r.arrival_s if done else math.nan,
             "group": r.group, "batch": r.batch, "dropped": r.dropped,
-            "warmup": r.index < warmup, "boards": r.boards, "choice": r.choice,
+            "warmup": r.index < warmup, "boards": r.devices, "choice": r.choice,
             "energy_j": r.energy_j,
         })
     return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))

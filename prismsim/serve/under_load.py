@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingSetup, serve
+from prismsim.serve.engine import serve
+from prismsim.serve.requests import ServingSetup
 from prismsim.serve.stats import aggregate, request_table, run_summary
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.workload import Workload

@@ -1,5 +1,5 @@
 """A device's tasks prepared for replay on one device spec: typed operations with compute
-times worked out once, cached by the engine per (workload, device, spec, merge).
+times worked out once, cached by the replay per (workload, device, spec, merge).
 
 The cache is keyed weakly by the workload, so it lives exactly as long as the workload
 it was made from and the workload itself stays plain data.

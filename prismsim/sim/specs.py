@@ -9,7 +9,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import (
-    AliasChoices,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -25,12 +24,7 @@ from prismsim.cost.units import (
     ms_to_s,
     us_to_s,
 )
-from prismsim.userfiles import StrictModel
-
-
-def _renamed(name: str, old: str) -> AliasChoices:
-    """A field read under its name or, from files written before it was renamed, ``old``."""
-    return AliasChoices(name, old)
+from prismsim.userfiles import StrictModel, renamed_key
 
 
 class DeviceSpec(StrictModel):
@@ -43,7 +37,7 @@ class DeviceSpec(StrictModel):
     efficiency: float = Field(0.5, gt=0, le=1)  # achieved share of peak; 0.5 until measured
     # memory bandwidth, GB/s (bytes); set to add a roofline term. Formerly mem_bandwidth_gbps.
     mem_bandwidth_gbytes_per_s: PositiveFloat | None = Field(
-        None, validation_alias=_renamed("mem_bandwidth_gbytes_per_s", "mem_bandwidth_gbps"))
+        None, validation_alias=renamed_key("mem_bandwidth_gbytes_per_s", "mem_bandwidth_gbps"))
     idle_w: float = Field(0.0, ge=0)  # power doing nothing, watts
     compute_w: float = Field(0.0, ge=0)  # power while computing, watts
     tx_w: float = Field(0.0, ge=0)  # power while transmitting, watts
@@ -53,7 +47,7 @@ class DeviceSpec(StrictModel):
     staging_us: float = Field(0.0, ge=0)  # fixed cost of one copy, microseconds
     # copy bandwidth, GB/s (bytes); None: no copy. Formerly staging_gbps.
     staging_gbytes_per_s: PositiveFloat | None = Field(
-        None, validation_alias=_renamed("staging_gbytes_per_s", "staging_gbps"))
+        None, validation_alias=renamed_key("staging_gbytes_per_s", "staging_gbps"))
     # measured operator times (cost/operators.py): compute steps take the time of their
     # operators at their own sizes; None: FLOPs at peak x efficiency, whatever the sizes
     operators: OperatorTable | None = None

@@ -43,7 +43,7 @@ class Options:
     mask: Literal["global", "local"] = "global"
     # True: causal models send means only to later devices (earlier ones mask them out).
     skip_masked: bool = True
-    # how means travel after each block (rowwise.EXCHANGES): "p2p" unicast copies,
+    # how means travel after each block (strategies.EXCHANGES): "p2p" unicast copies,
     # "broadcast" one message, "ring" an all_gather as torch.distributed runs it
     exchange: Literal["p2p", "broadcast", "ring"] = "p2p"
     # rotary embeddings (Llama): the position a mean is rotated at, of the segment it

@@ -19,6 +19,7 @@ from torch import Tensor
 from prismsim.models.stack import Block, Inputs, ModelStack
 from prismsim.numerics.attention import attention, key_bias
 from prismsim.numerics.segments import segment_ends, segment_positions
+from prismsim.strategies import EXCHANGES
 from prismsim.strategies.program import (
     ALL,
     AllGather,
@@ -31,11 +32,11 @@ from prismsim.strategies.program import (
 from prismsim.workload import MASTER
 
 Summarize = Callable[[Tensor], Tensor]
-# How a device's summary reaches those that need it after each block: "p2p", one unicast
-# copy per receiver; "broadcast", one message to all (a broadcast-capable medium sends it
-# once); "ring", an all_gather of every summary (padded to the largest), as
-# torch.distributed.all_gather runs it (GLOO: a ring of 2(P-1) steps).
-EXCHANGES = ("p2p", "broadcast", "ring")
+# How a device's summary reaches those that need it after each block (EXCHANGES, declared
+# with the strategies): "p2p", one unicast copy per receiver; "broadcast", one message to
+# all (a broadcast-capable medium sends it once); "ring", an all_gather of every summary
+# (padded to the largest), as torch.distributed.all_gather runs it (GLOO: a ring of 2(P-1)
+# steps).
 
 
 def check_exchange(exchange: str) -> None:

@@ -24,7 +24,7 @@ class Options:
     # True: causal models exchange only rows some query can see. False reproduces the
     # paper's accounting (full score matrix computed, then masked).
     skip_masked: bool = True
-    # how rows travel after each block (rowwise.EXCHANGES): "p2p" unicast copies,
+    # how rows travel after each block (strategies.EXCHANGES): "p2p" unicast copies,
     # "broadcast" one message, "ring" an all_gather as torch.distributed runs it
     exchange: Literal["p2p", "broadcast", "ring"] = "p2p"
     # decoding (rowwise_decode.DECODE_MODES): "split_kv", each device keeps its rows' K/V

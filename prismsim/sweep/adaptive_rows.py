@@ -48,26 +48,27 @@ def _systems(points: list[Point]) -> dict[Point, list[Point]]:
 
 
 def _map_batches(s: LoadedScenario) -> list[int]:
-    a = s.spec.adaptive
+    a = s.file.adaptive
     assert a is not None
-    return sorted(as_list(a.map_batch if a.map_batch is not None else s.spec.batch))
+    return sorted(as_list(a.map_batch if a.map_batch is not None else s.file.batch))
 
 
 def adaptive_workload_needs(s: LoadedScenario, points: list[Point]) -> set[WorkloadNeed]:
     """Workloads the simulated performance map needs (none for a measured one)."""
-    if s.spec.adaptive is None or s.map_csv is not None or not points:
+    if s.file.adaptive is None or s.map_csv is not None or not points:
         return set()
-    configs = adaptive_configurations(s.spec)
+    configs = adaptive_configurations(s.file)
     return {workload_need(s, _as(points[0], c, b)) for c in configs for b in _map_batches(s)}
 
 
 def _map_for(s: LoadedScenario, members: list[Point], done: dict[str, Any],
              traced: dict[WorkloadNeed, str]) -> PerformanceMap:
     """The system's map: the measured one, or the simulator's over the map grid; each
-    configuration's accuracy from its rows when the map does not give one."""
-    a, first = s.spec.adaptive, members[0]
+    configuration's accuracy from its rows when the map does not give one. A candidate
+    without rows (its strategy cannot run on the model) is not on the map."""
+    a, first = s.file.adaptive, members[0]
     assert a is not None
-    configs = adaptive_configurations(s.spec)
+    configs = [c for c in adaptive_configurations(s.file) if _as(first, c).key() in done]
     acc = {c: float(done[_as(first, c).key()]["accuracy"]) for c in configs}
     if s.map_csv is not None:
         return _with_accuracy(_measured_map(s.map_csv, first), acc)
@@ -99,7 +100,7 @@ def _adaptive_row(s: LoadedScenario, p: Point, pmap: PerformanceMap,
                   done: dict[str, Any]) -> dict[str, Any]:
     """The row of the configuration the map picks for p's batch and bandwidth, simulated
     at p's actual conditions (that configuration's own grid row), relabelled."""
-    a = s.spec.adaptive
+    a = s.file.adaptive
     assert a is not None
     metric = done[_as(p, pmap.configurations[0]).key()]["metric"]
     entry = choose(pmap, p.batch, p.bandwidth_mbps, a.objective, a.accuracy_floor,
@@ -114,7 +115,7 @@ def _adaptive_row(s: LoadedScenario, p: Point, pmap: PerformanceMap,
 def adaptive_rows(s: LoadedScenario, points: list[Point], done: dict[str, Any],
                   traced: dict[WorkloadNeed, str], out: Path) -> list[dict[str, Any]]:
     """One ``adaptive`` row per (system, batch, bandwidth) of the grid."""
-    if s.spec.adaptive is None:
+    if s.file.adaptive is None:
         return []
     rows, maps = [], []
     for system, members in _systems(points).items():

@@ -5,6 +5,7 @@ process, in worker processes or on a Dask cluster alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ import torch
 from prismsim.accuracy import evaluate
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.finetune import finetune as train
+from prismsim.strategies import CannotRunError
 from prismsim.sweep.needs import AccuracyNeed, FinetuneNeed, WorkloadNeed
 from prismsim.sweep.rows import NO_ACCURACY
 
@@ -19,17 +21,28 @@ ACCURACY_KEYS = ("metric", "value", "top1_agreement", "mean_kl", "mean_kl_ci95_l
                  "mean_kl_ci95_high", "accuracy_source", "n_examples", "ci95_low", "ci95_high")
 
 
-def trace(need: WorkloadNeed) -> str:
+@dataclass(frozen=True)
+class Skipped:
+    """A workload the strategy cannot run on the model (found once the model is loaded:
+    one the catalog does not describe), and why."""
+
+    reason: str
+
+
+def trace(need: WorkloadNeed) -> str | Skipped:
     """The workload as JSON: plain text travels back from another process or machine."""
-    wl = WorkloadCache().get(need.model, need.strategy, need.devices, tokens=need.tokens,
-                             batch=need.batch, wire=need.wire, weights=need.weights,
-                             generate=need.generate, **dict(need.options))
+    try:
+        wl = WorkloadCache().get(need.model, need.strategy, need.devices, tokens=need.tokens,
+                                 batch=need.batch, wire=need.wire, weights=need.weights,
+                                 generate=need.generate, **dict(need.options))
+    except CannotRunError as err:
+        return Skipped(str(err))
     return wl.to_json()
 
 
 def finetune(need: FinetuneNeed) -> str:
     """The fine-tuned weights' path (the sweep reports the need as a whole)."""
-    return str(train(need.spec, lambda label, n=1: None))
+    return str(train(need.run, lambda label, n=1: None))
 
 
 def accuracy(need: AccuracyNeed) -> dict[str, Any]:

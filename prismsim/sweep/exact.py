@@ -1,8 +1,9 @@
-"""Exact strategies cost nothing twice: voltage, tensor_parallel and galaxy compute what
-one device computes (``tests/test_exact_against_hf.py`` proves it to float tolerance), so
-a sweep evaluates one of them once per model and dataset, on its first
-``CHECK_EXAMPLES`` examples, as the check, and gives every one of them single's metrics,
-saying so (with the check's agreement) in ``accuracy_source``."""
+"""Exact strategies cost nothing twice: voltage, tensor_parallel and galaxy (those
+declared ``exact`` in ``strategies.STRATEGIES``) compute what one device computes
+(``tests/test_exact_against_hf.py`` proves it to float tolerance), so a sweep evaluates
+one of them once per model and dataset, on its first ``CHECK_EXAMPLES`` examples, as the
+check, and gives every one of them single's metrics, saying so (with the check's
+agreement) in ``accuracy_source``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import dataclasses
 import math
 from typing import Any
 
+from prismsim.configuration import SINGLE
+from prismsim.strategies import STRATEGIES
 from prismsim.sweep.needs import AccuracyNeed
 
-EXACT = frozenset({"voltage", "tensor_parallel", "galaxy"})
 CHECK_EXAMPLES = 32  # the check's examples: agreement with single, not the task metric
+
+
+def exact_strategies() -> frozenset[str]:
+    """The strategies declared exact (``StrategyEntry.exact``) besides single itself."""
+    return frozenset(n for n, entry in STRATEGIES.items() if entry.exact and n != SINGLE)
 
 
 def _single(need: AccuracyNeed) -> AccuracyNeed:
@@ -34,11 +41,12 @@ class Plan:
 def plan(needs: list[AccuracyNeed]) -> Plan:
     """Every inexact need, single and one exact configuration's check (the first) of
     each model and data are evaluated; every exact need borrows single's metrics."""
-    evaluate = [n for n in needs if n.strategy not in EXACT]
+    exact = exact_strategies()
+    evaluate = [n for n in needs if n.strategy not in exact]
     checks: dict[AccuracyNeed, AccuracyNeed] = {}  # single's need -> its check
     borrowed = {}
     for n in needs:
-        if n.strategy in EXACT:
+        if n.strategy in exact:
             single = _single(n)
             borrowed[n] = (single, checks.setdefault(single, _check(n)))
     for single, check in checks.items():

@@ -64,10 +64,10 @@ class AccuracyNeed:
 class FinetuneNeed:
     """Weights a fine-tuned point's accuracy needs: trained once, cached."""
 
-    spec: FinetuneRun
+    run: FinetuneRun
 
     def label(self) -> str:
-        return f"finetune {tuned_name(self.spec)}"
+        return f"finetune {tuned_name(self.run)}"
 
 
 def _options(p: Point, exchange: bool = True) -> Options:
@@ -89,22 +89,22 @@ def workload_need(s: LoadedScenario, p: Point) -> WorkloadNeed:
 def finetune_need(s: LoadedScenario, p: Point) -> FinetuneNeed | None:
     """The fine-tuning under p's prism setting, on the scenario's data (the base model's
     own dataset is not named again), with the scenario's settings."""
-    d = s.spec.dataset
+    d = s.file.dataset
     if p.finetune == NO_FINETUNE or d is None:
         return None
     own = PRETRAINED[p.model].dataset if p.model in PRETRAINED else None
     return FinetuneNeed(FinetuneRun(
         p.model, p.strategy, p.devices, p.cr, p.segments, p.finetune,
-        dataset=None if d.name == own else d.name, **s.spec.finetune.settings()))
+        dataset=None if d.name == own else d.name, **s.file.finetune.settings()))
 
 
 def accuracy_need(s: LoadedScenario, p: Point) -> AccuracyNeed | None:
     """What p's accuracy depends on; a fine-tuned point's model is the fine-tuned one."""
-    d = s.spec.dataset
+    d = s.file.dataset
     if d is None:
         return None
     tuned = finetune_need(s, p)
-    model = tuned_name(tuned.spec) if tuned else p.model
+    model = tuned_name(tuned.run) if tuned else p.model
     return AccuracyNeed(model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
                         _options(p, exchange=False), _weights(s, p))
 

@@ -1,6 +1,7 @@
 """The results folder's table: ``results.csv`` grows a complete line per finished point
 (a killed sweep resumes from it), and is rewritten whole, with ``results.parquet``, at
-the end of a sweep."""
+the end of a sweep (with the skipped points' rows, and their ``skipped`` column, if
+any)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from prismsim.sweep.rows import COLUMNS
+from prismsim.strategies import SKIPPED
+from prismsim.sweep.rows import COLUMNS, table_columns
 from prismsim.userfiles import UserFileError, read_text
 
 FLUSH_ROWS = 512  # rows buffered before they are written ...
 FLUSH_EVERY_S = 0.5  # ... or seconds since the last write, whichever comes first
+LAYOUTS = (COLUMNS, [*COLUMNS, SKIPPED])  # a results.csv's header: without or with skips
 
 
 def read_rows(csv: Path, grid_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -33,11 +36,15 @@ def read_rows(csv: Path, grid_ids: set[str]) -> dict[str, dict[str, Any]]:
     return {row["point_id"]: row for row in df.to_dict("records")}
 
 
-def other_columns(csv: Path) -> bool:
-    """Whether results.csv has a header other than COLUMNS (written by another version)."""
+def _header(csv: Path) -> list[str] | None:
     with open(csv, newline="") as f:
-        header = next(csvlib.reader(f), None)
-    return header is not None and header != COLUMNS
+        return next(csvlib.reader(f), None)
+
+
+def other_columns(csv: Path) -> bool:
+    """Whether results.csv has a header this version does not write (another version's)."""
+    header = _header(csv)
+    return header is not None and header not in LAYOUTS
 
 
 class RowWriter:
@@ -45,11 +52,13 @@ class RowWriter:
     (``FLUSH_ROWS`` or ``FLUSH_EVERY_S``) and :meth:`write` returns the rows each write
     made durable, so a caller reports a point done only once its row is on disk: a kill
     loses the points of the batch in flight, never a reported one (a torn last line is
-    ended here and dropped on resume)."""
+    ended here and dropped on resume). Rows go in the file's layout (a finished sweep's
+    table may have the ``skipped`` column)."""
 
     def __init__(self, csv: Path):
         new = not csv.exists() or csv.stat().st_size == 0
         torn = False
+        self.columns = COLUMNS if new else _header(csv) or COLUMNS
         if not new:
             with open(csv, "rb") as f:
                 f.seek(-1, 2)
@@ -72,7 +81,8 @@ class RowWriter:
 
     def flush(self) -> list[dict[str, Any]]:
         rows, self.pending = self.pending, []
-        self.writer.writerows([["" if r[c] is None else r[c] for c in COLUMNS] for r in rows])
+        self.writer.writerows([["" if r.get(c) is None else r[c] for c in self.columns]
+                               for r in rows])
         self.file.flush()
         self.last_flush = time.monotonic()
         return rows
@@ -95,7 +105,7 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
 
 def as_written(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Fresh rows and rows read back from CSV in one representation: as the file has it."""
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=table_columns(rows))
     return pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype={"point_id": str})
 
 

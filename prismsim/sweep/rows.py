@@ -12,6 +12,7 @@ from typing import Any
 from prismsim.scenario.grid import Point
 from prismsim.sim import SimResult
 from prismsim.sim.tokens import decode_summary
+from prismsim.strategies import SKIPPED
 from prismsim.workload import Workload
 
 COLUMNS = [
@@ -105,3 +106,17 @@ def make_row(scenario: str, p: Point, workload: dict[str, Any], r: SimResult,
     itself for a generation's token figures)."""
     return {**point_columns(scenario, p), **workload, **result_columns(r),
             **accuracy_columns(acc), "adaptive_choice": None, **decode_columns(wl, r)}
+
+
+def skipped_row(scenario: str, p: Point, reason: str) -> dict[str, Any]:
+    """The row of a point its strategy cannot run: its parameters and why, nothing else
+    (the ``skipped`` column, after COLUMNS, is in a results table only when a row has
+    one)."""
+    return {**dict.fromkeys(COLUMNS), **point_columns(scenario, p), "tokens": p.tokens,
+            SKIPPED: reason}
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """COLUMNS, and ``skipped`` after them when some row was skipped."""
+    return [*COLUMNS, SKIPPED] if any(isinstance(r.get(SKIPPED), str) for r in rows) \
+        else COLUMNS

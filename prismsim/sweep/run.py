@@ -5,6 +5,9 @@ caches, shared by every bandwidth and link setting) and every point is simulated
 appended to ``results.csv`` as they come (in short batches, each reported only once it
 is on disk), so a killed sweep resumed with the same command recomputes only the points
 that were in flight; at the end the table is rewritten in grid order (CSV and Parquet).
+A point whose strategy cannot run on the model (tensor_parallel on more devices than KV
+heads) is a row with its parameters and the reason, in the ``skipped`` column: known from
+the scenario for built-in models and local directories, else once the model is loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
 from prismsim.sweep.executors import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
-from prismsim.sweep.rows import make_row, workload_columns
+from prismsim.sweep.rows import make_row, skipped_row, workload_columns
 from prismsim.sweep.timeline import record_timeline, timeline_point
 from prismsim.workload import Workload
 
@@ -55,24 +58,47 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     traces = distinct([workload_need(s, p) for p in todo]
                       + list(adaptive_workload_needs(s, points)))
     workloads = run_many(compute.trace, traces, **kw)
+    skipped = {**s.skipped(), **_refused(s, todo, workloads, progress)}
+    todo = [p for p in todo if p not in skipped]
     run_many(compute.finetune, distinct(finetune_need(s, p) for p in todo), **kw)
     acc_plan = exact.plan(distinct(accuracy_need(s, p) for p in todo))
     accs = exact.fill(acc_plan, run_many(compute.accuracy, acc_plan.evaluate, **kw))
     _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)
     extra = adaptive_rows(s, points, done, workloads, out)
-    table = as_written([done[p.key()] for p in points] + extra)
+    table = as_written(_in_grid_order(s, done, skipped) + extra)
     write_table(table, out)
     _timeline(s, workloads, out)
     return table
 
 
+def _in_grid_order(s: LoadedScenario, done: dict[str, Any], skipped: dict[Point, str]
+                   ) -> list[dict[str, Any]]:
+    """Every point's row, in grid order: what it gave, or why it was skipped."""
+    return [skipped_row(s.file.name, p, skipped[p]) if p in skipped else done[p.key()]
+            for p in s.every_point()]
+
+
+def _refused(s: LoadedScenario, todo: list[Point], workloads: dict,
+             progress: Progress | None) -> dict[Point, str]:
+    """Points whose workload the strategy could not make once the model was loaded, and
+    why; reported done (they cost nothing more)."""
+    refused = {p: w.reason for p in todo
+               if isinstance(w := workloads[workload_need(s, p)], compute.Skipped)}
+    if progress and refused:
+        p = next(iter(refused))
+        progress(f"skipped {p.strategy} P={p.devices}: {refused[p]}", len(refused))
+    return refused
+
+
 def _timeline(s: LoadedScenario, workloads: dict, out: Path) -> None:
-    """The scenario's timeline point, recorded for the timeline plot."""
+    """The scenario's timeline point, recorded for the timeline plot (none if its
+    strategy cannot run on the model)."""
     p = timeline_point(s)
     if p is not None:
         need = workload_need(s, p)
         text = workloads[need] if need in workloads else compute.trace(need)
-        record_timeline(s, p, Workload.from_json(text), out)
+        if not isinstance(text, compute.Skipped):
+            record_timeline(s, p, Workload.from_json(text), out)
 
 
 def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: dict,
@@ -80,7 +106,7 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
     """Simulate each point; its row goes to ``done`` and to the file, and is reported
     once written."""
     parsed: dict[Any, tuple[Workload, dict[str, Any]]] = {}
-    name = s.spec.name
+    name = s.file.name
     try:
         for p in todo:
             need = workload_need(s, p)

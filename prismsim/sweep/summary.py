@@ -11,7 +11,7 @@ import pandas as pd
 from prismsim.configuration import NO_FINETUNE, Configuration
 from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.pareto import front_rows
-from prismsim.sweep.exact import EXACT
+from prismsim.sweep.exact import exact_strategies
 
 PAPER_BANDWIDTH_MBPS = 200.0  # the setting the PRISM paper highlights
 
@@ -31,6 +31,9 @@ def latency_accuracy_front(df: pd.DataFrame) -> list:
 
 
 def _at(df: pd.DataFrame, bandwidth_mbps: float) -> pd.DataFrame:
+    """The rows at the bandwidth closest to ``bandwidth_mbps``; not skipped ones (no
+    latency)."""
+    df = df.dropna(subset=["latency_s"])
     return df[df["bandwidth_mbps"] == closest(df["bandwidth_mbps"].unique(), bandwidth_mbps)]
 
 
@@ -54,7 +57,7 @@ def indistinguishable(rows: pd.DataFrame) -> list[str]:
     its metrics are single's (``sweep/exact.py``), equal by proof, not by sample."""
     if "accuracy_ci95_low" not in rows:
         return []
-    ok = rows[~rows["strategy"].isin(EXACT)].dropna(subset=["accuracy_ci95_low"])
+    ok = rows[~rows["strategy"].isin(exact_strategies())].dropna(subset=["accuracy_ci95_low"])
     names = [Configuration.of_row(r).label() for r in ok.itertuples()]
     lows, highs = ok["accuracy_ci95_low"].tolist(), ok["accuracy_ci95_high"].tolist()
     return [f"{names[i]} and {names[j]}" for i, j in combinations(range(len(ok)), 2)

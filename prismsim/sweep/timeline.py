@@ -21,7 +21,7 @@ TIMELINE_MAX_BYTES = 256 * 2**20
 
 def timeline_point(s: LoadedScenario) -> Point | None:
     """The first grid point matching the scenario's ``timeline:`` choice."""
-    t = s.spec.timeline
+    t = s.file.timeline
     for p in s.grid():
         if p.strategy == t.strategy and (t.devices is None or p.devices == t.devices) and (
                 t.bandwidth_mbps is None or p.bandwidth_mbps == t.bandwidth_mbps):

@@ -36,12 +36,13 @@ class RealConfig:
         return out
 
 
-def _spec(tb: Testbed, rank: int, model: str, configs: list[RealConfig], batch: int,
-          warmup: int, runs: int, out: Path) -> dict[str, Any]:
-    return {"rank": rank, "devices": tb.n_devices, "model": model, "batch": batch,
+def _job(tb: Testbed, device: int, model: str, configs: list[RealConfig], batch: int,
+         warmup: int, runs: int, out: Path) -> dict[str, Any]:
+    """What one device's worker is to run (its JSON job file, ``worker.py``)."""
+    return {"device": device, "devices": tb.n_devices, "model": model, "batch": batch,
             "configs": [c.as_dict() for c in configs], "warmup": warmup, "runs": runs,
             "init_method": f"tcp://{tb.address(0)}:{GLOO_PORT}",
-            "interface": tb.interface(rank, "d"), "out": str(out), "threads": 1}
+            "interface": tb.interface(device, "d"), "out": str(out), "threads": 1}
 
 
 def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: int = 1,
@@ -55,29 +56,29 @@ def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: in
     greedy generation instead of one forward."""
     with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp:
         procs = []
-        for rank in range(tb.n_devices):
-            spec_path, out = Path(tmp, f"spec{rank}.json"), Path(tmp, f"out{rank}.jsonl")
-            spec = _spec(tb, rank, model, configs, batch, warmup, runs, out)
+        for device in range(tb.n_devices):
+            job_path, out = Path(tmp, f"job{device}.json"), Path(tmp, f"out{device}.jsonl")
+            job = _job(tb, device, model, configs, batch, warmup, runs, out)
             tokens, generate = decode or (None, None)
-            spec_path.write_text(json.dumps({**spec, "arrivals_s": arrivals_s,
-                                             "tokens": tokens, "generate": generate}))
+            job_path.write_text(json.dumps({**job, "arrivals_s": arrivals_s,
+                                            "tokens": tokens, "generate": generate}))
             procs.append(subprocess.Popen(
-                [*tb.exec_prefix(rank), sys.executable, "-m", "prismsim.testbed.worker",
-                 str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                [*tb.exec_prefix(device), sys.executable, "-m", "prismsim.testbed.worker",
+                 str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         _wait_all(procs)
-        return [json.loads(line) for rank in range(tb.n_devices)
-                for line in Path(tmp, f"out{rank}.jsonl").read_text().splitlines()]
+        return [json.loads(line) for device in range(tb.n_devices)
+                for line in Path(tmp, f"out{device}.jsonl").read_text().splitlines()]
 
 
 def _wait_all(procs: list[subprocess.Popen]) -> None:
     try:
-        errors = [(rank, proc.communicate(timeout=RUN_TIMEOUT_S)[1])
-                  for rank, proc in enumerate(procs)]
-        failed = [(rank, err) for rank, err in errors if procs[rank].returncode != 0]
+        errors = [(device, proc.communicate(timeout=RUN_TIMEOUT_S)[1])
+                  for device, proc in enumerate(procs)]
+        failed = [(device, err) for device, err in errors if procs[device].returncode != 0]
         if failed:  # the first to fail is usually the one that says why
             failed.sort(key=lambda f: "Connection closed by peer" in f[1])
-            rank, err = failed[0]
-            raise RunError(f"device {rank} failed: {err.strip()[-2000:]}")
+            device, err = failed[0]
+            raise RunError(f"device {device} failed: {err.strip()[-2000:]}")
     except subprocess.TimeoutExpired:
         raise RunError(f"the devices did not finish in {RUN_TIMEOUT_S} s") from None
     finally:

@@ -1,12 +1,13 @@
 """One device of a real run: its own process, the same per-device program as the numerics
 executor, messages through torch.distributed (GLOO over TCP), one torch thread.
 
-Started by :mod:`prismsim.testbed.runner` as ``python -m prismsim.testbed.worker SPEC``
-(a JSON file). Several strategies share one process group and are run interleaved, each
-repetition after a barrier, so they see the same machine state. Each device writes one
-JSON line per timed repetition: wall and CPU seconds and every compute step's start and
-end (seconds from the barrier), and the master's reading of the host-speed gauge for
-the round (``gauge.py``).
+Started by :mod:`prismsim.testbed.runner` as ``python -m prismsim.testbed.worker JOB``
+(a JSON file: this device's number, the group's size, the model, the configurations,
+rounds, where GLOO meets and where to write). Several strategies share one process
+group and are run interleaved, each repetition after a barrier, so they see the same
+machine state. Each device writes one JSON line per timed repetition: wall and CPU
+seconds and every compute step's start and end (seconds from the barrier), and the
+master's reading of the host-speed gauge for the round (``gauge.py``).
 """
 
 from __future__ import annotations
@@ -37,18 +38,18 @@ INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
 
 
-def _one_run(spec: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
-    rank, n_dev = spec["rank"], spec["devices"]
+def _one_run(job: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
+    device, n_dev = job["device"], job["devices"]
     devices = cfg.get("devices", n_dev)
-    if rank >= devices:  # this strategy runs on fewer devices (single): wait it out
+    if device >= devices:  # this strategy runs on fewer devices (single): wait it out
         return {}, None
-    base = make_contexts(stack, inputs, devices)[rank]
+    base = make_contexts(stack, inputs, devices)[device]
     ctx = TimedContext(base.device, base.sizes, base.batch, base.hidden)
     opts = make_options(cfg["strategy"], **cfg.get("options", {}))
     # every device knows the shapes; only the master's program sees the data
-    program = _program(cfg["strategy"], ctx, stack, inputs, opts, spec.get("generate"))
+    program = _program(cfg["strategy"], ctx, stack, inputs, opts, job.get("generate"))
     cpu0, ctx.t0 = time.process_time(), time.perf_counter()
-    out = drive(rank, program, devices)
+    out = drive(device, program, devices)
     wall = time.perf_counter() - ctx.t0
     return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
 
@@ -61,12 +62,12 @@ def _program(name: str, ctx: DeviceContext, stack: Any, inputs: Any, opts: Any,
     return make_decoding_programs(name, [ctx], stack, inputs, opts, Decode(steps=generate))[0]
 
 
-def _reference(spec: dict, stack: Any, inputs: Any) -> Any:
+def _reference(job: dict, stack: Any, inputs: Any) -> Any:
     """What an exact run returns: one device's output, or with ``generate`` the logits
     of one device's greedy generation (every device: any may own decoding)."""
-    if spec.get("generate") is not None:
-        return run_generation(stack, inputs, spec["generate"]).logits  # [B, steps, V]
-    return stack.reference(inputs) if spec["rank"] == MASTER else None
+    if job.get("generate") is not None:
+        return run_generation(stack, inputs, job["generate"]).logits  # [B, steps, V]
+    return stack.reference(inputs) if job["device"] == MASTER else None
 
 
 def _error(out: Any, ref: Any) -> float:
@@ -74,60 +75,60 @@ def _error(out: Any, ref: Any) -> float:
     return float((got - ref).abs().max())
 
 
-def _serve_trace(spec: dict, stack: Any, inputs: Any, out_file: Any) -> None:
+def _serve_trace(job: dict, stack: Any, inputs: Any, out_file: Any) -> None:
     """Load mode: the master takes requests arriving at ``arrivals_s`` (seconds from a
     common barrier) first come first served, each as soon as it is done with its part
     of the one before; the other devices run request after request, each waiting for
     its input. The master writes one line per request: arrival, start, finish."""
-    cfg, rank = spec["configs"][0], spec["rank"]
-    for _ in range(spec["warmup"]):
-        _one_run(spec, cfg, stack, inputs)
-    gauge_s = Gauge().seconds(GAUGE_BATCHES) if rank == MASTER else None
-    if spec["devices"] > 1:
+    cfg, device = job["configs"][0], job["device"]
+    for _ in range(job["warmup"]):
+        _one_run(job, cfg, stack, inputs)
+    gauge_s = Gauge().seconds(GAUGE_BATCHES) if device == MASTER else None
+    if job["devices"] > 1:
         dist.barrier()
     t0 = time.perf_counter()
-    for i, arrival_s in enumerate(spec["arrivals_s"]):
-        if rank == MASTER and (wait_s := t0 + arrival_s - time.perf_counter()) > 0:
+    for i, arrival_s in enumerate(job["arrivals_s"]):
+        if device == MASTER and (wait_s := t0 + arrival_s - time.perf_counter()) > 0:
             time.sleep(wait_s)
         start_s = time.perf_counter() - t0
-        record, _ = _one_run(spec, cfg, stack, inputs)
-        if rank == MASTER:
+        record, _ = _one_run(job, cfg, stack, inputs)
+        if device == MASTER:
             out_file.write(json.dumps({"request": i, "arrival_s": arrival_s,
                                        "start_s": start_s, "finish_s": start_s
                                        + record["wall_s"], "gauge_s": gauge_s}) + "\n")
 
 
-def main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    torch.set_num_threads(spec.get("threads", 1))
-    rank, n_dev = spec["rank"], spec["devices"]
-    stack = load_model(spec["model"], seed=0)
-    inputs = random_inputs(stack, batch=spec.get("batch", 1), tokens=spec.get("tokens"), seed=0)
+def main(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())
+    torch.set_num_threads(job.get("threads", 1))
+    device, n_dev = job["device"], job["devices"]
+    stack = load_model(job["model"], seed=0)
+    inputs = random_inputs(stack, batch=job.get("batch", 1), tokens=job.get("tokens"), seed=0)
     if n_dev > 1:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", spec["interface"])
-        dist.init_process_group("gloo", init_method=spec["init_method"], rank=rank,
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", job["interface"])
+        dist.init_process_group("gloo", init_method=job["init_method"], rank=device,
                                 world_size=n_dev, timeout=timedelta(seconds=INIT_TIMEOUT_S))
-    ref = _reference(spec, stack, inputs)
-    out_path, gauge = Path(spec["out"]), Gauge()
+    ref = _reference(job, stack, inputs)
+    out_path, gauge = Path(job["out"]), Gauge()
     with torch.no_grad(), out_path.open("w") as out_file:
-        if spec.get("arrivals_s") is not None:
-            _serve_trace(spec, stack, inputs, out_file)
-        for rep in range(0 if spec.get("arrivals_s") is not None
-                         else spec["warmup"] + spec["runs"]):
+        if job.get("arrivals_s") is not None:
+            _serve_trace(job, stack, inputs, out_file)
+        for rep in range(0 if job.get("arrivals_s") is not None
+                         else job["warmup"] + job["runs"]):
             if n_dev > 1:
                 dist.barrier()
             # the host's speed this round: the master times the gauge's reference while
             # the others wait at the next barrier
-            gauge_s = gauge.seconds(GAUGE_BATCHES) if rank == MASTER else None
-            for i, cfg in enumerate(spec["configs"]):
+            gauge_s = gauge.seconds(GAUGE_BATCHES) if device == MASTER else None
+            for i, cfg in enumerate(job["configs"]):
                 if n_dev > 1:
                     dist.barrier()
-                record, out = _one_run(spec, cfg, stack, inputs)
-                if rep < spec["warmup"] or not record:
+                record, out = _one_run(job, cfg, stack, inputs)
+                if rep < job["warmup"] or not record:
                     continue
                 if out is not None:
                     record["max_abs_error"] = _error(out, ref)
-                record.update(config=i, rep=rep - spec["warmup"], device=rank,
+                record.update(config=i, rep=rep - job["warmup"], device=device,
                               gauge_s=gauge_s)
                 out_file.write(json.dumps(record) + "\n")
     if n_dev > 1:

@@ -8,19 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from prismsim.models.load import load_model
 from prismsim.names import check_model, check_strategies
-from prismsim.scenario.load import DECODING
+from prismsim.strategies import decoding_strategies
 from prismsim.strategies.decoding import check_decodable
-from prismsim.userfiles import (
-    StrictModel,
-    UserFileError,
-    load_model_file,
-    read_mapping,
-    validate,
-)
+from prismsim.userfiles import StrictModel, UserFileError, load_model_file, renamed_key
 
 
 class DecodeRun(StrictModel):
@@ -43,12 +37,12 @@ class StrategyEntry(StrictModel):
 
 
 class OfferedLoadSection(StrictModel):
-    """``validate --load``: each strategy serving a seeded Poisson trace, at loads set
-    relative to its predicted idle latency L (``load_validation.py``)."""
+    """``validate --load``: each strategy serving a seeded Poisson trace, at offered
+    loads set relative to its predicted idle latency L (``under_load.py``)."""
 
-    # offered load x L: below, near and above the knee (1 saturates one group)
+    # offered requests a second x L: below, near and above the knee (1 saturates a group)
     load_factors: list[PositiveFloat] = Field(default_factory=lambda: [0.3, 0.6, 1.2])
-    requests: int = Field(200, ge=2)  # per load
+    requests: int = Field(200, ge=2)  # per offered load
     warmup: int = Field(20, ge=0)  # first requests left out of the figures
     seed: int = 0  # of the arrival trace
 
@@ -65,7 +59,9 @@ class ValidationFile(StrictModel):
     profile: str | None = None  # a saved `prismsim profile-device` file; None: measure now
     profile_rounds: int = Field(3, ge=1)  # measuring now: interleaved windows per k ...
     profile_window_s: float = Field(3.0, gt=0)  # ... of this many seconds each
-    load: OfferedLoadSection | None = None  # validate --load; None: that mode is not asked for
+    # validate --load (formerly load:); None: that mode is not asked for
+    offered_load: OfferedLoadSection | None = Field(
+        None, validation_alias=renamed_key("offered_load", "load"))
     # each round a prompt's prefill and greedy generation (causal LMs); None: one forward
     decode: DecodeRun | None = None
 
@@ -73,38 +69,26 @@ class ValidationFile(StrictModel):
         return self.decode.pair() if self.decode else None
 
 
-class ProfileFile(BaseModel):
-    """What validation reads of a ``prismsim profile-device`` file (other keys kept)."""
-
-    model_config = ConfigDict(extra="allow")
-    concurrent_gflops: dict[int, PositiveFloat] = Field(min_length=1)  # k busy -> GFLOP/s
-    gloo_fixed_us: float = Field(ge=0)  # fixed cost of one GLOO message
-
-
 def load_validation_file(path: Path) -> ValidationFile:
-    spec = load_model_file(path, ValidationFile, "validation fields", ValidationFileError)
-    check_model(spec.model, f"{path.name}: model", ValidationFileError)
-    check_strategies([e.strategy for e in spec.strategies], f"{path.name}: strategies",
+    """The validation file at ``path``, checked: its model and strategies known, and
+    with ``decode:`` a causal language model and decoding strategies."""
+    validation = load_model_file(path, ValidationFile, "validation fields",
+                                 ValidationFileError)
+    check_model(validation.model, f"{path.name}: model", ValidationFileError)
+    check_strategies([e.strategy for e in validation.strategies], f"{path.name}: strategies",
                      ValidationFileError)
-    if spec.decode is not None:
-        _check_decode(spec, path.name)
-    return spec
+    if validation.decode is not None:
+        _check_decode(validation, path.name)
+    return validation
 
 
-def _check_decode(spec: ValidationFile, where: str) -> None:
-    for i, entry in enumerate(spec.strategies):
-        if entry.strategy not in DECODING:
+def _check_decode(validation: ValidationFile, where: str) -> None:
+    for i, entry in enumerate(validation.strategies):
+        if entry.strategy not in decoding_strategies():
             raise ValidationFileError(f"{where}: strategies[{i}]: {entry.strategy!r} has no "
-                                      f"decoding; with decode: use {', '.join(DECODING)}")
+                                      f"decoding; with decode: use "
+                                      f"{', '.join(decoding_strategies())}")
     try:
-        check_decodable(load_model(spec.model))
+        check_decodable(load_model(validation.model))
     except ValueError as err:
         raise ValidationFileError(f"{where}: model: {err}") from None
-
-
-def load_profile(path: Path) -> dict[str, Any]:
-    """A saved profile, checked: a damaged or foreign file is one error naming it."""
-    where = path.name
-    data = read_mapping(path, "profile fields", where)
-    validate(ProfileFile, data, where, error=ValidationFileError)
-    return data

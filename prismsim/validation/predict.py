@@ -28,6 +28,7 @@ from typing import Any
 
 from prismsim.cost.op_table import OperatorTable
 from prismsim.executors.trace_cache import WorkloadCache
+from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.message_costs import MessageCosts, fit_message_cost
 from prismsim.sim import simulate
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
@@ -42,12 +43,12 @@ class PredictError(ValueError):
     """A profile that cannot back a held-out prediction."""
 
 
-def operator_table(profile: dict[str, Any]) -> OperatorTable:
+def operator_table(profile: HostProfile) -> OperatorTable:
     """The profile's operator table; it must carry the gauge it was measured against."""
-    if "operators" not in profile:
+    table = profile.operators
+    if table is None:
         raise PredictError("the profile has no operator table: measure it again with "
                            "`prismsim profile-device`")
-    table = OperatorTable.model_validate(profile["operators"])
     if table.reference_s is None:
         raise PredictError("the profile's operator table was not gauged (an older "
                            "profile-device): measure it again")
@@ -62,7 +63,7 @@ def round_gauge_s(records: list[dict]) -> float:
     return statistics.median(readings)
 
 
-def message_fixed_s(profile: dict[str, Any], costs: MessageCosts) -> float:
+def message_fixed_s(profile: HostProfile, costs: MessageCosts) -> float:
     """CPU seconds of one message at one end, fixed part: as the testbed's ping-pong ran
     it through the real runs' runtime (driver loop, GLOO transport), or, where it did
     not, its plain small messages plus the runtime's overhead the profile measured on
@@ -70,10 +71,10 @@ def message_fixed_s(profile: dict[str, Any], costs: MessageCosts) -> float:
     if costs.runtime_cpu_s is not None:
         return costs.runtime_cpu_s
     plain_s = statistics.median(v for k, v in costs.cpu_s.items() if k <= SMALL_BYTES)
-    return plain_s + profile.get("runtime_overhead_us", 0.0) * 1e-6
+    return plain_s + profile.runtime_overhead_us * 1e-6
 
 
-def host_spec(profile: dict[str, Any], costs: MessageCosts) -> HostSpec:
+def host_spec(profile: HostProfile, costs: MessageCosts) -> HostSpec:
     """This host: its cores, the profile's co-run factors (never above 1: a process is
     not faster for having company; a measurement saying so is noise), the CPU one GLOO
     message costs an end (fixed: ``message_fixed_s``; per byte: the ping-pong's bulk
@@ -83,13 +84,12 @@ def host_spec(profile: dict[str, Any], costs: MessageCosts) -> HostSpec:
     per_byte_s = costs.stream_cpu_s_per_byte
     if per_byte_s is None:
         per_byte_s = fit_message_cost(costs.cpu_s)[1]
-    corun = [min(1.0, float(c)) for c in profile.get("corun", [])]
-    return HostSpec(cores=int(profile.get("cores") or os.cpu_count() or 1), corun=corun,
+    corun = [min(1.0, c) for c in profile.corun]
+    return HostSpec(cores=profile.cores or os.cpu_count() or 1, corun=corun,
                     message_cpu_us=fixed_s * 1e6,
                     message_cpu_gbytes_per_s=1e-9 / per_byte_s if per_byte_s else None,
                     network_cpu_ns_per_byte=(costs.network_cpu_s_per_byte or 0.0) * 1e9,
-                    wake_us_by_idle_ms=tuple(tuple(p) for p in profile.get("wake_us_by_idle_ms",
-                                                                           ())))
+                    wake_us_by_idle_ms=tuple(profile.wake_us_by_idle_ms))
 
 
 def measured_link(bandwidth_mbps: float, costs: MessageCosts) -> LinkSpec:

@@ -1,12 +1,27 @@
-"""How a validation compares: mean absolute percentage error, the share of points within
-a bound (nn-Meter's +-10 % metric), and the measured-vs-simulated scatter plot."""
+"""How a validation compares, for every table it writes: each figure's error against the
+measured one (``error_pct``), the configuration's options as one text (``options_text``,
+so the tables join), the mean absolute percentage error, the share of points within a
+bound (nn-Meter's +-10 % metric), and the measured-vs-simulated scatter plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
+
+
+def error_pct(predicted: float, measured: float) -> float:
+    """How far ``predicted`` is from ``measured``, in percent of it (+: predicted high)."""
+    return 100 * (predicted / measured - 1)
+
+
+def options_text(options: dict[str, Any]) -> str:
+    """A configuration's options as every validation table writes them: YAML flow text,
+    keys sorted ("{}", "{cr: 4, exchange: ring}"), read back by ``yaml.safe_load``."""
+    return yaml.safe_dump(options, default_flow_style=True).strip()
 
 
 def mape(table: pd.DataFrame, name: str = "predicted", distributed_only: bool = True
@@ -67,5 +82,5 @@ def layer_waits(layers: pd.DataFrame) -> pd.DataFrame:
         predicted = group["predicted_ms"].diff()[steady].median()
         rows.append({**dict(zip(keys, key, strict=True)), "measured_layer_ms": measured,
                      "predicted_layer_ms": predicted,
-                     "error_pct": 100 * (predicted - measured) / measured})
+                     "error_pct": error_pct(predicted, measured)})
     return pd.DataFrame(rows)

@@ -13,6 +13,7 @@ import statistics
 from typing import Any
 
 from prismsim.sim.tokens import HEAD_TAG
+from prismsim.validation.report import error_pct
 
 FIGURES = ("ttft", "tpot")  # <name>_<figure>_ms, <name>_<figure>_error_pct
 
@@ -52,6 +53,6 @@ def token_columns(measured: dict[str, Any], outs: dict[str, dict]) -> dict[str, 
         for fig in FIGURES:
             if f"{fig}_ms" in out:
                 row[f"{name}_{fig}_ms"] = out[f"{fig}_ms"]
-                row[f"{name}_{fig}_error_pct"] = 100 * (
-                    out[f"{fig}_ms"] / measured[f"measured_{fig}_ms"] - 1)
+                row[f"{name}_{fig}_error_pct"] = error_pct(out[f"{fig}_ms"],
+                                                           measured[f"measured_{fig}_ms"])
     return row

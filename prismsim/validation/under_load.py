@@ -3,30 +3,80 @@ a seeded Poisson trace replayed against the GLOO processes in the testbed (the m
 queues the requests and serves them in turn; the same per-device programs run them),
 and the same trace served by the simulator from the held-out prediction of
 ``predict.py`` (operator table, host model, the measured link: nothing of the strategy
-timed). Loads are set relative to each configuration's predicted idle latency L:
-``load_factors`` x 1 / L requests a second, below, near and above the knee.
+timed). Offered loads are set relative to each configuration's predicted idle latency
+L: ``load_factors`` x 1 / L requests a second, below, near and above the knee.
+
+Run again on the same folder, it goes on: the points (configuration and network point)
+whose every offered load has its row are skipped before anything is built or measured.
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from prismsim.profiling.gauge import gauge_s
+from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.hoststat import CpuTimes, stolen_share_since
 from prismsim.profiling.message_costs import testbed_message_costs
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import ServingSetup, serve
+from prismsim.serve.engine import serve
+from prismsim.serve.requests import ServingSetup
 from prismsim.serve.stats import latency_figures, request_table
 from prismsim.sim import simulate
 from prismsim.testbed.network import Testbed
 from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.validation import predict
+from prismsim.validation.file import OfferedLoadSection, ValidationFile
+from prismsim.validation.report import error_pct, options_text
 
 FIGURES = ("throughput_per_s", "latency_p50_s", "latency_p99_s")
 KEY = ("strategy", "options", "devices", "bandwidth_mbps", "latency_ms", "load_factor")
+
+
+@dataclass(frozen=True)
+class PendingPoint:
+    """One configuration at one network point, with the offered loads it still lacks
+    (as factors of 1 / its predicted idle latency)."""
+
+    config: RealConfig
+    devices: int
+    bandwidth_mbps: float
+    latency_ms: float
+    load_factors: tuple[float, ...]
+
+    def row_base(self, factor: float) -> dict[str, Any]:
+        """The columns that name one of its rows (``KEY``)."""
+        return {"strategy": self.config.strategy, "options": options_text(self.config.options),
+                "devices": self.devices, "bandwidth_mbps": self.bandwidth_mbps,
+                "latency_ms": self.latency_ms, "load_factor": factor}
+
+
+def offered_load(validation: ValidationFile) -> OfferedLoadSection:
+    """The file's ``offered_load:`` section, which ``--load`` needs."""
+    if validation.offered_load is None:
+        raise ValueError("validate --load needs an offered_load: section")
+    return validation.offered_load
+
+
+def pending_points(validation: ValidationFile, configs: list[RealConfig], done: set[tuple]
+                   ) -> list[PendingPoint]:
+    """Every point of the grid (device count, bandwidth, latency, configuration, in the
+    order they are run) with an offered load whose row (``KEY``) is not in ``done``."""
+    wanted, out = offered_load(validation).load_factors, []
+    for devices, bw, lat, cfg in itertools.product(
+            validation.devices, validation.bandwidth_mbps, validation.latency_ms, configs):
+        point = PendingPoint(cfg, devices, bw, lat, ())
+        factors = tuple(f for f in wanted
+                        if tuple(point.row_base(f)[k] for k in KEY) not in done)
+        if factors:
+            out.append(PendingPoint(cfg, devices, bw, lat, factors))
+    return out
 
 
 def _measured(records: list[dict], warmup: int) -> dict[str, Any]:
@@ -36,34 +86,33 @@ def _measured(records: list[dict], warmup: int) -> dict[str, Any]:
     return latency_figures(df)
 
 
-def _rows_of_point(spec: Any, tb: Testbed, profile: dict[str, Any], cfg: RealConfig,
-                   bw: float, lat: float, done: set[tuple], requests: list[pd.DataFrame]
-                   ) -> list[dict[str, Any]]:
-    """Every load of one configuration at one network point (those not done before);
-    each load's requests are added to ``requests``."""
-    load, costs = spec.load, testbed_message_costs(tb)
-    host, link = predict.host_spec(profile, costs), predict.measured_link(bw, costs)
-    wl = predict.workload(spec.model, cfg.strategy, cfg.options, tb.n_devices, spec.batch)
-    table, gflops = predict.operator_table(profile), profile["concurrent_gflops"][1]
+def _run_point(validation: ValidationFile, tb: Testbed, profile: HostProfile,
+               point: PendingPoint) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """The offered loads ``point`` lacks, each served for real and predicted: their rows
+    and each one's requests."""
+    offered, cfg = offered_load(validation), point.config
+    costs = testbed_message_costs(tb)
+    host, link = predict.host_spec(profile, costs), predict.measured_link(
+        point.bandwidth_mbps, costs)
+    wl = predict.workload(validation.model, cfg.strategy, cfg.options, tb.n_devices,
+                          validation.batch)
+    table, gflops = predict.operator_table(profile), profile.concurrent_gflops[1]
     idle_s = simulate(wl, predict.table_device(table, gauge_s(), gflops), link,
                       host=host).latency_s
-    rows = []
-    for factor in load.load_factors:
-        base = {"strategy": cfg.strategy, "options": _options(cfg), "devices": tb.n_devices,
-                "bandwidth_mbps": bw, "latency_ms": lat, "load_factor": factor}
-        if tuple(base[k] for k in KEY) in done:  # type: ignore[index]
-            continue
-        times = arrivals_s("poisson", factor / idle_s, load.requests, load.seed)
+    rows, requests = [], []
+    for factor in point.load_factors:
+        base = point.row_base(factor)
+        times = arrivals_s("poisson", factor / idle_s, offered.requests, offered.seed)
         cpu0 = CpuTimes.now()
-        records = run_configs(tb, spec.model, [cfg], batch=spec.batch, warmup=spec.warmup,
-                              arrivals_s=[float(t) for t in times])
+        records = run_configs(tb, validation.model, [cfg], batch=validation.batch,
+                              warmup=validation.warmup, arrivals_s=[float(t) for t in times])
         base["stolen_cpu_pct"] = 100 * stolen_share_since(cpu0)  # other machines' share
         device = predict.table_device(table, records[0]["gauge_s"], gflops)
         result = serve(ServingSetup({1: wl}), times, device, link, host)
-        rows.append(_row(base, 1 / idle_s * factor, _measured(records, load.warmup),
-                         _figures(result, load.warmup)))
+        rows.append(_row(base, 1 / idle_s * factor, _measured(records, offered.warmup),
+                         _figures(result, offered.warmup)))
         requests.append(_request_rows(base, records, result))
-    return rows
+    return rows, requests
 
 
 def _request_rows(base: dict[str, Any], records: list[dict], result: Any) -> pd.DataFrame:
@@ -80,50 +129,80 @@ def _figures(result: Any, warmup: int) -> dict[str, Any]:
     return latency_figures(request_table(result, warmup))
 
 
-def _options(cfg: RealConfig) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(cfg.options.items()))
-
-
 def _row(base: dict[str, Any], rate: float, measured: dict[str, Any],
          predicted: dict[str, Any]) -> dict[str, Any]:
     row = {**base, "rate_per_s": rate}
     for f in FIGURES:
         row[f"measured_{f}"], row[f"predicted_{f}"] = measured[f], predicted[f]
-        row[f"{f}_error_pct"] = 100 * (predicted[f] / measured[f] - 1)
+        row[f"{f}_error_pct"] = error_pct(predicted[f], measured[f])
     return row
 
 
-def run_load_validation(spec: Any, out_dir: Path, profile: dict[str, Any],
+def run_load_validation(validation: ValidationFile, out_dir: Path, profile: HostProfile,
                         configs: list[RealConfig], progress: Any = None) -> pd.DataFrame:
-    """Every configuration at every load, device count and network point of ``spec``;
-    ``validation_load.csv`` (and each request's times, ``validation_load_requests.csv``)
-    are written after each point and read back by a later call."""
+    """Every configuration at every offered load, device count and network point of
+    ``validation``; ``validation_load.csv`` (and each request's times,
+    ``validation_load_requests.csv``) are written after each point and read back by a
+    later call, which runs only what they lack (a device count with nothing left builds
+    no testbed)."""
     path, per_request = out_dir / "validation_load.csv", out_dir / "validation_load_requests.csv"
-    rows = pd.read_csv(path).to_dict("records") if path.exists() else []
-    requests = [pd.read_csv(per_request)] if rows and per_request.exists() else []
-    done = {tuple(r[k] for k in KEY) for r in rows}
-    for devices in spec.devices:
-        with Testbed(devices, spec.bandwidth_mbps[0] * 1e6) as tb:
-            for bw in spec.bandwidth_mbps:
-                for lat in spec.latency_ms:
-                    tb.shape(bw * 1e6, lat / 1e3)
-                    for cfg in configs:
-                        rows += _rows_of_point(spec, tb, profile, cfg, bw, lat, done,
-                                               requests)
-                        _save(path, rows)
-                        pd.concat(requests).to_csv(per_request, index=False)
-                        if progress:
-                            progress(f"{cfg.strategy} P={devices} {bw:g} Mbit/s {lat:g} ms")
-    return _save(path, rows)
+    rows, requests = _earlier(path, per_request)
+    todo = pending_points(validation, configs, {tuple(r[k] for k in KEY) for r in rows})
+    for devices, points in itertools.groupby(todo, key=lambda p: p.devices):
+        mine = list(points)
+        with Testbed(devices, mine[0].bandwidth_mbps * 1e6) as tb:
+            for point in mine:
+                if (tb.rate_bits_per_s, tb.delay_s) != (point.bandwidth_mbps * 1e6,
+                                                        point.latency_ms / 1e3):
+                    tb.shape(point.bandwidth_mbps * 1e6, point.latency_ms / 1e3)
+                new, new_requests = _run_point(validation, tb, profile, point)
+                rows, requests = rows + new, requests + new_requests
+                _save(path, per_request, rows, requests)
+                if progress:
+                    progress(f"{point.config.strategy} P={devices} "
+                             f"{point.bandwidth_mbps:g} Mbit/s {point.latency_ms:g} ms")
+    return _save(path, per_request, rows, requests)
 
 
-def _save(path: Path, rows: list[dict]) -> pd.DataFrame:
+def _earlier(path: Path, per_request: Path) -> tuple[list[dict], list[pd.DataFrame]]:
+    """The rows and requests of an earlier run of this folder, their options in the
+    validation tables' text (folders written before it was shared held "cr=4")."""
+    if not path.exists():
+        return [], []
+    rows = _with_options_text(pd.read_csv(path)).to_dict("records")
+    requests = [_with_options_text(pd.read_csv(per_request))] if (
+        rows and per_request.exists()) else []
+    return rows, requests  # type: ignore[return-value]
+
+
+def _with_options_text(table: pd.DataFrame) -> pd.DataFrame:
+    if "options" in table:
+        table["options"] = [options_text(_options_of(v)) for v in table["options"]]
+    return table
+
+
+def _options_of(text: Any) -> dict[str, Any]:
+    """Options from their text: YAML flow ("{cr: 4}") or the earlier "cr=4,exchange=ring"
+    (none: "" or a missing value)."""
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    if text.lstrip().startswith("{"):
+        return yaml.safe_load(text) or {}
+    return {k: yaml.safe_load(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+def _save(path: Path, per_request: Path, rows: list[dict], requests: list[pd.DataFrame]
+          ) -> pd.DataFrame:
+    """Both tables written; the rows' returned."""
     path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     df.to_csv(path, index=False)
+    if requests:
+        pd.concat(requests).to_csv(per_request, index=False)
     return df
 
 
-def count_points(spec: Any, configs: list[RealConfig]) -> int:
-    return (len(spec.devices) * len(spec.bandwidth_mbps) * len(spec.latency_ms)
-            * len(configs))
+def count_points(validation: ValidationFile, configs: list[RealConfig]) -> int:
+    """Configurations at network points (each served at every offered load)."""
+    return (len(validation.devices) * len(validation.bandwidth_mbps)
+            * len(validation.latency_ms) * len(configs))

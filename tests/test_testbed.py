@@ -5,19 +5,22 @@ them: .ci/run installs iptables)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from prismsim.cli.main import main
+from prismsim.profiling.host_profile import HostProfile, catalog_entries, write_yaml
+from prismsim.sim.catalog import load_catalog
 from prismsim.testbed import delay_line, network
 from prismsim.testbed.network import Testbed, TestbedError
 from prismsim.testbed.runner import RealConfig, run_configs
+from prismsim.validation import latency
 
 CAN_BUILD = (hasattr(network.os, "geteuid") and network.os.geteuid() == 0
              and all(shutil.which(t) for t in ("ip", "tc", "iptables")))
@@ -163,62 +166,70 @@ def test_gloo_galaxy_run_with_posted_receives_is_exact():
     assert max(r["max_abs_error"] for r in master) < 1e-4
 
 
+def _host_network() -> dict[str, object]:
+    """What a testbed must leave as it found it outside its own namespaces: the host's
+    interfaces (other than a testbed's, which other runs may be making meanwhile), its
+    routes and firewall rules, and the two settings a testbed makes inside its
+    namespaces (forwarding, TCP's slow start after idle)."""
+    def out(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    names = [line.split(":")[1].strip().split("@")[0] for line in out("ip", "-o", "link")
+             .splitlines()]
+    settings = {name: Path("/proc/sys/net/ipv4", name).read_text() for name in
+                ("ip_forward", "tcp_slow_start_after_idle")}
+    return {"interfaces": sorted(n for n in names if not n.startswith(network.PREFIX)),
+            "routes": out("ip", "route"), "rules": out("iptables", "-S"), **settings}
+
+
 @needs_testbed
-def test_validate_command_whole_path(tmp_path):
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text("model: vit-tiny\nstrategies:\n  - strategy: voltage\ndevices: [2]\n"
+def test_validate_command_whole_path(tmp_path, monkeypatch):
+    built: list[Testbed] = []
+
+    def recorded(*args: object, **kwargs: object) -> Testbed:
+        built.append(Testbed(*args, **kwargs))  # type: ignore[arg-type]
+        return built[-1]
+
+    monkeypatch.setattr(latency, "Testbed", recorded)
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text("model: vit-tiny\nstrategies:\n  - strategy: voltage\ndevices: [2]\n"
                     "bandwidth_mbps: [200]\nlatency_ms: [1]\nwarmup: 1\nruns: 2\n"
                     "profile_rounds: 1\nprofile_window_s: 1\n")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["validate", str(spec), "-o", str(out)])
+    out, host_before = tmp_path / "out", _host_network()
+    result = CliRunner().invoke(main, ["validate", str(grid), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "held-out prediction (operator table, host, measured link): MAPE" in result.output
     assert "held-out, the link as set: MAPE" in result.output
     assert "the strategies' own steps timed (not held out): MAPE" in result.output
     for name in ("validation.csv", "validation_layers.csv", "validation.png", "profile.yaml"):
         assert (out / name).exists()
-    assert network.list_namespaces() == []
-    assert socket.gethostname()  # the host's own network is untouched
+    assert len(built) == 1 and _ours(built[0].run_id) == []  # its namespaces are gone
+    assert _host_network() == host_before
 
 
 def test_validate_names_file_and_key_of_a_bad_field(tmp_path):
-    spec = tmp_path / "bad.yaml"
-    spec.write_text("strategies:\n  - strategy: voltage\nbandwidth_mbps: [fast]\n")
-    result = CliRunner().invoke(main, ["validate", str(spec)])
+    grid = tmp_path / "bad.yaml"
+    grid.write_text("strategies:\n  - strategy: voltage\nbandwidth_mbps: [fast]\n")
+    result = CliRunner().invoke(main, ["validate", str(grid)])
     assert result.exit_code == 2
     assert "bad.yaml: bandwidth_mbps[0]" in result.output
 
 
 def test_profile_becomes_catalog_entries_the_simulator_accepts(tmp_path):
-    from prismsim.profiling.host_profile import catalog_entries, save_profile
-    from prismsim.sim.catalog import load_catalog
-
     operators = {"source": "by hand", "mm": [{"dims": [1, 2, 2], "seconds": 1e-6}],
                  "bmm": [{"dims": [1, 1, 1, 1], "seconds": 2e-6}],
                  "ew": {"copy": {"fixed_s": 1e-6, "bytes_per_s": 1e9}}, "view_s": 1e-7}
-    profile = {"model": "vit-tiny", "batch": 1, "measured_at": "2026-11-23 17:26:44",
-               "concurrent_gflops": {1: 49.66, 3: 33.57}, "gloo_fixed_us": 58.3,
-               "gloo_loopback_gbps": 22.6, "operators": operators}
+    profile = HostProfile(model="vit-tiny", batch=1, measured_at="2026-11-23 17:26:44",
+                          concurrent_gflops={1: 49.66, 3: 33.57}, gloo_fixed_us=58.3,
+                          gloo_loopback_gbps=22.6, operators=operators)
     path = tmp_path / "profile-catalog.yaml"
-    save_profile(catalog_entries(profile), path)
+    write_yaml(catalog_entries(profile), path)
     devices, links = load_catalog(path)
     assert devices["host-measured-3-busy"].flops_per_s == pytest.approx(33.57e9)
     assert devices["host-operators"].operators.op_s(("mm", 1, 2, 2)) == pytest.approx(1e-6)
     link = links["host-loopback-gloo"]
     assert link.latency_s == pytest.approx(58.3e-6) and link.rendezvous
     assert link.bits_per_s == pytest.approx(22.6e9)
-
-
-def test_shipped_validation_grid_loads():
-    from pathlib import Path
-
-    from prismsim.validation.file import load_validation_file
-    from prismsim.validation.latency import count_groups
-
-    spec = load_validation_file(Path("scenarios/validate_vit_tiny.yaml"))
-    assert count_groups(spec) == 2 * 3 * 2  # P x bandwidth x latency
-    assert [(s.strategy, s.options.get("exchange", "p2p")) for s in spec.strategies] == [
-        ("voltage", "p2p"), ("voltage", "ring"), ("prism", "p2p"), ("prism", "ring")]
 
 
 @needs_testbed
@@ -235,26 +246,6 @@ def test_gloo_ring_exchange_is_exact_and_pays_four_delays():
     assert max(r["max_abs_error"] for r in master if r["config"] < 2) < 1e-4
     wall = {c: min(r["wall_s"] for r in master if r["config"] == c) for c in (0, 1)}
     assert wall[1] - wall[0] > 3 * 1.5 * 0.010, wall  # expected: 3 x 2 more delays
-
-
-def test_shipped_load_grid_loads():
-    from pathlib import Path
-
-    from prismsim.validation.file import load_validation_file
-    from prismsim.validation.under_load import count_points
-
-    spec = load_validation_file(Path("scenarios/validate_load_vit_tiny.yaml"))
-    assert spec.load is not None and spec.load.load_factors == [0.3, 0.6, 1.2]
-    assert count_points(spec, [RealConfig(s.strategy) for s in spec.strategies]) == 8
-
-
-def test_validate_load_without_a_load_section_says_so(tmp_path):
-    spec = tmp_path / "grid.yaml"
-    spec.write_text("strategies:\n  - strategy: voltage\n")
-    result = CliRunner().invoke(main, ["validate", str(spec), "--load", "-o",
-                                       str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "grid.yaml: load: give the loads to serve" in result.output
 
 
 @needs_testbed

@@ -1,0 +1,311 @@
+"""The replay of one workload's programs on modelled devices and a network medium (SimPy).
+
+Each device is one process walking its tasks in program order: compute holds it for
+max(FLOPs / (peak x efficiency), memory bytes / bandwidth); a send stages the tensor
+(GLOO on a GPU device copies it to host memory, blocking the program) and hands it to
+the medium, which transmits it while the device goes on; a receive waits until every
+listed message has arrived, then stages each one back to the device. On a rendezvous
+link a message leaves only once its receive is posted: by a ``post`` task (the program
+posted it early, and goes on at once) or else by the receive itself; a device other
+than the master that starts by receiving is idle before the request comes, its first
+receive posted, so that message leaves as soon as it is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import simpy
+
+from prismsim.sim.host import SharedHost
+from prismsim.sim.media import MEDIA
+from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
+from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
+from prismsim.workload import MASTER, Message, Workload
+
+
+class _Wake(simpy.Event):
+    """What a receive waits on, one event however many messages it takes: a placeholder
+    until the arrival times of all its messages are known; then a timeout to the last of
+    them, made at that moment (where and with the priority SimPy schedules every
+    timeout), takes over the placeholder's waiters."""
+
+    def __init__(self, env: simpy.Environment, unknown: int, last_s: float):
+        super().__init__(env)
+        self.unknown, self.last_s = unknown, last_s
+
+    def known(self, arrival_s: float) -> None:
+        self.last_s = max(self.last_s, arrival_s)
+        self.unknown -= 1
+        if self.unknown == 0:
+            fire = self.env.timeout(max(0.0, self.last_s - self.env.now))
+            fire.callbacks, self.callbacks = self.callbacks, []
+
+
+class Replay:
+    """The replay of one workload's per-device programs on devices and a medium:
+    ``run()`` replays one inference.
+
+    Subclasses (the serving replay, ``serve/groups.py``) extend it through these hooks:
+
+    - ``message(key)``: the message a running key names (here the workload's message of
+      that id; a serving run numbers each request's messages apart);
+    - ``transmit(key, msg, at_s)``: one message, or one rendezvous copy of it, handed to
+      the medium at ``at_s``;
+    - ``start_devices()``: start the devices' processes (here each runs its program once);
+
+    and use these helpers: ``walk(device, ops)`` (a device runs operations in program
+    order), ``post_ahead(device, ops, ready_s)`` (a device idle before its program posts
+    its first receive), ``wake(device)`` (a device idle since its last task takes new
+    work) and ``close_stats(end_s)`` (each device's transmissions, bytes and energy).
+    """
+
+    def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool,
+                 host: HostSpec | None = None):
+        self.env = simpy.Environment()
+        self.host_spec = host
+        self.host = SharedHost(self.env, host.cores, host.corun) if host else None
+        self.wl, self.specs, self.record = wl, specs, record
+        self.stats = [DeviceStats() for _ in specs]
+        self.spans: list[Span] = []
+        self.arrival: dict[tuple[int, int], float] = {}  # (message, device) -> time
+        self.waiting: dict[tuple[int, int], _Wake] = {}  # (message, device) -> its receive
+        self.rendezvous = link.rendezvous
+        self.handed: dict[int, float] = {}  # rendezvous: message -> when its sender sent it
+        self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
+        self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None)
+        self.blocked_s = [0.0] * len(specs)  # host: how long each waited since it computed
+        self.transfers: dict[int, tuple[simpy.Event, float]] = {}  # dst -> (CPU done, end)
+        if self.host and host and host.transfer_cpu_s(1 << 20):
+            self.medium.on_air = self._transfer_cpu
+
+    # hooks
+
+    def message(self, key: int) -> Message:
+        """The message a running key names."""
+        return self.wl.messages[key]
+
+    def transmit(self, key: int, msg: Message, at_s: float) -> None:
+        """``msg`` (key ``key``), or one rendezvous copy of it, handed to the medium at
+        ``at_s``: each copy arrives when the medium delivers it."""
+        for dst, at in self.medium.send(msg, at_s):
+            self._arrive(key, dst, at)
+
+    def start_devices(self) -> None:
+        """Every device runs its program once; one other than the master that starts by
+        receiving has its receive posted from the start."""
+        for p, spec in enumerate(self.specs):
+            ops = device_ops(self.wl, p, spec, not self.record)
+            if p != MASTER:
+                self.post_ahead(p, ops, 0.0)
+            self.env.process(self._device(p, ops))
+
+    # helpers
+
+    def walk(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
+        """Device p runs ``ops`` in program order."""
+        env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
+        plain = not (record or self.host)  # the common case, inline: one event per hold
+        for op in ops:
+            if isinstance(op, Compute):
+                if plain:
+                    stats.compute_s += op.seconds
+                    yield env.timeout(op.seconds)
+                else:
+                    yield from self._compute(p, op)
+            elif isinstance(op, Receive):
+                start, event = env.now, self._arrived(p, op.messages)
+                if event is not None:
+                    yield event
+                if (cpu := self._message_cpu(op.messages)) is not None:
+                    yield cpu
+                stats.wait_s += env.now - start
+                self.blocked_s[p] += env.now - start
+                if record:
+                    self._span(p, "wait", op.label, start, env.now)
+                if stages:
+                    yield from self._stage_in(p, op)
+            elif isinstance(op, SendMessage):
+                msg = self.message(op.message)
+                if stages:
+                    yield from self._stage_out(p, msg, op.label)
+                self._message_cpu((op.message,), len(msg.dst))  # in the background
+                self._send(msg, op.message)
+            elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
+                self._post(p, op.messages, env.now + self.medium.latency_s)
+
+    def post_ahead(self, p: int, ops: list[Op], ready_s: float) -> None:
+        """Rendezvous: device p, idle before ``ops`` start, has posted their first receive
+        if they start with one; its senders know of it at ``ready_s``."""
+        if self.rendezvous and ops and isinstance(ops[0], Receive | PostReceives):
+            self._post(p, ops[0].messages, ready_s)
+
+    def wake(self, p: int) -> None:
+        """Device p, idle since its last task, takes new work now: on a shared host its
+        next compute step wakes it from that wait."""
+        self.blocked_s[p] += self.env.now - self.stats[p].finish_s
+
+    def close_stats(self, end_s: float) -> None:
+        """Each device's transmit and receive times and bytes into its statistics, and its
+        energy over a run that ends at ``end_s``."""
+        med = self.medium
+        for p, (st, spec) in enumerate(zip(self.stats, self.specs, strict=True)):
+            st.tx_s, st.rx_s = med.tx_s[p], med.rx_s[p]
+            st.bytes_sent, st.bytes_received = med.bytes_sent[p], med.bytes_received[p]
+            st.energy_j = energy_j(spec, end_s, st.compute_s, st.tx_s, st.rx_s)
+
+    def run(self) -> SimResult:
+        """Replay one inference: every device's program, once."""
+        self.start_devices()
+        self.env.run()
+        if self.waiting:
+            raise RuntimeError(f"messages never sent: {sorted(self.waiting)}")
+        makespan = max(s.finish_s for s in self.stats)
+        output = self.wl.meta.get("output_device")  # traced programs: the master
+        latency = makespan if output is None else self.stats[output].finish_s
+        self.close_stats(makespan)
+        med = self.medium
+        spans = sorted(self.spans, key=lambda span: span.start_s)
+        return SimResult(latency, self.stats, med.bytes_on_air, spans, makespan, med.air_s)
+
+    # the replay itself
+
+    def _device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
+        yield from self.walk(p, ops)
+        self.stats[p].finish_s = self.env.now
+
+    def _span(self, device: int, lane: str, label: str, start: float, end: float,
+              layer: int | None = None) -> None:
+        if end > start:
+            self.spans.append(Span(device, lane, label, start, end, layer))
+
+    def _hold(self, p: int, lane: str, label: str, seconds: float, layer: int | None = None
+              ) -> Generator[Any, Any, None]:
+        start = self.env.now
+        yield self.env.timeout(seconds)
+        if self.record:
+            self._span(p, lane, label, start, self.env.now, layer)
+
+    def _compute(self, p: int, op: Compute) -> Generator[Any, Any, None]:
+        """A compute step on the shared host (its time depends on who else runs, and,
+        first after a wait, on how long the process waited), or recorded."""
+        start = self.env.now
+        if self.host and self.host_spec:
+            woke = self.host_spec.wake_s(self.blocked_s[p])
+            self.blocked_s[p] = 0.0
+            yield self.host.run(op.seconds + woke)
+        else:
+            yield self.env.timeout(op.seconds)
+        self.stats[p].compute_s += self.env.now - start
+        if self.record:
+            self._span(p, "compute", op.label, start, self.env.now, op.layer)
+
+    def _arrived(self, p: int, ids: tuple[int, ...]) -> simpy.Event | None:
+        """What device p waits on until every message of ``ids`` has arrived (None: all
+        are already there): one event, however many messages."""
+        if self.rendezvous:
+            self._post(p, ids, self.env.now + self.medium.latency_s)
+        arrival, now = self.arrival, self.env.now
+        last, unknown = now, []
+        for m in ids:
+            at = arrival.get((m, p))
+            if at is None:
+                unknown.append((m, p))  # not handed to the network yet
+            elif at > last:
+                last = at
+        if unknown:
+            wake = _Wake(self.env, len(unknown), last)
+            for key in unknown:
+                self.waiting[key] = wake
+            return wake
+        return self.env.timeout(last - now) if last > now else None
+
+    def _deliver(self, msg_id: int, device: int, at: float) -> None:
+        key = (msg_id, device)
+        self.arrival[key] = at
+        wake = self.waiting.pop(key, None)
+        if wake is not None:  # the receiver already waits
+            wake.known(at)
+
+    def _send(self, msg: Message, key: int) -> None:
+        """``key``: the message's number in this replay (its id, but in a serving run)."""
+        if self.rendezvous:
+            self.handed[key] = self.env.now
+            for dst in msg.dst:
+                if (key, dst) in self.posted:
+                    self._book(msg, key, dst, max(self.env.now, self.posted[(key, dst)]))
+            return
+        self.transmit(key, msg, self.env.now)
+
+    def _book(self, msg: Message, key: int, dst: int, at: float) -> None:
+        """Rendezvous: one copy to ``dst``, handed to the medium at ``at``."""
+        self.transmit(key, replace(msg, dst=(dst,), broadcast=False), at)
+
+    def _post(self, p: int, ids: tuple[int, ...], ready_s: float) -> None:
+        """Rendezvous: device p posts its receives; each sender learns it at ``ready_s``.
+        Receives posted before (by a ``post`` task, or ahead) keep their earlier time."""
+        for m in ids:
+            if (m, p) in self.posted:
+                continue
+            self.posted[(m, p)] = ready_s
+            if m in self.handed:  # sent before
+                self._book(self.message(m), m, p, max(ready_s, self.handed[m]))
+
+    def _stage_out(self, p: int, msg: Message, label: str) -> Generator[Any, Any, None]:
+        stage = self.specs[p].staging_s(msg.payload_bytes)
+        self.stats[p].staging_s += stage
+        yield from self._hold(p, "staging", f"{label} to host", stage)
+
+    def _stage_in(self, p: int, op: Receive) -> Generator[Any, Any, None]:
+        stage = sum(self.specs[p].staging_s(self.message(m).payload_bytes)
+                    for m in op.messages)
+        if stage:
+            self.stats[p].staging_s += stage
+            yield from self._hold(p, "staging", f"{op.label} to device", stage)
+
+    # a shared host: the network's work on its cores
+
+    def _message_cpu(self, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
+        """GLOO's fixed work for messages at one end, as a job on the shared host."""
+        if not (self.host and self.host_spec):
+            return None
+        return self.host.run(copies * len(ids) * self.host_spec.message_cpu_s)
+
+    def _transfer_cpu(self, dsts: tuple[int, ...], n_bytes: int, start: float, end: float
+                      ) -> None:
+        """The host's work for a transmission (both ends' per-byte part, the network's
+        own): a job spread over its airtime. Its data is through only once the job is
+        done: a host short of CPU slows the transfer (``_arrive``)."""
+        assert self.host and self.host_spec
+        work_s, done = self.host_spec.transfer_cpu_s(n_bytes), self.env.event()
+        self.env.process(self._transfer_job(work_s, start, max(end - start, 1e-9), done))
+        for d in dsts:
+            self.transfers[d] = (done, end)
+
+    def _transfer_job(self, work_s: float, start: float, airtime_s: float,
+                      done: simpy.Event) -> Generator[Any, Any, None]:
+        assert self.host
+        if start > self.env.now:
+            yield self.env.timeout(start - self.env.now)
+        yield self.host.run(work_s, cap=work_s / airtime_s)
+        done.succeed()
+
+    def _arrive(self, msg_id: int, device: int, at: float) -> None:
+        """A copy booked to arrive ``at``; on a shared host, no earlier than its
+        transfer's CPU job allows (then as long after it as after the airtime)."""
+        transfer = self.transfers.pop(device, None)
+        if transfer is None:
+            self._deliver(msg_id, device, at)
+        else:
+            self.env.process(self._arrive_after(msg_id, device, at, *transfer))
+
+    def _arrive_after(self, msg_id: int, device: int, at: float, done: simpy.Event,
+                      end: float) -> Generator[Any, Any, None]:
+        yield done
+        at = max(at, self.env.now + at - end)
+        if at > self.env.now:
+            yield self.env.timeout(at - self.env.now)
+        self._deliver(msg_id, device, at)
