@@ -18,7 +18,7 @@ DEFERRED_ALLOWED = {
     ("prismsim", "prismsim.executors.memory"),  # prismsim.run_numerics, lazily
     ("prismsim", "prismsim.models.load"),  # prismsim.load_model, lazily
     ("prismsim.datasets", "datasets"),  # the optional `hub` extra
-    ("prismsim.sweep.executors", "dask.distributed"),  # the optional `dask` extra
+    ("prismsim.sweep.backends", "dask.distributed"),  # the optional `dask` extra
 }
 
 

@@ -59,7 +59,7 @@ def test_a_started_item_shows_while_it_runs():
 
 def test_needs_computed_in_turn_say_their_place_and_what_the_rest_takes():
     """Two of seven needs took 40 s: 20 s each, so the five left take 1 min 40 s."""
-    from prismsim.sweep.executors import _place, run_many
+    from prismsim.sweep.backends import _place, run_many
 
     assert _place(0, 7, 0.0) == "1/7"
     assert _place(2, 7, 40.0) == "3/7, the rest about 1 min 40 s"

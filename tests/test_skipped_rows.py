@@ -13,7 +13,11 @@ from click.testing import CliRunner
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import prismsim.scenario.grid
+import prismsim.serve.file
 from prismsim.cli.main import main
+from prismsim.executors.trace import trace_workload
+from prismsim.plan.file import load_plan
+from prismsim.plan.search import count_steps, run_plan
 from prismsim.scenario import load_scenario
 from prismsim.sweep.run import run_sweep
 
@@ -98,6 +102,7 @@ def test_sweep_rows_say_why_a_point_is_skipped(tmp_path, llama):
     path = _scenario(tmp_path, llama)
     check = CliRunner().invoke(main, ["check", path])
     assert check.exit_code == 0 and "ok: 4 points" in check.output  # 2 x (single, TP 2)
+    assert f"2 more points are skipped, each a row saying why: {TWO_KV}" in check.output
     result = CliRunner().invoke(main, ["sweep", path])
     assert result.exit_code == 0, result.output
     csv = tmp_path / "out" / "results.csv"
@@ -133,3 +138,56 @@ def test_a_grid_of_nothing_that_can_run_is_an_error(tmp_path, llama):
     result = CliRunner().invoke(main, ["check", path])
     assert result.exit_code == 2
     assert f"two_kv.yaml: devices.count: no point can run ({TWO_KV})" in result.output
+
+
+def test_a_plan_keeps_a_row_for_what_the_model_cannot_run(tmp_path, llama):
+    """Boards of 1 GFLOP/s: single's row is the model's traced FLOPs over 1e9 s; TP at
+    P = 3 cannot split 2 KV heads, so its row says so and is never feasible."""
+    plan = {"name": "two_kv_plan", "model": {"name": llama, "tokens": 16},
+            "accuracy": {"source": "by hand", "entries": [
+                {"strategy": "single", "value": 0.9},
+                {"strategy": "tensor_parallel", "value": 0.9}]},
+            "accuracy_floor": 0.5, "latency_slo_ms": 10_000,
+            "devices": [{"name": "board", "price_usd": 10, "peak_gflops": 1,
+                         "efficiency": 1}],
+            "counts": [1, 2, 3], "strategies": ["single", "tensor_parallel"],
+            "links": ["ethernet-1g"]}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    loaded = load_plan(path)
+    assert count_steps(loaded) == 2 * 2  # single and TP P=2: an accuracy and a workload each
+    table = run_plan(loaded).table.set_index(["strategy", "count"])
+    assert list(table.index) == [("single", 1), ("tensor_parallel", 2),
+                                 ("tensor_parallel", 3)]  # feasible first, by cost
+    skipped = table.loc[("tensor_parallel", 3)]
+    assert skipped["fails"] == TWO_KV and not skipped["feasible"]
+    assert pd.isna(skipped["latency_s"]) and skipped["cost_usd"] == 30
+    single = trace_workload(llama, "single", 1, tokens=16)
+    assert table.loc[("single", 1), "latency_s"] == pytest.approx(
+        sum(t.flops for t in single.tasks[0]) / 1e9)
+
+
+def test_a_serving_file_naming_what_cannot_run_is_one_line(tmp_path, llama, monkeypatch):
+    """A serving file names each configuration, so one the model cannot run is the
+    file's mistake: one line naming it, whether the heads are known from the model's
+    config or only once it is loaded and traced."""
+    serving = {"name": "two_kv_serving", "model": {"name": llama, "tokens": 16},
+               "link": "ethernet-1g", "output": str(tmp_path / "out"),
+               "configurations": [
+                   {"label": "alone", "strategy": "single", "devices": 1,
+                    "profile": "cpu-2core-2.1ghz"},
+                   {"label": "adaptive", "strategy": "adaptive", "devices": 3,
+                    "profile": "cpu-2core-2.1ghz",
+                    "candidates": [{"strategy": "single"}, {"strategy": "tensor_parallel"}]}],
+               "serving": {"rates_per_s": [1], "requests": 20, "warmup": 2,
+                           "replications": 1}}
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(serving))
+    expected = "serving.yaml: configurations[1]"
+    result = CliRunner().invoke(main, ["serve", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {expected}.candidates[1]: {TWO_KV}"
+    monkeypatch.setattr(prismsim.serve.file, "model_heads", lambda name: None)
+    result = CliRunner().invoke(main, ["serve", str(path)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"Error: {expected}: {TWO_KV}"

@@ -113,12 +113,12 @@ def test_sweep_and_plot_commands(tmp_path):
     assert result.exit_code == 0 and (out / "pareto.png").exists()
 
 
-def test_dask_executor_with_a_local_cluster(tmp_path):
+def test_dask_backend_with_a_local_cluster(tmp_path):
     pytest.importorskip("dask.distributed")
     s = load_scenario(_scenario(tmp_path))
     local = run_sweep(s, tmp_path / "local")
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
-    dask = run_sweep(s, tmp_path / "dask", executor="dask")
+    dask = run_sweep(s, tmp_path / "dask", backend="dask")
     pd.testing.assert_frame_equal(dask, local)
 
 

@@ -147,6 +147,10 @@ def check(file: str) -> None:
     tuned = f"{n_ft} fine-tunings, " if n_ft else ""
     click.echo(f"{file}: ok: {len(points)} points, {n_wl} workloads to trace, {tuned}"
                f"{n_acc} accuracy evaluations; results in {s.output}")
+    reasons = sorted(set(s.skipped().values()))
+    if reasons:
+        click.echo(f"{len(s.skipped())} more points are skipped, each a row saying why: "
+                   + "; ".join(reasons))
 
 
 def _plot(out: Path, df) -> list[Path]:  # type: ignore[no-untyped-def]
@@ -164,12 +168,14 @@ def _plot(out: Path, df) -> list[Path]:  # type: ignore[no-untyped-def]
               help="results folder [default: the scenario's output, or results/NAME]")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="processes tracing workloads and evaluating accuracy")
-@click.option("--executor", type=click.Choice(["local", "dask"]), default="local",
-              show_default=True)
+@click.option("--backend", "--executor", "backend", type=click.Choice(["local", "dask"]),
+              default="local", show_default=True,
+              help="where the tracing and evaluating run: local processes, or Dask "
+                   "(--executor: its former name)")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a "
               "LocalCluster on this machine)")
 @click.option("--fresh", is_flag=True, help="discard rows of an earlier run of this folder")
-def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: str | None,
+def sweep(file: str, output: str | None, jobs: int, backend: str, scheduler: str | None,
           fresh: bool) -> None:
     """Run every point of a scenario: results table, plots and a summary."""
     from prismsim.scenario.grid import MIX_SEPARATOR
@@ -180,7 +186,7 @@ def sweep(file: str, output: str | None, jobs: int, executor: str, scheduler: st
     out = Path(output) if output else s.output
     with user_errors(ValueError, RuntimeError):
         with reporter(f"sweep {s.file.name}", count_tasks(s)) as progress:
-            df = run_sweep(s, out, jobs=jobs, executor=executor, scheduler=scheduler,
+            df = run_sweep(s, out, jobs=jobs, backend=backend, scheduler=scheduler,
                            fresh=fresh, progress=progress)
         written = _plot(out, df)
     click.echo(f"{len(df)} points -> {out / 'results.csv'}, {out / 'results.parquet'}, "

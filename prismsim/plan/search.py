@@ -21,11 +21,13 @@ from prismsim.configuration import Configuration
 from prismsim.cost.units import ms_to_s
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.metrics import LOWER_IS_BETTER
+from prismsim.names import model_heads
 from prismsim.pareto import front_rows
-from prismsim.plan.file import LoadedPlan, PlanError, plan_configurations
+from prismsim.plan.file import LoadedPlan, PlanError, PricedDevice, plan_configurations
 from prismsim.progress import Progress
 from prismsim.serve.under_load import OfferedLoad, under_load
 from prismsim.sim import simulate
+from prismsim.strategies import why_not
 from prismsim.workload import Workload
 
 
@@ -116,9 +118,18 @@ PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the
 RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
 
 
+def skipped_configurations(plan: LoadedPlan) -> dict[Configuration, str]:
+    """The plan's configurations its model cannot run, and why, where that is known
+    without loading the model (a built-in or a local directory; else tracing says so)."""
+    m = plan.file.model
+    heads = model_heads(m.architecture or m.name)
+    reasons = {c: why_not(c.strategy, c.devices, heads) for c in plan_configurations(plan.file)}
+    return {c: reason for c, reason in reasons.items() if reason}
+
+
 def count_steps(plan: LoadedPlan) -> int:
     """Accuracies and workloads the plan needs: for progress."""
-    return 2 * len(plan_configurations(plan.file))
+    return 2 * (len(plan_configurations(plan.file)) - len(skipped_configurations(plan)))
 
 
 def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what: str,
@@ -133,8 +144,10 @@ def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what
 
 def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
                  progress: Progress | None = None) -> pd.DataFrame:
-    """One row a deployment: cost, simulated latency and energy, accuracy."""
-    configs = plan_configurations(plan.file)
+    """One row a deployment: cost, simulated latency and energy, accuracy; a deployment
+    whose configuration the model cannot run says why (``skipped``), its figures empty."""
+    skipped = skipped_configurations(plan)
+    configs = [c for c in plan_configurations(plan.file) if c not in skipped]
     accs = _each(accuracy, configs, "accuracy", progress)  # first: table errors come early
     wls = _each(workload, configs, "workload", progress)
     prices = {d.name: d for d in plan.devices}
@@ -142,21 +155,36 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
     rows = []
     for dep in deployments(plan):
         priced, c = prices[dep.device], dep.configuration
+        base = _deployment_row(dep, priced)
+        if c in skipped:
+            rows.append({**base, **dict.fromkeys(SKIPPED_EMPTY, math.nan),
+                         "skipped": skipped[c]})
+            continue
         r = simulate(wls[c], priced.spec, plan.links.get(dep.link, first_link))
         acc = accs[c]
-        rows.append({"device": dep.device, "count": dep.count, "groups": dep.groups,
-                     "strategy": c.strategy, "cr": math.nan if c.cr is None else c.cr,
-                     "link": dep.link, "unit_price_usd": priced.price_usd,
-                     "cost_usd": priced.price_usd * dep.count * dep.groups,
-                     "latency_s": r.latency_s, "energy_j": r.energy_j,
+        rows.append({**base, "latency_s": r.latency_s, "energy_j": r.energy_j,
                      "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
                      "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
                      **_under_load_figures(plan, dep, wls[c], r.latency_s, acc)})
     return pd.DataFrame(rows)
 
 
+# a skipped deployment's figures (empty)
+SKIPPED_EMPTY = ("latency_s", "energy_j", "bytes_on_air", "metric", "accuracy",
+                 "accuracy_source", "p99_load_s", "throughput_per_s")
+
+
+def _deployment_row(dep: Deployment, priced: PricedDevice) -> dict[str, Any]:
+    """What a deployment is and costs."""
+    c = dep.configuration
+    return {"device": dep.device, "count": dep.count, "groups": dep.groups,
+            "strategy": c.strategy, "cr": math.nan if c.cr is None else c.cr,
+            "link": dep.link, "unit_price_usd": priced.price_usd,
+            "cost_usd": priced.price_usd * dep.count * dep.groups}
+
+
 def _under_load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency_s: float,
-                  acc: dict[str, Any]) -> dict[str, float]:
+                        acc: dict[str, Any]) -> dict[str, float]:
     """p99 and throughput under the plan's offered load; simulated only for a deployment that
     meets the floor and whose idle latency is within the p99 (others fail anyway)."""
     offered = plan.file.offered_load
@@ -179,8 +207,9 @@ def _meets_floor(plan: LoadedPlan, acc: dict[str, Any]) -> bool:
 def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
           offered_p99_s: float | None = None) -> pd.DataFrame:
     """Adds meets_slo, meets_floor, meets_load (``offered_p99_s``: the p99 allowed under
-    the plan's offered load; None: none asked), feasible, fails, rank (1 = cheapest feasible,
-    then lowest energy) and pareto; feasible rows first in rank order, then the others."""
+    the plan's offered load; None: none asked), feasible, fails (what a deployment misses,
+    or why it was skipped), rank (1 = cheapest feasible, then lowest energy) and pareto;
+    feasible rows first in rank order, then the others."""
     df = df.copy()
     for col in ("groups", "p99_load_s", "throughput_per_s"):
         if col not in df:
@@ -195,6 +224,8 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
                                                    ("load", load)) if not ok)
                    for slo, floor, load in zip(df["meets_slo"], df["meets_floor"],
                                                df["meets_load"], strict=True)]
+    if "skipped" in df:  # a deployment that could not run: why, in place of what it misses
+        df["fails"] = df["skipped"].where(df["skipped"].notna(), df["fails"])
     # stable sort: equal keys keep the order deployments were listed in
     df = df.sort_values(["feasible", *RANK_COLUMNS], ascending=[False, True, True, True],
                         kind="stable").reset_index(drop=True)
@@ -234,5 +265,5 @@ def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
     model = s.model.name if not s.model.architecture else (
         f"{s.model.architecture} (accuracy of {s.model.name})")
     offered_p99_s = ms_to_s(s.offered_load.p99_ms) if s.offered_load else None
-    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s), s.accuracy_floor, slo_s,
-                      s.name, model)
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s), s.accuracy_floor,
+                      slo_s, s.name, model)

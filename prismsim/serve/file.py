@@ -10,13 +10,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from prismsim.names import check_model
+from prismsim.names import check_model, model_heads
 from prismsim.scenario.schema import Exchange, ModelSection
 from prismsim.serve.arrivals import read_trace
 from prismsim.serve.requests import DISPATCH
 from prismsim.sim.catalog import load_catalog_data, pick
 from prismsim.sim.specs import DeviceSpec, LinkSpec
-from prismsim.strategies import STRATEGIES
+from prismsim.strategies import STRATEGIES, Heads, why_not
 from prismsim.userfiles import StrictModel, UserFileError, load_model_file
 
 
@@ -160,6 +160,18 @@ def _check_adaptive(c: ServingConfiguration, key: str) -> None:
         raise ServeError(f"{key}.max_batch: adaptive serves one request at a time (1)")
 
 
+def _check_runs(c: ServingConfiguration, heads: Heads | None, key: str) -> None:
+    """Each configuration named explicitly must run on the model (its heads, where known
+    without loading it; else tracing says so, in one line too)."""
+    runs = [(key, c.strategy, c.devices)] if c.strategy != ADAPTIVE else [
+        (f"{key}.candidates[{j}]", k.strategy, 1 if k.strategy == "single" else c.devices)
+        for j, k in enumerate(c.candidates or [])]
+    for at, strategy, devices in runs:
+        reason = why_not(strategy, devices, heads)
+        if reason:
+            raise ServeError(f"{at}: {reason}")
+
+
 def _check_stream(s: StreamSection, where: str) -> None:
     needs = {"trace": (s.trace, "trace: a CSV file"), "closed": (s.clients, "clients: [N, ...]")}
     if s.arrivals in needs and not needs[s.arrivals][0]:
@@ -188,8 +200,10 @@ def load_serve(path: str | Path) -> LoadedServe:
                                            path.parent)
     except ValueError as e:
         raise ServeError(str(e)) from None
+    heads = model_heads(file.model.architecture or file.model.name)
     for i, c in enumerate(file.configurations):
         _check_configuration(c, devices, f"{where}: configurations[{i}]")
+        _check_runs(c, heads, f"{where}: configurations[{i}]")
     _check_stream(file.serving, where)
     link = _link(file, links, where)
     trace = read_trace(path.parent / file.serving.trace) if (

@@ -25,6 +25,7 @@ from prismsim.serve.requests import ServingResult, ServingSetup
 from prismsim.serve.stats import aggregate, request_table, run_summary
 from prismsim.serve.streams import closed_loop, open_loop
 from prismsim.sim import simulate
+from prismsim.strategies import CannotRunError
 from prismsim.workload import Workload
 
 CAPACITY_STEPS = 12  # bisection halvings: the capacity to 1/4096 of the upper bound
@@ -58,8 +59,11 @@ def prepare(loaded: LoadedServe, cache: WorkloadCache, progress: Progress) -> li
     out = []
     for i, c in enumerate(loaded.file.configurations):
         progress(f"workloads of {loaded.label(i)}", 0)
-        setup = (_adaptive_setup(loaded, c, cache) if c.strategy == ADAPTIVE
-                 else _fixed_setup(loaded, c, cache))
+        try:
+            setup = (_adaptive_setup(loaded, c, cache) if c.strategy == ADAPTIVE
+                     else _fixed_setup(loaded, c, cache))
+        except CannotRunError as err:  # the model's heads were known only once loaded
+            raise ServeError(f"{loaded.path.name}: configurations[{i}]: {err}") from None
         out.append(Served(i, loaded.label(i), c, setup, _fingerprint(loaded, c)))
     return out
 

@@ -24,7 +24,7 @@ from prismsim.scenario.load import LoadedScenario
 from prismsim.sim import simulate
 from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
-from prismsim.sweep.executors import run_many
+from prismsim.sweep.backends import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
 from prismsim.sweep.rows import make_row, skipped_row, workload_columns
@@ -42,7 +42,7 @@ def count_tasks(s: LoadedScenario) -> int:
 
 
 def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
-              executor: str = "local", scheduler: str | None = None, fresh: bool = False,
+              backend: str = "local", scheduler: str | None = None, fresh: bool = False,
               progress: Progress | None = None) -> pd.DataFrame:
     """Compute every missing point of the grid; return the whole table in grid order."""
     out = Path(out or s.output)
@@ -53,7 +53,7 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     shutil.copyfile(s.path, out / "scenario.yaml")
     done = read_rows(csv, {p.key() for p in points})
     todo = [p for p in points if p.key() not in done]
-    kw: dict[str, Any] = {"jobs": jobs, "executor": executor, "scheduler": scheduler,
+    kw: dict[str, Any] = {"jobs": jobs, "backend": backend, "scheduler": scheduler,
                           "progress": progress}
     traces = distinct([workload_need(s, p) for p in todo]
                       + list(adaptive_workload_needs(s, points)))

@@ -12,19 +12,19 @@ from typing import Any
 from prismsim.progress import Progress, duration
 from prismsim.sweep.compute import init_worker
 
-EXECUTORS = ("local", "dask")
+BACKENDS = ("local", "dask")  # where a sweep's needs are computed
 
 
 def run_many(fn: Callable[[Any], Any], needs: Sequence[Any], *, jobs: int = 1,
-             executor: str = "local", scheduler: str | None = None,
+             backend: str = "local", scheduler: str | None = None,
              progress: Progress | None = None) -> dict:
     """{need: fn(need)} over every need, each reported to ``progress`` as it finishes."""
     if not needs:
         return {}
-    if executor == "dask":
+    if backend == "dask":
         return _run_dask(fn, needs, scheduler, progress)
-    if executor != "local":
-        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if backend != "local":
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if jobs <= 1:
         return _in_turn(fn, needs, progress)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -66,7 +66,7 @@ def _run_dask(fn: Callable[[Any], Any], needs: Sequence[Any], scheduler: str | N
     try:  # optional extra: imported only when asked for
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise RuntimeError("the dask executor needs the extra: pip install 'prismsim[dask]'") \
+        raise RuntimeError("the dask backend needs the extra: pip install 'prismsim[dask]'") \
             from None
     cluster = None if scheduler else LocalCluster(n_workers=2, threads_per_worker=1,
                                                    processes=True, dashboard_address=None)
