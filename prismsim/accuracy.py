@@ -38,10 +38,6 @@ from prismsim.models.stack import ModelStack
 from prismsim.progress import Progress
 from prismsim.strategies import SKIPPED, stack_heads, why_not
 
-DATASETS: dict[str, Callable[[str], ds.Dataset]] = {
-    "mnist-5k": ds.mnist_5k, "digits": ds.digits, "rotten-tomatoes": ds.rotten_tomatoes,
-    "wiki-xml": ds.wiki_xml, "hamlet": ds.hamlet,
-}
 RESULT_FORMAT = 3  # what a cached result holds (2: n_examples and the 95 % interval; 3: KL's)
 HUB_LM_TOKENS = 1024  # GPT-2's context: a hub LM's cloze texts keep their last 1,024 tokens
 
@@ -67,13 +63,6 @@ class ClozeOption(NamedTuple):
 @functools.cache
 def _model(name: str) -> ModelStack:
     return load_model(name)
-
-
-@functools.cache
-def _dataset(name: str, split: str) -> ds.Dataset:
-    if name not in DATASETS:
-        return ds.hub_dataset(name, split)
-    return DATASETS[name](split)
 
 
 @functools.cache
@@ -270,7 +259,7 @@ def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 
     divergence against the exact single-device model, on the first ``limit`` examples
     (byte datasets: ``limit`` windows; cloze: ``limit`` examples, each option one forward
     whatever ``batch`` is)."""
-    data = _dataset(dataset, split).head(limit)
+    data = ds.dataset(dataset, split).head(limit)
     point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
              "strategy": strategy, "devices": devices, "options": options}
     key = _key(**point, weights=weights_hash(model), version=prismsim.__version__,

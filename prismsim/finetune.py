@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from prismsim.accuracy import _dataset, batches
-from prismsim.datasets import Dataset
+from prismsim.accuracy import batches
+from prismsim.datasets import Dataset, dataset
 from prismsim.executors.memory import run_numerics
 from prismsim.models.catalog import PRETRAINED
 from prismsim.models.heads import fit_linear
@@ -45,7 +45,7 @@ def train_data(tuning: FinetuneRun) -> Dataset:
     name = tuning.dataset or own
     if name is None:
         raise ValueError(f"give a dataset to fine-tune {tuning.base!r} on")
-    data = _dataset(name, "train").head(tuning.train_limit)
+    data = dataset(name, "train").head(tuning.train_limit)
     if data.kind not in ("image", "text"):
         raise ValueError(f"{name}: fine-tuning trains classifiers (image or text data), "
                          f"not {data.kind}")

@@ -50,7 +50,7 @@ class Task:
     messages: tuple[int, ...] = ()  # send: the one message; post, recv: those it waits for
     memory_bytes: int = 0  # compute: bytes its ops read and write, unfused (a roofline)
     layer: int | None = None  # the block it belongs to; None: input, head or output
-    # compute: each aten operator it runs and how often (cost/operators.py), for
+    # compute: each aten operator it runs and how often (cost/op_record.py), for
     # shape-aware compute times
     ops: tuple[tuple[tuple, int], ...] = ()
 

@@ -1,4 +1,7 @@
 import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +23,15 @@ def _paper(name: str) -> tuple[ModelStack, dict, torch.Tensor]:
 def paper():
     """(stack, inputs, HF eager output) of a paper-size model, built once per session."""
     return _paper
+
+
+def assert_refused(path: Path, text: str, read: Callable[[Path], object],
+                   error: type[Exception], message: str) -> None:
+    """``text`` written to ``path`` is refused by ``read`` with ``error``, which says
+    ``message`` (the file and the key)."""
+    path.write_text(text)
+    with pytest.raises(error, match=re.escape(message)):
+        read(path)
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -10,8 +10,9 @@ import torch
 from click.testing import CliRunner
 
 import prismsim.finetune as ft
-from prismsim.accuracy import _dataset, batches
+from prismsim.accuracy import batches
 from prismsim.cli.main import main
+from prismsim.datasets import dataset
 from prismsim.metrics import wilson_interval
 from prismsim.models.load import load_model
 from prismsim.models.tuned import FinetuneRun, parse, tuned_name
@@ -130,4 +131,4 @@ def test_finetune_command_prints_the_name_and_both_accuracies():
     assert "40 digits test examples" in lines["after"]
     bad = CliRunner().invoke(main, [*args[:-6], "--mode", "middle"])
     assert bad.exit_code == 2 and "mode must be head, last:K or all" in bad.output
-    assert len(_dataset("digits", "test").head(40)) == 40
+    assert len(dataset("digits", "test").head(40)) == 40

@@ -38,9 +38,9 @@ def fake_hub(monkeypatch):
         return TABLES[path, name, split]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    accuracy._dataset.cache_clear()
+    datasets.dataset.cache_clear()
     yield calls
-    accuracy._dataset.cache_clear()
+    datasets.dataset.cache_clear()
 
 
 def test_enwik8_standard_splits_on_joined_bytes(fake_hub, monkeypatch):

@@ -5,7 +5,6 @@ in one place (older files included)."""
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 
@@ -21,6 +20,7 @@ from prismsim.profiling.host_profile import (
 )
 from prismsim.profiling.message_costs import MessageCosts
 from prismsim.validation.predict import host_spec
+from tests.conftest import assert_refused
 
 
 def test_windows_interleave_every_process_count():
@@ -84,10 +84,7 @@ def test_an_older_profile_reads_as_the_prediction_read_it_then(tmp_path):
     ("- 1\n", "p.yaml: expected a mapping of profile fields, got a list"),
 ])
 def test_a_damaged_profile_is_one_line_naming_file_and_key(tmp_path, text, message):
-    path = tmp_path / "p.yaml"
-    path.write_text(text)
-    with pytest.raises(ProfileFileError, match=re.escape(message)):
-        load_profile(path)
+    assert_refused(tmp_path / "p.yaml", text, load_profile, ProfileFileError, message)
 
 
 def test_a_measured_profile_reads_back_as_it_was_written(tmp_path):

@@ -25,7 +25,7 @@ def reduced(tmp_path: Path, name: str, **changes) -> Path:
 
 
 # plan_*.yaml are capacity plans (prismsim plan, tests/test_plan.py), validate_*.yaml
-# testbed grids (prismsim validate, tests/test_realrun.py) and files with a serving:
+# testbed grids (prismsim validate, tests/test_testbed.py) and files with a serving:
 # section serving files (prismsim serve, tests/test_serve_command.py), not scenarios
 @pytest.mark.parametrize("name", [p.stem for p in sorted(Path("scenarios").glob("*.yaml"))
                                   if not p.stem.startswith(("plan_", "validate_"))

@@ -3,8 +3,6 @@ devices' records, refusals, and prefill + greedy decoding for real over GLOO."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from click.testing import CliRunner
 from test_testbed import needs_testbed
@@ -14,6 +12,7 @@ from prismsim.testbed.network import Testbed
 from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.validation.file import ValidationFileError, load_validation_file
 from prismsim.validation.tokens import measured_tokens, token_ends_s
+from tests.conftest import assert_refused
 
 
 def _record(config: int, head_ends: list[float], device: int = 1) -> dict:
@@ -51,10 +50,8 @@ def test_measured_token_times_are_medians_over_rounds_by_hand():
      "grid.yaml: decode.generate"),
 ])
 def test_a_decode_grid_names_its_bad_field(tmp_path, text, message):
-    path = tmp_path / "grid.yaml"
-    path.write_text(text)
-    with pytest.raises(ValidationFileError, match=re.escape(message)):
-        load_validation_file(path)
+    assert_refused(tmp_path / "grid.yaml", text, load_validation_file, ValidationFileError,
+                   message)
 
 
 def test_validate_load_refuses_a_decode_grid(tmp_path):

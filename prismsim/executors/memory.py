@@ -1,4 +1,4 @@
-"""The numerics executor: all P device programs in one process, messages in memory."""
+"""The in-memory executor: all P device programs in one process, messages in memory."""
 
 from __future__ import annotations
 

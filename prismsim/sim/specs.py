@@ -48,7 +48,7 @@ class DeviceSpec(StrictModel):
     # copy bandwidth, GB/s (bytes); None: no copy. Formerly staging_gbps.
     staging_gbytes_per_s: PositiveFloat | None = Field(
         None, validation_alias=renamed_key("staging_gbytes_per_s", "staging_gbps"))
-    # measured operator times (cost/operators.py): compute steps take the time of their
+    # measured operator times (cost/op_table.py): compute steps take the time of their
     # operators at their own sizes; None: FLOPs at peak x efficiency, whatever the sizes
     operators: OperatorTable | None = None
 
