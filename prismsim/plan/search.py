@@ -221,9 +221,9 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
     df["meets_load"] = True if offered_p99_s is None else df["p99_load_s"] <= offered_p99_s
     df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"]
     df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor),
-                                                   ("load", load)) if not ok)
-                   for slo, floor, load in zip(df["meets_slo"], df["meets_floor"],
-                                               df["meets_load"], strict=True)]
+                                                   ("load", offered)) if not ok)
+                   for slo, floor, offered in zip(df["meets_slo"], df["meets_floor"],
+                                                  df["meets_load"], strict=True)]
     if "skipped" in df:  # a deployment that could not run: why, in place of what it misses
         df["fails"] = df["skipped"].where(df["skipped"].notna(), df["fails"])
     # stable sort: equal keys keep the order deployments were listed in
