@@ -59,8 +59,10 @@ def test_cache_hit_reads_the_file_and_is_keyed(tmp_path, monkeypatch):
         raise AssertionError("a cached workload was traced again")
 
     monkeypatch.setattr(trace_cache, "trace_workload", traced_again)
-    hot = cache.get("bert-tiny", "prism", 2, cr=4)
-    assert hot.tasks == cold.tasks and hot.messages == cold.messages
+    assert WorkloadCache(tmp_path).get("bert-tiny", "prism", 2, cr=4) is cold  # in memory
+    monkeypatch.setattr(WorkloadCache, "_memory", type(WorkloadCache._memory)())
+    hot = cache.get("bert-tiny", "prism", 2, cr=4)  # a process that has not got it: the file
+    assert hot is not cold and hot.tasks == cold.tasks and hot.messages == cold.messages
     assert len(os.listdir(tmp_path / "workloads")) == 1
     key = workload_key("bert-tiny", "prism", 2, {"cr": 4}, tokens=None, batch=1, wire="fp32",
                        weights=None)
@@ -73,11 +75,12 @@ def test_cache_hit_reads_the_file_and_is_keyed(tmp_path, monkeypatch):
         assert other != key
 
 
-def test_damaged_cache_file_is_retraced(tmp_path):
+def test_damaged_cache_file_is_retraced(tmp_path, monkeypatch):
     cache = WorkloadCache(tmp_path)
     good = cache.get("bert-tiny", "voltage", 2)
     (path,) = (tmp_path / "workloads").iterdir()
     path.write_text(path.read_text()[:100])  # truncated
+    monkeypatch.setattr(WorkloadCache, "_memory", type(WorkloadCache._memory)())
     assert cache.get("bert-tiny", "voltage", 2).tasks == good.tasks
 
 

@@ -53,16 +53,22 @@ from prismsim.progress import reporter
 @click.option("--decode", "decode_mode", type=click.Choice(["split_kv", "local"]), default=None,
               help="voltage's decoding: split-KV over every device (default), or the last "
               "device alone")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="also replay this many inferences, each drawing from the devices' and "
+              "the link's variability (catalog `variability:`): the latency distribution")
+@click.option("--seed", default=0, show_default=True, help="of the --samples draws")
+@click.option("--cdf", "cdf_file", type=click.Path(dir_okay=False), default=None,
+              help="with --samples: draw the latency CDF to this file (.png or .svg)")
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
              exchange: str | None, device_names: tuple[str, ...], split: str, link_name: str,
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
              catalog_file: str | None, host_cores: int | None, batch: int,
              tokens: int | None, wire: str, trace_file: str | None, generate: int | None,
-             prompt_tokens: int | None, decode_mode: str | None) -> None:
+             prompt_tokens: int | None, decode_mode: str | None, samples: int | None,
+             seed: int, cdf_file: str | None) -> None:
     """Simulate one inference (or a prompt and the tokens generated after it): latency,
-    energy, and where each device's time went."""
+    energy, and where each device's time went; with --samples, its distribution."""
     from prismsim.point import device_table, simulate_point, summary
-    from prismsim.sim.catalog import load_catalog, pick
     from prismsim.sim.specs import HostSpec
     from prismsim.sim.timeline import write_chrome_trace
 
@@ -71,12 +77,9 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
                                  ("decode", decode_mode)) if v is not None}
     overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
     host = HostSpec(cores=host_cores) if host_cores else None
+    names = split_values(device_names, str)
     with user_errors(ValueError):
-        devices, links = load_catalog(catalog_file)
-        names = split_values(device_names, str)
-        specs = [pick(devices, name, "device") for name in names]
-        link = pick(links, link_name, "link").model_copy(
-            update={k: v for k, v in overrides.items() if v is not None})
+        specs, link = _hardware(catalog_file, names, link_name, overrides)
         wl, result = simulate_point(model, strategy, n_devices,
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
@@ -89,10 +92,49 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     for spec in {s.name: s for s in specs}.values():
         click.echo(f"compute: {spec.compute_model()}")
     emit(device_table(result), "table", digits=4)
+    if samples:
+        _sampled(wl, specs, link, host, samples, seed, cdf_file, result.latency_s)
     if trace_file:
         with user_errors():
             write_chrome_trace(result, trace_file)
         click.echo(f"timeline written to {trace_file}")
+
+
+def _hardware(catalog_file: str | None, names: list[str], link_name: str,
+              overrides: dict[str, Any]) -> tuple[list, Any]:
+    """The devices and the link picked from the catalogs, the link's values overridden."""
+    from prismsim.sim.catalog import load_catalog, pick
+
+    devices, links = load_catalog(catalog_file)
+    link = pick(links, link_name, "link")
+    return [pick(devices, name, "device") for name in names], link.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None})
+
+
+def _sampled(wl: Any, specs: list, link: Any, host: Any, n: int, seed: int,
+             cdf_file: str | None, mean_time_s: float) -> None:
+    """The latency distribution of ``n`` sampled inferences, and its CDF figure."""
+    from prismsim.plots.cdf import latency_cdf
+    from prismsim.plots.files import write_figure
+    from prismsim.sim.sampling import sample_inferences
+
+    if cdf_file and Path(cdf_file).suffix not in (".png", ".svg"):
+        raise click.BadParameter(f"{cdf_file}: give a .png or .svg file", param_hint="--cdf")
+    with user_errors(ValueError):
+        s = sample_inferences(wl, specs[0] if len(specs) == 1 else specs, link, n, seed, host)
+    info = s.summary()
+    click.echo(f"{n} sampled inferences (seed {seed}): mean "
+               f"{info['latency_mean_s'] * 1e3:.2f} ms, p50 {info['latency_p50_s'] * 1e3:.2f}"
+               f", p95 {info['latency_p95_s'] * 1e3:.2f}, p99 {info['latency_p99_s'] * 1e3:.2f}"
+               f" ms; energy {info['energy_mean_j']:.3f} J")
+    if not s.varies:
+        click.echo("no device or link here has variability: every sample is the mean-time "
+                   "replay (give `variability:` in a catalog, --catalog FILE)")
+    if cdf_file:
+        title = f"{wl.meta['model']} {wl.meta['strategy']} P={wl.n_devices} over {link.name}"
+        with user_errors():
+            write_figure(latency_cdf(s.latency_s, mean_time_s, title), Path(cdf_file))
+        click.echo(f"latency CDF written to {cdf_file}")
 
 
 def _echo_point(info: dict, on: str, sizes: str, link: Any) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import transformers
 from torch import nn
@@ -61,8 +62,17 @@ def workload_key(model: str | nn.Module | ModelStack, strategy: str, devices: in
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+MEMORY_WORKLOADS = 32  # workloads a process keeps in memory, the most recently used
+
+
 class WorkloadCache:
-    """``get(...)`` returns the cached workload or traces and stores it."""
+    """``get(...)`` returns the cached workload or traces and stores it. The last
+    ``MEMORY_WORKLOADS`` a process got are kept in memory too (shared by every cache of
+    the process, by file): a workload is read from disk once, and the simulator's
+    preparations of it (``sim/ops.py``, kept per workload object) are reused. Treat a
+    workload you get as read-only."""
+
+    _memory: ClassVar[OrderedDict[Path, Workload]] = OrderedDict()
 
     def __init__(self, root: Path | None = None):
         self.root = (root or cache_root()) / "workloads"
@@ -77,15 +87,30 @@ class WorkloadCache:
         key = workload_key(model, strategy, devices, options, tokens=tokens, batch=batch,
                            wire=wire, weights=weights, generate=generate)
         path = self.path(key)
-        if path.exists():
-            try:
-                return Workload.load(path)
-            except (ValueError, KeyError, TypeError, IndexError):
-                path.unlink()  # damaged, or of another format: traced again
-        wl = trace_workload(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
-                            weights=weights, generate=generate, **options)
-        self._store(path, wl)
+        if (wl := self._memory.get(path)) is not None:
+            self._memory.move_to_end(path)
+            return wl
+        wl = self._read(path)
+        if wl is None:
+            wl = trace_workload(model, strategy, devices, tokens=tokens, batch=batch,
+                                wire=wire, weights=weights, generate=generate, **options)
+            self._store(path, wl)
+        self._memory[path] = wl
+        if len(self._memory) > MEMORY_WORKLOADS:
+            self._memory.popitem(last=False)
         return wl
+
+    @staticmethod
+    def _read(path: Path) -> Workload | None:
+        """The workload stored at ``path``; None (and the file gone) if there is none,
+        or it is damaged or of another format (it is traced again)."""
+        if not path.exists():
+            return None
+        try:
+            return Workload.load(path)
+        except (ValueError, KeyError, TypeError, IndexError):
+            path.unlink()
+            return None
 
     def _store(self, path: Path, wl: Workload) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

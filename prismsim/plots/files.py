@@ -20,13 +20,21 @@ SVG_HASH_SALT = "prismsim"  # fixed salt: SVG element ids stay the same across r
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     """Writes ``name``.png (120 dpi) and ``name``.svg into ``out_dir`` (created if needed)
     without dates, versions or random ids: same figure, same bytes."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
-        fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None})
+    png, svg = Path(out_dir) / f"{name}.png", Path(out_dir) / f"{name}.svg"
+    write_figure(fig, png)
+    write_figure(fig, svg)
     return [png, svg]
+
+
+def write_figure(fig: Figure, path: Path) -> None:
+    """One file, PNG (120 dpi) or SVG by its suffix, its folder made; no dates, versions
+    or random ids: same figure, same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        fig.savefig(path, dpi=PNG_DPI, metadata={"Software": None})
+        return
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        fig.savefig(path, metadata={"Date": None})
 
 
 def save_all(results: pd.DataFrame, out_dir: Path, timeline: list[Span] | None = None,

@@ -91,11 +91,17 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
     return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit)
 
 
+# what a serving run's figures do not depend on: it replays mean times, so a device's or
+# a link's variability (sim/variability.py) leaves its runs, and their names, as they were
+MEAN_TIMES_ONLY = {"variability"}
+
+
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     stream = loaded.file.serving
+    device = loaded.devices[c.profile].model_dump(exclude=MEAN_TIMES_ONLY)
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
-            "config": c.model_dump(), "device": loaded.devices[c.profile].model_dump(),
-            "link": loaded.link.model_dump(),
+            "config": c.model_dump(), "device": device,
+            "link": loaded.link.model_dump(exclude=MEAN_TIMES_ONLY),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
                                             "slo_p99_ms", "max_drop_share"})}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()

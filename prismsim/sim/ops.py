@@ -11,6 +11,8 @@ import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from prismsim.sim.specs import DeviceSpec
 from prismsim.workload import Task, Workload
 
@@ -78,6 +80,49 @@ def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list
     if hit is None or hit[0] is not spec:
         hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge))
     return hit[1]
+
+
+# per workload: (device, id(spec), merge) -> (spec, each compute task's mean seconds, the
+# operation each is part of): what varying the compute times needs, worked out once
+_STEPS: weakref.WeakKeyDictionary[Workload, dict[tuple, tuple[DeviceSpec, np.ndarray,
+                                                               np.ndarray]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _steps(wl: Workload, device: int, spec: DeviceSpec, merge: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Each compute task's mean seconds on ``spec`` and the index of the operation of
+    ``device_ops`` it is part of (merged steps share one)."""
+    per_workload = _STEPS.setdefault(wl, {})
+    key = (device, id(spec), merge)
+    hit = per_workload.get(key)
+    if hit is None or hit[0] is not spec:
+        seconds, owner, at = [], [], -1
+        for t in wl.tasks[device]:
+            if t.kind == "compute":
+                at += 0 if merge and owner and owner[-1] == at else 1
+                seconds.append(compute_s(t, spec))
+                owner.append(at)
+            else:
+                at += 1
+        hit = per_workload[key] = (spec, np.array(seconds), np.array(owner, dtype=np.intp))
+    return hit[1], hit[2]
+
+
+def compute_steps(wl: Workload, device: int) -> int:
+    """How many compute tasks a device runs (each draws its own fast factor)."""
+    return sum(t.kind == "compute" for t in wl.tasks[device])
+
+
+def varied_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool,
+               factors: np.ndarray) -> list[Op]:
+    """``device_ops`` with each compute task's time times its factor (one a task, in
+    program order); merged steps hold for the sum of theirs."""
+    ops = device_ops(wl, device, spec, merge)
+    seconds, owner = _steps(wl, device, spec, merge)
+    held = np.bincount(owner, weights=seconds * factors, minlength=len(ops)).tolist()
+    return [Compute(held[i], op.label, op.layer) if type(op) is Compute else op
+            for i, op in enumerate(ops)]
 
 
 def shift_keys(ops: list[Op], base: int) -> list[Op]:

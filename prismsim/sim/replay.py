@@ -19,6 +19,7 @@ from typing import Any
 
 import simpy
 
+from prismsim.sim.draws import Draw
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
 from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
@@ -54,7 +55,8 @@ class Replay:
     - ``message(key)``: the message a running key names (here the workload's message of
       that id; a serving run numbers each request's messages apart);
     - ``transmit(key, msg, at_s)``: one message, or one rendezvous copy of it, handed to
-      the medium at ``at_s``;
+      the medium at ``at_s`` (with a sampled world's ``draw``, its data arrives its extra
+      delay later);
     - ``start_devices()``: start the devices' processes (here each runs its program once);
 
     and use these helpers: ``walk(device, ops)`` (a device runs operations in program
@@ -64,7 +66,8 @@ class Replay:
     """
 
     def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool,
-                 host: HostSpec | None = None):
+                 host: HostSpec | None = None, draw: Draw | None = None):
+        self.draw = draw  # a sampled world (sim/draws.py); None: every mean time
         self.env = simpy.Environment()
         self.host_spec = host
         self.host = SharedHost(self.env, host.cores, host.corun) if host else None
@@ -91,14 +94,16 @@ class Replay:
     def transmit(self, key: int, msg: Message, at_s: float) -> None:
         """``msg`` (key ``key``), or one rendezvous copy of it, handed to the medium at
         ``at_s``: each copy arrives when the medium delivers it."""
+        extra_s = self.draw.delay_s(key) if self.draw else 0.0
         for dst, at in self.medium.send(msg, at_s):
-            self._arrive(key, dst, at)
+            self._arrive(key, dst, at + extra_s)
 
     def start_devices(self) -> None:
         """Every device runs its program once; one other than the master that starts by
         receiving has its receive posted from the start."""
         for p, spec in enumerate(self.specs):
-            ops = device_ops(self.wl, p, spec, not self.record)
+            ops = (self.draw.ops(self.wl, p, spec, not self.record) if self.draw
+                   else device_ops(self.wl, p, spec, not self.record))
             if p != MASTER:
                 self.post_ahead(p, ops, 0.0)
             self.env.process(self._device(p, ops))

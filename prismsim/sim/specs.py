@@ -24,6 +24,7 @@ from prismsim.cost.units import (
     ms_to_s,
     us_to_s,
 )
+from prismsim.sim.variability import LinkVariability, SpeedVariability
 from prismsim.userfiles import StrictModel, renamed_key
 
 
@@ -51,6 +52,9 @@ class DeviceSpec(StrictModel):
     # measured operator times (cost/op_table.py): compute steps take the time of their
     # operators at their own sizes; None: FLOPs at peak x efficiency, whatever the sizes
     operators: OperatorTable | None = None
+    # how its speed moves from one request and step to the next (sim/variability.py): a
+    # sampled replay draws from it; None, and the replay of mean times, ignore it
+    variability: SpeedVariability | None = None
 
     @property
     def flops_per_s(self) -> float:
@@ -166,6 +170,9 @@ class LinkSpec(StrictModel):
     # GLOO-style rendezvous: a message's data leaves only once the receiver has posted its
     # receive and told the sender (one latency), so an early send waits for a late receive
     rendezvous: bool = False
+    # how each message's one-way delay moves (sim/variability.py): a sampled replay draws
+    # from it; None, and the replay of mean times, ignore it
+    variability: LinkVariability | None = None
 
     @field_validator("message_delay_by_bytes")
     @classmethod

@@ -1,0 +1,83 @@
+"""Seeded draws from the variability of devices and links (``sim/variability.py``): what
+one sampled inference's world is, and the draws of n of them at once.
+
+Common random numbers: every draw comes from a stream named by the seed, what it draws
+(a device's slow factors, its fast factors, the messages' extra delays) and the device,
+and inference i takes the i-th draws of each stream. So two configurations replayed with
+one seed see the same slow factor on the same device in the same inference, and the
+same fast factors and extra delays where their programs have as many steps and messages:
+a difference between them is the configurations', not the dice's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from prismsim.sim.ops import Op, compute_steps, device_ops, varied_ops
+from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.sim.variability import lognormal_sigma, quantile_draws
+from prismsim.workload import Workload
+
+STREAMS = {"slow": 1, "fast": 2, "delay": 3}  # what a stream draws (part of its name)
+
+
+def stream(seed: int, what: str, index: int = 0) -> np.random.Generator:
+    """The generator of one stream: ``what`` it draws, for which device (``index``)."""
+    return np.random.default_rng([seed, STREAMS[what], index])
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One sampled inference's world: each device's factor on each of its compute tasks
+    (program order; None: its mean times) and each message's extra one-way delay in
+    seconds (by message id; None: none)."""
+
+    factors: tuple[np.ndarray | None, ...]
+    extra_delay_s: np.ndarray | None = None
+
+    def ops(self, wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list[Op]:
+        """The device's operations in this world."""
+        factors = self.factors[device]
+        if factors is None:
+            return device_ops(wl, device, spec, merge)
+        return varied_ops(wl, device, spec, merge, factors)
+
+    def delay_s(self, key: int) -> float:
+        """The extra one-way delay of message ``key`` (0 without link variability)."""
+        return 0.0 if self.extra_delay_s is None else float(self.extra_delay_s[key])
+
+
+def _device_factors(spec: DeviceSpec, steps: int, n: int, seed: int, device: int
+                    ) -> np.ndarray | None:
+    """[n, steps] factors of one device's compute tasks in n inferences (None: it
+    does not vary): its slow factor (one an inference) times each step's fast one."""
+    v = spec.variability
+    if v is None or not v.varies or steps == 0:
+        return None
+    slow = quantile_draws(v.slow, stream(seed, "slow", device).random(n))  # [n]
+    if v.fast_cv == 0:
+        return np.repeat(slow[:, None], steps, axis=1)  # [n, steps]
+    sigma = lognormal_sigma(v.fast_cv)
+    fast = stream(seed, "fast", device).lognormal(-sigma * sigma / 2, sigma, (n, steps))
+    return slow[:, None] * fast  # [n, steps]
+
+
+def _extra_delays_s(link: LinkSpec, messages: int, n: int, seed: int) -> np.ndarray | None:
+    """[n, messages] extra one-way delays in seconds (None: the link adds none)."""
+    v = link.variability
+    if v is None or not v.varies or messages == 0:
+        return None
+    return quantile_draws(v.delay_us, stream(seed, "delay").random((n, messages))) * 1e-6
+
+
+def draws(wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, n: int, seed: int
+          ) -> list[Draw]:
+    """The worlds of n inferences of ``wl`` on ``specs`` over ``link``."""
+    per_device = [_device_factors(spec, compute_steps(wl, p), n, seed, p)
+                  for p, spec in enumerate(specs)]
+    delays = _extra_delays_s(link, len(wl.messages), n, seed)
+    return [Draw(tuple(None if f is None else f[i] for f in per_device),
+                 None if delays is None else delays[i]) for i in range(n)]
