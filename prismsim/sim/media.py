@@ -29,6 +29,7 @@ class Medium:
         self.link, self.span = link, span
         self.latency_s = link.latency_s  # SI values read once, not per message
         self.data_delay_s: dict[int, float] = {}  # by payload bytes (link.data_delay_s)
+        self._airtimes: dict[tuple[int, float], float] = {}  # (payload bytes, rate) -> s
         self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
         self.header_bytes, self.broadcasts = link.header_bytes, link.broadcast
         self.tx_s = [0.0] * n_devices
@@ -44,8 +45,14 @@ class Medium:
         raise NotImplementedError
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
-        bits = bytes_to_bits(msg.payload_bytes + self.header_bytes)
-        return self.per_message_s + bits / bits_per_s
+        """How long one copy of ``msg`` occupies the medium at ``bits_per_s`` (worked out
+        once per payload size and rate)."""
+        key = (msg.payload_bytes, bits_per_s)
+        airtime = self._airtimes.get(key)
+        if airtime is None:
+            bits = bytes_to_bits(msg.payload_bytes + self.header_bytes)
+            airtime = self._airtimes[key] = self.per_message_s + bits / bits_per_s
+        return airtime
 
     def copies(self, msg: Message) -> list[tuple[int, ...]]:
         """Destination groups sent as one transmission each."""

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from prismsim.sim.specs import DeviceSpec
-from prismsim.workload import Task, Workload
+from prismsim.workload import Message, Task, Workload
 
 
 # One operation each; tuples, as the replay reads them in its innermost loop.
@@ -25,11 +25,13 @@ class Compute(NamedTuple):
 class SendMessage(NamedTuple):
     message: int
     label: str  # message id
+    stage_s: float = 0.0  # the device's copy of it to host memory first (0: none)
 class PostReceives(NamedTuple):
     messages: tuple[int, ...]
 class Receive(NamedTuple):
     messages: tuple[int, ...]
     label: str
+    stage_s: float = 0.0  # the device's copies of them from host memory after (0: none)
 Op = Compute | SendMessage | PostReceives | Receive
 
 
@@ -44,9 +46,12 @@ def compute_s(task: Task, spec: DeviceSpec) -> float:
     return max(t, task.memory_bytes / mem) if mem else t
 
 
-def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool) -> list[Op]:
+def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool,
+                  messages: Sequence[Message] = ()) -> list[Op]:
     """Tasks as typed operations; consecutive compute steps merged into one hold when no
-    timeline is recorded (same result, fewer events)."""
+    timeline is recorded (same result, fewer events); a device that stages messages
+    (``DeviceSpec.stages``) has each one's copy time worked out once (``messages``: the
+    workload's, by id)."""
     ops: list[Op] = []
     for t in tasks:
         if t.kind == "compute":
@@ -56,12 +61,19 @@ def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool) -> list[
             else:
                 ops.append(Compute(compute_s(t, spec), t.label, t.layer))
         elif t.kind == "send":
-            ops.append(SendMessage(t.messages[0], t.label))
+            ops.append(SendMessage(t.messages[0], t.label, _stage_s(spec, messages, t)))
         elif t.kind == "post":
             ops.append(PostReceives(t.messages))
         else:
-            ops.append(Receive(t.messages, t.label))
+            ops.append(Receive(t.messages, t.label, _stage_s(spec, messages, t)))
     return ops
+
+
+def _stage_s(spec: DeviceSpec, messages: Sequence[Message], task: Task) -> float:
+    """The device's staging copies of a send's or a receive's messages, in turn."""
+    if not spec.stages:
+        return 0.0
+    return sum(spec.staging_s(messages[m].payload_bytes) for m in task.messages)
 
 
 # per workload: (device, id(spec), merge) -> (spec, operations). Keyed by the spec's
@@ -78,7 +90,8 @@ def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list
     key = (device, id(spec), merge)
     hit = per_workload.get(key)
     if hit is None or hit[0] is not spec:
-        hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge))
+        hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge,
+                                                        wl.messages))
     return hit[1]
 
 
@@ -130,9 +143,9 @@ def shift_keys(ops: list[Op], base: int) -> list[Op]:
     out: list[Op] = []
     for op in ops:
         if isinstance(op, SendMessage):
-            out.append(SendMessage(op.message + base, op.label))
+            out.append(SendMessage(op.message + base, op.label, op.stage_s))
         elif isinstance(op, Receive):
-            out.append(Receive(tuple(m + base for m in op.messages), op.label))
+            out.append(Receive(tuple(m + base for m in op.messages), op.label, op.stage_s))
         elif isinstance(op, PostReceives):
             out.append(PostReceives(tuple(m + base for m in op.messages)))
         else:

@@ -115,13 +115,14 @@ class Replay:
         env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
         plain = not (record or self.host)  # the common case, inline: one event per hold
         for op in ops:
-            if isinstance(op, Compute):
+            kind = type(op)
+            if kind is Compute:
                 if plain:
                     stats.compute_s += op.seconds
                     yield env.timeout(op.seconds)
                 else:
                     yield from self._compute(p, op)
-            elif isinstance(op, Receive):
+            elif kind is Receive:
                 start, event = env.now, self._arrived(p, op.messages)
                 if event is not None:
                     yield event
@@ -131,12 +132,20 @@ class Replay:
                 self.blocked_s[p] += env.now - start
                 if record:
                     self._span(p, "wait", op.label, start, env.now)
-                if stages:
-                    yield from self._stage_in(p, op)
-            elif isinstance(op, SendMessage):
+                if op.stage_s:  # the messages copied from host memory to the device
+                    stats.staging_s += op.stage_s
+                    if record:
+                        yield from self._hold(p, f"{op.label} to device", op.stage_s)
+                    else:
+                        yield env.timeout(op.stage_s)
+            elif kind is SendMessage:
                 msg = self.message(op.message)
-                if stages:
-                    yield from self._stage_out(p, msg, op.label)
+                if stages:  # the message copied to host memory first
+                    stats.staging_s += op.stage_s
+                    if record:
+                        yield from self._hold(p, f"{op.label} to host", op.stage_s)
+                    else:
+                        yield env.timeout(op.stage_s)
                 self._message_cpu((op.message,), len(msg.dst))  # in the background
                 self._send(msg, op.message)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
@@ -187,12 +196,11 @@ class Replay:
         if end > start:
             self.spans.append(Span(device, lane, label, start, end, layer))
 
-    def _hold(self, p: int, lane: str, label: str, seconds: float, layer: int | None = None
-              ) -> Generator[Any, Any, None]:
+    def _hold(self, p: int, label: str, seconds: float) -> Generator[Any, Any, None]:
+        """A staging copy of ``seconds``, its span recorded (once it is done)."""
         start = self.env.now
         yield self.env.timeout(seconds)
-        if self.record:
-            self._span(p, lane, label, start, self.env.now, layer)
+        self._span(p, "staging", label, start, self.env.now)
 
     def _compute(self, p: int, op: Compute) -> Generator[Any, Any, None]:
         """A compute step on the shared host (its time depends on who else runs, and,
@@ -258,18 +266,6 @@ class Replay:
             self.posted[(m, p)] = ready_s
             if m in self.handed:  # sent before
                 self._book(self.message(m), m, p, max(ready_s, self.handed[m]))
-
-    def _stage_out(self, p: int, msg: Message, label: str) -> Generator[Any, Any, None]:
-        stage = self.specs[p].staging_s(msg.payload_bytes)
-        self.stats[p].staging_s += stage
-        yield from self._hold(p, "staging", f"{label} to host", stage)
-
-    def _stage_in(self, p: int, op: Receive) -> Generator[Any, Any, None]:
-        stage = sum(self.specs[p].staging_s(self.message(m).payload_bytes)
-                    for m in op.messages)
-        if stage:
-            self.stats[p].staging_s += stage
-            yield from self._hold(p, "staging", f"{op.label} to device", stage)
 
     # a shared host: the network's work on its cores
 
