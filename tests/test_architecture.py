@@ -63,7 +63,7 @@ ROOMS: dict[str, set[str]] = {
              "plots", "progress", "scenario", "serve", "sim", "strategies", "userfiles",
              "workload"},
     # measuring the host, running for real, and comparing
-    "profiling": {"cost", "executors", "models", "strategies", "userfiles"},
+    "profiling": {"cost", "executors", "models", "sim", "strategies", "userfiles"},
     "testbed": {"executors", "models", "profiling", "strategies", "workload"},
     "validation": {"cost", "executors", "models", "names", "profiling", "serve", "sim",
                    "strategies", "testbed", "userfiles", "workload"},

@@ -14,11 +14,13 @@ from prismsim.profiling.host_profile import (
     HostProfile,
     ProfileFileError,
     _problems,
+    catalog_entries,
     corun_factors,
     load_profile,
     save_profile,
 )
 from prismsim.profiling.message_costs import MessageCosts
+from prismsim.sim.variability import SpeedVariability
 from prismsim.validation.predict import host_spec
 from tests.conftest import assert_refused
 
@@ -100,8 +102,13 @@ def test_a_measured_profile_reads_back_as_it_was_written(tmp_path):
         warnings=["1 busy: its windows spread 15 % (over 10 %)"], corun=[1.0, 0.9],
         gloo_one_way_us={256: 60.0}, gloo_fixed_us=58.3, gloo_loopback_gbps=None,
         operators=table, operators_spread=0.05, wake_us_by_idle_ms=[[1.0, 100.0]],
-        runtime_overhead_us=187.0, measured_at="2026-12-06 16:46:57")
+        runtime_overhead_us=187.0, measured_at="2026-12-06 16:46:57",
+        speed_variability=SpeedVariability(source="by hand", slow=((0.0, 0.9), (1.0, 1.2)),
+                                           slow_correlation_s=1.5, fast_cv=0.04))
     save_profile(profile, tmp_path / "profile.yaml")
     again = load_profile(tmp_path / "profile.yaml")
     assert again == profile and again.operators == table
     assert again.load is not None and again.load.load_average_after == 1.75
+    # its catalog entry carries the host's variability, for sampled replays
+    host = catalog_entries(again)["devices"]["host-operators"]
+    assert SpeedVariability(**host["variability"]) == profile.speed_variability

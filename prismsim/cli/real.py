@@ -40,6 +40,10 @@ def testbed_clean() -> None:
               help="interleaved windows per process count; the median counts")
 @click.option("--window-s", default=3.0, show_default=True, type=click.FloatRange(min=0.5),
               help="seconds each window lasts")
+@click.option("--variability-s", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="seconds the probe stack is timed back to back for how the host's speed "
+                   "moves (0: not measured)")
 @click.option("--operators-only", is_flag=True,
               help="measure the operator table alone and write it as a file a catalog's "
                    "device entry names (operators: FILE)")
@@ -48,9 +52,10 @@ def testbed_clean() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="results/profile.yaml",
               show_default=True)
 def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s: float,
-                   operators_only: bool, threads: int, output: str) -> None:
+                   variability_s: float, operators_only: bool, threads: int, output: str
+                   ) -> None:
     """Measure this host: FLOP rate per process under contention, operator table, GLOO
-    message cost, what waking after a wait costs."""
+    message cost, what waking after a wait costs, how its speed moves."""
     from prismsim.profiling.host_profile import (
         catalog_entries,
         profile_host,
@@ -62,7 +67,7 @@ def profile_device(model: str, batch: int, max_procs: int, rounds: int, window_s
         return _operators_only(rounds, threads, Path(output))
     with user_errors(ValueError, RuntimeError):
         profile = profile_host(model, batch, max_procs=max_procs, window_s=window_s,
-                               rounds=rounds)
+                               rounds=rounds, variability_s=variability_s)
         save_profile(profile, Path(output))
         catalog = Path(output).with_name(Path(output).stem + "-catalog.yaml")
         write_yaml(catalog_entries(profile), catalog)
@@ -82,6 +87,11 @@ def _say_profile(profile: Any) -> None:
                f"{host_load.load_average_before:.2f} -> {host_load.load_average_after:.2f}, "
                f"{100 * host_load.cpu_stolen_share:.1f} % of CPU time stolen by other "
                f"machines")
+    if (v := profile.speed_variability) is not None:
+        slow = dict(v.slow)
+        click.echo(f"speed over a request: p10 x{slow[0.1]:.3f}, p90 x{slow[0.9]:.3f}, p99 "
+                   f"x{slow[0.99]:.3f} of the mean, holding about {v.slow_correlation_s:.2f} "
+                   f"s; each step {100 * v.fast_cv:.1f} % CV")
     for warning in profile.warnings:
         click.echo(f"warning: {warning} (measured {profile.attempts} times)", err=True)
 

@@ -29,7 +29,9 @@ from prismsim.profiling.message_costs import (
     loopback_message_costs,
 )
 from prismsim.profiling.operators import measure_operator_table
+from prismsim.profiling.speed_variability import WINDOW_S, measure_speed_variability
 from prismsim.profiling.wake import wake_penalties
+from prismsim.sim.variability import SpeedVariability
 from prismsim.userfiles import UserFileError, load_model_file
 
 
@@ -71,11 +73,13 @@ class HostProfile(BaseModel):
     # CPU the real runs' runtime adds to each end of a small message beyond send/recv
     runtime_overhead_us: float = 0.0
     measured_at: str | None = None  # local time, "YYYY-MM-DD HH:MM:SS"
+    # how its speed moves: the probe stack timed back to back (None: an older profile)
+    speed_variability: SpeedVariability | None = None
 
-    @field_serializer("operators")
-    def _table_as_written(self, table: OperatorTable | None) -> dict[str, Any] | None:
-        """The table whole, as plain YAML values (every field, as it was measured)."""
-        return None if table is None else table.model_dump(mode="json")
+    @field_serializer("operators", "speed_variability")
+    def _as_written(self, part: BaseModel | None) -> dict[str, Any] | None:
+        """The table or distribution whole, as plain YAML values (as it was measured)."""
+        return None if part is None else part.model_dump(mode="json")
 
 
 class ProfileFileError(UserFileError):
@@ -116,6 +120,9 @@ def catalog_entries(profile: HostProfile) -> dict[str, Any]:
             "source": f"prismsim profile-device {when}: operator table, one torch thread",
             "peak_gflops": round(float(profile.concurrent_gflops[1]), 3),
             "efficiency": 1.0, "operators": profile.operators.model_dump(mode="json")}
+        if profile.speed_variability is not None:
+            devices["host-operators"]["variability"] = \
+                profile.speed_variability.model_dump(mode="json")
     link = {"source": f"prismsim profile-device {when}: GLOO ping-pong on loopback",
             "medium": "switched", "latency_ms": round(profile.gloo_fixed_us / 1e3, 4),
             "bandwidth_mbps": round((profile.gloo_loopback_gbps or 1e3) * 1e3, 1),
@@ -186,9 +193,10 @@ def _loopback_fields() -> dict[str, Any]:
 
 
 def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 3.0,
-                 rounds: int = 3) -> HostProfile:
+                 rounds: int = 3, variability_s: float = WINDOW_S) -> HostProfile:
     """Everything ``validate`` needs about this host: the k-busy rates on ``model``'s
-    forward, the operator table, what waking costs, GLOO's message cost."""
+    forward, the operator table, what waking costs, GLOO's message cost; and how its
+    speed moves, timed for ``variability_s`` (0: not measured)."""
     busy = measure_busy_rates(model, batch, max_procs, rounds, window_s)
     table, table_spread = measure_operator_table(
         f"prismsim profile-device {time.strftime('%Y-%m-%d %H:%M:%S')}, one torch thread",
@@ -206,4 +214,5 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
         gloo_loopback_gbps=gloo["gloo_loopback_gbps"], operators=table,
         operators_spread=table_spread, wake_us_by_idle_ms=wake,
         runtime_overhead_us=gloo["runtime_overhead_us"],
-        measured_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+        measured_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+        speed_variability=measure_speed_variability(variability_s) if variability_s else None)
