@@ -228,3 +228,36 @@ def test_overlapping_accuracy_intervals_are_named():
     assert indistinguishable(pd.DataFrame(rows)) == [
         "single and prism P=2 L=20", "single and prism P=2 L=30",
         "prism P=2 L=20 and prism P=2 L=30"]
+
+
+SLOW_TWICE = """
+catalog:
+  devices:
+    steady-half:  # every step at twice the mean time of the 2-core profile's FLOP rate
+      peak_gflops: 134.4
+      efficiency: 1.0
+      variability: {source: by hand, slow: [[0.5, 2.0]]}
+"""
+
+
+def test_samples_add_the_tail_columns_and_leave_the_mean_times_alone(tmp_path):
+    """One device whose every step takes twice its mean time (a slow factor that is 2
+    always): each sampled inference of single is twice the mean-time replay; without
+    samples: the table has no tail columns and is what it was."""
+    text = TINY.replace("devices: {count: [1, 2, 3]}",
+                        "devices: {count: [1, 2, 3], profile: steady-half}") + SLOW_TWICE
+    assert text != TINY + SLOW_TWICE
+    plain = run_sweep(load_scenario(_scenario(tmp_path, text)), tmp_path / "plain")
+    assert "latency_p99_s" not in plain
+    sampled_text = text + "samples: {n: 4, seed: 1}\n"
+    sampled = run_sweep(load_scenario(_scenario(tmp_path, sampled_text, "s2.yaml")),
+                        tmp_path / "sampled")
+    assert list(sampled.columns[-4:]) == ["latency_mean_sampled_s", "latency_p50_s",
+                                          "latency_p95_s", "latency_p99_s"]
+    pd.testing.assert_frame_equal(sampled[plain.columns].drop(columns="scenario"),
+                                  plain.drop(columns="scenario"))
+    single = sampled[sampled["strategy"] == "single"]
+    for column in ("latency_mean_sampled_s", "latency_p50_s", "latency_p99_s"):
+        assert single[column].to_numpy() == pytest.approx(2 * single["latency_s"].to_numpy())
+    distributed = sampled[sampled["devices"] > 1]
+    assert (distributed["latency_p99_s"] > distributed["latency_s"]).all()

@@ -128,6 +128,16 @@ class DecodeSection(StrictModel):
     generate: PositiveInt | list[PositiveInt]  # tokens generated, the first from the prefill
 
 
+class SamplesSection(StrictModel):
+    """Each point also replayed ``n`` times, each in its own world drawn from the devices'
+    and the link's variability (``variability:`` in the catalog), seeded: rows add the
+    mean and the p50 / p95 / p99 of those latencies (``latency_s`` stays the replay of
+    mean times)."""
+
+    n: PositiveInt = 1000  # sampled inferences a point
+    seed: int = 0  # the draws' seed: the same for every point (common random numbers)
+
+
 class TimelineSection(StrictModel):
     """The point whose per-device timeline is drawn (first matching point)."""
 
@@ -159,3 +169,4 @@ class ScenarioFile(StrictModel):
     adaptive: AdaptiveSection | None = None  # None: no adaptive rows
     finetune: FinetuneSection = FinetuneSection()  # default: the model's own weights only
     decode: DecodeSection | None = None  # None: one forward a point (no generation)
+    samples: SamplesSection | None = None  # None: mean times only (no tail columns)

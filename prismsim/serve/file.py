@@ -77,6 +77,10 @@ class StreamSection(StrictModel):
     warmup: int = Field(200, ge=0)  # first requests left out of every figure
     replications: PositiveInt = 5  # independent seeds per offered load: intervals need >= 2
     seed: int = 0  # replication r uses seed + r
+    # each request's steps and messages drawn from the devices' and the link's
+    # variability (the catalog's variability:), seeded by the replication's seed;
+    # false: every one at its mean time
+    variability: bool = False
     slo_p99_ms: PositiveFloat | None = None  # capacity: highest rate with p99 within it
     max_drop_share: float = Field(0.01, ge=0, le=1)  # capacity: drops allowed at it
 

@@ -23,7 +23,8 @@ import simpy
 
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
 from prismsim.serve.shortcut import IdleShortcut
-from prismsim.sim.ops import Op, device_ops, shift_keys
+from prismsim.sim.draws import Streams
+from prismsim.sim.ops import Op, compute_steps, device_ops, shift_keys, varied_ops
 from prismsim.sim.replay import Replay
 from prismsim.sim.results import SimResult
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
@@ -52,7 +53,9 @@ class ServingReplay(Replay):
     def __init__(self, setup: ServingSetup, specs: Sequence[DeviceSpec], link: LinkSpec,
                  host: HostSpec | None):
         self.setup, self.n = setup, setup.workloads[1].n_devices
-        super().__init__(setup.workloads[1], specs, link, False, host)
+        streams = None if setup.seed is None else Streams(specs, link, setup.seed)
+        super().__init__(setup.workloads[1], specs, link, False, host, streams)
+        self.streams = streams
         self.msgs: dict[int, Message] = {}  # running key -> the message
         self.templates: dict[tuple[int, int], list[Message]] = {}  # (workload, group)
         self.next_key = 0
@@ -63,7 +66,7 @@ class ServingReplay(Replay):
         self.turn = 0
         self.waiters: dict[int, simpy.Event] = {}  # closed loop: request -> its client
         self.shortcut = IdleShortcut(specs, self.n, link, setup.groups,
-                                     setup.shortcut and host is None)
+                                     setup.shortcut and host is None and streams is None)
         self.key_job: dict[int, Job] = {}  # running key -> the job its message is of
         self.extra_w = [(s.compute_w - s.idle_w, s.tx_w - s.idle_w, s.rx_w - s.idle_w)
                         for s in specs]  # each device's power above idle per state
@@ -182,8 +185,13 @@ class ServingReplay(Replay):
         return base
 
     def program(self, wl: Workload, p: int, d: int, base: int) -> list[Op]:
-        """Device p's operations of ``wl`` on device d, its message keys from ``base``."""
-        return shift_keys(device_ops(wl, p, self.specs[d], True), base)
+        """Device p's operations of ``wl`` on device d, its message keys from ``base``;
+        with variability drawn, their compute times in this part's world."""
+        factors = None if self.streams is None else self.streams.part_factors(
+            d, compute_steps(wl, p), self.env.now)
+        ops = (device_ops(wl, p, self.specs[d], True) if factors is None
+               else varied_ops(wl, p, self.specs[d], True, factors))
+        return shift_keys(ops, base)
 
     def _start(self, group: int, batch: list[Request]) -> tuple[list[Op], Job]:
         """Hand one batch to the group's devices; the master's operations back."""

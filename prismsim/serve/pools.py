@@ -54,6 +54,7 @@ class AdaptiveSetup:
     groups: int = 1
     dispatch: str = "round_robin"  # which group a request joins
     queue_limit: int | None = None  # requests waiting (not yet started) per group
+    seed: int | None = None  # variability drawn, seeded (ServingSetup.seed); None: none
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class AdaptiveReplay(ServingReplay):
         wide = next(c.workload for c in setup.candidates
                     if c.workload.n_devices == setup.devices)
         base = ServingSetup({1: wide}, setup.groups, setup.dispatch, setup.queue_limit,
-                            shortcut=False)
+                            shortcut=False, seed=setup.seed)
         super().__init__(base, specs, link, host)
         self.adaptive = setup
         self.idle_runs = [self._idle_runs(g, link) for g in range(setup.groups)]

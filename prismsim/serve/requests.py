@@ -50,6 +50,9 @@ class ServingSetup:
     # a request alone on idle devices takes the one-inference timeline (serve/shortcut.py:
     # exactly the same times); False: every request replayed task by task
     shortcut: bool = True
+    # each request's steps and messages drawn from the devices' and the link's
+    # variability (sim/draws.py: Streams), seeded; None: every one at its mean time
+    seed: int | None = None
 
 
 def check_setup(setup: ServingSetup) -> None:

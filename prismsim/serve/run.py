@@ -8,7 +8,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,19 +91,21 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
     return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit)
 
 
-# what a serving run's figures do not depend on: it replays mean times, so a device's or
-# a link's variability (sim/variability.py) leaves its runs, and their names, as they were
+# what a serving run's figures do not depend on unless it draws from it (the serving
+# file's variability: true): a device's or a link's variability leaves the runs of mean
+# times, and their names, as they were
 MEAN_TIMES_ONLY = {"variability"}
 
 
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     stream = loaded.file.serving
-    device = loaded.devices[c.profile].model_dump(exclude=MEAN_TIMES_ONLY)
+    unused = set() if stream.variability else MEAN_TIMES_ONLY
+    device = loaded.devices[c.profile].model_dump(exclude=unused)
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
             "config": c.model_dump(), "device": device,
-            "link": loaded.link.model_dump(exclude=MEAN_TIMES_ONLY),
+            "link": loaded.link.model_dump(exclude=unused),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
-                                            "slo_p99_ms", "max_drop_share"})}
+                                                 "slo_p99_ms", "max_drop_share"} | unused)}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
@@ -111,9 +113,9 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
 def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int
                 ) -> ServingResult:
     stream, device = loaded.file.serving, loaded.devices[sv.config.profile]
-    replay = (adaptive_replay(sv.setup, device, loaded.link)
-              if isinstance(sv.setup, AdaptiveSetup)
-              else serving_replay(sv.setup, device, loaded.link))
+    setup = replace(sv.setup, seed=seed) if stream.variability else sv.setup
+    replay = (adaptive_replay(setup, device, loaded.link) if isinstance(setup, AdaptiveSetup)
+              else serving_replay(setup, device, loaded.link))
     if offered.kind == "clients":
         rng = np.random.default_rng(seed)
         return replay.run_stream(lambda out: closed_loop(

@@ -11,6 +11,7 @@ a difference between them is the configurations', not the dice's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,3 +82,78 @@ def draws(wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, n: int, see
     delays = _extra_delays_s(link, len(wl.messages), n, seed)
     return [Draw(tuple(None if f is None else f[i] for f in per_device),
                  None if delays is None else delays[i]) for i in range(n)]
+
+
+CHUNK = 4096  # draws made at a time by a stream of a serving run
+
+
+class _Stream:
+    """One stream's values in the order they are taken (made CHUNK at a time)."""
+
+    def __init__(self, rng: np.random.Generator, normal: bool):
+        self.rng, self.normal = rng, normal
+        self.values, self.taken = np.empty(0), 0
+
+    def take(self, n: int) -> np.ndarray:
+        while self.taken + n > len(self.values):
+            more = self.rng.standard_normal(CHUNK) if self.normal else self.rng.random(CHUNK)
+            self.values = np.concatenate([self.values[self.taken:], more])
+            self.taken = 0
+        out = self.values[self.taken:self.taken + n]
+        self.taken += n
+        return out
+
+
+class Streams:
+    """Draws made as a serving run goes: each device's parts in the order it is given
+    them (its k-th part takes the k-th draws of its streams, whatever the configuration:
+    common random numbers), each message's extra delay by its running key. A device's
+    slow factor follows its variability's correlation time: the normal score of the
+    factor is an AR(1) process in time, ``exp(-gap / correlation)`` from one part to the
+    next (independent parts when the correlation time is 0)."""
+
+    def __init__(self, specs: Sequence[DeviceSpec], link: LinkSpec, seed: int):
+        self.specs, self.link, self.seed = specs, link, seed
+        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._score: dict[int, tuple[float, float]] = {}  # device -> (score, at_s)
+        self._delays_s = np.empty(0)
+
+    def _stream(self, what: str, device: int, normal: bool) -> _Stream:
+        key = (what, device)
+        if key not in self._streams:
+            self._streams[key] = _Stream(stream(self.seed, what, device), normal)
+        return self._streams[key]
+
+    def part_factors(self, device: int, steps: int, at_s: float) -> np.ndarray | None:
+        """The factors of a part of ``steps`` compute tasks device ``device`` is given at
+        ``at_s`` (None: the device does not vary)."""
+        v = self.specs[device].variability
+        if v is None or not v.varies or steps == 0:
+            return None
+        innovation = float(self._stream("slow", device, True).take(1)[0])
+        score, last_s = self._score.get(device, (innovation, at_s))
+        keep = math.exp(-(at_s - last_s) / v.slow_correlation_s) \
+            if v.slow_correlation_s > 0 and device in self._score else 0.0
+        score = keep * score + math.sqrt(1 - keep * keep) * innovation
+        self._score[device] = (score, at_s)
+        slow = float(quantile_draws(v.slow, np.array([_normal_cdf(score)]))[0])
+        if v.fast_cv == 0:
+            return np.full(steps, slow)
+        sigma = lognormal_sigma(v.fast_cv)
+        return slow * np.exp(self._stream("fast", device, True).take(steps) * sigma
+                             - sigma * sigma / 2)
+
+    def delay_s(self, key: int) -> float:
+        """The extra one-way delay of the message with running key ``key``."""
+        v = self.link.variability
+        if v is None or not v.varies:
+            return 0.0
+        if key >= len(self._delays_s):
+            more = self._stream("delay", 0, False).take(max(CHUNK, key + 1 - len(self._delays_s)))
+            self._delays_s = np.concatenate([self._delays_s,
+                                             quantile_draws(v.delay_us, more) * 1e-6])
+        return float(self._delays_s[key])
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))

@@ -19,7 +19,7 @@ from typing import Any
 
 import simpy
 
-from prismsim.sim.draws import Draw
+from prismsim.sim.draws import Draw, Streams
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
 from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
@@ -66,8 +66,10 @@ class Replay:
     """
 
     def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool,
-                 host: HostSpec | None = None, draw: Draw | None = None):
-        self.draw = draw  # a sampled world (sim/draws.py); None: every mean time
+                 host: HostSpec | None = None, draw: Draw | Streams | None = None):
+        # a sampled world, or draws made as a serving run goes (sim/draws.py); None: every
+        # step and message at its mean time
+        self.draw = draw
         self.env = simpy.Environment()
         self.host_spec = host
         self.host = SharedHost(self.env, host.cores, host.corun) if host else None
@@ -102,7 +104,8 @@ class Replay:
         """Every device runs its program once; one other than the master that starts by
         receiving has its receive posted from the start."""
         for p, spec in enumerate(self.specs):
-            ops = (self.draw.ops(self.wl, p, spec, not self.record) if self.draw
+            ops = (self.draw.ops(self.wl, p, spec, not self.record)
+                   if isinstance(self.draw, Draw)
                    else device_ops(self.wl, p, spec, not self.record))
             if p != MASTER:
                 self.post_ahead(p, ops, 0.0)

@@ -83,7 +83,8 @@ class SpeedVariability(StrictModel):
 
     @property
     def varies(self) -> bool:
-        return self.fast_cv > 0 or self.slow[0][1] != self.slow[-1][1]
+        """Whether a draw can differ from the mean times (a factor other than 1)."""
+        return self.fast_cv > 0 or any(factor != 1.0 for _, factor in self.slow)
 
 
 class LinkVariability(StrictModel):
@@ -103,4 +104,5 @@ class LinkVariability(StrictModel):
 
     @property
     def varies(self) -> bool:
+        """Whether a draw can add to a message's delay."""
         return self.delay_us[-1][1] > 0

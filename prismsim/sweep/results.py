@@ -14,12 +14,11 @@ from typing import Any
 import pandas as pd
 
 from prismsim.strategies import SKIPPED
-from prismsim.sweep.rows import COLUMNS, table_columns
+from prismsim.sweep.rows import layout, table_columns
 from prismsim.userfiles import UserFileError, read_text
 
 FLUSH_ROWS = 512  # rows buffered before they are written ...
 FLUSH_EVERY_S = 0.5  # ... or seconds since the last write, whichever comes first
-LAYOUTS = (COLUMNS, [*COLUMNS, SKIPPED])  # a results.csv's header: without or with skips
 
 
 def read_rows(csv: Path, grid_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -41,10 +40,11 @@ def _header(csv: Path) -> list[str] | None:
         return next(csvlib.reader(f), None)
 
 
-def other_columns(csv: Path) -> bool:
-    """Whether results.csv has a header this version does not write (another version's)."""
-    header = _header(csv)
-    return header is not None and header not in LAYOUTS
+def other_columns(csv: Path, sampled: bool = False) -> bool:
+    """Whether results.csv has a header this sweep does not write (another version's, or
+    a scenario's with or without samples:); with or without skips are both its own."""
+    header, columns = _header(csv), layout(sampled)
+    return header is not None and header not in (columns, [*columns, SKIPPED])
 
 
 class RowWriter:
@@ -55,10 +55,10 @@ class RowWriter:
     ended here and dropped on resume). Rows go in the file's layout (a finished sweep's
     table may have the ``skipped`` column)."""
 
-    def __init__(self, csv: Path):
+    def __init__(self, csv: Path, columns: list[str]):
         new = not csv.exists() or csv.stat().st_size == 0
         torn = False
-        self.columns = COLUMNS if new else _header(csv) or COLUMNS
+        self.columns = columns if new else _header(csv) or columns
         if not new:
             with open(csv, "rb") as f:
                 f.seek(-1, 2)
@@ -70,7 +70,7 @@ class RowWriter:
         if torn:
             self.file.write("\n")
         if new:
-            self.writer.writerow(COLUMNS)
+            self.writer.writerow(columns)
             self.file.flush()
 
     def write(self, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,9 +103,9 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
         tmp.replace(out / name)
 
 
-def as_written(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def as_written(rows: list[dict[str, Any]], sampled: bool = False) -> pd.DataFrame:
     """Fresh rows and rows read back from CSV in one representation: as the file has it."""
-    table = pd.DataFrame(rows, columns=table_columns(rows))
+    table = pd.DataFrame(rows, columns=table_columns(rows, sampled))
     return pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype={"point_id": str})
 
 

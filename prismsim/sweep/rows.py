@@ -29,6 +29,8 @@ COLUMNS = [
     "bytes_per_token",
 ]
 DECODE_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "bytes_per_token")
+# a scenario with samples: (each point replayed in sampled worlds): its latency's tail
+SAMPLED = ("latency_mean_sampled_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
 NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
                "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario",
                "n_examples": 0}
@@ -116,7 +118,19 @@ def skipped_row(scenario: str, p: Point, reason: str) -> dict[str, Any]:
             SKIPPED: reason}
 
 
-def table_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """COLUMNS, and ``skipped`` after them when some row was skipped."""
-    return [*COLUMNS, SKIPPED] if any(isinstance(r.get(SKIPPED), str) for r in rows) \
-        else COLUMNS
+def layout(sampled: bool) -> list[str]:
+    """The columns every row of a sweep has: COLUMNS, and SAMPLED with samples:."""
+    return [*COLUMNS, *SAMPLED] if sampled else COLUMNS
+
+
+def sampled_columns(summary: dict[str, float]) -> dict[str, float]:
+    """SAMPLED from ``Samples.summary()``."""
+    return {"latency_mean_sampled_s": summary["latency_mean_s"],
+            **{c: summary[c] for c in SAMPLED[1:]}}
+
+
+def table_columns(rows: list[dict[str, Any]], sampled: bool = False) -> list[str]:
+    """The layout's columns, and ``skipped`` after them when some row was skipped."""
+    columns = layout(sampled)
+    return [*columns, SKIPPED] if any(isinstance(r.get(SKIPPED), str) for r in rows) \
+        else columns

@@ -22,12 +22,13 @@ from prismsim.progress import Progress
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 from prismsim.sim import simulate
+from prismsim.sim.sampling import sample_inferences
 from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
 from prismsim.sweep.backends import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
-from prismsim.sweep.rows import make_row, skipped_row, workload_columns
+from prismsim.sweep.rows import layout, make_row, sampled_columns, skipped_row, workload_columns
 from prismsim.sweep.timeline import record_timeline, timeline_point
 from prismsim.workload import Workload
 
@@ -47,8 +48,8 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     """Compute every missing point of the grid; return the whole table in grid order."""
     out = Path(out or s.output)
     out.mkdir(parents=True, exist_ok=True)
-    csv, points = out / "results.csv", s.grid()
-    if csv.exists() and (fresh or other_columns(csv)):
+    csv, points, sampled = out / "results.csv", s.grid(), s.file.samples is not None
+    if csv.exists() and (fresh or other_columns(csv, sampled)):
         csv.unlink()  # rows of another column layout (an older prismsim) are recomputed
     shutil.copyfile(s.path, out / "scenario.yaml")
     done = read_rows(csv, {p.key() for p in points})
@@ -63,9 +64,9 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     run_many(compute.finetune, distinct(finetune_need(s, p) for p in todo), **kw)
     acc_plan = exact.plan(distinct(accuracy_need(s, p) for p in todo))
     accs = exact.fill(acc_plan, run_many(compute.accuracy, acc_plan.evaluate, **kw))
-    _simulate_all(s, todo, workloads, accs, RowWriter(csv), done, progress)
+    _simulate_all(s, todo, workloads, accs, RowWriter(csv, layout(sampled)), done, progress)
     extra = adaptive_rows(s, points, done, workloads, out)
-    table = as_written(_in_grid_order(s, done, skipped) + extra)
+    table = as_written(_in_grid_order(s, done, skipped) + extra, sampled)
     write_table(table, out)
     _timeline(s, workloads, out)
     return table
@@ -117,10 +118,20 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
             result = simulate(wl, s.device_specs(p), s.link_for(p), host=s.host,
                               record=p.generate is not None)  # token times: the timeline
             row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)), wl)
+            row |= _tail(s, p, wl)
             done[p.key()] = row
             _report(writer.write(row), progress)
     finally:
         _report(writer.close(), progress)
+
+
+def _tail(s: LoadedScenario, p: Point, wl: Workload) -> dict[str, float]:
+    """With samples:, the point's latency over that many sampled worlds."""
+    if s.file.samples is None:
+        return {}
+    n, seed = s.file.samples.n, s.file.samples.seed
+    return sampled_columns(sample_inferences(wl, s.device_specs(p), s.link_for(p), n, seed,
+                                             s.host).summary())
 
 
 def _report(rows: list[dict[str, Any]], progress: Progress | None) -> None:
