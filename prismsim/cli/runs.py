@@ -53,6 +53,11 @@ from prismsim.progress import reporter
 @click.option("--decode", "decode_mode", type=click.Choice(["split_kv", "local"]), default=None,
               help="voltage's decoding: split-KV over every device (default), or the last "
               "device alone")
+@click.option("--link-trace", "link_trace", type=click.Path(dir_okay=False), default=None,
+              help="the link's bandwidth over time: a CSV (time_s, bandwidth_mbps[, "
+              "latency_ms, loss]) or a Mahimahi packet-delivery trace (any other name)")
+@click.option("--trace-start-s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="the link trace's time at which the inference starts")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="also replay this many inferences, each drawing from the devices' and "
               "the link's variability (catalog `variability:`): the latency distribution")
@@ -64,8 +69,9 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
              catalog_file: str | None, host_cores: int | None, batch: int,
              tokens: int | None, wire: str, trace_file: str | None, generate: int | None,
-             prompt_tokens: int | None, decode_mode: str | None, samples: int | None,
-             seed: int, cdf_file: str | None) -> None:
+             prompt_tokens: int | None, decode_mode: str | None, link_trace: str | None,
+             trace_start_s: float, samples: int | None, seed: int, cdf_file: str | None
+             ) -> None:
     """Simulate one inference (or a prompt and the tokens generated after it): latency,
     energy, and where each device's time went; with --samples, its distribution."""
     from prismsim.point import device_table, simulate_point, summary
@@ -75,7 +81,8 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     tokens = _prompt_length(tokens, prompt_tokens, generate)
     options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange),
                                  ("decode", decode_mode)) if v is not None}
-    overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium}
+    overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium,
+                 "trace": _link_trace(link_trace, trace_start_s)}
     host = HostSpec(cores=host_cores) if host_cores else None
     names = split_values(device_names, str)
     with user_errors(ValueError):
@@ -89,8 +96,7 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     _echo_point(info, on, "/".join(str(n) for n in wl.meta["sizes"]), link)
     if generate:
         _echo_decode(info)
-    for spec in {s.name: s for s in specs}.values():
-        click.echo(f"compute: {spec.compute_model()}")
+    _echo_compute(specs)
     emit(device_table(result), "table", digits=4)
     if samples:
         _sampled(wl, specs, link, host, samples, seed, cdf_file, result.latency_s)
@@ -98,6 +104,24 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
         with user_errors():
             write_chrome_trace(result, trace_file)
         click.echo(f"timeline written to {trace_file}")
+
+
+def _echo_compute(specs: list) -> None:
+    """How each kind of device's compute steps are timed."""
+    for spec in {s.name: s for s in specs}.values():
+        click.echo(f"compute: {spec.compute_model()}")
+
+
+def _link_trace(path: str | None, start_s: float) -> Any:
+    """The link trace a file holds (CSV by its name, else Mahimahi), from ``start_s``."""
+    if path is None:
+        return None
+    from prismsim.sim.link_trace import read_csv_trace, read_mahimahi
+
+    with user_errors():
+        trace = read_csv_trace(Path(path)) if path.endswith(".csv") else read_mahimahi(
+            Path(path))
+    return trace.model_copy(update={"start_s": start_s})
 
 
 def _hardware(catalog_file: str | None, names: list[str], link_name: str,
@@ -139,8 +163,9 @@ def _sampled(wl: Any, specs: list, link: Any, host: Any, n: int, seed: int,
 
 def _echo_point(info: dict, on: str, sizes: str, link: Any) -> None:
     """The two lines saying what was simulated and what it gave."""
+    under = f" under {link.trace.source} from {link.trace.start_s:g} s" if link.trace else ""
     click.echo(f"{info['model']} {info['strategy']} on {on} (tokens {sizes}) over "
-               f"{link.name} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
+               f"{link.name}{under} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
                f"{link.latency_ms:g} ms)")
     click.echo(f"latency {info['latency_s'] * 1e3:.2f} ms   energy {info['energy_j']:.3f} J   "
                f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "

@@ -65,8 +65,10 @@ class ServingReplay(Replay):
         self.idle_since = [0.0] * len(specs)
         self.turn = 0
         self.waiters: dict[int, simpy.Event] = {}  # closed loop: request -> its client
-        self.shortcut = IdleShortcut(specs, self.n, link, setup.groups,
-                                     setup.shortcut and host is None and streams is None)
+        # a request alone on idle devices runs as one inference at time 0 does only in a
+        # world that stands still: no draws, no link trace
+        self.shortcut = IdleShortcut(specs, self.n, link, setup.groups, setup.shortcut and
+                                     host is None and streams is None and link.trace is None)
         self.key_job: dict[int, Job] = {}  # running key -> the job its message is of
         self.extra_w = [(s.compute_w - s.idle_w, s.tx_w - s.idle_w, s.rx_w - s.idle_w)
                         for s in specs]  # each device's power above idle per state

@@ -101,9 +101,10 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     stream = loaded.file.serving
     unused = set() if stream.variability else MEAN_TIMES_ONLY
     device = loaded.devices[c.profile].model_dump(exclude=unused)
+    steady = {"trace"} if loaded.link.trace is None else set()  # as before traces existed
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
             "config": c.model_dump(), "device": device,
-            "link": loaded.link.model_dump(exclude=unused),
+            "link": loaded.link.model_dump(exclude=unused | steady),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
                                                  "slo_p99_ms", "max_drop_share"} | unused)}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prismsim.cost.units import bytes_to_bits
+from prismsim.sim.link_trace import TraceClock
 from prismsim.sim.specs import LinkSpec
 from prismsim.workload import Message
 
@@ -39,6 +40,16 @@ class Medium:
         self.bytes_on_air = 0
         self.air_s = 0.0  # sum of every transmission's time on the medium (all hops)
         self.on_air: AirSink | None = None
+        self.clock = None if link.trace is None else TraceClock(link.trace, link.bandwidth_mbps)
+
+    def finish_s(self, start_s: float, airtime_s: float) -> float:
+        """When a copy that takes ``airtime_s`` at the link's nominal rate, started at
+        ``start_s``, ends: at once that much later, or, under a trace, its fixed part
+        and then its bits at the trace's rate of each moment."""
+        if self.clock is None:
+            return start_s + airtime_s
+        fixed = self.per_message_s
+        return self.clock.finish_s(start_s + fixed, airtime_s - fixed)
 
     def send(self, msg: Message, now: float) -> list[Delivery]:
         """Book every copy of ``msg`` handed over at ``now``; return the deliveries."""
@@ -79,6 +90,8 @@ class Medium:
             delay = self.data_delay_s[msg.payload_bytes] = self.link.data_delay_s(
                 msg.payload_bytes)
         arrival = end + delay
+        if self.clock is not None and (latency_s := self.clock.latency_s(end)) is not None:
+            arrival += latency_s - self.latency_s  # the trace's latency of that moment
         return [(d, arrival) for d in dsts]
 
 
@@ -97,11 +110,12 @@ class Switched(Medium):
         airtime = self.airtime_s(msg, self.bits_per_s)
         for dsts in self.copies(msg):
             start = max(now, self.up_free[msg.src], *(self.down_free[d] for d in dsts))
-            end = start + airtime
+            end = self.finish_s(start, airtime)
             self.up_free[msg.src] = end
             for d in dsts:
                 self.down_free[d] = end
-            out += self.account(msg, dsts, start, end, airtime)
+            out += self.account(msg, dsts, start, end,
+                                airtime if self.clock is None else end - start)
         return out
 
 
@@ -121,8 +135,13 @@ class Shared(Medium):
             rate = self.link.broadcast_bits_per_s if len(dsts) > 1 else self.bits_per_s
             airtime = self.airtime_s(msg, rate)
             start = max(now, self.free)
-            self.free = start + hops * airtime  # sender -> (access point ->) receivers
-            out += self.account(msg, dsts, start, self.free, airtime, hops)
+            if self.clock is None:
+                self.free = start + hops * airtime  # sender -> (access point ->) receivers
+                out += self.account(msg, dsts, start, self.free, airtime, hops)
+                continue
+            first = self.finish_s(start, airtime)
+            self.free = first if hops == 1 else self.finish_s(first, airtime)
+            out += self.account(msg, dsts, start, self.free, first - start, hops)
         return out
 
 
@@ -139,8 +158,9 @@ class Mesh(Medium):
         airtime = self.airtime_s(msg, self.bits_per_s)
         for d in msg.dst:
             start = max(now, self.free.get((msg.src, d), 0.0))
-            self.free[(msg.src, d)] = start + airtime
-            out += self.account(msg, (d,), start, start + airtime, airtime)
+            end = self.free[(msg.src, d)] = self.finish_s(start, airtime)
+            out += self.account(msg, (d,), start, end,
+                                airtime if self.clock is None else end - start)
         return out
 
 

@@ -24,6 +24,7 @@ from prismsim.cost.units import (
     ms_to_s,
     us_to_s,
 )
+from prismsim.sim.link_trace import LinkTrace
 from prismsim.sim.variability import LinkVariability, SpeedVariability
 from prismsim.userfiles import StrictModel, renamed_key
 
@@ -173,6 +174,9 @@ class LinkSpec(StrictModel):
     # how each message's one-way delay moves (sim/variability.py): a sampled replay draws
     # from it; None, and the replay of mean times, ignore it
     variability: LinkVariability | None = None
+    # its bandwidth (and latency, loss) over simulated time (sim/link_trace.py): the
+    # replay's transmissions go at the trace's rate of each moment; None: the nominal one
+    trace: LinkTrace | None = None
 
     @field_validator("message_delay_by_bytes")
     @classmethod
