@@ -176,6 +176,10 @@ def validation_message(err: ValidationError, where: str, prefix: str = "",
     the one that got furthest (an item of a list) is the one reported."""
     found: dict[str, str] = {}
     for e in err.errors():
+        if not e["loc"] and e["type"] == "value_error":  # a check of the whole: it names
+            message = e["msg"].removeprefix("Value error, ")  # its keys; the input is all
+            found.setdefault(key_path(prefix, e["loc"]), message)
+            continue
         got = "" if e["type"] in ("missing", "extra_forbidden") else f", got {_quoted(e['input'])}"
         found.setdefault(key_path(prefix, e["loc"]), f"{e['msg']}{got}")
     keep = [k for k in found if not any(o.startswith(k + "[") for o in found)]

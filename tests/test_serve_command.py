@@ -114,8 +114,14 @@ def test_bad_input_is_one_line_naming_file_and_key(tmp_path, change, says):
 def test_every_serving_file_loads():
     names = [p for p in sorted(Path("scenarios").glob("*.yaml"))
              if "serving" in yaml.safe_load(p.read_text())]
-    assert [p.name for p in names] == ["cpu_serving.yaml", "jetson_serving.yaml"]
-    cpu, jetson = (load_serve(p) for p in names)
+    assert [p.name for p in names] == ["cpu_serving.yaml", "jetson_serving.yaml",
+                                       "pi5_wifi_dynamic.yaml"]
+    cpu, jetson, dynamic = (load_serve(p) for p in names)
+    assert [c.policy for c in dynamic.file.configurations] == [
+        "nominal", "nominal", "nominal", "estimated", "oracle"]
+    trace = dynamic.link.trace
+    assert trace is not None and len(trace.times_s) == 2500  # a step a second, 2,500 s
+    assert max(trace.bandwidth_mbps) == 866.7  # clipped at 802.11ac 2x2 80 MHz PHY rate
     assert [c.strategy for c in jetson.file.configurations] == [
         "single", "single", "prism", "voltage", "adaptive"]
     assert jetson.link.rendezvous and jetson.file.serving.slo_p99_ms == 300

@@ -15,6 +15,7 @@ from prismsim.scenario.schema import Exchange, ModelSection
 from prismsim.serve.arrivals import read_trace
 from prismsim.serve.requests import DISPATCH
 from prismsim.sim.catalog import load_catalog_data, pick
+from prismsim.sim.link_trace import read_link_trace
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import STRATEGIES, Heads, why_not
 from prismsim.userfiles import StrictModel, UserFileError, load_model_file
@@ -60,6 +61,10 @@ class ServingConfiguration(StrictModel):
     max_batch: PositiveInt = 1  # dynamic batching: most requests served as one batch
     max_wait_ms: NonNegativeFloat = 0.0  # longest the master waits for a fuller batch
     queue_limit: PositiveInt | None = None  # waiting requests per group; None: no limit
+    # adaptive: what each candidate is believed to take (serve/policies.py): at the
+    # link's nominal rate, at the rate estimated from the group's transfers, or at the
+    # link trace's rate of the moment (an oracle)
+    policy: Literal["nominal", "estimated", "oracle"] = "nominal"
 
 
 class StreamSection(StrictModel):
@@ -90,6 +95,10 @@ class ServingFile(StrictModel):
     description: str = ""  # free text for the reader of the file
     model: ModelSection  # the model whose workloads are simulated (architecture if given)
     link: str | LinkSpec = "ethernet-1g"  # catalog name or LinkSpec fields
+    # the link's bandwidth over time: a CSV (time_s, bandwidth_mbps[, latency_ms, loss])
+    # or a Mahimahi trace (any other name), relative to this file; None: the nominal rate
+    link_trace: str | None = None
+    link_trace_start_s: NonNegativeFloat = 0.0  # the trace's time when serving starts
     rendezvous: bool | None = None  # GLOO-style rendezvous; None: the link's own
     catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
     configurations: list[ServingConfiguration] = Field(min_length=1)
@@ -112,6 +121,11 @@ class LoadedServe:
     @property
     def model(self) -> str:
         return self.file.model.architecture or self.file.model.name
+
+    def oracle_label(self) -> str | None:
+        """The label of the adaptive configuration that knows the link trace, if any."""
+        return next((self.label(i) for i, c in enumerate(self.file.configurations)
+                     if c.policy == "oracle"), None)
 
     def label(self, i: int) -> str:
         c = self.file.configurations[i]
@@ -164,6 +178,12 @@ def _check_adaptive(c: ServingConfiguration, key: str) -> None:
         raise ServeError(f"{key}.max_batch: adaptive serves one request at a time (1)")
 
 
+def _check_policy(c: ServingConfiguration, key: str) -> None:
+    if c.policy != "nominal" and c.strategy != ADAPTIVE:
+        raise ServeError(f"{key}.policy: only an adaptive configuration chooses by a "
+                         f"policy (strategy is {c.strategy})")
+
+
 def _check_runs(c: ServingConfiguration, heads: Heads | None, key: str) -> None:
     """Each configuration named explicitly must run on the model (its heads, where known
     without loading it; else tracing says so, in one line too)."""
@@ -208,14 +228,16 @@ def load_serve(path: str | Path) -> LoadedServe:
     for i, c in enumerate(file.configurations):
         _check_configuration(c, devices, f"{where}: configurations[{i}]")
         _check_runs(c, heads, f"{where}: configurations[{i}]")
+        _check_policy(c, f"{where}: configurations[{i}]")
     _check_stream(file.serving, where)
-    link = _link(file, links, where)
+    link = _link(file, links, path)
     trace = read_trace(path.parent / file.serving.trace) if (
         file.serving.arrivals == "trace" and file.serving.trace) else None
     return LoadedServe(path, file, devices, link, trace)
 
 
-def _link(file: ServingFile, links: dict[str, LinkSpec], where: str) -> LinkSpec:
+def _link(file: ServingFile, links: dict[str, LinkSpec], path: Path) -> LinkSpec:
+    where = path.name
     if isinstance(file.link, LinkSpec):
         link = file.link
     else:
@@ -225,4 +247,8 @@ def _link(file: ServingFile, links: dict[str, LinkSpec], where: str) -> LinkSpec
             raise ServeError(f"{where}: link: {e}") from None
     if file.rendezvous is not None:
         link = link.model_copy(update={"rendezvous": file.rendezvous})
+    if file.link_trace is not None:
+        trace = read_link_trace(path.parent / file.link_trace)
+        link = link.model_copy(update={"trace": trace.model_copy(
+            update={"start_s": file.link_trace_start_s})})
     return link

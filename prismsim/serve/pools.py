@@ -27,21 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from prismsim.serve.groups import Job, ServingReplay
+from prismsim.serve.policies import POLICIES, PROBE_BYTES, Belief, Candidate, IdleRun
 from prismsim.serve.requests import Request, ServingResult, ServingSetup, device_list
 from prismsim.serve.streams import open_loop
-from prismsim.sim import simulate
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
-from prismsim.workload import Workload
+from prismsim.workload import Message
 
 VIEW_PER_DEVICE = 8  # the plans look at the first 8 x P waiting requests
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One way to serve a request: ``workload`` (batch 1) on 1 device, or on all P."""
-
-    label: str
-    workload: Workload
 
 
 @dataclass(frozen=True)
@@ -55,15 +47,9 @@ class AdaptiveSetup:
     dispatch: str = "round_robin"  # which group a request joins
     queue_limit: int | None = None  # requests waiting (not yet started) per group
     seed: int | None = None  # variability drawn, seeded (ServingSetup.seed); None: none
-
-
-@dataclass(frozen=True)
-class _IdleRun:
-    """A candidate's one inference on a group's idle devices."""
-
-    candidate: Candidate
-    latency_s: float  # request start to its output
-    part_s: tuple[float, ...]  # request start to each device's end of its part
+    # what a group believes each candidate takes (serve/policies.py): at the link's
+    # nominal rate, at the rate it estimates from its transfers, or at the trace's
+    policy: str = "nominal"
 
 
 @dataclass
@@ -78,6 +64,9 @@ def check_adaptive(setup: AdaptiveSetup) -> None:
                          f"all {setup.devices}; got sizes {sorted(sizes)}")
     if setup.devices not in sizes:
         raise ValueError(f"adaptive needs a candidate on all {setup.devices} devices")
+    if setup.policy not in POLICIES:
+        raise ValueError(f"adaptive policy must be one of {', '.join(POLICIES)}, got "
+                         f"{setup.policy!r}")
 
 
 def local_sum_s(free_s: Sequence[float], service_s: float, n: int) -> float:
@@ -110,19 +99,12 @@ class AdaptiveReplay(ServingReplay):
                             shortcut=False, seed=setup.seed)
         super().__init__(base, specs, link, host)
         self.adaptive = setup
-        self.idle_runs = [self._idle_runs(g, link) for g in range(setup.groups)]
+        self.beliefs = [Belief(setup.policy, setup.candidates,
+                               self.specs[g * self.n:(g + 1) * self.n], link)
+                        for g in range(setup.groups)]
         self.running_until = [0.0] * len(specs)  # predicted end of the running part
         self.busy = [False] * len(specs)  # a part given, not finished
         self.pending: list[deque[Request]] = [deque() for _ in range(setup.groups)]
-
-    def _idle_runs(self, group: int, link: LinkSpec) -> list[_IdleRun]:
-        first = group * self.n
-        out = []
-        for c in self.adaptive.candidates:
-            specs = list(self.specs[first:first + c.workload.n_devices])
-            r = simulate(c.workload, specs, link)
-            out.append(_IdleRun(c, r.latency_s, tuple(d.finish_s for d in r.devices)))
-        return out
 
     def _devices(self, group: int) -> range:
         return range(group * self.n, (group + 1) * self.n)
@@ -131,21 +113,23 @@ class AdaptiveReplay(ServingReplay):
         """When device d is predicted to be done with its part (now, if idle)."""
         return max(self.env.now, self.running_until[d]) if self.busy[d] else self.env.now
 
-    def _best(self, group: int) -> _IdleRun:
+    def _best(self, group: int) -> IdleRun:
         """The candidate whose plan for the waiting requests finishes them soonest."""
         free = [self._free_s(d) for d in self._devices(group)]
         n = min(len(self.pending[group]), VIEW_PER_DEVICE * self.n)
 
-        def key(e: _IdleRun) -> tuple[float, int]:
+        def key(e: IdleRun) -> tuple[float, int]:
             size = e.candidate.workload.n_devices
             total = (local_sum_s(free, e.latency_s, n) if size == 1
                      else distributed_sum_s(free, e.latency_s, n))
             return total, size
-        return min(self.idle_runs[group], key=key)
+        return min(self.beliefs[group].runs(self.env.now), key=key)
 
     def _schedule(self, group: int) -> None:
         """Start waiting requests while the best plan can start its head now."""
         queue = self.pending[group]
+        if queue and self.beliefs[group].wants_probe(self.env.now):
+            self._probe(group)
         while queue:
             e = self._best(group)
             idle = [d for d in self._devices(group) if not self.busy[d]]
@@ -157,6 +141,34 @@ class AdaptiveReplay(ServingReplay):
                 return
             self._give(queue.popleft(), e, devices)
 
+    def transmit(self, key: int, msg: Message, at_s: float) -> None:
+        """As the serving replay's; a group estimating the link's rate learns each
+        copy's bits and time on the air when its data arrives."""
+        before_s = self.medium.tx_s[msg.src]
+        super().transmit(key, msg, at_s)
+        belief = self.beliefs[msg.src // self.n]
+        arrivals = [self.arrival[(key, d)] for d in msg.dst if (key, d) in self.arrival]
+        if belief.policy == "estimated" and arrivals:
+            self._learn(belief, msg.payload_bytes, self.medium.tx_s[msg.src] - before_s,
+                        max(arrivals))
+
+    def _learn(self, belief: Belief, payload_bytes: int, air_s: float, at_s: float
+               ) -> None:
+        """The estimate takes in a copy's bits and airtime at ``at_s`` (later)."""
+        learn = self.env.timeout(max(0.0, at_s - self.env.now))
+        learn.callbacks.append(
+            lambda _: belief.estimate.observe(payload_bytes, air_s, self.env.now))
+
+    def _probe(self, group: int) -> None:
+        """A probe from the group's master to its next device: it takes the channel
+        like any message, and the estimate learns from it when it arrives."""
+        g0, belief = group * self.n, self.beliefs[group]
+        msg = Message(-1, g0, (g0 + 1,), False, "probe", (PROBE_BYTES,), PROBE_BYTES)
+        before_s = self.medium.tx_s[g0]
+        arrivals = [at for _, at in self.medium.send(msg, self.env.now)]
+        belief.probed_s = self.env.now
+        self._learn(belief, PROBE_BYTES, self.medium.tx_s[g0] - before_s, max(arrivals))
+
     def admit(self, r: Request) -> None:
         group = r.group = self.dispatch()
         limit = self.setup.queue_limit
@@ -167,7 +179,7 @@ class AdaptiveReplay(ServingReplay):
         self.pending[group].append(r)
         self._schedule(group)
 
-    def _give(self, r: Request, e: _IdleRun, devices: tuple[int, ...]) -> None:
+    def _give(self, r: Request, e: IdleRun, devices: tuple[int, ...]) -> None:
         """The request's parts to its devices (each idle): they start at once."""
         wl = e.candidate.workload
         r.devices, r.choice = len(devices), e.candidate.label

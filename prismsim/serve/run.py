@@ -88,7 +88,8 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
                                        batch=1, tokens=loaded.file.model.tokens,
                                        **k.options()))
         for k in c.candidates)
-    return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit)
+    return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit,
+                         policy=c.policy)
 
 
 # what a serving run's figures do not depend on unless it draws from it (the serving
@@ -103,7 +104,8 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     device = loaded.devices[c.profile].model_dump(exclude=unused)
     steady = {"trace"} if loaded.link.trace is None else set()  # as before traces existed
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
-            "config": c.model_dump(), "device": device,
+            "config": c.model_dump(exclude={"policy"} if c.policy == "nominal" else None),
+            "device": device,
             "link": loaded.link.model_dump(exclude=unused | steady),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
                                                  "slo_p99_ms", "max_drop_share"} | unused)}

@@ -71,6 +71,7 @@ class TraceClock:
 
     def __init__(self, trace: LinkTrace, nominal_mbps: float):
         self.trace, self.times = trace, list(trace.times_s)
+        self.nominal_mbps = nominal_mbps
         loss = trace.loss or (0.0,) * len(self.times)
         # progress a second of each step makes on work timed at the nominal bandwidth
         self.speed = [b / nominal_mbps * (1 - x)
@@ -102,6 +103,11 @@ class TraceClock:
             if i == len(self.times):  # the next repeat (only a looping trace gets here)
                 i, base = 0, at
         return at + left / self.speed[i] - self.trace.start_s
+
+    def bandwidth_mbps(self, t: float) -> float:
+        """The link's rate at simulated time ``t`` after loss (Mbit/s, as the link's
+        ``bandwidth_mbps``)."""
+        return self.speed[self._step(t)[0]] * self.nominal_mbps
 
     def latency_s(self, t: float) -> float | None:
         """The trace's one-way latency at simulated time ``t`` (None: not given)."""
@@ -164,3 +170,8 @@ def read_mahimahi(path: Path, bin_s: float = MAHIMAHI_BIN_S) -> LinkTrace:
     mbps = [counts[b] * MAHIMAHI_PACKET_BYTES * 8 / bin_s / 1e6 for b in range(bins)]
     return _trace({"time_s": [b * bin_s for b in range(bins)], "bandwidth_mbps": mbps},
                   where, loop_s=bins * bin_s)
+
+
+def read_link_trace(path: Path) -> LinkTrace:
+    """The link trace a file holds: a CSV by its name (``.csv``), else Mahimahi's format."""
+    return read_csv_trace(path) if path.suffix == ".csv" else read_mahimahi(path)
