@@ -40,6 +40,7 @@ bench: $(DEV_STAMP)
 	$(PY) bench/sim_speed.py
 	$(PY) bench/sweep.py
 	$(PY) bench/serve_capacity.py
+	$(PY) bench/serve_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

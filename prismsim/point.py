@@ -10,6 +10,7 @@ import pandas as pd
 
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
+from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.specs import speed_weights
 from prismsim.sim.tokens import decode_summary
 from prismsim.workload import Workload
@@ -20,12 +21,13 @@ def simulate_point(model: str, strategy: str, devices: int,
                    batch: int = 1, tokens: int | None = None, wire: str = "fp32",
                    record: bool = False, cache: WorkloadCache | None = None,
                    split: str = "equal", host: HostSpec | None = None,
-                   generate: int | None = None, **options: Any
-                   ) -> tuple[Workload, SimResult]:
+                   generate: int | None = None, events: Sequence[DeviceEvent] = (),
+                   **options: Any) -> tuple[Workload, SimResult]:
     """One inference. ``device``: one spec for all, or one per device; ``split="speed"``
     sizes token partitions (and galaxy's heads and columns) in proportion to their
     speeds instead of equally. ``generate``: prefill the ``tokens`` prompt, then generate
-    that many tokens (the timeline is recorded: token times come from it)."""
+    that many tokens (the timeline is recorded: token times come from it). ``events``:
+    devices that slow down or leave (``sim/device_events.py``)."""
     specs = [device] * devices if isinstance(device, DeviceSpec) else list(device)
     if len(specs) != devices:
         raise ValueError(f"{len(specs)} device profiles for {devices} devices: give one, "
@@ -41,7 +43,7 @@ def simulate_point(model: str, strategy: str, devices: int,
     wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
                    weights=weights, generate=generate, **options)
     record = record or generate is not None
-    return wl, simulate(wl, specs, link, record=record, host=host)
+    return wl, simulate(wl, specs, link, record=record, host=host, events=events)
 
 
 def device_table(result: SimResult) -> pd.DataFrame:
@@ -60,7 +62,8 @@ def device_table(result: SimResult) -> pd.DataFrame:
 def summary(wl: Workload, result: SimResult) -> dict[str, Any]:
     """What one point gave; a generation adds its per-token figures (``decode_summary``)."""
     flops = wl.flops_per_device()
-    decode = decode_summary(wl, result) if wl.meta.get("generate") else {}
+    decode = decode_summary(wl, result) if wl.meta.get("generate") and not result.lost \
+        else {}
     return {**decode,
         "model": wl.meta["model"], "strategy": wl.meta["strategy"],
         "devices": wl.meta["devices"], "tokens": wl.meta["tokens"],

@@ -64,19 +64,21 @@ from prismsim.progress import reporter
 @click.option("--seed", default=0, show_default=True, help="of the --samples draws")
 @click.option("--cdf", "cdf_file", type=click.Path(dir_okay=False), default=None,
               help="with --samples: draw the latency CDF to this file (.png or .svg)")
+@click.option("--events", "events_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML list of device events: {device, kind: slowdown, start_s, end_s, "
+              "factor} or {device, kind: leave, start_s, end_s (None: never returns)}")
 def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means: int | None,
              exchange: str | None, device_names: tuple[str, ...], split: str, link_name: str,
              bandwidth_mbps: float | None, latency_ms: float | None, medium: str | None,
              catalog_file: str | None, host_cores: int | None, batch: int,
              tokens: int | None, wire: str, trace_file: str | None, generate: int | None,
              prompt_tokens: int | None, decode_mode: str | None, link_trace: str | None,
-             trace_start_s: float, samples: int | None, seed: int, cdf_file: str | None
-             ) -> None:
+             trace_start_s: float, samples: int | None, seed: int, cdf_file: str | None,
+             events_file: str | None) -> None:
     """Simulate one inference (or a prompt and the tokens generated after it): latency,
     energy, and where each device's time went; with --samples, its distribution."""
-    from prismsim.point import device_table, simulate_point, summary
+    from prismsim.point import simulate_point
     from prismsim.sim.specs import HostSpec
-    from prismsim.sim.timeline import write_chrome_trace
 
     tokens = _prompt_length(tokens, prompt_tokens, generate)
     options = {k: v for k, v in (("cr", cr), ("segments", means), ("exchange", exchange),
@@ -84,26 +86,55 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     overrides = {"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "medium": medium,
                  "trace": _link_trace(link_trace, trace_start_s)}
     host = HostSpec(cores=host_cores) if host_cores else None
-    names = split_values(device_names, str)
+    names, events = split_values(device_names, str), _events(events_file, n_devices)
     with user_errors(ValueError):
         specs, link = _hardware(catalog_file, names, link_name, overrides)
         wl, result = simulate_point(model, strategy, n_devices,
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
-                                    split=split, host=host, generate=generate, **options)
+                                    split=split, host=host, generate=generate, events=events,
+                                    **options)
     on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
+    _echo_result(wl, result, on, link, specs, events)
+    if samples:
+        _sampled(wl, specs, link, host, (samples, seed), cdf_file, result.latency_s, events)
+    if trace_file:
+        _write_trace(result, trace_file)
+
+
+def _events(path: str | None, n_devices: int) -> list:
+    """The device events a file holds, each naming one of the ``n_devices``."""
+    if path is None:
+        return []
+    from prismsim.sim.device_events import check_events, read_events
+
+    with user_errors():
+        events = read_events(path)
+        check_events(events, n_devices, path)
+    return events
+
+
+def _echo_result(wl: Any, result: Any, on: str, link: Any, specs: list, events: list
+                 ) -> None:
+    """The events, what was simulated and what it gave, and each device's table."""
+    from prismsim.point import device_table, summary
+
+    for event in events:
+        click.echo(event.describe())
     info = summary(wl, result)
-    _echo_point(info, on, "/".join(str(n) for n in wl.meta["sizes"]), link)
-    if generate:
+    _echo_point(info, on, "/".join(str(n) for n in wl.meta["sizes"]), link, result.lost)
+    if wl.meta.get("generate") and not result.lost:
         _echo_decode(info)
     _echo_compute(specs)
     emit(device_table(result), "table", digits=4)
-    if samples:
-        _sampled(wl, specs, link, host, samples, seed, cdf_file, result.latency_s)
-    if trace_file:
-        with user_errors():
-            write_chrome_trace(result, trace_file)
-        click.echo(f"timeline written to {trace_file}")
+
+
+def _write_trace(result: Any, path: str) -> None:
+    from prismsim.sim.timeline import write_chrome_trace
+
+    with user_errors():
+        write_chrome_trace(result, path)
+    click.echo(f"timeline written to {path}")
 
 
 def _echo_compute(specs: list) -> None:
@@ -135,22 +166,28 @@ def _hardware(catalog_file: str | None, names: list[str], link_name: str,
         update={k: v for k, v in overrides.items() if v is not None})
 
 
-def _sampled(wl: Any, specs: list, link: Any, host: Any, n: int, seed: int,
-             cdf_file: str | None, mean_time_s: float) -> None:
-    """The latency distribution of ``n`` sampled inferences, and its CDF figure."""
+def _sampled(wl: Any, specs: list, link: Any, host: Any, draws: tuple[int, int],
+             cdf_file: str | None, mean_time_s: float, events: list) -> None:
+    """The latency distribution of ``n`` sampled inferences (``draws``: n and the seed),
+    and its CDF figure."""
     from prismsim.plots.cdf import latency_cdf
     from prismsim.plots.files import write_figure
     from prismsim.sim.sampling import sample_inferences
 
     if cdf_file and Path(cdf_file).suffix not in (".png", ".svg"):
         raise click.BadParameter(f"{cdf_file}: give a .png or .svg file", param_hint="--cdf")
+    n, seed = draws
     with user_errors(ValueError):
-        s = sample_inferences(wl, specs[0] if len(specs) == 1 else specs, link, n, seed, host)
+        s = sample_inferences(wl, specs[0] if len(specs) == 1 else specs, link, n, seed, host,
+                              events)
     info = s.summary()
     click.echo(f"{n} sampled inferences (seed {seed}): mean "
                f"{info['latency_mean_s'] * 1e3:.2f} ms, p50 {info['latency_p50_s'] * 1e3:.2f}"
                f", p95 {info['latency_p95_s'] * 1e3:.2f}, p99 {info['latency_p99_s'] * 1e3:.2f}"
                f" ms; energy {info['energy_mean_j']:.3f} J")
+    if s.lost:
+        click.echo(f"{s.lost} of {n} inferences lost (a device left for good before its "
+                   f"part was done): their latency is inf")
     if not s.varies:
         click.echo("no device or link here has variability: every sample is the mean-time "
                    "replay (give `variability:` in a catalog, --catalog FILE)")
@@ -161,12 +198,15 @@ def _sampled(wl: Any, specs: list, link: Any, host: Any, n: int, seed: int,
         click.echo(f"latency CDF written to {cdf_file}")
 
 
-def _echo_point(info: dict, on: str, sizes: str, link: Any) -> None:
-    """The two lines saying what was simulated and what it gave."""
+def _echo_point(info: dict, on: str, sizes: str, link: Any, lost: str | None) -> None:
+    """The two lines saying what was simulated and what it gave (or why it was lost)."""
     under = f" under {link.trace.source} from {link.trace.start_s:g} s" if link.trace else ""
     click.echo(f"{info['model']} {info['strategy']} on {on} (tokens {sizes}) over "
                f"{link.name}{under} ({link.medium}, {link.bandwidth_mbps:g} Mbit/s, "
                f"{link.latency_ms:g} ms)")
+    if lost:
+        click.echo(f"inference lost: {lost}")
+        return
     click.echo(f"latency {info['latency_s'] * 1e3:.2f} ms   energy {info['energy_j']:.3f} J   "
                f"on air {info['bytes_on_air'] / 1e6:.3f} MB   "
                f"GFLOPs {info['gflops_total']:.2f} "
@@ -288,7 +328,13 @@ def plan(file: str, output: str | None) -> None:
     """Configurations meeting an accuracy floor and a latency SLO, cheapest first, and
     their Pareto front over cost, latency and energy (plan.csv, pareto.csv, plan.png)."""
     from prismsim.plan.file import load_plan
-    from prismsim.plan.report import shown_columns, write_plan
+    from prismsim.plan.report import (
+        front_line,
+        headline,
+        sampling_note,
+        shown_columns,
+        write_plan,
+    )
     from prismsim.plan.search import count_steps, run_plan
 
     with user_errors():
@@ -297,16 +343,13 @@ def plan(file: str, output: str | None) -> None:
             result = run_plan(p, progress=progress)
         written = write_plan(result, Path(output) if output else p.output)
     offered = p.file.offered_load
-    under = (f", and serve {offered.rate_per_s:g} requests/s at p99 <= {offered.p99_ms:g} ms"
-             if offered else "")
-    click.echo(f"{len(result.ranked)} of {len(result.table)} configurations meet the "
-               f"accuracy floor {result.accuracy_floor:g} and the "
-               f"{result.latency_slo_s * 1e3:g} ms SLO{under}; cheapest first, then lowest "
-               f"energy:")
+    click.echo(headline(result, (offered.rate_per_s, offered.p99_ms) if offered else None))
+    if note := sampling_note(result):
+        click.echo(note)
     shown = shown_columns(result.table)
     if len(result.ranked):
         emit(result.ranked[shown], "table", digits=4)
-        click.echo("Pareto front over cost, latency and energy:")
+        click.echo(front_line(result))
         emit(result.front[shown], "table", digits=4)
     else:
         click.echo("none: plan.csv's 'fails' column says what each one misses")

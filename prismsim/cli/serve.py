@@ -24,7 +24,7 @@ def serve(file: str, output: str | None, fresh: bool, plot_only: bool) -> None:
     replications, and the capacity within the SLO (runs.csv, summary.csv, capacity.csv,
     requests.parquet, serving.png)."""
     from prismsim.serve.file import load_serve
-    from prismsim.serve.report import REGRET, SHOWN, replot, write_results
+    from prismsim.serve.report import SHOWN, SHOWN_IF_ANY, replot, write_results
     from prismsim.serve.run import count_steps, run_serving
 
     with user_errors(FileNotFoundError):
@@ -39,7 +39,7 @@ def serve(file: str, output: str | None, fresh: bool, plot_only: bool) -> None:
         summary, written = write_results(out, result.runs, result.requests, result.capacity,
                                          slo, title, loaded.link, loaded.oracle_label())
     if len(summary):
-        emit(summary[[c for c in (*SHOWN, *REGRET) if c in summary]], "table", digits=4)
+        emit(summary[[c for c in (*SHOWN, *SHOWN_IF_ANY) if c in summary]], "table", digits=4)
     if result.capacity is not None:
         click.echo(f"capacity: the highest rate whose mean p99 over the replications is "
                    f"within {slo:g} ms:")

@@ -19,7 +19,7 @@ from pydantic import (
 
 from prismsim.configuration import Configuration, configurations, prism_settings
 from prismsim.names import check_model, check_strategies
-from prismsim.scenario.schema import DatasetSection, ModelSection
+from prismsim.scenario.schema import DatasetSection, ModelSection, SamplesSection
 from prismsim.sim.catalog import builtin_devices, builtin_links
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import STRATEGIES
@@ -127,6 +127,18 @@ class PlanFile(StrictModel):
     # groups of each device count behind a dispatcher (join-shortest-queue), each group
     # serving whole requests: more than one only matters with a load
     groups: list[PositiveInt] = Field([1], min_length=1)
+    # the latency the SLO, the ranking's tie-break and the Pareto front judge: "mean" the
+    # replay of mean times; "p99" the 99th percentile of one inference over worlds drawn
+    # from the devices' and the link's variability (samples:, default n 1000, seed 0)
+    rank: Literal["mean", "p99"] = "mean"
+    # each deployment also replayed n times in sampled worlds (as in scenarios): rows add
+    # its mean, p50, p95 and p99 latency; None (and rank: mean): mean times only
+    samples: SamplesSection | None = None
+
+    @property
+    def sampling(self) -> SamplesSection | None:
+        """How deployments are sampled: ``samples``, or its defaults for rank: p99."""
+        return self.samples or (SamplesSection() if self.rank == "p99" else None)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ SHOWN = ["rank", "device", "count", "strategy", "cr", "link", "cost_usd", "laten
 def shown_columns(table: pd.DataFrame) -> list[str]:
     """SHOWN, with the groups and the figures under load where the plan has them."""
     cols = list(SHOWN)
+    if "latency_p99_s" in table:  # sampled: one inference's p99 beside its mean times
+        cols.insert(cols.index("latency_s") + 1, "latency_p99_s")
     if (table["groups"] > 1).any():
         cols.insert(cols.index("count") + 1, "groups")
     if table["p99_load_s"].notna().any():
@@ -60,30 +62,30 @@ def _front_label(row: dict[str, Any]) -> str:
 def plan_figure(result: PlanResult) -> Figure:
     """Cost against latency: feasible configurations coloured by strategy, the others
     grey, the Pareto front ringed red and labelled (with its energy), the SLO dashed."""
-    df, ms = result.table, MS_PER_S
+    df, ms, lat = result.table, MS_PER_S, result.latency
     fig = Figure(figsize=(10, 6), layout="constrained")
     ax = fig.add_subplot()
     slow = df[~df["meets_slo"]]
-    ax.scatter(slow["cost_usd"], slow["latency_s"] * ms, marker="x", s=25, color="0.7",
+    ax.scatter(slow["cost_usd"], slow[lat] * ms, marker="x", s=25, color="0.7",
                label="misses the SLO", zorder=2)
     weak = df[df["meets_slo"] & ~df["meets_floor"]]
-    ax.scatter(weak["cost_usd"], weak["latency_s"] * ms, marker="o", s=30, zorder=2,
+    ax.scatter(weak["cost_usd"], weak[lat] * ms, marker="o", s=30, zorder=2,
                facecolors="none", edgecolors="0.55", label="misses the accuracy floor")
     ok = df[df["feasible"]]
     strategies = sorted(ok["strategy"].unique(), key=strategy_rank)
     for name in strategies:
         rows = ok[ok["strategy"] == name]
-        ax.scatter(rows["cost_usd"], rows["latency_s"] * ms, s=40, zorder=3,
+        ax.scatter(rows["cost_usd"], rows[lat] * ms, s=40, zorder=3,
                    marker=strategy_marker(name, strategies),
                    color=strategy_colour(name, strategies), label=name)
     front = result.front
-    ax.scatter(front["cost_usd"], front["latency_s"] * ms, s=170, facecolors="none",
+    ax.scatter(front["cost_usd"], front[lat] * ms, s=170, facecolors="none",
                edgecolors="tab:red", linewidths=1.5, zorder=4,
-               label="Pareto front (cost, latency, energy)")
+               label=f"Pareto front (cost, {_slo_name(result)}, energy)")
     ax.axhline(result.latency_slo_s * ms, color="tab:red", linestyle="--",
                linewidth=1, label=f"SLO {result.latency_slo_s * ms:g} ms")
     _axes(ax, df, result)
-    labels = [(r["cost_usd"], r["latency_s"] * ms, _front_label(r), "0.15", ax.transData)
+    labels = [(r["cost_usd"], r[lat] * ms, _front_label(r), "0.15", ax.transData)
               for r in front.to_dict("records")]
     place_labels(ax, labels)  # last: needs the final layout
     return fig
@@ -91,8 +93,10 @@ def plan_figure(result: PlanResult) -> Figure:
 
 def _axes(ax: Any, df: pd.DataFrame, result: PlanResult) -> None:
     """Latency axis as in the sweep plots (log beyond a decade), title, legend."""
-    ms = [*(df["latency_s"] * MS_PER_S), result.latency_slo_s * MS_PER_S]
+    ms = [*(df[result.latency] * MS_PER_S), result.latency_slo_s * MS_PER_S]
     latency_y_axis(ax, ms)
+    if result.latency != "latency_s":
+        ax.set_ylabel(ax.get_ylabel().replace("inference latency", "p99 of one inference"))
     ax.set_xlabel("hardware cost (US$, price × count)")
     ax.grid(True, which="both", alpha=0.3)
     metric = str(df["metric"].dropna().iloc[0]) if df["metric"].notna().any() else "accuracy"
@@ -100,5 +104,37 @@ def _axes(ax: Any, df: pd.DataFrame, result: PlanResult) -> None:
     set_title(ax, f"Capacity plan {result.name}: {result.model}; "
               f"{int(df['feasible'].sum())} of {len(df)} configurations meet "
               f"{metric.replace('_', ' ')} {bound} {result.accuracy_floor:g} and "
-              f"latency ≤ {result.latency_slo_s * MS_PER_S:g} ms")
+              f"{_slo_name(result)} ≤ {result.latency_slo_s * MS_PER_S:g} ms")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+
+
+def _slo_name(result: PlanResult) -> str:
+    return "latency" if result.latency == "latency_s" else "p99 latency"
+
+
+def headline(result: PlanResult, offered: tuple[float, float] | None = None) -> str:
+    """The line above the ranked table. ``offered``: (requests/s, p99 ms) of the plan's
+    offered load, if any."""
+    under = (f", and serve {offered[0]:g} requests/s at p99 <= {offered[1]:g} ms"
+             if offered else "")
+    slo = f"the {result.latency_slo_s * 1e3:g} ms SLO"
+    if result.latency != "latency_s":
+        slo += " on one inference's p99 over sampled worlds"
+    return (f"{len(result.ranked)} of {len(result.table)} configurations meet the accuracy "
+            f"floor {result.accuracy_floor:g} and {slo}{under}; cheapest first, then "
+            f"lowest energy:")
+
+
+def front_line(result: PlanResult) -> str:
+    """The line above the Pareto front's table."""
+    latency = "latency" if result.latency == "latency_s" else "p99 latency"
+    return f"Pareto front over cost, {latency} and energy:"
+
+
+def sampling_note(result: PlanResult) -> str | None:
+    """One line when the plan sampled and nothing it sampled varies (None otherwise)."""
+    if result.varies is not False:
+        return None
+    return ("no candidate device or link has variability to draw from (catalog or plan "
+            "variability:): every sampled latency, p99 included, is the latency of mean "
+            "times")

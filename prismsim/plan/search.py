@@ -1,6 +1,8 @@
 """The plan's search: every deployment (device kind, count, strategy, CR, link) is
 simulated and given its accuracy; those meeting both the accuracy floor and the latency
-SLO are ranked by cost (price x count), then energy per inference.
+SLO are ranked by cost (price x count), then energy per inference. The latency judged is
+the replay of mean times, or with ``rank: p99`` the 99th percentile of one inference over
+worlds drawn from the devices' and the link's variability (``sim/sampling.py``).
 
 The Pareto front is taken over (cost, latency, energy) among the deployments that meet
 both constraints, all three minimized: the three things a buyer trades once the accuracy
@@ -27,6 +29,8 @@ from prismsim.plan.file import LoadedPlan, PlanError, PricedDevice, plan_configu
 from prismsim.progress import Progress
 from prismsim.serve.under_load import OfferedLoad, under_load
 from prismsim.sim import simulate
+from prismsim.sim.sampling import sample_inferences
+from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import why_not
 from prismsim.workload import Workload
 
@@ -116,6 +120,9 @@ COLUMNS = ["device", "count", "groups", "strategy", "cr", "link", "unit_price_us
            "feasible", "fails", "rank", "pareto", "accuracy_source"]
 PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the docstring
 RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
+# with samples: (or rank: p99): one inference's latency over sampled worlds, after latency_s
+SAMPLED = ("latency_mean_sampled_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
+LATENCY = {"mean": "latency_s", "p99": "latency_p99_s"}  # the latency a rank: judges
 
 
 def skipped_configurations(plan: LoadedPlan) -> dict[Configuration, str]:
@@ -152,7 +159,7 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
     wls = _each(workload, configs, "workload", progress)
     prices = {d.name: d for d in plan.devices}
     first_link = next(iter(plan.links.values()))  # one device sends nothing: any link
-    rows = []
+    rows, tails = [], Tails(plan)
     for dep in deployments(plan):
         priced, c = prices[dep.device], dep.configuration
         base = _deployment_row(dep, priced)
@@ -160,9 +167,12 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
             rows.append({**base, **dict.fromkeys(SKIPPED_EMPTY, math.nan),
                          "skipped": skipped[c]})
             continue
-        r = simulate(wls[c], priced.spec, plan.links.get(dep.link, first_link))
+        link = plan.links.get(dep.link, first_link)
+        r = simulate(wls[c], priced.spec, link)
         acc = accs[c]
-        rows.append({**base, "latency_s": r.latency_s, "energy_j": r.energy_j,
+        rows.append({**base, "latency_s": r.latency_s,
+                     **tails.figures(dep, wls[c], priced.spec, link, r.latency_s),
+                     "energy_j": r.energy_j,
                      "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
                      "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
                      **_under_load_figures(plan, dep, wls[c], r.latency_s, acc)})
@@ -172,6 +182,41 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
 # a skipped deployment's figures (empty)
 SKIPPED_EMPTY = ("latency_s", "energy_j", "bytes_on_air", "metric", "accuracy",
                  "accuracy_source", "p99_load_s", "throughput_per_s")
+
+
+class Tails:
+    """With samples: (or rank: p99), each deployment's latency over n sampled worlds,
+    once for all its numbers of groups."""
+
+    def __init__(self, plan: LoadedPlan):
+        self.sampling = plan.file.sampling
+        self._done: dict[tuple[str, Configuration, str], dict[str, float]] = {}
+
+    def figures(self, dep: Deployment, wl: Workload, spec: DeviceSpec, link: LinkSpec,
+                latency_s: float) -> dict[str, float]:
+        """SAMPLED's figures and ``varies`` (whether its devices or link had variability
+        to draw from; not a plan.csv column); none without sampling. Where nothing varies
+        every world is the replay of mean times to the last digit (``sim/sampling.py``):
+        it is not replayed."""
+        if self.sampling is None:
+            return {}
+        key = (dep.device, dep.configuration, dep.link)
+        if key not in self._done:
+            if not _varies(wl, spec, link):
+                self._done[key] = {**dict.fromkeys(SAMPLED, latency_s), "varies": False}
+            else:
+                summary = sample_inferences(wl, spec, link, self.sampling.n,
+                                            self.sampling.seed).summary()
+                summary["latency_mean_sampled_s"] = summary["latency_mean_s"]
+                self._done[key] = {**{k: summary[k] for k in SAMPLED}, "varies": True}
+        return self._done[key]
+
+
+def _varies(wl: Workload, spec: DeviceSpec, link: LinkSpec) -> bool:
+    """Whether a sampled world of this deployment can differ from its mean times."""
+    device = spec.variability is not None and spec.variability.varies
+    return device or (link.variability is not None and link.variability.varies
+                      and bool(wl.messages))
 
 
 def _deployment_row(dep: Deployment, priced: PricedDevice) -> dict[str, Any]:
@@ -205,17 +250,18 @@ def _meets_floor(plan: LoadedPlan, acc: dict[str, Any]) -> bool:
 
 
 def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
-          offered_p99_s: float | None = None) -> pd.DataFrame:
+          offered_p99_s: float | None = None, latency: str = "latency_s") -> pd.DataFrame:
     """Adds meets_slo, meets_floor, meets_load (``offered_p99_s``: the p99 allowed under
     the plan's offered load; None: none asked), feasible, fails (what a deployment misses,
     or why it was skipped), rank (1 = cheapest feasible, then lowest energy) and pareto;
-    feasible rows first in rank order, then the others."""
+    feasible rows first in rank order, then the others. ``latency``: the column the SLO,
+    the tie-break and the front judge (LATENCY's)."""
     df = df.copy()
     for col in ("groups", "p99_load_s", "throughput_per_s"):
         if col not in df:
             df[col] = 1 if col == "groups" else math.nan
     lower = df["metric"].isin(LOWER_IS_BETTER)
-    df["meets_slo"] = df["latency_s"] <= latency_slo_s
+    df["meets_slo"] = df[latency] <= latency_slo_s
     df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
         lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
     df["meets_load"] = True if offered_p99_s is None else df["p99_load_s"] <= offered_p99_s
@@ -227,12 +273,23 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
     if "skipped" in df:  # a deployment that could not run: why, in place of what it misses
         df["fails"] = df["skipped"].where(df["skipped"].notna(), df["fails"])
     # stable sort: equal keys keep the order deployments were listed in
-    df = df.sort_values(["feasible", *RANK_COLUMNS], ascending=[False, True, True, True],
+    ranking = [latency if c == "latency_s" else c for c in RANK_COLUMNS]
+    df = df.sort_values(["feasible", *ranking], ascending=[False, True, True, True],
                         kind="stable").reset_index(drop=True)
     n_ok = int(df["feasible"].sum())
     df["rank"] = pd.array(list(range(1, n_ok + 1)) + [None] * (len(df) - n_ok), dtype="Int64")
-    df["pareto"] = df.index.isin(front_rows(df[df["feasible"]], minimize=PARETO_COLUMNS))
-    return df[COLUMNS]
+    objectives = [latency if c == "latency_s" else c for c in PARETO_COLUMNS]
+    df["pareto"] = df.index.isin(front_rows(df[df["feasible"]], minimize=objectives))
+    return df[table_columns(df)]
+
+
+def table_columns(df: pd.DataFrame) -> list[str]:
+    """COLUMNS, with SAMPLED after latency_s where the deployments were sampled."""
+    cols = list(COLUMNS)
+    if "latency_p99_s" in df:
+        at = cols.index("latency_s") + 1
+        cols[at:at] = SAMPLED
+    return cols
 
 
 @dataclass
@@ -242,6 +299,9 @@ class PlanResult:
     latency_slo_s: float
     name: str
     model: str
+    latency: str = "latency_s"  # the latency judged and ranked on (LATENCY's)
+    # with sampling: whether any deployment had variability to draw from; None: not sampled
+    varies: bool | None = None
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -265,5 +325,7 @@ def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
     model = s.model.name if not s.model.architecture else (
         f"{s.model.architecture} (accuracy of {s.model.name})")
     offered_p99_s = ms_to_s(s.offered_load.p99_ms) if s.offered_load else None
-    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s), s.accuracy_floor,
-                      slo_s, s.name, model)
+    latency = LATENCY[s.rank]
+    varies = bool(raw["varies"].eq(True).any()) if "varies" in raw else None
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s, latency),
+                      s.accuracy_floor, slo_s, s.name, model, latency, varies)

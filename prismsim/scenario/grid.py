@@ -48,6 +48,9 @@ class Point:
     host: str = ""  # the shared host's spec as JSON; "": each device its own hardware
     finetune: str = NO_FINETUNE  # prism: weights fine-tuned under the configuration, or not
     generate: int | None = None  # tokens generated after the prompt of ``tokens``; None: none
+    # the world it runs in, a digest of the scenario's device events and link trace
+    # (LoadedScenario.world); "": devices that keep their speed, the link's nominal figures
+    world: str = ""
 
     @property
     def mixed(self) -> bool:
@@ -74,7 +77,8 @@ class Point:
     def _key(self) -> str:
         fields = asdict(self)
         for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P),
-                              ("host", ""), ("finetune", NO_FINETUNE), ("generate", None)):
+                              ("host", ""), ("finetune", NO_FINETUNE), ("generate", None),
+                              ("world", "")):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -129,9 +133,10 @@ def _lengths(s: ScenarioFile) -> list[tuple[int | None, int | None]]:
     return list(product(as_list(s.decode.prompt_tokens), as_list(s.decode.generate)))
 
 
-def expand(s: ScenarioFile, links: dict[str, LinkSpec]) -> list[Point]:
+def expand(s: ScenarioFile, links: dict[str, LinkSpec], world: str = "") -> list[Point]:
     """Every point, in order: systems (configurations x profiles, then mixed sets),
-    links, batches, prompt and generation lengths, bandwidths, latencies."""
+    links, batches, prompt and generation lengths, bandwidths, latencies; ``world``: the
+    digest of the events and the trace every point runs under."""
     net, points = s.network, []
     systems = list(product(scenario_configurations(s), as_list(s.devices.profile)))
     for (c, profile), link_name, batch, (tokens, generate) in product(
@@ -146,5 +151,5 @@ def expand(s: ScenarioFile, links: dict[str, LinkSpec]) -> list[Point]:
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
                 s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange,
-                s.host.model_dump_json() if s.host else "", c.finetune, generate))
+                s.host.model_dump_json() if s.host else "", c.finetune, generate, world))
     return points

@@ -6,6 +6,8 @@ be greater than 0, got -5``."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,9 +18,11 @@ from prismsim.names import check_model, check_strategies
 from prismsim.scenario.grid import Point, adaptive_configurations, expand, latency_heads
 from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioError, ScenarioFile, as_list
 from prismsim.sim.catalog import CatalogError, load_catalog_data
+from prismsim.sim.device_events import DeviceEvent, check_events
+from prismsim.sim.link_trace import LinkTrace, read_csv_trace, read_mahimahi
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
 from prismsim.strategies import decoding_strategies, why_not
-from prismsim.userfiles import load_model_file
+from prismsim.userfiles import UserFileError, load_model_file
 
 
 @dataclass
@@ -27,6 +31,7 @@ class LoadedScenario:
     file: ScenarioFile
     devices: dict[str, DeviceSpec]
     links: dict[str, LinkSpec]
+    trace: LinkTrace | None = None  # network.trace, read, from network.trace_start_s
 
     @property
     def output(self) -> Path:
@@ -45,10 +50,43 @@ class LoadedScenario:
         return list(speed_weights(self.device_specs(point)))  # type: ignore[arg-type]
 
     def link_for(self, point: Point) -> LinkSpec:
-        return self.links[point.link].model_copy(update={
-            "medium": point.medium, "bandwidth_mbps": point.bandwidth_mbps,
-            "latency_ms": point.latency_ms, "broadcast": point.broadcast,
-            "rendezvous": point.rendezvous})
+        update = {"medium": point.medium, "bandwidth_mbps": point.bandwidth_mbps,
+                  "latency_ms": point.latency_ms, "broadcast": point.broadcast,
+                  "rendezvous": point.rendezvous}
+        if self.trace is not None:
+            update["trace"] = self.trace
+        return self.links[point.link].model_copy(update=update)
+
+    def events_for(self, point: Point) -> list[DeviceEvent]:
+        """The scenario's events on devices the point has: a system of P devices uses
+        devices 0..P-1, and an event on another one leaves it as it is."""
+        return [e for e in self.file.events if e.device < point.devices]
+
+    @property
+    def moves(self) -> bool:
+        """Whether devices slow down or leave, or the link follows a trace (rows then
+        say so: ``sweep/rows.py`` WORLD)."""
+        return bool(self.file.events) or self.trace is not None
+
+    @cached_property
+    def world(self) -> str:
+        """A digest of the events and the trace (not their ``source`` notes): part of
+        every point's key, so that rows of another world are not taken for these; ""
+        when nothing moves (keys as before)."""
+        if not self.moves:
+            return ""
+        blob = json.dumps({
+            "events": [e.model_dump(mode="json", exclude={"source"}) for e in self.file.events],
+            "trace": self.trace.model_dump(mode="json", exclude={"source"}) if self.trace
+            else None}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def trace_label(self) -> str:
+        """The trace as a row names it, e.g. "walk.csv from 0 s"; "" without one."""
+        if self.trace is None:
+            return ""
+        return f"{Path(self.trace.source).name} from {self.trace.start_s:g} s"
 
     @property
     def host(self) -> HostSpec | None:
@@ -70,7 +108,7 @@ class LoadedScenario:
 
     @cached_property
     def _points(self) -> tuple[Point, ...]:
-        return tuple(expand(self.file, self.links))
+        return tuple(expand(self.file, self.links, self.world))
 
     @cached_property
     def _skipped(self) -> dict[Point, str]:
@@ -190,9 +228,46 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     _check_finetune(scenario, where)
     _check_decode(scenario, where)
     _check_adaptive(scenario, path)
-    loaded = LoadedScenario(path, scenario, devices, links)
+    loaded = LoadedScenario(path, scenario, devices, links, _read_trace(scenario, path))
     _check_grid(loaded, where)
+    _check_events(loaded, where)
     return loaded
+
+
+def _read_trace(scenario: ScenarioFile, path: Path) -> LinkTrace | None:
+    """``network.trace``, a file beside the scenario (CSV by its name, else Mahimahi),
+    from ``network.trace_start_s``."""
+    net, where = scenario.network, path.name
+    if net.trace is None:
+        if net.trace_start_s:
+            raise ScenarioError(f"{where}: network.trace_start_s: goes with network.trace "
+                                f"(a link trace file)")
+        return None
+    if len(as_list(net.bandwidth_mbps or [])) > 1:
+        raise ScenarioError(f"{where}: network.bandwidth_mbps: under network.trace the "
+                            f"bandwidth of each moment is the trace's; give one value or none")
+    file = path.parent / net.trace
+    try:
+        trace = read_csv_trace(file) if file.suffix == ".csv" else read_mahimahi(file)
+    except UserFileError as err:
+        raise ScenarioError(f"{where}: network.trace: {err}") from None
+    return trace.model_copy(update={"start_s": net.trace_start_s})
+
+
+def _check_events(loaded: LoadedScenario, where: str) -> None:
+    """Each event names a device of the largest system (smaller ones run without it);
+    not on a shared host."""
+    events = loaded.file.events
+    if not events:
+        return
+    if loaded.host is not None:
+        raise ScenarioError(f"{where}: events: device events on a shared host are not "
+                            f"modelled; leave out host or events")
+    largest = max(p.devices for p in loaded.every_point())
+    try:
+        check_events(events, largest, where, "the largest system of the grid has")
+    except UserFileError as err:
+        raise ScenarioError(str(err)) from None
 
 
 def _check_grid(loaded: LoadedScenario, where: str) -> None:

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from prismsim.configuration import NO_FINETUNE
 from prismsim.models.tuned import MODE
+from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.specs import HostSpec
 from prismsim.userfiles import StrictModel, UserFileError
 
@@ -65,6 +73,11 @@ class NetworkSection(StrictModel):
     # GLOO-style rendezvous (data leaves once the receiver posted its receive); None:
     # the link's own setting. A property of the software stack, not of the medium.
     rendezvous: bool | None = None
+    # the link's bandwidth over time, a file beside the scenario (sim/link_trace.py): a
+    # CSV (time_s, bandwidth_mbps[, latency_ms, loss]) by its name, else a Mahimahi
+    # packet-delivery trace; None: the link's nominal figures throughout
+    trace: str | None = None
+    trace_start_s: NonNegativeFloat = 0.0  # the trace's time when each inference starts
 
 
 class AdaptiveSection(StrictModel):
@@ -170,3 +183,7 @@ class ScenarioFile(StrictModel):
     finetune: FinetuneSection = FinetuneSection()  # default: the model's own weights only
     decode: DecodeSection | None = None  # None: one forward a point (no generation)
     samples: SamplesSection | None = None  # None: mean times only (no tail columns)
+    # devices that slow down or leave (sim/device_events.py), the same at every point; a
+    # point without the device an event names runs without that event (its system does
+    # not use that device); empty: the devices keep their speed
+    events: list[DeviceEvent] = Field(default_factory=list)

@@ -15,23 +15,27 @@ from collections.abc import Callable, Sequence
 from prismsim.serve.groups import ServingReplay
 from prismsim.serve.requests import ServingResult, ServingSetup, check_setup, device_list
 from prismsim.serve.streams import closed_loop, open_loop
+from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 
 
 def serving_replay(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec],
-                   link: LinkSpec, host: HostSpec | None = None) -> ServingReplay:
+                   link: LinkSpec, host: HostSpec | None = None,
+                   events: Sequence[DeviceEvent] = ()) -> ServingReplay:
     """The replay that serves a stream (``open_loop`` or ``closed_loop``). ``device``:
-    one spec for every device, or one per device of every group (G x P, group by group)."""
+    one spec for every device, or one per device of every group (G x P, group by group);
+    ``events``: devices (numbered so, 0 ... G x P - 1) that slow down or leave."""
     check_setup(setup)
     specs = device_list(device, setup.groups, setup.workloads[1].n_devices)
-    return ServingReplay(setup, specs, link, host)
+    return ServingReplay(setup, specs, link, host, events)
 
 
 def serve(setup: ServingSetup, arrivals_s: Sequence[float],
           device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-          host: HostSpec | None = None) -> ServingResult:
+          host: HostSpec | None = None, events: Sequence[DeviceEvent] = ()
+          ) -> ServingResult:
     """Serve requests arriving at ``arrivals_s`` (increasing seconds)."""
-    replay = serving_replay(setup, device, link, host)
+    replay = serving_replay(setup, device, link, host, events)
     return replay.run_stream(lambda out: open_loop(replay, arrivals_s, out))
 
 

@@ -15,6 +15,7 @@ from prismsim.scenario.schema import Exchange, ModelSection
 from prismsim.serve.arrivals import read_trace
 from prismsim.serve.requests import DISPATCH
 from prismsim.sim.catalog import load_catalog_data, pick
+from prismsim.sim.device_events import DeviceEvent, check_events
 from prismsim.sim.link_trace import read_link_trace
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import STRATEGIES, Heads, why_not
@@ -65,6 +66,10 @@ class ServingConfiguration(StrictModel):
     # link's nominal rate, at the rate estimated from the group's transfers, or at the
     # link trace's rate of the moment (an oracle)
     policy: Literal["nominal", "estimated", "oracle"] = "nominal"
+    # adaptive: how long after a device leaves (or returns) its group knows (missed
+    # heartbeats); it then starts the requests the device held again on devices still
+    # there; groups of other strategies wait for the device (or lose the requests)
+    detect_ms: PositiveFloat = 1000.0
 
 
 class StreamSection(StrictModel):
@@ -99,6 +104,10 @@ class ServingFile(StrictModel):
     # or a Mahimahi trace (any other name), relative to this file; None: the nominal rate
     link_trace: str | None = None
     link_trace_start_s: NonNegativeFloat = 0.0  # the trace's time when serving starts
+    # devices that slow down or leave (sim/device_events.py), numbered over each
+    # configuration's boards, group by group (0 ... groups x devices - 1); a configuration
+    # with fewer boards than an event names runs without it
+    events: list[DeviceEvent] = Field(default_factory=list)
     rendezvous: bool | None = None  # GLOO-style rendezvous; None: the link's own
     catalog: dict[str, Any] | None = None  # extra devices: / links: entries, inline
     configurations: list[ServingConfiguration] = Field(min_length=1)
@@ -121,6 +130,10 @@ class LoadedServe:
     @property
     def model(self) -> str:
         return self.file.model.architecture or self.file.model.name
+
+    def events_for(self, c: ServingConfiguration) -> list[DeviceEvent]:
+        """The file's events on boards the configuration has."""
+        return [e for e in self.file.events if e.device < c.groups * c.devices]
 
     def oracle_label(self) -> str | None:
         """The label of the adaptive configuration that knows the link trace, if any."""
@@ -230,6 +243,9 @@ def load_serve(path: str | Path) -> LoadedServe:
         _check_runs(c, heads, f"{where}: configurations[{i}]")
         _check_policy(c, f"{where}: configurations[{i}]")
     _check_stream(file.serving, where)
+    if file.events:
+        most = max(c.groups * c.devices for c in file.configurations)
+        check_events(file.events, most, where, "the largest configuration has")
     link = _link(file, links, path)
     trace = read_trace(path.parent / file.serving.trace) if (
         file.serving.arrivals == "trace" and file.serving.trace) else None

@@ -23,9 +23,10 @@ import simpy
 
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
 from prismsim.serve.shortcut import IdleShortcut
+from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.draws import Streams
 from prismsim.sim.ops import Op, compute_steps, device_ops, shift_keys, varied_ops
-from prismsim.sim.replay import Replay
+from prismsim.sim.replay import DeviceGoneError, Replay
 from prismsim.sim.results import SimResult
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import MASTER, Message, Workload
@@ -51,10 +52,10 @@ class ServingReplay(Replay):
     admits the requests."""
 
     def __init__(self, setup: ServingSetup, specs: Sequence[DeviceSpec], link: LinkSpec,
-                 host: HostSpec | None):
+                 host: HostSpec | None, events: Sequence[DeviceEvent] = ()):
         self.setup, self.n = setup, setup.workloads[1].n_devices
         streams = None if setup.seed is None else Streams(specs, link, setup.seed)
-        super().__init__(setup.workloads[1], specs, link, False, host, streams)
+        super().__init__(setup.workloads[1], specs, link, False, host, streams, events)
         self.streams = streams
         self.msgs: dict[int, Message] = {}  # running key -> the message
         self.templates: dict[tuple[int, int], list[Message]] = {}  # (workload, group)
@@ -68,7 +69,8 @@ class ServingReplay(Replay):
         # a request alone on idle devices runs as one inference at time 0 does only in a
         # world that stands still: no draws, no link trace
         self.shortcut = IdleShortcut(specs, self.n, link, setup.groups, setup.shortcut and
-                                     host is None and streams is None and link.trace is None)
+                                     host is None and streams is None and link.trace is None
+                                     and not events)
         self.key_job: dict[int, Job] = {}  # running key -> the job its message is of
         self.extra_w = [(s.compute_w - s.idle_w, s.tx_w - s.idle_w, s.rx_w - s.idle_w)
                         for s in specs]  # each device's power above idle per state
@@ -109,14 +111,20 @@ class ServingReplay(Replay):
                 continue
             ops, job = self._start(group, batch)
             self.wake(g0)
-            yield from self._walk_part(g0, ops, job)
+            try:
+                yield from self._walk_part(g0, ops, job)
+            except DeviceGoneError:  # the master left for good: its group serves no more
+                return
             self._finished(job, g0)
 
     def worker(self, d: int) -> Generator[Any, Any, None]:
         """Device d (not a master): runs each part handed to it."""
         while True:
             job, ops = yield self.inbox[d].get()
-            yield from self.serve_part(d, ops, job)
+            try:
+                yield from self.serve_part(d, ops, job)
+            except DeviceGoneError:  # it left for good
+                return
 
     def serve_part(self, d: int, ops: list[Op], job: Job) -> Generator[Any, Any, None]:
         """Device d, handed its part of ``job``, runs it (a first receive was posted
@@ -164,7 +172,7 @@ class ServingReplay(Replay):
         med = self.medium
         shared = med.link.medium == "shared"
         return ServingResult(requests, self.stats, end, med.bytes_on_air,
-                             med.air_s if shared else None)
+                             med.air_s if shared else None, events=bool(self.clocks))
 
     # jobs
 
@@ -270,6 +278,15 @@ class ServingReplay(Replay):
         yield self.env.timeout(r.devices[MASTER].finish_s)
         self._finished(job, g0)
 
+    def _release(self, job: Job) -> None:
+        """Forget the finished job's messages: every copy has arrived and been taken."""
+        for k in job.keys:
+            del self.key_job[k]
+            for d in self.msgs.pop(k).dst:
+                self.arrival.pop((k, d), None)
+                self.posted.pop((k, d), None)
+            self.handed.pop(k, None)
+
     def _finished(self, job: Job, d: int) -> None:
         """Device d ran its last task of ``job``: the requests are done if it holds the
         output (or, for a workload naming no output device, once every device is)."""
@@ -277,8 +294,7 @@ class ServingReplay(Replay):
         job.left -= 1
         if job.left == 0:
             self.shortcut.finished(job.group)
-            for k in job.keys:
-                del self.key_job[k]
+            self._release(job)
             for r in job.batch:
                 r.energy_j = job.active_j / len(job.batch)
         if d == job.output or (job.output is None and job.left == 0):

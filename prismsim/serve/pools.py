@@ -21,15 +21,20 @@ group, consecutive requests of an adaptive group never overlap.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import simpy
+
 from prismsim.serve.groups import Job, ServingReplay
 from prismsim.serve.policies import POLICIES, PROBE_BYTES, Belief, Candidate, IdleRun
 from prismsim.serve.requests import Request, ServingResult, ServingSetup, device_list
 from prismsim.serve.streams import open_loop
+from prismsim.sim.device_events import DeviceEvent
+from prismsim.sim.replay import DeviceGoneError
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Message
 
@@ -50,11 +55,17 @@ class AdaptiveSetup:
     # what a group believes each candidate takes (serve/policies.py): at the link's
     # nominal rate, at the rate it estimates from its transfers, or at the trace's
     policy: str = "nominal"
+    # how long after a device leaves (or returns) its group knows, e.g. by missed
+    # heartbeats: it then starts the requests the device held again, each on one device
+    # still there, and serves on those alone until the device is known back
+    detect_s: float = 1.0
 
 
 @dataclass
 class _Part(Job):
     starter: int = 0  # the device whose start is the request's start
+    devices: tuple[int, ...] = ()  # the devices it was given to
+    aborted: bool = False  # given up: a device of it left; its request starts again
 
 
 def check_adaptive(setup: AdaptiveSetup) -> None:
@@ -91,13 +102,13 @@ class AdaptiveReplay(ServingReplay):
     first device starts its part."""
 
     def __init__(self, setup: AdaptiveSetup, specs: Sequence[DeviceSpec], link: LinkSpec,
-                 host: HostSpec | None):
+                 host: HostSpec | None, events: Sequence[DeviceEvent] = ()):
         check_adaptive(setup)
         wide = next(c.workload for c in setup.candidates
                     if c.workload.n_devices == setup.devices)
         base = ServingSetup({1: wide}, setup.groups, setup.dispatch, setup.queue_limit,
                             shortcut=False, seed=setup.seed)
-        super().__init__(base, specs, link, host)
+        super().__init__(base, specs, link, host, events)
         self.adaptive = setup
         self.beliefs = [Belief(setup.policy, setup.candidates,
                                self.specs[g * self.n:(g + 1) * self.n], link)
@@ -105,6 +116,11 @@ class AdaptiveReplay(ServingReplay):
         self.running_until = [0.0] * len(specs)  # predicted end of the running part
         self.busy = [False] * len(specs)  # a part given, not finished
         self.pending: list[deque[Request]] = [deque() for _ in range(setup.groups)]
+        self.down = [False] * len(specs)  # known to have left (and not known back)
+        self.current: list[_Part | None] = [None] * len(specs)  # the part it runs
+        self.procs: dict[int, simpy.Process] = {}
+        self.leaves = [e for e in events if e.kind == "leave"]
+        self.interruptible = bool(self.leaves)  # a request's parts may be given up
 
     def _devices(self, group: int) -> range:
         return range(group * self.n, (group + 1) * self.n)
@@ -113,26 +129,36 @@ class AdaptiveReplay(ServingReplay):
         """When device d is predicted to be done with its part (now, if idle)."""
         return max(self.env.now, self.running_until[d]) if self.busy[d] else self.env.now
 
-    def _best(self, group: int) -> IdleRun:
-        """The candidate whose plan for the waiting requests finishes them soonest."""
-        free = [self._free_s(d) for d in self._devices(group)]
+    def _best(self, group: int) -> IdleRun | None:
+        """The candidate whose plan for the waiting requests finishes them soonest (with
+        a device known gone, of those on one device, on the devices left; None: none)."""
+        up = [d for d in self._devices(group) if not self.down[d]]
+        free = [self._free_s(d) for d in up]
         n = min(len(self.pending[group]), VIEW_PER_DEVICE * self.n)
+        runs = self.beliefs[group].runs(self.env.now)
+        if len(up) < self.n:
+            runs = [e for e in runs if e.candidate.workload.n_devices == 1]
+        if not runs or not up:
+            return None
 
         def key(e: IdleRun) -> tuple[float, int]:
             size = e.candidate.workload.n_devices
             total = (local_sum_s(free, e.latency_s, n) if size == 1
                      else distributed_sum_s(free, e.latency_s, n))
             return total, size
-        return min(self.beliefs[group].runs(self.env.now), key=key)
+        return min(runs, key=key)
 
     def _schedule(self, group: int) -> None:
         """Start waiting requests while the best plan can start its head now."""
         queue = self.pending[group]
-        if queue and self.beliefs[group].wants_probe(self.env.now):
+        if queue and self.beliefs[group].wants_probe(self.env.now) and \
+                not any(self.down[d] for d in self._devices(group)):
             self._probe(group)
         while queue:
             e = self._best(group)
-            idle = [d for d in self._devices(group) if not self.busy[d]]
+            idle = [d for d in self._devices(group) if not (self.busy[d] or self.down[d])]
+            if e is None:
+                return
             if e.candidate.workload.n_devices == 1 and idle:
                 devices = (idle[0],)
             elif len(idle) == self.n:
@@ -185,7 +211,7 @@ class AdaptiveReplay(ServingReplay):
         r.devices, r.choice = len(devices), e.candidate.label
         output = wl.meta.get("output_device")
         job = _Part([r], len(devices), None if output is None else devices[output], r.group,
-                    starter=devices[0])
+                    starter=devices[0], devices=devices)
         self.shortcut.started(r.group)
         base = self.number(job, wl)
         for p, d in enumerate(devices):
@@ -197,9 +223,49 @@ class AdaptiveReplay(ServingReplay):
             job, ops = yield self.inbox[d].get()
             self._started(job, d)
             self.wake(d)
-            yield from self.serve_part(d, ops, job)
-            self.busy[d] = False
+            self.current[d] = job
+            try:
+                yield from self.serve_part(d, ops, job)
+            except DeviceGoneError:  # it left for good (its part stays current: given up
+                return  # once its group knows)
+            except simpy.Interrupt:  # the part was given up
+                pass
+            self.current[d], self.busy[d] = None, False
             self._schedule(job.group)
+
+    def watch(self, leave: DeviceEvent) -> Generator[Any, Any, None]:
+        """The group learns ``detect_s`` after a device leaves that it did (unless it is
+        back by then): it gives up the part the device runs and starts that request
+        again; it learns of its return ``detect_s`` after it."""
+        d, detect_s, clock = leave.device, self.adaptive.detect_s, self.clocks[leave.device]
+        yield self.env.timeout(leave.start_s + detect_s)
+        if clock.present_s(self.env.now) == self.env.now or self.down[d]:
+            return
+        self.down[d] = True
+        if (job := self.current[d]) is not None:
+            self._abort(job)
+        back_s = clock.present_s(self.env.now)
+        if back_s == math.inf:
+            return
+        yield self.env.timeout(back_s + detect_s - self.env.now)
+        self.down[d] = False
+        self._schedule(d // self.n)
+
+    def _abort(self, job: _Part) -> None:
+        """Give ``job`` up: its devices stop their parts; its request waits at the head
+        of the queue to start again."""
+        job.aborted = True
+        for d in job.devices:
+            if self.current[d] is job and self.procs[d].is_alive:
+                self.procs[d].interrupt("a device of its request left")
+            elif self.current[d] is job:  # gone for good
+                self.current[d] = None
+        for k in job.keys:
+            self.key_job.pop(k, None)
+        for r in reversed(job.batch):
+            r.restarts += 1
+            r.start_s = None
+            self.pending[job.group].appendleft(r)
 
     def _started(self, job: _Part, d: int) -> None:
         if d == job.starter:
@@ -208,20 +274,24 @@ class AdaptiveReplay(ServingReplay):
 
     def start_devices(self) -> None:
         for d in range(len(self.specs)):
-            self.env.process(self.worker(d))
+            self.procs[d] = self.env.process(self.worker(d))
+        for leave in self.leaves:
+            self.env.process(self.watch(leave))
 
 
 def adaptive_replay(setup: AdaptiveSetup, device: DeviceSpec | Sequence[DeviceSpec],
-                    link: LinkSpec, host: HostSpec | None = None) -> AdaptiveReplay:
+                    link: LinkSpec, host: HostSpec | None = None,
+                    events: Sequence[DeviceEvent] = ()) -> AdaptiveReplay:
     """The replay that serves a stream on adaptive groups (``open_loop`` or
     ``closed_loop``); ``device``: one spec for all devices, or one per device."""
     return AdaptiveReplay(setup, device_list(device, setup.groups, setup.devices), link,
-                          host)
+                          host, events)
 
 
 def serve_adaptive(setup: AdaptiveSetup, arrivals_s: Sequence[float],
                    device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-                   host: HostSpec | None = None) -> ServingResult:
+                   host: HostSpec | None = None, events: Sequence[DeviceEvent] = ()
+                   ) -> ServingResult:
     """Serve requests arriving at ``arrivals_s`` on adaptive groups."""
-    replay = adaptive_replay(setup, device, link, host)
+    replay = adaptive_replay(setup, device, link, host, events)
     return replay.run_stream(lambda out: open_loop(replay, arrivals_s, out))

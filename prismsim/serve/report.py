@@ -15,7 +15,7 @@ from prismsim.serve.stats import aggregate
 from prismsim.sim.link_trace import TraceClock
 from prismsim.sim.specs import LinkSpec
 
-REGRET = ["regret_mean_s", "regret_p99_s"]  # shown when the file has an oracle
+SHOWN_IF_ANY = ["lost_share", "regret_mean_s", "regret_p99_s"]  # (events; an oracle)
 TRACE_POINTS = 5000  # the rate written out (link_trace.csv) at most this many times
 
 SHOWN = ["label", "load", "value", "throughput_per_s", "latency_p50_s", "latency_p99_s",

@@ -26,6 +26,12 @@ class Request:
     devices: int = 0  # devices that ran it (the requests table's column ``boards``)
     choice: str = ""  # adaptive groups: the candidate that served it
     energy_j: float = math.nan  # its share of its batch's active energy (above idle)
+    restarts: int = 0  # times it was started again after a device of its run left
+
+    @property
+    def lost(self) -> bool:
+        """Admitted, and never answered (a device it needed left for good)."""
+        return not self.dropped and self.finish_s is None
 
 
 @dataclass
@@ -35,6 +41,7 @@ class ServingResult:
     end_s: float  # when the last device finished its last task
     bytes_on_air: int
     channel_busy_s: float | None = None  # one shared channel: its time carrying frames
+    events: bool = False  # devices slowed down or left: requests may be lost or restarted
 
 
 @dataclass(frozen=True)

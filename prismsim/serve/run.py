@@ -89,26 +89,35 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
                                        **k.options()))
         for k in c.candidates)
     return AdaptiveSetup(candidates, c.devices, c.groups, c.dispatch, c.queue_limit,
-                         policy=c.policy)
+                         policy=c.policy, detect_s=c.detect_ms / 1e3)
 
 
 # what a serving run's figures do not depend on unless it draws from it (the serving
 # file's variability: true): a device's or a link's variability leaves the runs of mean
 # times, and their names, as they were
 MEAN_TIMES_ONLY = {"variability"}
+# a link's frame errors and MAC retries: left out of the names when there are none
+FRAME_ERRORS = {"frame_error_rate", "frame_bytes", "retry_limit", "cw_min", "cw_max",
+                "slot_us"}
 
 
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     stream = loaded.file.serving
     unused = set() if stream.variability else MEAN_TIMES_ONLY
     device = loaded.devices[c.profile].model_dump(exclude=unused)
-    steady = {"trace"} if loaded.link.trace is None else set()  # as before traces existed
+    # as before traces and frame errors existed, when the link has neither
+    steady = {"trace"} if loaded.link.trace is None else set()
+    if loaded.link.frame_error_rate == 0:
+        steady |= FRAME_ERRORS
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
-            "config": c.model_dump(exclude={"policy"} if c.policy == "nominal" else None),
+            "config": c.model_dump(exclude={"policy", "detect_ms"} if c.policy == "nominal"
+                                   and not loaded.file.events else None),
             "device": device,
             "link": loaded.link.model_dump(exclude=unused | steady),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
                                                  "slo_p99_ms", "max_drop_share"} | unused)}
+    if events := loaded.events_for(c):
+        what["events"] = [e.model_dump(mode="json", exclude={"source"}) for e in events]
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
@@ -117,8 +126,10 @@ def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int
                 ) -> ServingResult:
     stream, device = loaded.file.serving, loaded.devices[sv.config.profile]
     setup = replace(sv.setup, seed=seed) if stream.variability else sv.setup
-    replay = (adaptive_replay(setup, device, loaded.link) if isinstance(setup, AdaptiveSetup)
-              else serving_replay(setup, device, loaded.link))
+    events = loaded.events_for(sv.config)
+    replay = (adaptive_replay(setup, device, loaded.link, events=events)
+              if isinstance(setup, AdaptiveSetup)
+              else serving_replay(setup, device, loaded.link, events=events))
     if offered.kind == "clients":
         rng = np.random.default_rng(seed)
         return replay.run_stream(lambda out: closed_loop(

@@ -39,7 +39,11 @@ def request_table(result: ServingResult, warmup: int) -> pd.DataFrame:
             "warmup": r.index < warmup, "boards": r.devices, "choice": r.choice,
             "energy_j": r.energy_j,
         })
-    return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+    if result.events:  # devices left: which requests were never answered, or started again
+        table["lost"] = [r.lost for r in result.requests]
+        table["restarts"] = [r.restarts for r in result.requests]
+    return table
 
 
 def latency_figures(requests: pd.DataFrame) -> dict[str, Any]:
@@ -50,6 +54,9 @@ def latency_figures(requests: pd.DataFrame) -> dict[str, Any]:
     backlog of warm-up requests is then served inside the window)."""
     kept = requests[~requests["warmup"]]
     served = kept[~kept["dropped"]]
+    lost = served.get("lost")
+    if lost is not None:
+        served = served[~lost]
     lat = served["latency_s"].to_numpy()
     since_s = float(kept["arrival_s"].min()) if len(kept) else 0.0
     finished = requests["finish_s"].dropna()
@@ -57,6 +64,7 @@ def latency_figures(requests: pd.DataFrame) -> dict[str, Any]:
     completions = int((finished >= since_s).sum())
     return {
         "requests": len(kept), "served": len(served), "dropped": int(kept["dropped"].sum()),
+        **({} if lost is None else {"lost": int(lost.sum())}),
         "throughput_per_s": completions / span_s if span_s > 0 else math.nan,
         "latency_mean_s": float(lat.mean()) if len(lat) else math.nan,
         **{f"latency_p{q}_s": float(np.percentile(lat, q)) if len(lat) else math.nan
@@ -67,6 +75,8 @@ def run_summary(result: ServingResult, requests: pd.DataFrame) -> dict[str, Any]
     """Throughput, latency percentiles, drops, utilisation and energy of one run; the
     warm-up requests are left out of every figure but the devices' (whole run)."""
     served = requests[~requests["warmup"] & ~requests["dropped"]]
+    if "lost" in served:
+        served = served[~served["lost"]]
     end_s = result.end_s or 1.0
     compute = [d.compute_s / end_s for d in result.devices]
     return {
@@ -117,6 +127,8 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
         row["replications"] = len(g)
         row["drop_share"] = float(g["dropped"].sum() / max(1, g["requests"].sum()))
+        if "lost" in g:  # devices left: the share of requests never answered
+            row["lost_share"] = float(g["lost"].sum() / max(1, g["requests"].sum()))
         for m in SUMMARY_METRICS:
             row[m], row[f"{m}_ci95"] = mean_ci(g[m].tolist())
         rows.append(row)

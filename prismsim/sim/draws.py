@@ -6,7 +6,9 @@ Common random numbers: every draw comes from a stream named by the seed, what it
 and inference i takes the i-th draws of each stream. So two configurations replayed with
 one seed see the same slow factor on the same device in the same inference, and the
 same fast factors and extra delays where their programs have as many steps and messages:
-a difference between them is the configurations', not the dice's.
+a difference between them is the configurations', not the dice's. On a shared link with
+frame errors, each copy of a message draws its frames' MAC retries (``sim/mac_retries.py``)
+from a stream of its own, named by the message's key and the copy's (first) receiver.
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prismsim.sim.mac_retries import MacRetries
 from prismsim.sim.ops import Op, compute_steps, device_ops, varied_ops
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.sim.variability import lognormal_sigma, quantile_draws
 from prismsim.workload import Workload
 
-STREAMS = {"slow": 1, "fast": 2, "delay": 3}  # what a stream draws (part of its name)
+# what a stream draws (part of its name)
+STREAMS = {"slow": 1, "fast": 2, "delay": 3, "retry": 4}
+Retries = tuple[np.ndarray, np.ndarray]  # a copy's [hops] retransmissions, backoff slots
 
 
-def stream(seed: int, what: str, index: int = 0) -> np.random.Generator:
-    """The generator of one stream: ``what`` it draws, for which device (``index``)."""
-    return np.random.default_rng([seed, STREAMS[what], index])
+def stream(seed: int, what: str, *index: int) -> np.random.Generator:
+    """The generator of one stream: ``what`` it draws, for which device (``index``; 0
+    if none), or which message and receiver."""
+    return np.random.default_rng([seed, STREAMS[what], *(index or (0,))])
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,17 @@ class Draw:
 
     factors: tuple[np.ndarray | None, ...]
     extra_delay_s: np.ndarray | None = None
+    # frame errors: each copy's row of the two [copies, hops] arrays, by (message id,
+    # receiver), and the arrays (retransmitted frames, extra backoff slots); None: none
+    retry_rows: dict[tuple[int, int], int] | None = None
+    retries_drawn: Retries | None = None
+
+    @property
+    def varies(self) -> bool:
+        """Whether this world can differ from the mean times: a device's factors, the
+        messages' extra delays or their MAC retries drawn."""
+        return any(f is not None for f in self.factors) or self.extra_delay_s is not None \
+            or self.retries_drawn is not None
 
     def ops(self, wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list[Op]:
         """The device's operations in this world."""
@@ -49,6 +66,14 @@ class Draw:
     def delay_s(self, key: int) -> float:
         """The extra one-way delay of message ``key`` (0 without link variability)."""
         return 0.0 if self.extra_delay_s is None else float(self.extra_delay_s[key])
+
+    def retries(self, key: int, dst: int, frames: int, hops: int) -> Retries:
+        """The [hops] retransmissions and extra backoff slots of message ``key``'s copy
+        to ``dst`` (drawn with the world: ``frames`` and ``hops`` are the link's)."""
+        if self.retry_rows is None or self.retries_drawn is None:
+            raise ValueError("this world drew no MAC retries (its link has no frame errors)")
+        row = self.retry_rows[(key, dst)]
+        return self.retries_drawn[0][row], self.retries_drawn[1][row]
 
 
 def _device_factors(spec: DeviceSpec, steps: int, n: int, seed: int, device: int
@@ -74,14 +99,37 @@ def _extra_delays_s(link: LinkSpec, messages: int, n: int, seed: int) -> np.ndar
     return quantile_draws(v.delay_us, stream(seed, "delay").random((n, messages))) * 1e-6
 
 
+def _retries(wl: Workload, link: LinkSpec, n: int, seed: int
+             ) -> tuple[dict[tuple[int, int], int], np.ndarray, np.ndarray] | None:
+    """Rows by (message, receiver) and the [n, copies, hops] retransmissions and extra
+    backoff slots of every possible copy in n inferences (None: no frame errors)."""
+    mac = MacRetries.of(link)
+    if mac is None:
+        return None
+    hops = 2 if link.relay else 1
+    rows = {(m.id, d): i for i, (m, d) in enumerate(
+        (m, d) for m in wl.messages for d in m.dst)}
+    retries, slots = np.empty((n, len(rows), hops)), np.empty((n, len(rows), hops))
+    for m in wl.messages:
+        frames = mac.frames(m.payload_bytes + link.header_bytes)
+        for d in m.dst:
+            row = rows[(m.id, d)]
+            retries[:, row], slots[:, row] = mac.draw(stream(seed, "retry", m.id, d),
+                                                      frames, n, hops)
+    return rows, retries, slots
+
+
 def draws(wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, n: int, seed: int
           ) -> list[Draw]:
     """The worlds of n inferences of ``wl`` on ``specs`` over ``link``."""
     per_device = [_device_factors(spec, compute_steps(wl, p), n, seed, p)
                   for p, spec in enumerate(specs)]
     delays = _extra_delays_s(link, len(wl.messages), n, seed)
+    mac = _retries(wl, link, n, seed)
     return [Draw(tuple(None if f is None else f[i] for f in per_device),
-                 None if delays is None else delays[i]) for i in range(n)]
+                 None if delays is None else delays[i],
+                 None if mac is None else mac[0],
+                 None if mac is None else (mac[1][i], mac[2][i])) for i in range(n)]
 
 
 CHUNK = 4096  # draws made at a time by a stream of a serving run
@@ -114,6 +162,7 @@ class Streams:
 
     def __init__(self, specs: Sequence[DeviceSpec], link: LinkSpec, seed: int):
         self.specs, self.link, self.seed = specs, link, seed
+        self.mac = MacRetries.of(link)
         self._streams: dict[tuple[str, int], _Stream] = {}
         self._score: dict[int, tuple[float, float]] = {}  # device -> (score, at_s)
         self._delays_s = np.empty(0)
@@ -153,6 +202,15 @@ class Streams:
             self._delays_s = np.concatenate([self._delays_s,
                                              quantile_draws(v.delay_us, more) * 1e-6])
         return float(self._delays_s[key])
+
+    def retries(self, key: int, dst: int, frames: int, hops: int) -> Retries:
+        """The [hops] retransmissions and extra backoff slots of the copy of the message
+        with running key ``key`` to ``dst``, of ``frames`` frames: the first draws of its
+        own stream."""
+        if self.mac is None:
+            raise ValueError("the link has no frame errors: no MAC retries to draw")
+        retries, slots = self.mac.draw(stream(self.seed, "retry", key, dst), frames, 1, hops)
+        return retries[0], slots[0]
 
 
 def _normal_cdf(z: float) -> float:

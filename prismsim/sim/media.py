@@ -4,7 +4,10 @@ Each medium keeps, per transmitter or channel, the time it is next free; a messa
 booked in first-come-first-served order at the moment the device hands it over, so its
 arrival times are known then (one SimPy event per delivery, not per state change).
 A copy occupies the medium for ``per_message_s + (bytes + header) * 8 / rate`` and
-arrives ``latency_s`` (+ ``message_delay_s``) after its transmission ends.
+arrives ``latency_s`` (+ ``message_delay_s``) after its transmission ends. On a shared
+medium with frame errors (``sim/mac_retries.py``) each copy takes its frames' retries
+and backoff on top: their mean (the replay of mean times), or, with a sampled world
+(``draw``) and the message's key, its own drawn ones.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prismsim.cost.units import bytes_to_bits
+from prismsim.sim.draws import Draw, Streams
 from prismsim.sim.link_trace import TraceClock
+from prismsim.sim.mac_retries import MacRetries
 from prismsim.sim.specs import LinkSpec
 from prismsim.workload import Message
 
@@ -26,8 +31,13 @@ Delivery = tuple[int, float]  # (destination, arrival time)
 class Medium:
     """Accounting shared by every medium; subclasses book the transmissions."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None,
+                 draw: Draw | Streams | None = None):
         self.link, self.span = link, span
+        # a sampled world, or a serving run's draws: each message's MAC retries on a
+        # shared medium with frame errors (sent with its key); None: their mean
+        self.draw = draw
+        self.mac: MacRetries | None = None  # a shared medium's frame errors, if any
         self.latency_s = link.latency_s  # SI values read once, not per message
         self.data_delay_s: dict[int, float] = {}  # by payload bytes (link.data_delay_s)
         self._airtimes: dict[tuple[int, float], float] = {}  # (payload bytes, rate) -> s
@@ -42,17 +52,18 @@ class Medium:
         self.on_air: AirSink | None = None
         self.clock = None if link.trace is None else TraceClock(link.trace, link.bandwidth_mbps)
 
-    def finish_s(self, start_s: float, airtime_s: float) -> float:
+    def finish_s(self, start_s: float, airtime_s: float, backoff_s: float = 0.0) -> float:
         """When a copy that takes ``airtime_s`` at the link's nominal rate, started at
         ``start_s``, ends: at once that much later, or, under a trace, its fixed part
-        and then its bits at the trace's rate of each moment."""
+        (and MAC backoff) and then its bits at the trace's rate of each moment."""
         if self.clock is None:
             return start_s + airtime_s
-        fixed = self.per_message_s
+        fixed = self.per_message_s + backoff_s
         return self.clock.finish_s(start_s + fixed, airtime_s - fixed)
 
-    def send(self, msg: Message, now: float) -> list[Delivery]:
-        """Book every copy of ``msg`` handed over at ``now``; return the deliveries."""
+    def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
+        """Book every copy of ``msg`` handed over at ``now``; return the deliveries.
+        ``key``: the message's running key in the replay (its draws in a sampled world)."""
         raise NotImplementedError
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
@@ -62,7 +73,11 @@ class Medium:
         airtime = self._airtimes.get(key)
         if airtime is None:
             bits = bytes_to_bits(msg.payload_bytes + self.header_bytes)
-            airtime = self._airtimes[key] = self.per_message_s + bits / bits_per_s
+            airtime = self.per_message_s + bits / bits_per_s
+            if self.mac is not None:  # frame errors: their retries' mean on top
+                airtime += sum(self.mac.expected_extra_s(
+                    msg.payload_bytes + self.header_bytes, bits_per_s))
+            self._airtimes[key] = airtime
         return airtime
 
     def copies(self, msg: Message) -> list[tuple[int, ...]]:
@@ -72,14 +87,17 @@ class Medium:
         return [(d,) for d in msg.dst]
 
     def account(self, msg: Message, dsts: tuple[int, ...], start: float, end: float,
-                airtime_s: float, hops: int = 1) -> list[Delivery]:
-        """The sender transmits for one airtime, each receiver receives for one."""
+                airtime_s: float, hops: int = 1, rx_airtime_s: float | None = None
+                ) -> list[Delivery]:
+        """The sender transmits for one airtime, each receiver receives for one (its
+        own, ``rx_airtime_s``, where the last hop's differs: drawn retries)."""
         self.tx_s[msg.src] += airtime_s
         self.bytes_sent[msg.src] += msg.payload_bytes
         self.bytes_on_air += msg.payload_bytes * hops
         self.air_s += end - start
+        rx_s = airtime_s if rx_airtime_s is None else rx_airtime_s
         for d in dsts:
-            self.rx_s[d] += airtime_s
+            self.rx_s[d] += rx_s
             self.bytes_received[d] += msg.payload_bytes
         if self.span:
             self.span(msg.src, "tx", f"{msg.tag} -> {list(dsts)}", start, end)
@@ -100,12 +118,13 @@ class Switched(Medium):
     downlinks free at once (cut-through); unicast to k peers sends k copies one after
     the other through the uplink; a broadcast-capable switch replicates one transmission."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
-        super().__init__(link, n_devices, span)
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None,
+                 draw: Draw | Streams | None = None):
+        super().__init__(link, n_devices, span, draw)
         self.up_free = [0.0] * n_devices
         self.down_free = [0.0] * n_devices
 
-    def send(self, msg: Message, now: float) -> list[Delivery]:
+    def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
         out = []
         airtime = self.airtime_s(msg, self.bits_per_s)
         for dsts in self.copies(msg):
@@ -122,38 +141,84 @@ class Switched(Medium):
 class Shared(Medium):
     """One half-duplex channel (WiFi): every transmission takes its turn. Through an
     access point (``relay``) each frame crosses the air twice. A broadcast is one
-    transmission at the broadcast rate."""
+    transmission at the broadcast rate. With frame errors, every copy's frames are
+    retried (a broadcast's as one receiver's), each hop's on its own."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
-        super().__init__(link, n_devices, span)
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None,
+                 draw: Draw | Streams | None = None):
+        super().__init__(link, n_devices, span, draw)
         self.free = 0.0
+        self.mac = MacRetries.of(link)
+        self.hops = 2 if link.relay else 1
+        self._costs: dict[tuple[int, float], tuple[float, float, int]] = {}  # drawn copies
 
-    def send(self, msg: Message, now: float) -> list[Delivery]:
+    def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
         out = []
-        hops = 2 if self.link.relay else 1
+        hops = self.hops
+        drawn = key is not None and self.mac is not None and self.draw is not None
         for dsts in self.copies(msg):
             rate = self.link.broadcast_bits_per_s if len(dsts) > 1 else self.bits_per_s
-            airtime = self.airtime_s(msg, rate)
             start = max(now, self.free)
+            if drawn:
+                assert key is not None
+                out += self._drawn_copy(msg, key, dsts, rate, start)
+                continue
+            airtime = self.airtime_s(msg, rate)
             if self.clock is None:
                 self.free = start + hops * airtime  # sender -> (access point ->) receivers
                 out += self.account(msg, dsts, start, self.free, airtime, hops)
                 continue
-            first = self.finish_s(start, airtime)
-            self.free = first if hops == 1 else self.finish_s(first, airtime)
+            backoff = self._mean_backoff_s(msg)
+            first = self.finish_s(start, airtime, backoff)
+            self.free = first if hops == 1 else self.finish_s(first, airtime, backoff)
             out += self.account(msg, dsts, start, self.free, first - start, hops)
         return out
+
+    def _mean_backoff_s(self, msg: Message) -> float:
+        """A copy's mean MAC backoff beyond its first transmissions' (0 without frame
+        errors): under a trace it takes its time whatever the rate."""
+        if self.mac is None:
+            return 0.0
+        return self.mac.expected_backoff_s(msg.payload_bytes + self.header_bytes)
+
+    def _drawn_copy(self, msg: Message, key: int, dsts: tuple[int, ...], rate: float,
+                    start: float) -> list[Delivery]:
+        """One copy with its own drawn retries on each hop, from ``start``."""
+        assert self.mac is not None and self.draw is not None
+        plain, frame_s, frames = self._frame_costs(msg.payload_bytes, rate)
+        retries, slots = self.draw.retries(key, dsts[0], frames, self.hops)
+        end, airtimes, slot_s = start, [], self.mac.slot_s
+        for resent, waited in zip(retries.tolist(), slots.tolist(), strict=True):
+            backoff_s = waited * slot_s
+            begin, end = end, self.finish_s(end, plain + resent * frame_s + backoff_s,
+                                            backoff_s)
+            airtimes.append(end - begin)
+        self.free = end
+        return self.account(msg, dsts, start, end, airtimes[0], self.hops, airtimes[-1])
+
+    def _frame_costs(self, payload_bytes: int, rate: float) -> tuple[float, float, int]:
+        """A copy's airtime with no frame errors, its mean frame's seconds and its frames
+        (worked out once per payload size and rate)."""
+        costs = self._costs.get((payload_bytes, rate))
+        if costs is None:
+            assert self.mac is not None
+            n_bytes = payload_bytes + self.header_bytes
+            costs = self._costs[(payload_bytes, rate)] = (
+                self.per_message_s + bytes_to_bits(n_bytes) / rate,
+                self.mac.frame_s(n_bytes, rate), self.mac.frames(n_bytes))
+        return costs
 
 
 class Mesh(Medium):
     """Independent point-to-point links, one per ordered pair: copies to different peers
     go out in parallel."""
 
-    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None):
-        super().__init__(link, n_devices, span)
+    def __init__(self, link: LinkSpec, n_devices: int, span: SpanSink | None = None,
+                 draw: Draw | Streams | None = None):
+        super().__init__(link, n_devices, span, draw)
         self.free: dict[tuple[int, int], float] = {}
 
-    def send(self, msg: Message, now: float) -> list[Delivery]:
+    def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
         out = []
         airtime = self.airtime_s(msg, self.bits_per_s)
         for d in msg.dst:

@@ -9,41 +9,35 @@ link a message leaves only once its receive is posted: by a ``post`` task (the p
 posted it early, and goes on at once) or else by the receive itself; a device other
 than the master that starts by receiving is idle before the request comes, its first
 receive posted, so that message leaves as soon as it is sent.
+
+Device events (``sim/device_events.py``) put a device's compute steps and staging copies
+on its clock: slowed down over an interval, or held while it is away; a message that
+arrives at a device away is delivered when it returns. A device that never returns
+leaves the inference lost: ``run()`` says why instead of giving a latency.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import simpy
 
+from prismsim.sim.device_events import DeviceClock, DeviceEvent, device_clocks
 from prismsim.sim.draws import Draw, Streams
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
 from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
+from prismsim.sim.wake import Wake
 from prismsim.workload import MASTER, Message, Workload
 
 
-class _Wake(simpy.Event):
-    """What a receive waits on, one event however many messages it takes: a placeholder
-    until the arrival times of all its messages are known; then a timeout to the last of
-    them, made at that moment (where and with the priority SimPy schedules every
-    timeout), takes over the placeholder's waiters."""
-
-    def __init__(self, env: simpy.Environment, unknown: int, last_s: float):
-        super().__init__(env)
-        self.unknown, self.last_s = unknown, last_s
-
-    def known(self, arrival_s: float) -> None:
-        self.last_s = max(self.last_s, arrival_s)
-        self.unknown -= 1
-        if self.unknown == 0:
-            fire = self.env.timeout(max(0.0, self.last_s - self.env.now))
-            fire.callbacks, self.callbacks = self.callbacks, []
+class DeviceGoneError(Exception):
+    """A device left, before a step it could not finish, and never returns."""
 
 
 class Replay:
@@ -66,10 +60,19 @@ class Replay:
     """
 
     def __init__(self, wl: Workload, specs: Sequence[DeviceSpec], link: LinkSpec, record: bool,
-                 host: HostSpec | None = None, draw: Draw | Streams | None = None):
+                 host: HostSpec | None = None, draw: Draw | Streams | None = None,
+                 events: Sequence[DeviceEvent] = ()):
         # a sampled world, or draws made as a serving run goes (sim/draws.py); None: every
         # step and message at its mean time
         self.draw = draw
+        # device -> its clock, for the devices that slow down or leave; {}: none does
+        self.clocks = device_clocks(events, len(specs)) if events else {}
+        if self.clocks and host:
+            raise ValueError("device events on a shared host are not modelled: give the "
+                             "events or the host, not both")
+        self.ended = [False] * len(specs)  # which devices got to the end of their program
+        # whether a device waiting for messages may be interrupted (serving/pools.py)
+        self.interruptible = False
         self.env = simpy.Environment()
         self.host_spec = host
         self.host = SharedHost(self.env, host.cores, host.corun) if host else None
@@ -77,11 +80,12 @@ class Replay:
         self.stats = [DeviceStats() for _ in specs]
         self.spans: list[Span] = []
         self.arrival: dict[tuple[int, int], float] = {}  # (message, device) -> time
-        self.waiting: dict[tuple[int, int], _Wake] = {}  # (message, device) -> its receive
+        self.waiting: dict[tuple[int, int], Wake] = {}  # (message, device) -> its receive
         self.rendezvous = link.rendezvous
         self.handed: dict[int, float] = {}  # rendezvous: message -> when its sender sent it
         self.posted: dict[tuple[int, int], float] = {}  # (message, device) -> ready at sender
-        self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None)
+        self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None,
+                                         draw)
         self.blocked_s = [0.0] * len(specs)  # host: how long each waited since it computed
         self.transfers: dict[int, tuple[simpy.Event, float]] = {}  # dst -> (CPU done, end)
         if self.host and host and host.transfer_cpu_s(1 << 20):
@@ -97,7 +101,7 @@ class Replay:
         """``msg`` (key ``key``), or one rendezvous copy of it, handed to the medium at
         ``at_s``: each copy arrives when the medium delivers it."""
         extra_s = self.draw.delay_s(key) if self.draw else 0.0
-        for dst, at in self.medium.send(msg, at_s):
+        for dst, at in self.medium.send(msg, at_s, key):
             self._arrive(key, dst, at + extra_s)
 
     def start_devices(self) -> None:
@@ -116,7 +120,7 @@ class Replay:
     def walk(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
         """Device p runs ``ops`` in program order."""
         env, stats, record, stages = self.env, self.stats[p], self.record, self.specs[p].stages
-        plain = not (record or self.host)  # the common case, inline: one event per hold
+        plain = not (record or self.host or p in self.clocks)  # inline: one event a hold
         for op in ops:
             kind = type(op)
             if kind is Compute:
@@ -136,19 +140,19 @@ class Replay:
                 if record:
                     self._span(p, "wait", op.label, start, env.now)
                 if op.stage_s:  # the messages copied from host memory to the device
-                    stats.staging_s += op.stage_s
-                    if record:
-                        yield from self._hold(p, f"{op.label} to device", op.stage_s)
-                    else:
+                    if plain:
+                        stats.staging_s += op.stage_s
                         yield env.timeout(op.stage_s)
+                    else:
+                        yield from self._hold(p, f"{op.label} to device", op.stage_s)
             elif kind is SendMessage:
                 msg = self.message(op.message)
                 if stages:  # the message copied to host memory first
-                    stats.staging_s += op.stage_s
-                    if record:
-                        yield from self._hold(p, f"{op.label} to host", op.stage_s)
-                    else:
+                    if plain:
+                        stats.staging_s += op.stage_s
                         yield env.timeout(op.stage_s)
+                    else:
+                        yield from self._hold(p, f"{op.label} to host", op.stage_s)
                 self._message_cpu((op.message,), len(msg.dst))  # in the background
                 self._send(msg, op.message)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
@@ -178,6 +182,8 @@ class Replay:
         """Replay one inference: every device's program, once."""
         self.start_devices()
         self.env.run()
+        if not all(self.ended) and (lost := self._lost()) is not None:
+            return self._lost_result(lost)
         if self.waiting:
             raise RuntimeError(f"messages never sent: {sorted(self.waiting)}")
         makespan = max(s.finish_s for s in self.stats)
@@ -191,8 +197,54 @@ class Replay:
     # the replay itself
 
     def _device(self, p: int, ops: list[Op]) -> Generator[Any, Any, None]:
-        yield from self.walk(p, ops)
+        try:
+            if p in self.clocks:  # a device away at the start begins when it comes
+                yield from self._present(self.clocks[p])
+            yield from self.walk(p, ops)
+        except DeviceGoneError:
+            return
         self.stats[p].finish_s = self.env.now
+        self.ended[p] = True
+
+    def _lost(self) -> str | None:
+        """Why the replay ended with work left: the devices that left for good (those
+        whose own program is unfinished first); None if none did."""
+        gone = {p: c.gone_s for p, c in self.clocks.items() if c.gone_s is not None}
+        stuck = [p for p in gone if not self.ended[p]] or list(gone)
+        return "; ".join(f"device {p} left at {gone[p] * 1e3:g} ms and never returned"
+                         for p in stuck) or None
+
+    def _lost_result(self, lost: str) -> SimResult:
+        """An inference that never ended: latency inf; statistics up to the last event."""
+        end_s, med = float(self.env.now), self.medium
+        self.close_stats(end_s)
+        spans = sorted(self.spans, key=lambda span: span.start_s)
+        return SimResult(math.inf, self.stats, med.bytes_on_air, spans, end_s, med.air_s,
+                         lost=lost)
+
+    def _on_clock(self, p: int, work_s: float, stat: str) -> Generator[Any, Any, None]:
+        """``work_s`` of device p's work on its clock (slowed down, held while away); the
+        time it worked is added to its statistic ``stat``, also when it leaves for good
+        before the work is done (then the replay of it ends)."""
+        clock, start = self.clocks[p], self.env.now
+        end = clock.finish_s(start, work_s)
+        gone = end == math.inf
+        if gone:
+            end = max(start, clock.gone_s or start)
+        if end > start:
+            yield self.env.timeout(end - start)
+        stats = self.stats[p]
+        setattr(stats, stat, getattr(stats, stat) + end - start - clock.away_s(start, end))
+        if gone:
+            raise DeviceGoneError
+
+    def _present(self, clock: DeviceClock) -> Generator[Any, Any, None]:
+        """Until the device is present (at once if it is)."""
+        at = clock.present_s(self.env.now)
+        if at == math.inf:
+            raise DeviceGoneError
+        if at > self.env.now:
+            yield self.env.timeout(at - self.env.now)
 
     def _span(self, device: int, lane: str, label: str, start: float, end: float,
               layer: int | None = None) -> None:
@@ -200,22 +252,31 @@ class Replay:
             self.spans.append(Span(device, lane, label, start, end, layer))
 
     def _hold(self, p: int, label: str, seconds: float) -> Generator[Any, Any, None]:
-        """A staging copy of ``seconds``, its span recorded (once it is done)."""
+        """A staging copy of ``seconds`` (on the device's clock if it has one), its span
+        recorded if a timeline is kept (once it is done)."""
         start = self.env.now
-        yield self.env.timeout(seconds)
-        self._span(p, "staging", label, start, self.env.now)
+        if p in self.clocks:
+            yield from self._on_clock(p, seconds, "staging_s")
+        else:
+            yield self.env.timeout(seconds)
+            self.stats[p].staging_s += seconds
+        if self.record:
+            self._span(p, "staging", label, start, self.env.now)
 
     def _compute(self, p: int, op: Compute) -> Generator[Any, Any, None]:
         """A compute step on the shared host (its time depends on who else runs, and,
         first after a wait, on how long the process waited), or recorded."""
         start = self.env.now
-        if self.host and self.host_spec:
-            woke = self.host_spec.wake_s(self.blocked_s[p])
-            self.blocked_s[p] = 0.0
-            yield self.host.run(op.seconds + woke)
+        if p in self.clocks:  # (events and a shared host are not given together)
+            yield from self._on_clock(p, op.seconds, "compute_s")
         else:
-            yield self.env.timeout(op.seconds)
-        self.stats[p].compute_s += self.env.now - start
+            if self.host and self.host_spec:
+                woke = self.host_spec.wake_s(self.blocked_s[p])
+                self.blocked_s[p] = 0.0
+                yield self.host.run(op.seconds + woke)
+            else:
+                yield self.env.timeout(op.seconds)
+            self.stats[p].compute_s += self.env.now - start
         if self.record:
             self._span(p, "compute", op.label, start, self.env.now, op.layer)
 
@@ -233,13 +294,17 @@ class Replay:
             elif at > last:
                 last = at
         if unknown:
-            wake = _Wake(self.env, len(unknown), last)
+            wake = Wake(self.env, len(unknown), last, self.interruptible)
             for key in unknown:
                 self.waiting[key] = wake
             return wake
         return self.env.timeout(last - now) if last > now else None
 
     def _deliver(self, msg_id: int, device: int, at: float) -> None:
+        if self.clocks and device in self.clocks:  # a device away takes it on its return
+            at = self.clocks[device].present_s(at)
+            if at == math.inf:
+                return  # never: the device never returns
         key = (msg_id, device)
         self.arrival[key] = at
         wake = self.waiting.pop(key, None)

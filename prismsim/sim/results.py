@@ -51,6 +51,9 @@ class SimResult:
     # the last block no one needs); energy counts up to it
     makespan_s: float | None = None
     air_s: float = 0.0  # every transmission's time on the medium, summed (all hops)
+    # why the inference never ended (a device left and never returned: latency inf), in
+    # one line; None: it ended
+    lost: str | None = None
 
     def __post_init__(self) -> None:
         if self.makespan_s is None:

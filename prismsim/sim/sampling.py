@@ -1,14 +1,18 @@
 """The latency distribution of one inference: n inferences replayed, each in its own
 sampled world (``sim/draws.py``), seeded. Without variability on any device or the link,
-every sample is the replay of mean times (``simulate``), to the last digit."""
+every sample is the replay of mean times (``simulate``), to the last digit. With device
+events, an inference lost (a device left for good before its part was done) has latency
+inf: a quantile that falls among the lost ones is inf."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.draws import draws
 from prismsim.sim.replay import Replay
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
@@ -25,16 +29,27 @@ class Samples:
     energy_j: np.ndarray  # [n]
     varies: bool  # whether any device or the link had variability to draw from
 
+    @property
+    def lost(self) -> int:
+        """How many inferences never ended (latency inf)."""
+        return int(np.isinf(self.latency_s).sum())
+
     def quantile_s(self, q: float) -> float:
         """The latency below which a share ``q`` of the inferences ended (linear
-        between order statistics, numpy's default)."""
-        return float(np.quantile(self.latency_s, q))
+        between order statistics, numpy's default; inf where a lost one takes part)."""
+        lost = np.isinf(self.latency_s)
+        if not lost.any():
+            return float(np.quantile(self.latency_s, q))
+        stand_in = np.where(lost, np.finfo(float).max, self.latency_s)
+        value = float(np.quantile(stand_in, q))
+        return value if not lost.all() and value <= self.latency_s[~lost].max() else math.inf
 
     def summary(self) -> dict[str, float]:
         """Mean, spread and tail of the latency; mean energy."""
-        out = {"samples": len(self.latency_s), "latency_mean_s": float(self.latency_s.mean()),
-               "latency_std_s": float(self.latency_s.std(ddof=1)) if len(self.latency_s) > 1
-               else 0.0}
+        lat = self.latency_s
+        spread = 0.0 if len(lat) < 2 else math.inf if self.lost else float(lat.std(ddof=1))
+        out = {"samples": len(lat), "latency_mean_s": float(lat.mean()),
+               "latency_std_s": spread}
         out |= {f"latency_p{round(q * 100)}_s": self.quantile_s(q) for q in QUANTILES}
         return out | {"energy_mean_j": float(self.energy_j.mean())}
 
@@ -48,16 +63,16 @@ def _specs(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec]) -> list[Dev
 
 def sample_inferences(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec],
                       link: LinkSpec, n: int, seed: int = 0,
-                      host: HostSpec | None = None) -> Samples:
-    """``n`` inferences of ``wl``, inference i in the i-th world of ``seed``'s draws."""
+                      host: HostSpec | None = None, events: Sequence[DeviceEvent] = ()
+                      ) -> Samples:
+    """``n`` inferences of ``wl``, inference i in the i-th world of ``seed``'s draws;
+    ``events``: devices that slow down or leave, in every world."""
     if n < 1:
         raise ValueError(f"samples must be 1 or more, got {n}")
     specs = _specs(wl, devices)
     worlds = draws(wl, specs, link, n, seed)
     latency, energy = np.empty(n), np.empty(n)
     for i, world in enumerate(worlds):
-        r = Replay(wl, specs, link, False, host, world).run()
+        r = Replay(wl, specs, link, False, host, world, events).run()
         latency[i], energy[i] = r.latency_s, r.energy_j
-    varies = any(f is not None for f in worlds[0].factors) or \
-        worlds[0].extra_delay_s is not None
-    return Samples(latency, energy, varies)
+    return Samples(latency, energy, worlds[0].varies)

@@ -11,9 +11,11 @@ import numpy as np
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     field_validator,
+    model_validator,
 )
 
 from prismsim.cost.op_table import OperatorTable
@@ -177,6 +179,34 @@ class LinkSpec(StrictModel):
     # its bandwidth (and latency, loss) over simulated time (sim/link_trace.py): the
     # replay's transmissions go at the trace's rate of each moment; None: the nominal one
     trace: LinkTrace | None = None
+    # frame errors and MAC retries (sim/mac_retries.py), shared media only (a switched or
+    # mesh link retransmits nothing at the MAC: refused there). Share of a frame's
+    # transmissions lost, in [0, 1); 0 (the default): none, airtimes as without them
+    frame_error_rate: float = Field(0.0, ge=0, lt=1)
+    # size of the unit that is lost and retried with a backoff of its own, bytes;
+    # 1500 (the default): an Ethernet-sized MPDU (no aggregation). With A-MPDU, an
+    # aggregate lost whole (its frame_error_rate then the share of aggregates lost)
+    frame_bytes: PositiveInt = 1500
+    # retries of a frame before the MAC drops it; 7 (the default): dot11ShortRetryLimit's
+    # default (802.11-2020 Annex C). A dropped frame is re-sent at once by the transport,
+    # the backoff starting over (no retransmission timeout is modelled)
+    retry_limit: NonNegativeInt = 7
+    # binary exponential backoff: after the k-th failure in a row the window is
+    # min((cw_min + 1) * 2^k - 1, cw_max) slots of slot_us; the defaults 15, 1023 and
+    # 9 us are aCWmin, aCWmax and aSlotTime of the OFDM PHY (802.11-2020 Table 17-21;
+    # 802.11n/ac/ax at 5 GHz keep them)
+    cw_min: PositiveInt = 15
+    cw_max: PositiveInt = 1023
+    slot_us: PositiveFloat = 9.0
+
+    @model_validator(mode="after")
+    def _mac_retries(self) -> LinkSpec:
+        if self.frame_error_rate > 0 and self.medium != "shared":
+            raise ValueError(f"frame_error_rate: frame errors and MAC retries are modelled "
+                             f"on shared media only, not {self.medium}")
+        if self.cw_max < self.cw_min:
+            raise ValueError(f"cw_max: {self.cw_max} is below cw_min {self.cw_min}")
+        return self
 
     @field_validator("message_delay_by_bytes")
     @classmethod

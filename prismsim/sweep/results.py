@@ -40,10 +40,11 @@ def _header(csv: Path) -> list[str] | None:
         return next(csvlib.reader(f), None)
 
 
-def other_columns(csv: Path, sampled: bool = False) -> bool:
+def other_columns(csv: Path, sampled: bool = False, moves: bool = False) -> bool:
     """Whether results.csv has a header this sweep does not write (another version's, or
-    a scenario's with or without samples:); with or without skips are both its own."""
-    header, columns = _header(csv), layout(sampled)
+    a scenario's with or without samples:, events: or a trace); with or without skips
+    are both its own."""
+    header, columns = _header(csv), layout(sampled, moves)
     return header is not None and header not in (columns, [*columns, SKIPPED])
 
 
@@ -103,9 +104,10 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
         tmp.replace(out / name)
 
 
-def as_written(rows: list[dict[str, Any]], sampled: bool = False) -> pd.DataFrame:
+def as_written(rows: list[dict[str, Any]], sampled: bool = False, moves: bool = False
+               ) -> pd.DataFrame:
     """Fresh rows and rows read back from CSV in one representation: as the file has it."""
-    table = pd.DataFrame(rows, columns=table_columns(rows, sampled))
+    table = pd.DataFrame(rows, columns=table_columns(rows, sampled, moves))
     return pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype={"point_id": str})
 
 

@@ -31,6 +31,9 @@ COLUMNS = [
 DECODE_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "bytes_per_token")
 # a scenario with samples: (each point replayed in sampled worlds): its latency's tail
 SAMPLED = ("latency_mean_sampled_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
+# a scenario whose world moves (events:, network.trace): the link trace, the events that
+# applied at the point, and why its inference was lost (latency_s inf), if it was
+WORLD = ("link_trace", "events", "lost")
 NO_ACCURACY = {"metric": None, "value": math.nan, "top1_agreement": math.nan,
                "mean_kl": math.nan, "accuracy_source": "no dataset in the scenario",
                "n_examples": 0}
@@ -118,9 +121,18 @@ def skipped_row(scenario: str, p: Point, reason: str) -> dict[str, Any]:
             SKIPPED: reason}
 
 
-def layout(sampled: bool) -> list[str]:
-    """The columns every row of a sweep has: COLUMNS, and SAMPLED with samples:."""
-    return [*COLUMNS, *SAMPLED] if sampled else COLUMNS
+def layout(sampled: bool, moves: bool = False) -> list[str]:
+    """The columns every row of a sweep has: COLUMNS, SAMPLED with samples:, and WORLD
+    with events: or a link trace."""
+    columns = [*COLUMNS, *SAMPLED] if sampled else COLUMNS
+    return [*columns, *WORLD] if moves else columns
+
+
+def world_columns(trace_label: str, events: Iterable[Any], r: SimResult) -> dict[str, Any]:
+    """WORLD of one point: its link trace, its events (``DeviceEvent``) and whether it
+    was lost."""
+    return {"link_trace": trace_label or None,
+            "events": "; ".join(e.describe() for e in events) or None, "lost": r.lost}
 
 
 def sampled_columns(summary: dict[str, float]) -> dict[str, float]:
@@ -129,8 +141,9 @@ def sampled_columns(summary: dict[str, float]) -> dict[str, float]:
             **{c: summary[c] for c in SAMPLED[1:]}}
 
 
-def table_columns(rows: list[dict[str, Any]], sampled: bool = False) -> list[str]:
+def table_columns(rows: list[dict[str, Any]], sampled: bool = False, moves: bool = False
+                  ) -> list[str]:
     """The layout's columns, and ``skipped`` after them when some row was skipped."""
-    columns = layout(sampled)
+    columns = layout(sampled, moves)
     return [*columns, SKIPPED] if any(isinstance(r.get(SKIPPED), str) for r in rows) \
         else columns

@@ -28,7 +28,14 @@ from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
 from prismsim.sweep.backends import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
-from prismsim.sweep.rows import layout, make_row, sampled_columns, skipped_row, workload_columns
+from prismsim.sweep.rows import (
+    layout,
+    make_row,
+    sampled_columns,
+    skipped_row,
+    workload_columns,
+    world_columns,
+)
 from prismsim.sweep.timeline import record_timeline, timeline_point
 from prismsim.workload import Workload
 
@@ -49,7 +56,7 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     out = Path(out or s.output)
     out.mkdir(parents=True, exist_ok=True)
     csv, points, sampled = out / "results.csv", s.grid(), s.file.samples is not None
-    if csv.exists() and (fresh or other_columns(csv, sampled)):
+    if csv.exists() and (fresh or other_columns(csv, sampled, s.moves)):
         csv.unlink()  # rows of another column layout (an older prismsim) are recomputed
     shutil.copyfile(s.path, out / "scenario.yaml")
     done = read_rows(csv, {p.key() for p in points})
@@ -64,9 +71,10 @@ def run_sweep(s: LoadedScenario, out: Path | None = None, *, jobs: int = 1,
     run_many(compute.finetune, distinct(finetune_need(s, p) for p in todo), **kw)
     acc_plan = exact.plan(distinct(accuracy_need(s, p) for p in todo))
     accs = exact.fill(acc_plan, run_many(compute.accuracy, acc_plan.evaluate, **kw))
-    _simulate_all(s, todo, workloads, accs, RowWriter(csv, layout(sampled)), done, progress)
+    writer = RowWriter(csv, layout(sampled, s.moves))
+    _simulate_all(s, todo, workloads, accs, writer, done, progress)
     extra = adaptive_rows(s, points, done, workloads, out)
-    table = as_written(_in_grid_order(s, done, skipped) + extra, sampled)
+    table = as_written(_in_grid_order(s, done, skipped) + extra, sampled, s.moves)
     write_table(table, out)
     _timeline(s, workloads, out)
     return table
@@ -116,9 +124,12 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
                 parsed[need] = wl, workload_columns(wl)
             wl, wl_columns = parsed[need]
             result = simulate(wl, s.device_specs(p), s.link_for(p), host=s.host,
-                              record=p.generate is not None)  # token times: the timeline
+                              record=p.generate is not None,  # token times: the timeline
+                              events=s.events_for(p))
             row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)), wl)
             row |= _tail(s, p, wl)
+            if s.moves:
+                row |= world_columns(s.trace_label, s.events_for(p), result)
             done[p.key()] = row
             _report(writer.write(row), progress)
     finally:
@@ -131,7 +142,7 @@ def _tail(s: LoadedScenario, p: Point, wl: Workload) -> dict[str, float]:
         return {}
     n, seed = s.file.samples.n, s.file.samples.seed
     return sampled_columns(sample_inferences(wl, s.device_specs(p), s.link_for(p), n, seed,
-                                             s.host).summary())
+                                             s.host, s.events_for(p)).summary())
 
 
 def _report(rows: list[dict[str, Any]], progress: Progress | None) -> None:

@@ -32,7 +32,8 @@ def timeline_point(s: LoadedScenario) -> Point | None:
 def record_timeline(s: LoadedScenario, p: Point, wl: Workload, out: Path) -> Timeline:
     """Simulate point ``p`` (of workload ``wl``) once more with spans recorded; saved to
     ``timeline.json`` for re-plotting."""
-    spans = simulate(wl, s.device_specs(p), s.link_for(p), record=True, host=s.host).spans
+    spans = simulate(wl, s.device_specs(p), s.link_for(p), record=True, host=s.host,
+                     events=s.events_for(p)).spans
     title = (f"{p.latency_model} {p.strategy} P={p.devices} {p.options() or ''} on "
              f"{p.device_profile}, {p.bandwidth_mbps:g} Mbit/s")
     (out / "timeline.json").write_text(json.dumps({"title": title, "spans": spans}))
