@@ -115,8 +115,10 @@ def test_every_serving_file_loads():
     names = [p for p in sorted(Path("scenarios").glob("*.yaml"))
              if "serving" in yaml.safe_load(p.read_text())]
     assert [p.name for p in names] == ["cpu_serving.yaml", "jetson_serving.yaml",
-                                       "pi5_wifi_dynamic.yaml", "pi5_wifi_leave.yaml"]
-    cpu, jetson, dynamic, leave = (load_serve(p) for p in names)
+                                       "pi5_throttle.yaml", "pi5_wifi_dynamic.yaml",
+                                       "pi5_wifi_leave.yaml"]
+    cpu, jetson, throttle, dynamic, leave = (load_serve(p) for p in names)
+    assert [c.resplit is not None for c in throttle.file.configurations] == [False, True]
     assert [(e.device, e.start_s, e.end_s) for e in leave.file.events] == [
         (2, 300, 600), (1, 900, None)]
     assert leave.events_for(leave.file.configurations[0]) == leave.file.events

@@ -111,10 +111,11 @@ def test_shaped_goodput_matches_the_configured_rate():
 
 @needs_testbed
 def test_delay_line_holds_each_packet_for_the_set_time():
-    # a 1-byte exchange crosses the router twice (data, then the reply): 2 x 10 ms
+    # a 1-byte exchange crosses the router twice (data, then the reply): 2 x 10 ms; the
+    # fastest of five (a busy host only adds to a round trip, never takes from it)
     with Testbed(2, 1000e6, delay_s=0.010) as tb:
         _timed_transfer_s(tb, 1)  # connection set-up and first packets
-        seconds = _timed_transfer_s(tb, 1)
+        seconds = min(_timed_transfer_s(tb, 1) for _ in range(5))
     assert 0.019 <= seconds <= 0.030
 
 

@@ -46,6 +46,13 @@ class CandidateSection(StrictModel):
                                           for k, v in self.options().items()]])
 
 
+class ResplitSection(StrictModel):
+    """A fixed split group's straggler-aware re-split (serve/resplit.py)."""
+
+    window_ms: PositiveFloat = 2000.0  # the parts of the last this long give the speeds
+    threshold: float = Field(1.2, gt=1)  # split again when a share would change this much
+
+
 class ServingConfiguration(StrictModel):
     """Devices serving the stream: ``groups`` groups of ``devices`` devices each."""
 
@@ -70,6 +77,9 @@ class ServingConfiguration(StrictModel):
     # heartbeats); it then starts the requests the device held again on devices still
     # there; groups of other strategies wait for the device (or lose the requests)
     detect_ms: PositiveFloat = 1000.0
+    # a split group's tokens moved to its faster devices after a window of slow parts;
+    # None: the split stays as it is
+    resplit: ResplitSection | None = None
 
 
 class StreamSection(StrictModel):
@@ -195,6 +205,9 @@ def _check_policy(c: ServingConfiguration, key: str) -> None:
     if c.policy != "nominal" and c.strategy != ADAPTIVE:
         raise ServeError(f"{key}.policy: only an adaptive configuration chooses by a "
                          f"policy (strategy is {c.strategy})")
+    if c.resplit is not None and (c.strategy == ADAPTIVE or c.devices < 2):
+        raise ServeError(f"{key}.resplit: only a fixed group of 2 or more devices splits "
+                         f"its tokens (strategy {c.strategy}, devices {c.devices})")
 
 
 def _check_runs(c: ServingConfiguration, heads: Heads | None, key: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import simpy
 
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
+from prismsim.serve.resplit import Resplitter
 from prismsim.serve.shortcut import IdleShortcut
 from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.draws import Streams
@@ -42,6 +43,7 @@ class Job:
     group: int
     keys: range = range(0)  # its messages' running keys
     active_j: float = 0.0  # energy above idle of its devices' compute, sends and receives
+    workload: Workload | None = None  # what it runs (a fixed group's)
 
 
 class ServingReplay(Replay):
@@ -70,7 +72,9 @@ class ServingReplay(Replay):
         # world that stands still: no draws, no link trace
         self.shortcut = IdleShortcut(specs, self.n, link, setup.groups, setup.shortcut and
                                      host is None and streams is None and link.trace is None
-                                     and not events)
+                                     and not events and setup.resplit is None)
+        self.resplit = None if setup.resplit is None else Resplitter(
+            setup.resplit, specs, self.n, setup.groups, setup.workloads)
         self.key_job: dict[int, Job] = {}  # running key -> the job its message is of
         self.extra_w = [(s.compute_w - s.idle_w, s.tx_w - s.idle_w, s.rx_w - s.idle_w)
                         for s in specs]  # each device's power above idle per state
@@ -104,7 +108,7 @@ class ServingReplay(Replay):
             for r in batch:
                 r.start_s, r.batch = self.env.now, len(batch)
             timeline = self.shortcut.applies(
-                self.setup.workloads[len(batch)], group, len(batch), self.env.now,
+                self.workloads(group)[len(batch)], group, len(batch), self.env.now,
                 self.idle_since, len(self.queues[group].items))
             if timeline is not None:
                 yield from self._as_one_inference(group, batch, timeline)
@@ -172,7 +176,9 @@ class ServingReplay(Replay):
         med = self.medium
         shared = med.link.medium == "shared"
         return ServingResult(requests, self.stats, end, med.bytes_on_air,
-                             med.air_s if shared else None, events=bool(self.clocks))
+                             med.air_s if shared else None, events=bool(self.clocks),
+                             resplits=None if self.resplit is None
+                             else len(self.resplit.switches))
 
     # jobs
 
@@ -205,7 +211,7 @@ class ServingReplay(Replay):
 
     def _start(self, group: int, batch: list[Request]) -> tuple[list[Op], Job]:
         """Hand one batch to the group's devices; the master's operations back."""
-        wl, g0 = self.setup.workloads[len(batch)], group * self.n
+        wl, g0 = self.workloads(group)[len(batch)], group * self.n
         job = self._job(wl, group, batch)
         base = self.number(job, wl)
         for p in range(1, self.n):
@@ -218,7 +224,7 @@ class ServingReplay(Replay):
         for r in batch:
             r.devices = self.n
         return Job(batch, self.n, None if output is None else group * self.n + output,
-                   group)
+                   group, workload=wl)
 
     def _batch(self, group: int) -> Generator[Any, Any, list[Request]]:
         """The next batch of the group's queue (waits for its first request)."""
@@ -240,11 +246,20 @@ class ServingReplay(Replay):
             batch.append(get.value)
         return batch
 
+    def workloads(self, group: int) -> dict[int, Workload]:
+        """The group's workloads by batch size (a re-split group's current ones)."""
+        return self.setup.workloads if self.resplit is None else self.resplit.workloads(group)
+
     def _walk_part(self, d: int, ops: list[Op], job: Job) -> Generator[Any, Any, None]:
-        """Device d runs its part of ``job``; its compute energy is the job's."""
+        """Device d runs its part of ``job``; its compute energy is the job's (and its
+        compute time what a re-splitting group measures)."""
         before_s = self.stats[d].compute_s
         yield from self.walk(d, ops)
-        job.active_j += self.extra_w[d][0] * (self.stats[d].compute_s - before_s)
+        compute_s = self.stats[d].compute_s - before_s
+        job.active_j += self.extra_w[d][0] * compute_s
+        if self.resplit is not None and job.workload is not None:
+            self.resplit.observe(job.group, d - job.group * self.n, d, job.workload,
+                                 compute_s, self.env.now)
 
     def _air_j(self, msg: Message) -> float:
         """Energy above idle the sender and the receivers of ``msg`` spent on the air."""
@@ -257,7 +272,7 @@ class ServingReplay(Replay):
         """The batch runs the one-inference timeline ``r`` from now (serve/shortcut.py):
         each device's totals grow by its part, each finishes when it would."""
         g0, now, med = group * self.n, self.env.now, self.medium
-        job = self._job(self.setup.workloads[len(batch)], group, batch)
+        job = self._job(self.workloads(group)[len(batch)], group, batch)
         for p, dev in enumerate(r.devices):
             d, st = g0 + p, self.stats[g0 + p]
             w = self.extra_w[d]
@@ -295,6 +310,8 @@ class ServingReplay(Replay):
         if job.left == 0:
             self.shortcut.finished(job.group)
             self._release(job)
+            if self.resplit is not None:
+                self.resplit.check(job.group, self.env.now)
             for r in job.batch:
                 r.energy_j = job.active_j / len(job.batch)
         if d == job.output or (job.output is None and job.left == 0):

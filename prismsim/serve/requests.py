@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prismsim.serve.resplit import Resplit
 from prismsim.sim.results import DeviceStats
 from prismsim.sim.specs import DeviceSpec
 from prismsim.workload import Workload
@@ -42,6 +43,7 @@ class ServingResult:
     bytes_on_air: int
     channel_busy_s: float | None = None  # one shared channel: its time carrying frames
     events: bool = False  # devices slowed down or left: requests may be lost or restarted
+    resplits: int | None = None  # times a group split its tokens anew (None: never may)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class ServingSetup:
     # each request's steps and messages drawn from the devices' and the link's
     # variability (sim/draws.py: Streams), seeded; None: every one at its mean time
     seed: int | None = None
+    # straggler-aware re-split (serve/resplit.py): after a detection window a group splits
+    # its tokens in proportion to its devices' measured speeds; None: never
+    resplit: Resplit | None = None
 
 
 def check_setup(setup: ServingSetup) -> None:

@@ -22,6 +22,7 @@ from prismsim.serve.engine import serving_replay
 from prismsim.serve.file import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
 from prismsim.serve.pools import AdaptiveSetup, Candidate, adaptive_replay
 from prismsim.serve.requests import ServingResult, ServingSetup
+from prismsim.serve.resplit import Resplit
 from prismsim.serve.stats import aggregate, request_table, run_summary
 from prismsim.serve.streams import closed_loop, open_loop
 from prismsim.sim import simulate
@@ -72,11 +73,15 @@ def _fixed_setup(loaded: LoadedServe, c: ServingConfiguration, cache: WorkloadCa
                  ) -> ServingSetup:
     options = {k: v for k, v in (("cr", c.cr), ("segments", c.segments),
                                  ("exchange", c.exchange)) if v is not None}
-    wls = {b: cache.get(loaded.model, c.strategy, c.devices, batch=b,
-                        tokens=loaded.file.model.tokens, **options)
-           for b in range(1, c.max_batch + 1)}
-    return ServingSetup(wls, c.groups, c.dispatch, c.queue_limit, c.max_batch,
-                        c.max_wait_ms / 1e3)
+    def workloads(weights: tuple[float, ...] | None = None) -> dict[int, Workload]:
+        return {b: cache.get(loaded.model, c.strategy, c.devices, batch=b,
+                             tokens=loaded.file.model.tokens, weights=weights, **options)
+                for b in range(1, c.max_batch + 1)}
+
+    resplit = None if c.resplit is None else Resplit(
+        workloads, c.resplit.window_ms / 1e3, c.resplit.threshold)
+    return ServingSetup(workloads(), c.groups, c.dispatch, c.queue_limit, c.max_batch,
+                        c.max_wait_ms / 1e3, resplit=resplit)
 
 
 def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: WorkloadCache
@@ -110,8 +115,7 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     if loaded.link.frame_error_rate == 0:
         steady |= FRAME_ERRORS
     what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
-            "config": c.model_dump(exclude={"policy", "detect_ms"} if c.policy == "nominal"
-                                   and not loaded.file.events else None),
+            "config": c.model_dump(exclude=_unused_keys(loaded, c)),
             "device": device,
             "link": loaded.link.model_dump(exclude=unused | steady),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
@@ -120,6 +124,15 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
         what["events"] = [e.model_dump(mode="json", exclude={"source"}) for e in events]
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
+
+
+def _unused_keys(loaded: LoadedServe, c: ServingConfiguration) -> set[str]:
+    """Configuration keys left out of its fingerprint when they change nothing (so runs
+    saved before they existed keep their names)."""
+    unused = {"resplit"} if c.resplit is None else set()
+    if c.policy == "nominal" and not loaded.file.events:
+        unused |= {"policy", "detect_ms"}
+    return unused
 
 
 def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int

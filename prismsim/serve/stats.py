@@ -92,6 +92,7 @@ def run_summary(result: ServingResult, requests: pd.DataFrame) -> dict[str, Any]
         "energy_active_mean_j": float(served["energy_j"].mean()),
         "energy_per_request_j": sum(d.energy_j for d in result.devices)
         / max(1, int((~requests["dropped"]).sum())),
+        **({} if result.resplits is None else {"resplits": result.resplits}),
     }
 
 
