@@ -147,12 +147,10 @@ def _link_trace(path: str | None, start_s: float) -> Any:
     """The link trace a file holds (CSV by its name, else Mahimahi), from ``start_s``."""
     if path is None:
         return None
-    from prismsim.sim.link_trace import read_csv_trace, read_mahimahi
+    from prismsim.sim.link_trace import read_link_trace
 
     with user_errors():
-        trace = read_csv_trace(Path(path)) if path.endswith(".csv") else read_mahimahi(
-            Path(path))
-    return trace.model_copy(update={"start_s": start_s})
+        return read_link_trace(Path(path), start_s)
 
 
 def _hardware(catalog_file: str | None, names: list[str], link_name: str,

@@ -19,7 +19,7 @@ from prismsim.scenario.grid import Point, adaptive_configurations, expand, laten
 from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioError, ScenarioFile, as_list
 from prismsim.sim.catalog import CatalogError, load_catalog_data
 from prismsim.sim.device_events import DeviceEvent, check_events
-from prismsim.sim.link_trace import LinkTrace, read_csv_trace, read_mahimahi
+from prismsim.sim.link_trace import LinkTrace, read_link_trace
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
 from prismsim.strategies import decoding_strategies, why_not
 from prismsim.userfiles import UserFileError, load_model_file
@@ -248,10 +248,9 @@ def _read_trace(scenario: ScenarioFile, path: Path) -> LinkTrace | None:
                             f"bandwidth of each moment is the trace's; give one value or none")
     file = path.parent / net.trace
     try:
-        trace = read_csv_trace(file) if file.suffix == ".csv" else read_mahimahi(file)
+        return read_link_trace(file, net.trace_start_s)
     except UserFileError as err:
         raise ScenarioError(f"{where}: network.trace: {err}") from None
-    return trace.model_copy(update={"start_s": net.trace_start_s})
 
 
 def _check_events(loaded: LoadedScenario, where: str) -> None:

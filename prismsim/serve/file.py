@@ -277,7 +277,6 @@ def _link(file: ServingFile, links: dict[str, LinkSpec], path: Path) -> LinkSpec
     if file.rendezvous is not None:
         link = link.model_copy(update={"rendezvous": file.rendezvous})
     if file.link_trace is not None:
-        trace = read_link_trace(path.parent / file.link_trace)
-        link = link.model_copy(update={"trace": trace.model_copy(
-            update={"start_s": file.link_trace_start_s})})
+        trace = read_link_trace(path.parent / file.link_trace, file.link_trace_start_s)
+        link = link.model_copy(update={"trace": trace})
     return link

@@ -172,6 +172,8 @@ def read_mahimahi(path: Path, bin_s: float = MAHIMAHI_BIN_S) -> LinkTrace:
                   where, loop_s=bins * bin_s)
 
 
-def read_link_trace(path: Path) -> LinkTrace:
-    """The link trace a file holds: a CSV by its name (``.csv``), else Mahimahi's format."""
-    return read_csv_trace(path) if path.suffix == ".csv" else read_mahimahi(path)
+def read_link_trace(path: Path, start_s: float = 0.0) -> LinkTrace:
+    """The link trace a file holds (a CSV by its name, ``.csv``, else Mahimahi's format),
+    its time ``start_s`` at simulated time 0."""
+    trace = read_csv_trace(path) if path.suffix == ".csv" else read_mahimahi(path)
+    return trace.model_copy(update={"start_s": start_s})
