@@ -6,7 +6,10 @@ time (1 / the mean-times latency), every message of every request simulated, in 
 process (one core). Target: within 20 s on a 2-core machine.
 
     python bench/serve_speed.py [--requests 120000] [--load 0.5] [--mean-times]
-                                [--profile FILE]
+                                [--simpy] [--profile FILE]
+
+A sampled world is served by the heap replay (serve/heap.py); ``--simpy`` serves it by
+the SimPy replay instead (the same figures, to the last digit, slower).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def main() -> None:
                     help="arrival rate as a share of 1 / one inference's latency")
     ap.add_argument("--mean-times", action="store_true",
                     help="variability off (every step at its mean time): the reference")
+    ap.add_argument("--simpy", action="store_true",
+                    help="serve by the SimPy replay, not the heap replay")
     ap.add_argument("--profile", default=None,
                     help="write a cProfile of the serving run here and print its top costs")
     args = ap.parse_args()
@@ -52,7 +57,7 @@ def main() -> None:
     cpu0, start = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    result = serve(setup, arrivals, board, wifi)
+    result = serve(setup, arrivals, board, wifi, heap=not args.simpy)
     if profiler:
         profiler.disable()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
@@ -68,8 +73,9 @@ def main() -> None:
 def _report(args: argparse.Namespace, one_s: float, rate: float, wall: float, cpu: float,
             stats_s: float, summary: dict) -> None:
     n = args.requests
+    engine = "SimPy" if args.simpy or args.mean_times else "heap"
     print(f"ViT-B/16 prism P=3 CR 4 on 3 x {BOARD} over {LINK}, variability "
-          f"{'off' if args.mean_times else 'on'}: one "
+          f"{'off' if args.mean_times else 'on'} ({engine} replay): one "
           f"inference {one_s * 1e3:.1f} ms of mean times; Poisson at {rate:.2f} requests/s "
           f"({args.load:g} / that latency)")
     print(f"{n:,} requests served in {wall:.2f} s wall, {cpu:.2f} s CPU: "

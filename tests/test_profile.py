@@ -19,7 +19,8 @@ from prismsim.profiling.host_profile import (
     load_profile,
     save_profile,
 )
-from prismsim.profiling.message_costs import MessageCosts
+from prismsim.profiling.message_costs import MessageCosts, delay_quantiles_us
+from prismsim.sim import LinkSpec
 from prismsim.sim.variability import SpeedVariability
 from prismsim.validation.predict import host_spec
 from tests.conftest import assert_refused
@@ -104,7 +105,8 @@ def test_a_measured_profile_reads_back_as_it_was_written(tmp_path):
         operators=table, operators_spread=0.05, wake_us_by_idle_ms=[[1.0, 100.0]],
         runtime_overhead_us=187.0, measured_at="2026-12-06 16:46:57",
         speed_variability=SpeedVariability(source="by hand", slow=((0.0, 0.9), (1.0, 1.2)),
-                                           slow_correlation_s=1.5, fast_cv=0.04))
+                                           slow_correlation_s=1.5, fast_cv=0.04),
+        gloo_delay_us=[(0.0, 0.0), (0.5, 1.5), (0.9, 7.6), (0.99, 9.76), (1.0, 10.0)])
     save_profile(profile, tmp_path / "profile.yaml")
     again = load_profile(tmp_path / "profile.yaml")
     assert again == profile and again.operators == table
@@ -112,3 +114,22 @@ def test_a_measured_profile_reads_back_as_it_was_written(tmp_path):
     # its catalog entry carries the host's variability, for sampled replays
     host = catalog_entries(again)["devices"]["host-operators"]
     assert SpeedVariability(**host["variability"]) == profile.speed_variability
+    # and the loopback link the ping-pong's delay distribution
+    link = LinkSpec(**catalog_entries(again)["links"]["host-loopback-gloo"])
+    assert link.variability is not None
+    assert link.variability.delay_us == ((0.0, 0.0), (0.5, 1.5), (0.9, 7.6), (0.99, 9.76),
+                                         (1.0, 10.0))
+
+
+def test_a_ping_pongs_delay_distribution_by_hand():
+    """Round trips of 10, 12, 14 and 30 us: excesses over the fastest 0, 2, 4 and 20,
+    halved 0, 1, 2, 10 us one way; linear between order statistics, q at position
+    q x 3: the median 1.5, p90 (2.7) 2 + 0.7 x 8 = 7.6, p99 (2.97) 9.76, the most 10."""
+    quantiles = delay_quantiles_us([10e-6, 30e-6, 12e-6, 14e-6])
+    assert [q for q, _ in quantiles] == [0.0, 0.5, 0.9, 0.99, 1.0]
+    assert [us for _, us in quantiles] == pytest.approx([0.0, 1.5, 7.6, 9.76, 10.0])
+    # of two measurements of one link, the one a busy host disturbed less counts
+    calm = MessageCosts(wall_s={}, cpu_s={}, delay_us=quantiles)
+    busy = MessageCosts(wall_s={}, cpu_s={}, delay_us=[(0.0, 0.0), (0.9, 80.0), (1.0, 99.0)])
+    assert busy.least(calm).delay_us == calm.least(busy).delay_us == quantiles
+    assert MessageCosts.from_json(calm.as_json()) == calm

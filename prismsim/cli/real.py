@@ -92,6 +92,10 @@ def _say_profile(profile: Any) -> None:
         click.echo(f"speed over a request: p10 x{slow[0.1]:.3f}, p90 x{slow[0.9]:.3f}, p99 "
                    f"x{slow[0.99]:.3f} of the mean, holding about {v.slow_correlation_s:.2f} "
                    f"s; each step {100 * v.fast_cv:.1f} % CV")
+    if profile.gloo_delay_us:
+        delay = dict(profile.gloo_delay_us)
+        click.echo(f"GLOO message delay beyond the least: median {delay[0.5]:.0f} us, p90 "
+                   f"{delay[0.9]:.0f}, p99 {delay[0.99]:.0f}, most {delay[1.0]:.0f}")
     for warning in profile.warnings:
         click.echo(f"warning: {warning} (measured {profile.attempts} times)", err=True)
 

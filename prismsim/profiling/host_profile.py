@@ -10,6 +10,7 @@ entries (``catalog_entries``) are what a scenario's device catalog takes.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -23,6 +24,8 @@ from prismsim.cost.op_table import OperatorTable
 from prismsim.executors.trace import trace_workload
 from prismsim.profiling.busy_rates import busy_rates, run_schedule
 from prismsim.profiling.message_costs import (
+    DELAY_BYTES,
+    DELAY_REPS,
     RUNTIME_BYTES,
     MessageCosts,
     fit_message_cost,
@@ -75,6 +78,9 @@ class HostProfile(BaseModel):
     measured_at: str | None = None  # local time, "YYYY-MM-DD HH:MM:SS"
     # how its speed moves: the probe stack timed back to back (None: an older profile)
     speed_variability: SpeedVariability | None = None
+    # GLOO on loopback: a small message's one-way delay beyond the least, [q, us] pairs
+    # (message_costs.delay_quantiles_us; empty: an older profile)
+    gloo_delay_us: list[tuple[float, float]] = Field(default_factory=list)
 
     @field_serializer("operators", "speed_variability")
     def _as_written(self, part: BaseModel | None) -> dict[str, Any] | None:
@@ -127,6 +133,12 @@ def catalog_entries(profile: HostProfile) -> dict[str, Any]:
             "medium": "switched", "latency_ms": round(profile.gloo_fixed_us / 1e3, 4),
             "bandwidth_mbps": round((profile.gloo_loopback_gbps or 1e3) * 1e3, 1),
             "rendezvous": True}
+    if profile.gloo_delay_us:
+        link["variability"] = {
+            "source": f"prismsim profile-device {when}: {DELAY_REPS} round trips of a "
+                      f"{DELAY_BYTES}-byte GLOO message on loopback, each one's excess over "
+                      f"the fastest halved",
+            "delay_us": [list(pair) for pair in profile.gloo_delay_us]}
     return {"devices": devices, "links": {"host-loopback-gloo": link}}
 
 
@@ -189,7 +201,9 @@ def _loopback_fields() -> dict[str, Any]:
     return {"gloo_one_way_us": {k: v * 1e6 for k, v in one_way_s.items()},
             "gloo_fixed_us": fixed_s * 1e6,
             "gloo_loopback_gbps": 8e-9 / per_byte_s if per_byte_s else None,
-            "runtime_overhead_us": runtime_overhead_us(loopback)}
+            "runtime_overhead_us": runtime_overhead_us(loopback),
+            # the least disturbed of the ping-pongs' delay distributions
+            "gloo_delay_us": functools.reduce(MessageCosts.least, loopback).delay_us}
 
 
 def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float = 3.0,
@@ -213,6 +227,6 @@ def profile_host(model: str, batch: int = 1, max_procs: int = 3, window_s: float
         gloo_one_way_us=gloo["gloo_one_way_us"], gloo_fixed_us=gloo["gloo_fixed_us"],
         gloo_loopback_gbps=gloo["gloo_loopback_gbps"], operators=table,
         operators_spread=table_spread, wake_us_by_idle_ms=wake,
-        runtime_overhead_us=gloo["runtime_overhead_us"],
+        runtime_overhead_us=gloo["runtime_overhead_us"], gloo_delay_us=gloo["gloo_delay_us"],
         measured_at=time.strftime("%Y-%m-%d %H:%M:%S"),
         speed_variability=measure_speed_variability(variability_s) if variability_s else None)

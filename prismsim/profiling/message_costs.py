@@ -39,6 +39,9 @@ RENDEZVOUS_WAIT_S = 0.03  # the receiver posts this long after the sender starte
 STREAM_MESSAGE_BYTES = 262144  # the bulk stream's messages
 STREAM_S = 0.4  # the bulk stream lasts about this long at the link's rate
 STREAM_WINDOW = 8  # its messages in flight each way
+DELAY_BYTES = 256  # the message the link's delay distribution is measured with
+DELAY_REPS = 300  # its round trips (the first 3 dropped)
+DELAY_LEVELS = (0.0, 0.5, 0.9, 0.99, 1.0)  # the quantile levels of the distribution kept
 RUNTIME_BYTES = 256  # the message the runtime's own cost is measured with
 RUNTIME_ECHOES = 200  # round trips it is measured over
 STREAM_FIELDS = ("network_cpu_s_per_byte", "stream_cpu_s_per_byte", "stream_bytes_per_s",
@@ -67,6 +70,10 @@ class MessageCosts:
     # CPU per end of a RUNTIME_BYTES message sent and taken through the real runs' runtime
     # (driver loop, GLOO transport) instead of plain send/recv
     runtime_cpu_s: float | None = None
+    # the one-way delay of a DELAY_BYTES message beyond the link's least, microseconds,
+    # by its quantiles ([q, us] pairs, DELAY_LEVELS; a LinkVariability's delay_us);
+    # empty: not measured
+    delay_us: list[tuple[float, float]] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -90,14 +97,30 @@ class MessageCosts:
             stream_cpu_s_per_byte=low(self.stream_cpu_s_per_byte, other.stream_cpu_s_per_byte),
             stream_bytes_per_s=fast.stream_bytes_per_s,
             stream_busy_share=fast.stream_busy_share,
-            runtime_cpu_s=low(self.runtime_cpu_s, other.runtime_cpu_s))
+            runtime_cpu_s=low(self.runtime_cpu_s, other.runtime_cpu_s),
+            delay_us=min((c.delay_us for c in (self, other) if c.delay_us),
+                         key=_upper_decile, default=[]))
 
     @classmethod
     def from_json(cls, text: str) -> MessageCosts:
         raw = json.loads(text)
         sizes = ({int(k): v for k, v in raw.get(part, {}).items()}
                  for part in ("wall_s", "cpu_s", "rendezvous_s", "exchange_s"))
-        return cls(*sizes, **{k: raw.get(k) for k in STREAM_FIELDS})
+        delay_us = [(float(q), float(us)) for q, us in raw.get("delay_us", [])]
+        return cls(*sizes, **{k: raw.get(k) for k in STREAM_FIELDS}, delay_us=delay_us)
+
+
+def _upper_decile(delay_us: list[tuple[float, float]]) -> float:
+    """A delay distribution's 0.9 quantile (a disturbed ping-pong's is the larger)."""
+    return dict(delay_us).get(0.9, delay_us[-1][1])
+
+
+def delay_quantiles_us(round_trips_s: list[float]) -> list[tuple[float, float]]:
+    """The one-way delay beyond the least, from a ping-pong's round trips: each round
+    trip's excess over the fastest, halved (the two ways alike), microseconds, at
+    DELAY_LEVELS (linear between order statistics)."""
+    excess_us = (np.asarray(round_trips_s) - min(round_trips_s)) / 2 * 1e6
+    return [(q, round(float(np.quantile(excess_us, q)), 2)) for q in DELAY_LEVELS]
 
 
 def _worker(device: int, reps: int, init_method: str, interface: str, stream_bytes: int
@@ -113,9 +136,11 @@ def _worker(device: int, reps: int, init_method: str, interface: str, stream_byt
         exchange[size] = _exchange(device, buf, reps)
     stream = _stream(device, stream_bytes) if stream_bytes else {}
     runtime = {"runtime_cpu_s": _runtime(device, reps)}
+    round_trips = _round_trips(device, torch.zeros(DELAY_BYTES // 4), DELAY_REPS)
     dist.destroy_process_group()
     if device == 0:
-        print(json.dumps({"wall": wall, "cpu": cpu, **stream, **runtime}), flush=True)
+        print(json.dumps({"wall": wall, "cpu": cpu, **stream, **runtime,
+                          "delay_us": delay_quantiles_us(round_trips[3:])}), flush=True)
     else:
         print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream}),
               flush=True)
@@ -125,16 +150,25 @@ def _eager(device: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
     """Median one-way wall and CPU time (per end) over a ping-pong's round trips."""
     rtts, cpus = [], []
     for _ in range(reps):
-        start, cpu0 = time.perf_counter(), time.process_time()
+        cpu0 = time.process_time()
+        rtts += _round_trips(device, buf, 1)
+        cpus.append(time.process_time() - cpu0)
+    return statistics.median(rtts[3:]) / 2, statistics.median(cpus[3:]) / 2
+
+
+def _round_trips(device: int, buf: torch.Tensor, reps: int) -> list[float]:
+    """Seconds of each of ``reps`` round trips of ``buf`` (device 0 sends first)."""
+    out = []
+    for _ in range(reps):
+        start = time.perf_counter()
         if device == 0:
             dist.send(buf, 1)
             dist.recv(buf, 1)
         else:
             dist.recv(buf, 0)
             dist.send(buf, 0)
-        rtts.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu0)
-    return statistics.median(rtts[3:]) / 2, statistics.median(cpus[3:]) / 2
+        out.append(time.perf_counter() - start)
+    return out
 
 
 def _rendezvous(device: int, buf: torch.Tensor, reps: int) -> float:
@@ -236,7 +270,8 @@ def measure_message_costs(prefixes: tuple[list[str], list[str]], init_method: st
     costs, late = json.loads(outs[0][0]), json.loads(outs[1][0])
     return MessageCosts(*({int(k): v for k, v in part.items()} for part in (
         costs["wall"], costs["cpu"], late["rendezvous"], late["exchange"])),
-        runtime_cpu_s=costs.get("runtime_cpu_s"), **_stream_costs(costs, late))
+        runtime_cpu_s=costs.get("runtime_cpu_s"), **_stream_costs(costs, late),
+        delay_us=[(q, us) for q, us in costs["delay_us"]])
 
 
 def _stream_costs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from prismsim.serve.groups import ServingReplay
+from prismsim.serve.heap import HeapReplay, heap_serves
 from prismsim.serve.requests import ServingResult, ServingSetup, check_setup, device_list
 from prismsim.serve.streams import closed_loop, open_loop
 from prismsim.sim.device_events import DeviceEvent
@@ -32,10 +33,16 @@ def serving_replay(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec
 
 def serve(setup: ServingSetup, arrivals_s: Sequence[float],
           device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-          host: HostSpec | None = None, events: Sequence[DeviceEvent] = ()
-          ) -> ServingResult:
-    """Serve requests arriving at ``arrivals_s`` (increasing seconds)."""
-    replay = serving_replay(setup, device, link, host, events)
+          host: HostSpec | None = None, events: Sequence[DeviceEvent] = (),
+          heap: bool = True) -> ServingResult:
+    """Serve requests arriving at ``arrivals_s`` (increasing seconds): in a sampled
+    world by the heap replay where it applies (``serve/heap.py``; ``heap=False``: always
+    by SimPy), else by SimPy."""
+    check_setup(setup)
+    specs = device_list(device, setup.groups, setup.workloads[1].n_devices)
+    if heap and heap_serves(setup, specs, link, host, events):
+        return HeapReplay(setup, specs, link).run_open(arrivals_s)
+    replay = serving_replay(setup, specs, link, host, events)
     return replay.run_stream(lambda out: open_loop(replay, arrivals_s, out))
 
 

@@ -171,6 +171,10 @@ class ServingReplay(Replay):
         requests: list[Request] = []
         self.env.process(source(requests))
         self.env.run()
+        return self.result(requests)
+
+    def result(self, requests: list[Request]) -> ServingResult:
+        """What the stream gave, once every device is done."""
         end = max((s.finish_s for s in self.stats), default=0.0)
         self.close_stats(end)
         med = self.medium
@@ -185,20 +189,24 @@ class ServingReplay(Replay):
     def number(self, job: Job, wl: Workload) -> int:
         """The job's messages (those of ``wl``, between its group's devices) under the
         next running keys; the first of them back."""
-        key, base = (id(wl), job.group), self.next_key
-        if key not in self.templates:
-            shift = job.group * self.n
-            self.templates[key] = [replace(m, src=m.src + shift,
-                                           dst=tuple(d + shift for d in m.dst))
-                                   for m in wl.messages]
-        msgs = self.msgs
-        for m in self.templates[key]:
+        base, msgs = self.next_key, self.msgs
+        for m in self.template(wl, job.group):
             msgs[base + m.id] = m
         job.keys = range(base, base + len(wl.messages))
         self.next_key += len(wl.messages)
         for k in job.keys:
             self.key_job[k] = job
         return base
+
+    def template(self, wl: Workload, group: int) -> list[Message]:
+        """The messages of ``wl`` between the devices of ``group`` (by message id)."""
+        key = (id(wl), group)
+        if key not in self.templates:
+            shift = group * self.n
+            self.templates[key] = [replace(m, src=m.src + shift,
+                                           dst=tuple(d + shift for d in m.dst))
+                                   for m in wl.messages]
+        return self.templates[key]
 
     def program(self, wl: Workload, p: int, d: int, base: int) -> list[Op]:
         """Device p's operations of ``wl`` on device d, its message keys from ``base``;
@@ -264,8 +272,10 @@ class ServingReplay(Replay):
     def _air_j(self, msg: Message) -> float:
         """Energy above idle the sender and the receivers of ``msg`` spent on the air."""
         med, w = self.medium, self.extra_w
-        return (w[msg.src][1] * med.tx_s[msg.src]
-                + sum(w[d][2] * med.rx_s[d] for d in msg.dst))
+        rx_s, receiving_j = med.rx_s, 0.0
+        for d in msg.dst:  # (a loop, not sum(): the same sum, in the innermost loop)
+            receiving_j += w[d][2] * rx_s[d]
+        return w[msg.src][1] * med.tx_s[msg.src] + receiving_j
 
     def _as_one_inference(self, group: int, batch: list[Request], r: SimResult
                           ) -> Generator[Any, Any, None]:
@@ -302,21 +312,23 @@ class ServingReplay(Replay):
                 self.posted.pop((k, d), None)
             self.handed.pop(k, None)
 
-    def _finished(self, job: Job, d: int) -> None:
-        """Device d ran its last task of ``job``: the requests are done if it holds the
-        output (or, for a workload naming no output device, once every device is)."""
-        self.stats[d].finish_s = self.env.now
+    def _finished(self, job: Job, d: int, now_s: float | None = None) -> None:
+        """Device d ran its last task of ``job`` (now, or at ``now_s``: a replay keeping
+        its own time): the requests are done if it holds the output (or, for a workload
+        naming no output device, once every device is)."""
+        now = self.env.now if now_s is None else now_s
+        self.stats[d].finish_s = now
         job.left -= 1
         if job.left == 0:
             self.shortcut.finished(job.group)
             self._release(job)
             if self.resplit is not None:
-                self.resplit.check(job.group, self.env.now)
+                self.resplit.check(job.group, now)
             for r in job.batch:
                 r.energy_j = job.active_j / len(job.batch)
         if d == job.output or (job.output is None and job.left == 0):
             for r in job.batch:
-                r.finish_s = self.env.now
+                r.finish_s = now
                 self.outstanding[r.group] -= 1
                 waiter = self.waiters.pop(r.index, None)
                 if waiter is not None:

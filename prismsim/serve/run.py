@@ -18,7 +18,7 @@ import pandas as pd
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.progress import Progress
 from prismsim.serve.arrivals import arrivals_s
-from prismsim.serve.engine import serving_replay
+from prismsim.serve.engine import serve, serving_replay
 from prismsim.serve.file import ADAPTIVE, LoadedServe, ServeError, ServingConfiguration
 from prismsim.serve.pools import AdaptiveSetup, Candidate, adaptive_replay
 from prismsim.serve.requests import ServingResult, ServingSetup
@@ -140,10 +140,10 @@ def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int
     stream, device = loaded.file.serving, loaded.devices[sv.config.profile]
     setup = replace(sv.setup, seed=seed) if stream.variability else sv.setup
     events = loaded.events_for(sv.config)
-    replay = (adaptive_replay(setup, device, loaded.link, events=events)
-              if isinstance(setup, AdaptiveSetup)
-              else serving_replay(setup, device, loaded.link, events=events))
+    adaptive = isinstance(setup, AdaptiveSetup)
     if offered.kind == "clients":
+        replay = (adaptive_replay(setup, device, loaded.link, events=events) if adaptive
+                  else serving_replay(setup, device, loaded.link, events=events))
         rng = np.random.default_rng(seed)
         return replay.run_stream(lambda out: closed_loop(
             replay, int(offered.value), lambda: rng.exponential(stream.think_ms / 1e3),
@@ -154,7 +154,10 @@ def _serve_once(loaded: LoadedServe, sv: Served, offered: Offered, seed: int
     else:
         times = arrivals_s(stream.arrivals, offered.value, stream.requests, seed,
                            on_s=stream.on_s, off_s=stream.off_s)
-    return replay.run_stream(lambda out: open_loop(replay, times, out))
+    if adaptive:
+        replay = adaptive_replay(setup, device, loaded.link, events=events)
+        return replay.run_stream(lambda out: open_loop(replay, times, out))
+    return serve(setup, times, device, loaded.link, events=events)  # heap replay if it may
 
 
 class Parts:

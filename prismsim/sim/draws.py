@@ -165,7 +165,11 @@ class Streams:
         self.mac = MacRetries.of(link)
         self._streams: dict[tuple[str, int], _Stream] = {}
         self._score: dict[int, tuple[float, float]] = {}  # device -> (score, at_s)
-        self._delays_s = np.empty(0)
+        self._delays_s: list[np.ndarray] = []  # by running key, CHUNK of them an array
+        # what the innermost calls read, worked out once: each device's variability
+        # (None: it does not vary) and whether the link's delay varies
+        self._speeds = [_speed(s) for s in specs]
+        self._delay_varies = link.variability is not None and link.variability.varies
 
     def _stream(self, what: str, device: int, normal: bool) -> _Stream:
         key = (what, device)
@@ -176,32 +180,33 @@ class Streams:
     def part_factors(self, device: int, steps: int, at_s: float) -> np.ndarray | None:
         """The factors of a part of ``steps`` compute tasks device ``device`` is given at
         ``at_s`` (None: the device does not vary)."""
-        v = self.specs[device].variability
-        if v is None or not v.varies or steps == 0:
+        speed = self._speeds[device]
+        if speed is None or steps == 0:
             return None
+        qs, factors, correlation_s, sigma = speed
         innovation = float(self._stream("slow", device, True).take(1)[0])
         score, last_s = self._score.get(device, (innovation, at_s))
-        keep = math.exp(-(at_s - last_s) / v.slow_correlation_s) \
-            if v.slow_correlation_s > 0 and device in self._score else 0.0
+        keep = math.exp(-(at_s - last_s) / correlation_s) \
+            if correlation_s > 0 and device in self._score else 0.0
         score = keep * score + math.sqrt(1 - keep * keep) * innovation
         self._score[device] = (score, at_s)
-        slow = float(quantile_draws(v.slow, np.array([_normal_cdf(score)]))[0])
-        if v.fast_cv == 0:
+        slow = float(np.interp(np.array([_normal_cdf(score)]), qs, factors)[0])
+        if sigma == 0:
             return np.full(steps, slow)
-        sigma = lognormal_sigma(v.fast_cv)
         return slow * np.exp(self._stream("fast", device, True).take(steps) * sigma
                              - sigma * sigma / 2)
 
     def delay_s(self, key: int) -> float:
         """The extra one-way delay of the message with running key ``key``."""
-        v = self.link.variability
-        if v is None or not v.varies:
+        if not self._delay_varies:
             return 0.0
-        if key >= len(self._delays_s):
-            more = self._stream("delay", 0, False).take(max(CHUNK, key + 1 - len(self._delays_s)))
-            self._delays_s = np.concatenate([self._delays_s,
-                                             quantile_draws(v.delay_us, more) * 1e-6])
-        return float(self._delays_s[key])
+        chunk, delays = key // CHUNK, self._delays_s
+        while chunk >= len(delays):  # key k takes the stream's k-th draw
+            v = self.link.variability
+            assert v is not None
+            more = self._stream("delay", 0, False).take(CHUNK)
+            delays.append(quantile_draws(v.delay_us, more) * 1e-6)
+        return float(delays[chunk][key - chunk * CHUNK])
 
     def retries(self, key: int, dst: int, frames: int, hops: int) -> Retries:
         """The [hops] retransmissions and extra backoff slots of the copy of the message
@@ -211,6 +216,19 @@ class Streams:
             raise ValueError("the link has no frame errors: no MAC retries to draw")
         retries, slots = self.mac.draw(stream(self.seed, "retry", key, dst), frames, 1, hops)
         return retries[0], slots[0]
+
+
+def _speed(spec: DeviceSpec) -> tuple[tuple[float, ...], tuple[float, ...], float, float
+                                    ] | None:
+    """A device's variability as ``Streams.part_factors`` reads it (None: it does not
+    vary): the slow factor's quantiles and values, its correlation time, the fast
+    factor's lognormal sigma (0: none)."""
+    v = spec.variability
+    if v is None or not v.varies:
+        return None
+    qs, factors = zip(*v.slow, strict=True)
+    sigma = lognormal_sigma(v.fast_cv) if v.fast_cv else 0.0
+    return qs, factors, v.slow_correlation_s, sigma
 
 
 def _normal_cdf(z: float) -> float:

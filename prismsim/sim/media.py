@@ -42,6 +42,7 @@ class Medium:
         self.data_delay_s: dict[int, float] = {}  # by payload bytes (link.data_delay_s)
         self._airtimes: dict[tuple[int, float], float] = {}  # (payload bytes, rate) -> s
         self.bits_per_s, self.per_message_s = link.bits_per_s, link.per_message_s
+        self.broadcast_bits_per_s = link.broadcast_bits_per_s
         self.header_bytes, self.broadcasts = link.header_bytes, link.broadcast
         self.tx_s = [0.0] * n_devices
         self.rx_s = [0.0] * n_devices
@@ -157,7 +158,7 @@ class Shared(Medium):
         hops = self.hops
         drawn = key is not None and self.mac is not None and self.draw is not None
         for dsts in self.copies(msg):
-            rate = self.link.broadcast_bits_per_s if len(dsts) > 1 else self.bits_per_s
+            rate = self.broadcast_bits_per_s if len(dsts) > 1 else self.bits_per_s
             start = max(now, self.free)
             if drawn:
                 assert key is not None

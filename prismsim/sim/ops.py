@@ -127,15 +127,22 @@ def compute_steps(wl: Workload, device: int) -> int:
     return sum(t.kind == "compute" for t in wl.tasks[device])
 
 
+def held_s(wl: Workload, device: int, spec: DeviceSpec, merge: bool,
+           factors: np.ndarray) -> list[float]:
+    """For each of ``device_ops``, the seconds it holds the device with each compute
+    task's time times its factor (one a task, in program order): merged steps the sum of
+    theirs; 0 for the operations that are not compute steps."""
+    seconds, owner = _steps(wl, device, spec, merge)
+    n_ops = len(device_ops(wl, device, spec, merge))
+    return np.bincount(owner, weights=seconds * factors, minlength=n_ops).tolist()
+
+
 def varied_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool,
                factors: np.ndarray) -> list[Op]:
-    """``device_ops`` with each compute task's time times its factor (one a task, in
-    program order); merged steps hold for the sum of theirs."""
-    ops = device_ops(wl, device, spec, merge)
-    seconds, owner = _steps(wl, device, spec, merge)
-    held = np.bincount(owner, weights=seconds * factors, minlength=len(ops)).tolist()
+    """``device_ops`` with each compute task's time times its factor (``held_s``)."""
+    held = held_s(wl, device, spec, merge, factors)
     return [Compute(held[i], op.label, op.layer) if type(op) is Compute else op
-            for i, op in enumerate(ops)]
+            for i, op in enumerate(device_ops(wl, device, spec, merge))]
 
 
 def shift_keys(ops: list[Op], base: int) -> list[Op]:
