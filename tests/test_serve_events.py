@@ -151,3 +151,45 @@ def test_a_device_waiting_for_a_message_in_flight_is_stopped_too():
                          events=[_leave(1, 0.6)])
     assert res.requests[0].finish_s == pytest.approx(11.6)
     assert (res.requests[0].choice, res.requests[0].restarts) == ("single", 1)
+
+
+def _split3(seconds: float = 0.3) -> Workload:
+    """Three devices compute ``seconds``; devices 1 and 2 then send to device 0."""
+    msgs = [Message(id=i, src=i + 1, dst=(0,), broadcast=False, tag=f"m{i}", shape=(1,),
+                    payload_bytes=4) for i in (0, 1)]
+    return Workload({"output_device": 0},
+                    [[_compute(seconds), Task("recv", "r", messages=(0, 1))],
+                     [_compute(seconds), Task("send", "m0", messages=(0,))],
+                     [_compute(seconds), Task("send", "m1", messages=(1,))]], msgs)
+
+
+def test_a_group_with_a_device_gone_splits_across_those_left_when_it_can():
+    """Three devices: one alone takes 0.8 s, all three 0.3 s, two 0.5 s (a candidate
+    re-planned for two). Device 1 leaves at 0.1 s for good, in the split of the request
+    of 0 s; the group knows at 1.1 s and starts it again split across devices 0 and 2:
+    done at 1.6 (without the two-device candidate, on device 0 alone: 1.9). A request at
+    5 s is split across the two as well: 5.5. Device 2 sends its 4 bytes to device 0
+    three times (once in the split given up), device 1 never."""
+    events = [_leave(1, 0.1)]
+    three = (Candidate("single", _local()), Candidate("split3", _split3()))
+    res = serve_adaptive(AdaptiveSetup((*three, Candidate("split on 2", _split())),
+                                       devices=3), [0.0, 5.0], CPU, LINK, events=events)
+    assert [r.finish_s for r in res.requests] == pytest.approx([1.6, 5.5])
+    assert [(r.choice, r.restarts, r.devices) for r in res.requests] == \
+        [("split on 2", 1, 2), ("split on 2", 0, 2)]
+    assert [d.bytes_sent for d in res.devices] == [0, 0, 12]
+    alone = serve_adaptive(AdaptiveSetup(three, devices=3), [0.0, 5.0], CPU, LINK,
+                           events=events)
+    assert [r.finish_s for r in alone.requests] == pytest.approx([1.9, 5.8])
+
+
+def test_a_re_planned_candidate_runs_on_fewer_devices_than_the_group(tmp_path):
+    path = tmp_path / "ev.yaml"
+    text = SERVING.replace("EVENTS", "[]").replace("{strategy: prism, cr: 2}]",
+                                                   "{strategy: prism, cr: 2, devices: 2}]")
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["serve", str(path), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "ev.yaml: configurations[1].candidates[1].devices: a split re-planned for a " \
+           "group with devices gone needs a group of 3 or more (this one has 2) (got " \
+           "prism on 2)" in result.output, result.output

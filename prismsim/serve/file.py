@@ -30,20 +30,30 @@ ADAPTIVE = "adaptive"  # a configuration's strategy: each request picks a candid
 
 
 class CandidateSection(StrictModel):
-    """adaptive: one way to serve a request, single on one device or a strategy on all."""
+    """adaptive: one way to serve a request, single on one device or a strategy on all
+    (or, with ``devices``, on that many: re-planned for a group with some gone)."""
 
     strategy: str
     cr: PositiveFloat | None = None  # prism: compression rate ...
     segments: PositiveInt | None = None  # ... or Segment Means per partition
     exchange: Exchange | None = None  # voltage, prism: how blocks exchange (None: p2p)
+    # a split on fewer devices than the group's, used only while exactly that many of
+    # them are known up (the others left); None: single on 1, the others on all
+    devices: PositiveInt | None = None
 
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in (("cr", self.cr), ("segments", self.segments),
                                   ("exchange", self.exchange)) if v is not None}
 
+    def on(self, group_devices: int) -> int:
+        """The devices it runs on in a group of ``group_devices``."""
+        return self.devices or (1 if self.strategy == "single" else group_devices)
+
     def label(self) -> str:
-        return " ".join([self.strategy, *[f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in self.options().items()]])
+        words = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in self.options().items()]
+        return " ".join([self.strategy, *words, *([f"on {self.devices}"]
+                                                  if self.devices else [])])
 
 
 class ResplitSection(StrictModel):
@@ -194,6 +204,13 @@ def _check_adaptive(c: ServingConfiguration, key: str) -> None:
         if k.strategy not in STRATEGIES:
             raise ServeError(f"{key}.candidates[{j}].strategy: unknown strategy "
                              f"{k.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if k.devices is not None and (k.strategy == "single" or not 2 <= k.devices
+                                      < c.devices):
+            span = (f"runs on 2 to {c.devices - 1} of its {c.devices}" if c.devices > 2
+                    else f"needs a group of 3 or more (this one has {c.devices})")
+            raise ServeError(f"{key}.candidates[{j}].devices: a split re-planned for a "
+                             f"group with devices gone {span} (got {k.strategy} on "
+                             f"{k.devices})")
     if all(k.strategy == "single" for k in c.candidates) or c.devices < 2:
         raise ServeError(f"{key}: adaptive needs devices >= 2 and a candidate other than "
                          f"single (it runs on all of them)")
@@ -214,7 +231,7 @@ def _check_runs(c: ServingConfiguration, heads: Heads | None, key: str) -> None:
     """Each configuration named explicitly must run on the model (its heads, where known
     without loading it; else tracing says so, in one line too)."""
     runs = [(key, c.strategy, c.devices)] if c.strategy != ADAPTIVE else [
-        (f"{key}.candidates[{j}]", k.strategy, 1 if k.strategy == "single" else c.devices)
+        (f"{key}.candidates[{j}]", k.strategy, k.on(c.devices))
         for j, k in enumerate(c.candidates or [])]
     for at, strategy, devices in runs:
         reason = why_not(strategy, devices, heads)

@@ -60,7 +60,8 @@ class ServingReplay(Replay):
         super().__init__(setup.workloads[1], specs, link, False, host, streams, events)
         self.streams = streams
         self.msgs: dict[int, Message] = {}  # running key -> the message
-        self.templates: dict[tuple[int, int], list[Message]] = {}  # (workload, group)
+        # (workload id, the devices it runs on) -> its messages between them
+        self.templates: dict[tuple[int, tuple[int, ...]], list[Message]] = {}
         self.next_key = 0
         self.queues = [simpy.Store(self.env) for _ in range(setup.groups)]
         self.inbox = [simpy.Store(self.env) for _ in specs]  # jobs for devices but masters
@@ -186,11 +187,12 @@ class ServingReplay(Replay):
 
     # jobs
 
-    def number(self, job: Job, wl: Workload) -> int:
-        """The job's messages (those of ``wl``, between its group's devices) under the
-        next running keys; the first of them back."""
+    def number(self, job: Job, wl: Workload, devices: tuple[int, ...] | None = None
+               ) -> int:
+        """The job's messages (those of ``wl``, its device p on ``devices[p]``: by
+        default its group's p-th) under the next running keys; the first of them back."""
         base, msgs = self.next_key, self.msgs
-        for m in self.template(wl, job.group):
+        for m in self.template(wl, devices or self.group_devices(job.group)):
             msgs[base + m.id] = m
         job.keys = range(base, base + len(wl.messages))
         self.next_key += len(wl.messages)
@@ -198,13 +200,16 @@ class ServingReplay(Replay):
             self.key_job[k] = job
         return base
 
-    def template(self, wl: Workload, group: int) -> list[Message]:
-        """The messages of ``wl`` between the devices of ``group`` (by message id)."""
-        key = (id(wl), group)
+    def group_devices(self, group: int) -> tuple[int, ...]:
+        """The group's devices, in order."""
+        return tuple(range(group * self.n, (group + 1) * self.n))
+
+    def template(self, wl: Workload, devices: tuple[int, ...]) -> list[Message]:
+        """The messages of ``wl`` (by message id) with its device p on ``devices[p]``."""
+        key = (id(wl), devices)
         if key not in self.templates:
-            shift = group * self.n
-            self.templates[key] = [replace(m, src=m.src + shift,
-                                           dst=tuple(d + shift for d in m.dst))
+            self.templates[key] = [replace(m, src=devices[m.src],
+                                           dst=tuple(devices[d] for d in m.dst))
                                    for m in wl.messages]
         return self.templates[key]
 

@@ -149,7 +149,8 @@ class HeapReplay(ServingReplay):
         r.start_s, r.batch = now, 1
         wl, g0 = self.workloads(group)[1], group * self.n
         job = self._job(wl, group, [r])
-        mail = _Mail(self.template(wl, group), self.next_key)  # keys numbered as there
+        # its messages' keys numbered as the SimPy replay numbers them
+        mail = _Mail(self.template(wl, self.group_devices(group)), self.next_key)
         self.next_key += len(wl.messages)
         for p in [*range(1, self.n), MASTER]:  # drawn in the SimPy replay's order
             d = g0 + p

@@ -1,6 +1,8 @@
 """Adaptive pools: groups of P devices that serve each request either on one device
 alone or split across all P, chosen with the queue in view (the follow-up seed's
-local/distributed choice, under load).
+local/distributed choice, under load). While a group knows some of its devices gone,
+it serves on one device of those left, or split across all k left by a candidate
+planned for k devices (re-planned), if it has one.
 
 Each group first simulates each candidate's one inference on its own idle devices and
 link (its idle runs): the latency and when each device is done with its part. The group
@@ -70,9 +72,9 @@ class _Part(Job):
 
 def check_adaptive(setup: AdaptiveSetup) -> None:
     sizes = {c.workload.n_devices for c in setup.candidates}
-    if not sizes <= {1, setup.devices} or len(setup.candidates) < 2:
-        raise ValueError(f"adaptive needs 2 or more candidates, each on 1 device or on "
-                         f"all {setup.devices}; got sizes {sorted(sizes)}")
+    if not sizes <= set(range(1, setup.devices + 1)) or len(setup.candidates) < 2:
+        raise ValueError(f"adaptive needs 2 or more candidates, each on 1 to "
+                         f"{setup.devices} devices; got sizes {sorted(sizes)}")
     if setup.devices not in sizes:
         raise ValueError(f"adaptive needs a candidate on all {setup.devices} devices")
     if setup.policy not in POLICIES:
@@ -135,9 +137,8 @@ class AdaptiveReplay(ServingReplay):
         up = [d for d in self._devices(group) if not self.down[d]]
         free = [self._free_s(d) for d in up]
         n = min(len(self.pending[group]), VIEW_PER_DEVICE * self.n)
-        runs = self.beliefs[group].runs(self.env.now)
-        if len(up) < self.n:
-            runs = [e for e in runs if e.candidate.workload.n_devices == 1]
+        runs = [e for e in self.beliefs[group].runs(self.env.now)
+                if e.candidate.workload.n_devices in (1, len(up))]  # all up: 1 or P
         if not runs or not up:
             return None
 
@@ -156,13 +157,14 @@ class AdaptiveReplay(ServingReplay):
             self._probe(group)
         while queue:
             e = self._best(group)
-            idle = [d for d in self._devices(group) if not (self.busy[d] or self.down[d])]
+            up = [d for d in self._devices(group) if not self.down[d]]
+            idle = [d for d in up if not self.busy[d]]
             if e is None:
                 return
             if e.candidate.workload.n_devices == 1 and idle:
                 devices = (idle[0],)
-            elif len(idle) == self.n:
-                devices = tuple(idle)
+            elif len(idle) == len(up) == e.candidate.workload.n_devices:
+                devices = tuple(idle)  # all of them, or all those left (re-planned)
             else:
                 return
             self._give(queue.popleft(), e, devices)
@@ -213,7 +215,7 @@ class AdaptiveReplay(ServingReplay):
         job = _Part([r], len(devices), None if output is None else devices[output], r.group,
                     starter=devices[0], devices=devices)
         self.shortcut.started(r.group)
-        base = self.number(job, wl)
+        base = self.number(job, wl, devices)
         for p, d in enumerate(devices):
             self.busy[d], self.running_until[d] = True, self.env.now + e.part_s[p]
             self.inbox[d].put((job, self.program(wl, p, d, base)))

@@ -88,8 +88,7 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
                     ) -> AdaptiveSetup:
     assert c.candidates
     candidates = tuple(
-        Candidate(k.label(), cache.get(loaded.model, k.strategy,
-                                       1 if k.strategy == "single" else c.devices,
+        Candidate(k.label(), cache.get(loaded.model, k.strategy, k.on(c.devices),
                                        batch=1, tokens=loaded.file.model.tokens,
                                        **k.options()))
         for k in c.candidates)
@@ -114,8 +113,11 @@ def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     steady = {"trace"} if loaded.link.trace is None else set()
     if loaded.link.frame_error_rate == 0:
         steady |= FRAME_ERRORS
-    what = {"model": loaded.model, "tokens": loaded.file.model.tokens,
-            "config": c.model_dump(exclude=_unused_keys(loaded, c)),
+    config = c.model_dump(exclude=_unused_keys(loaded, c))
+    for k in config.get("candidates") or []:  # as before a candidate could be re-planned
+        if k.get("devices") is None:
+            k.pop("devices", None)
+    what = {"model": loaded.model, "tokens": loaded.file.model.tokens, "config": config,
             "device": device,
             "link": loaded.link.model_dump(exclude=unused | steady),
             "stream": stream.model_dump(exclude={"rates_per_s", "clients", "replications",
