@@ -11,6 +11,7 @@ import pandas as pd
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.device_events import DeviceEvent
+from prismsim.sim.memory import DeviceMemory
 from prismsim.sim.specs import speed_weights
 from prismsim.sim.tokens import decode_summary
 from prismsim.workload import Workload
@@ -46,8 +47,9 @@ def simulate_point(model: str, strategy: str, devices: int,
     return wl, simulate(wl, specs, link, record=record, host=host, events=events)
 
 
-def device_table(result: SimResult) -> pd.DataFrame:
-    """One row a device: where its time and energy went."""
+def device_table(result: SimResult, memory: Sequence[DeviceMemory] = ()) -> pd.DataFrame:
+    """One row a device: where its time and energy went; with ``memory``, what it holds
+    at its fullest (``sim/memory.py``)."""
     rows = []
     for p, d in enumerate(result.devices):
         rows.append({
@@ -56,7 +58,12 @@ def device_table(result: SimResult) -> pd.DataFrame:
             "bytes_sent": d.bytes_sent, "bytes_received": d.bytes_received,
             "energy_j": d.energy_j,
         })
+    for row, m in zip(rows, memory, strict=False):
+        row |= {"weights_bytes": m.weights_bytes, "live_bytes": m.live_bytes,
+                "buffers_bytes": m.buffers_bytes, "memory_peak_bytes": m.peak_bytes,
+                "fits": m.fits}
     return pd.DataFrame(rows)
+
 
 
 def summary(wl: Workload, result: SimResult) -> dict[str, Any]:

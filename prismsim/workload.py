@@ -9,6 +9,11 @@ which later ``recv`` tasks wait for, may be sent from now on) and ``recv`` (wait
 the listed messages arrived). Tasks and messages carry the block they belong to
 (``layer``; None for input and output steps) as a field of their own.
 
+Memory, from the traced programs: ``resident_bytes`` per device (the weights its compute
+steps read, each tensor once) and each compute task's ``live_bytes`` (the most bytes of
+its arguments and temporaries live at once); a device needs about its resident bytes plus
+its largest live bytes.
+
 JSON: ``FORMAT`` is written with each workload; files of another format are refused
 (the workload cache traces them again).
 """
@@ -26,8 +31,9 @@ from typing import Any, Literal
 # collects the output (the others wait for their input)
 MASTER = 0
 
-FORMAT = 6  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
-# 5: convolutions keyed ``conv``; 6: ``output_device`` in meta
+FORMAT = 7  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
+# 5: convolutions keyed ``conv``; 6: ``output_device`` in meta; 7: ``resident_bytes``,
+# ``live_bytes``
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Task:
     # compute: each aten operator it runs and how often (cost/op_record.py), for
     # shape-aware compute times
     ops: tuple[tuple[tuple, int], ...] = ()
+    live_bytes: int = 0  # compute: the most bytes of arguments and temporaries live at once
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the simulator caches per workload
@@ -60,6 +67,9 @@ class Workload:
     meta: dict[str, Any]
     tasks: list[list[Task]]  # per device, program order
     messages: list[Message] = field(default_factory=list)
+    # per device: bytes of the weights its compute steps read (each tensor once); empty
+    # for a workload built by hand
+    resident_bytes: list[int] = field(default_factory=list)
 
     @property
     def n_devices(self) -> int:
@@ -109,7 +119,8 @@ class Workload:
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "meta": self.meta,
                            "tasks": [[_task_row(t) for t in ts] for ts in self.tasks],
-                           "messages": [asdict(m) for m in self.messages]})
+                           "messages": [asdict(m) for m in self.messages],
+                           "resident_bytes": self.resident_bytes})
 
     @classmethod
     def from_json(cls, text: str) -> Workload:
@@ -118,11 +129,13 @@ class Workload:
             raise ValueError(f"workload format {raw.get('format', 1)}, this prismsim reads "
                              f"{FORMAT}: trace it again")
         tasks = [[Task(kind=r[0], label=r[1], layer=r[2], flops=r[3], messages=tuple(r[4]),
-                       memory_bytes=r[5], ops=tuple((tuple(k), n) for k, n in r[6]))
+                       memory_bytes=r[5], ops=tuple((tuple(k), n) for k, n in r[6]),
+                       live_bytes=r[7])
                   for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
-        return cls(meta=raw["meta"], tasks=tasks, messages=messages)
+        return cls(meta=raw["meta"], tasks=tasks, messages=messages,
+                   resident_bytes=list(raw["resident_bytes"]))
 
     def save(self, path: Path) -> None:
         path.write_text(self.to_json())
@@ -134,4 +147,4 @@ class Workload:
 
 def _task_row(t: Task) -> list[Any]:
     return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes,
-            [[list(k), n] for k, n in t.ops]]
+            [[list(k), n] for k, n in t.ops], t.live_bytes]

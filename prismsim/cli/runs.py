@@ -118,6 +118,7 @@ def _echo_result(wl: Any, result: Any, on: str, link: Any, specs: list, events: 
                  ) -> None:
     """The events, what was simulated and what it gave, and each device's table."""
     from prismsim.point import device_table, summary
+    from prismsim.sim.memory import device_memory
 
     for event in events:
         click.echo(event.describe())
@@ -126,7 +127,29 @@ def _echo_result(wl: Any, result: Any, on: str, link: Any, specs: list, events: 
     if wl.meta.get("generate") and not result.lost:
         _echo_decode(info)
     _echo_compute(specs)
-    emit(device_table(result), "table", digits=4)
+    every = specs if len(specs) == wl.n_devices else specs[:1] * wl.n_devices  # one each
+    memory = device_memory(wl, every)
+    _echo_memory(memory, every)
+    emit(device_table(result, memory), "table", digits=4)
+
+
+def _echo_memory(memory: list, specs: list) -> None:
+    """The fullest device's memory, and whether every device fits (which do not, by
+    how much)."""
+    from prismsim.sim.memory import overflow, size
+
+    fullest = max(range(len(memory)), key=lambda p: memory[p].peak_bytes)
+    m = memory[fullest]
+    of = "" if m.capacity_bytes is None else f" of its {size(m.capacity_bytes)}"
+    click.echo(f"memory: device {fullest} holds the most, {size(m.peak_bytes)}{of} "
+               f"(weights {size(m.weights_bytes)}, fullest step {size(m.live_bytes)}, "
+               f"buffers {size(m.buffers_bytes)}, runtime {size(m.runtime_bytes)})")
+    over = overflow(memory, specs)
+    if over:
+        click.echo(f"does not fit: {over}")
+    unknown = sorted({s.name for s, x in zip(specs, memory, strict=True) if x.fits is None})
+    if not over and unknown:
+        click.echo(f"fits: not known (the catalog gives no memory for {', '.join(unknown)})")
 
 
 def _write_trace(result: Any, path: str) -> None:

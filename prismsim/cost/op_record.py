@@ -2,12 +2,19 @@
 operator a step runs (``record_ops``), a matrix product by its sizes (``mm`` m x k x n,
 ``bmm`` b x m x k x n; a convolution, ``conv``, by the product it is), every other operator by
 its kind and the bytes it reads and writes, views by their count. ``op_table`` turns
-these into seconds on a device."""
+these into seconds on a device.
+
+``record_step`` also gives what a step needs in memory: the resident tensors it reads
+(weights: neither its arguments nor made within it) and its peak live bytes (its arguments
+throughout, each temporary storage from the operator that makes it to its last use, or
+to the end if the step returns it)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
@@ -18,6 +25,8 @@ from prismsim.cost.op_table import OpCounts, OpKey
 
 _VIEWS = {"_unsafe_view", "lift_fresh", "alias", "detach"}  # no data moved
 _LOOKUPS = {"embedding", "index_select", "gather", "index"}  # a few rows of a big table
+_CONSTANTS = {"lift_fresh", "lift_fresh_copy", "lift"}  # torch.tensor(...) made in a step
+TensorKey = tuple  # the elements a tensor covers: (data_ptr, element size, sorted (size, stride))
 # Element-wise and reduction operators by the kind whose bandwidth they are given
 KINDS = {
     "native_layer_norm": "layer_norm", "_softmax": "softmax", "gelu": "unary",
@@ -58,13 +67,96 @@ def op_key(func: Any, args: Sequence[Any], out: Any) -> OpKey:
     return ("ew", KINDS.get(name, "copy"), moved)
 
 
-class _Recorder(TorchDispatchMode):
-    """Every aten operator run inside: its key, and the bytes all of them move."""
+def _fresh(func: Any) -> bool:
+    """Ops that only take their inputs' dtype and shape (``new_zeros``, ``empty_like``)."""
+    name = _name(func)
+    return name.startswith("new_") or name.endswith("_like")
 
-    def __init__(self) -> None:
+
+def tensor_key(t: Tensor) -> tuple[TensorKey, int]:
+    """Which elements ``t`` covers, and their bytes (its own, not its storage's): a view
+    and its transpose share a key; broadcast dimensions (stride 0) hold no bytes."""
+    dims = tuple(sorted((n, s) for n, s in zip(t.shape, t.stride(), strict=True)
+                        if n > 1 and s != 0))
+    return (t.data_ptr(), t.element_size(), dims), math.prod(n for n, _ in dims) * \
+        t.element_size()
+
+
+def _tensors(tree: Any) -> list[Tensor]:
+    return [t for t in tree_flatten(tree)[0]
+            if isinstance(t, Tensor) and t.untyped_storage().nbytes() > 0]
+
+
+def _storage(t: Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+@dataclass
+class _Liveness:
+    """Storages an operator reads and makes, in order. A temporary is identified by the
+    operator that allocated it: an address freed and allocated again is a new one."""
+
+    args: set[int]  # storages of the step's arguments
+    temps: dict[int, int] = field(default_factory=dict)  # storage -> its latest temporary
+    born: list[int] = field(default_factory=list)  # per temporary: the op that made it
+    last: list[int] = field(default_factory=list)  # ... the last op that used it
+    sizes: list[int] = field(default_factory=list)  # ... its storage's bytes
+    resident: dict[TensorKey, int] = field(default_factory=dict)
+    n_ops: int = 0
+
+    def op(self, func: Any, inputs: Iterable[Tensor], outputs: Iterable[Tensor]) -> None:
+        name, i = _name(func), self.n_ops
+        reads = not (func.is_view or name in _VIEWS or name in _CONSTANTS or _fresh(func))
+        read: set[int] = set()
+        made: set[int] = set()
+        for t in inputs:
+            ptr = _storage(t)
+            read.add(ptr)
+            if ptr in self.temps:
+                self.last[self.temps[ptr]] = i
+            elif ptr not in self.args and reads:
+                key, size = tensor_key(t)
+                self.resident[key] = size
+        for t in outputs:
+            ptr = _storage(t)
+            if (ptr not in read or name in _CONSTANTS) and ptr not in made:  # allocated
+                made.add(ptr)
+                self.temps[ptr] = len(self.sizes)
+                self.born.append(i)
+                self.last.append(i)
+                self.sizes.append(t.untyped_storage().nbytes())
+        self.n_ops += 1
+
+    def peak_bytes(self, args_bytes: int, returned: Iterable[Tensor]) -> int:
+        """The most bytes live at any operator (its inputs and outputs included)."""
+        for t in returned:
+            if (index := self.temps.get(_storage(t))) is not None:
+                self.last[index] = self.n_ops - 1
+        delta = [0] * (self.n_ops + 1)
+        for born, last, size in zip(self.born, self.last, self.sizes, strict=True):
+            delta[born] += size
+            delta[last + 1] -= size
+        live = peak = 0
+        for d in delta[:-1]:
+            live += d
+            peak = max(peak, live)
+        return args_bytes + peak
+
+
+def _args_bytes(args: Sequence[Any]) -> int:
+    """The bytes of a step's tensor arguments (each distinct tensor once)."""
+    return sum(dict(tensor_key(t) for t in _tensors(list(args))).values())
+
+
+class _Recorder(TorchDispatchMode):
+    """Every aten operator run inside: its key, and the bytes all of them move; with
+    ``liveness``, what each reads and makes."""
+
+    def __init__(self, liveness: _Liveness | None = None) -> None:
         super().__init__()
         self.ops: Counter[OpKey] = Counter()
         self.bytes = 0
+        self.liveness = liveness
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
@@ -74,7 +166,30 @@ class _Recorder(TorchDispatchMode):
             self.bytes += sum(t.numel() * t.element_size()
                               for t in tree_flatten((args, kwargs, out))[0]
                               if isinstance(t, Tensor))
+        if self.liveness is not None:
+            self.liveness.op(func, _tensors((args, kwargs)), _tensors(out))
         return out
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What recording one compute step gives."""
+
+    result: Any
+    memory_bytes: int  # bytes its operators read and wrote (unfused)
+    ops: OpCounts
+    resident: dict[TensorKey, int]  # tensors it read that it was not given nor made
+    live_bytes: int  # the most bytes of arguments and temporaries live at once
+
+
+def record_step(fn: Callable[..., Any], args: Sequence[Any]) -> StepRecord:
+    """Call ``fn(*args)`` recording its operators and what it holds in memory."""
+    liveness = _Liveness({_storage(t) for t in _tensors(list(args))})
+    with _Recorder(liveness) as rec:
+        result = fn(*args)
+    live_bytes = liveness.peak_bytes(_args_bytes(args), _tensors(result))
+    return StepRecord(result, rec.bytes, tuple(sorted(rec.ops.items(), key=repr)),
+                      liveness.resident, live_bytes)
 
 
 def record_ops(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[Any, int, OpCounts]:

@@ -6,6 +6,8 @@ import math
 
 FLOPS_PER_MAC = 2  # FLOPs = 2 x multiply-accumulates (the convention of the paper's tables)
 BITS_PER_BYTE = 8
+MIB_BYTES = 1 << 20  # a mebibyte
+GIB_BYTES = 1 << 30  # a gibibyte: memory is sized in them ("8 GB" of LPDDR5 is 8 GiB)
 
 # Bytes per element of a tensor on the wire.
 WIRE_BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}

@@ -1,6 +1,7 @@
 """The workload executor: run a strategy's per-device programs once, in memory, recording
-every compute step's FLOPs (fvcore) and every message's size, source, destinations and
-which receive waits for it (and which post, if the receive was posted early)."""
+every compute step's FLOPs (fvcore), operators and peak live bytes, every message's size,
+source, destinations and which receive waits for it (and which post, if the receive was
+posted early), and each device's resident bytes (the weights its steps read)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 
 import prismsim
 from prismsim.cost.flops import count_flops, signature
-from prismsim.cost.op_record import record_ops
+from prismsim.cost.op_record import TensorKey, record_step
 from prismsim.cost.units import wire_bytes
 from prismsim.executors.memory import InMemoryNetwork, run_in_memory
 from prismsim.models.load import load_model, random_inputs
@@ -38,19 +39,24 @@ from prismsim.workload import MASTER, Message, Task, Workload
 @dataclass
 class TracingContext(DeviceContext):
     """Counts each compute step's FLOPs; steps with the same name and input signature on
-    this device are traced once (all blocks of a model share shapes)."""
+    this device are traced once (all blocks of a model share shapes). ``resident``: the
+    tensors this device's steps read that were neither given to them nor made by them
+    (its weights), each once, by the elements it covers."""
 
     tasks: list[Task] = field(default_factory=list)
     memo: dict[tuple, int] = field(default_factory=dict)
+    resident: dict[TensorKey, int] = field(default_factory=dict)
 
     def compute(self, tag: Tag, fn: Callable[..., Any], *args: Any) -> Any:
         key = (tag.name, signature(args))
-        result, memory_bytes, ops = record_ops(fn, args)
+        step = record_step(fn, args)
         if key not in self.memo:
             self.memo[key] = count_flops(fn, args)
+        self.resident.update(step.resident)
         self.tasks.append(Task("compute", str(tag), self.memo[key],
-                               memory_bytes=memory_bytes, layer=tag.layer, ops=ops))
-        return result
+                               memory_bytes=step.memory_bytes, layer=tag.layer, ops=step.ops,
+                               live_bytes=step.live_bytes))
+        return step.result
 
 
 @dataclass
@@ -181,4 +187,5 @@ def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: 
     if generate is not None:
         owner = next(p for p, r in enumerate(results) if r is not None)
         meta.update(generate=generate, output_device=owner)
-    return Workload(meta=meta, tasks=[c.tasks for c in contexts], messages=rec.messages)
+    return Workload(meta=meta, tasks=[c.tasks for c in contexts], messages=rec.messages,
+                    resident_bytes=[sum(c.resident.values()) for c in contexts])

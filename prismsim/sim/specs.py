@@ -58,6 +58,12 @@ class DeviceSpec(StrictModel):
     # how its speed moves from one request and step to the next (sim/variability.py): a
     # sampled replay draws from it; None, and the replay of mean times, ignore it
     variability: SpeedVariability | None = None
+    # its memory, GiB (2^30 bytes; CPU and GPU together where they share it); None: not
+    # known, so whether a configuration fits is not known either (sim/memory.py)
+    memory_gib: PositiveFloat | None = None
+    # what the operating system and the framework hold before any model, GiB
+    runtime_gib: float = Field(0.0, ge=0)
+    memory_source: str = ""  # where memory_gib and runtime_gib come from
 
     @property
     def flops_per_s(self) -> float:

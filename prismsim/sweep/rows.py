@@ -26,7 +26,7 @@ COLUMNS = [
     "metric", "accuracy", "accuracy_ci95_low", "accuracy_ci95_high", "n_examples",
     "top1_agreement", "mean_kl", "mean_kl_ci95_low", "mean_kl_ci95_high", "accuracy_source",
     "adaptive_choice", "ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j",
-    "bytes_per_token",
+    "bytes_per_token", "memory_peak_bytes", "fits",
 ]
 DECODE_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "bytes_per_token")
 # a scenario with samples: (each point replayed in sampled worlds): its latency's tail

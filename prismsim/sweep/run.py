@@ -22,6 +22,7 @@ from prismsim.progress import Progress
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 from prismsim.sim import simulate
+from prismsim.sim.memory import device_memory, memory_columns
 from prismsim.sim.sampling import sample_inferences
 from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
@@ -127,7 +128,7 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
                               record=p.generate is not None,  # token times: the timeline
                               events=s.events_for(p))
             row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)), wl)
-            row |= _tail(s, p, wl)
+            row |= memory_columns(device_memory(wl, s.device_specs(p))) | _tail(s, p, wl)
             if s.moves:
                 row |= world_columns(s.trace_label, s.events_for(p), result)
             done[p.key()] = row

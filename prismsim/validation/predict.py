@@ -150,7 +150,8 @@ def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> A
                       if t.kind == "compute" else t for t in device_tasks])
         if next(measured, None) is not None:
             raise ValueError(f"device {d}: more timed steps than traced compute tasks")
-    return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages)
+    return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages,
+                    resident_bytes=wl.resident_bytes)
 
 
 def workload(model: str, strategy: str, options: dict[str, Any], devices: int, batch: int,
