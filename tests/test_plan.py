@@ -310,3 +310,32 @@ def test_a_load_requirement_buys_groups(tmp_path):
     assert table.loc[("slow", "prism", 1)].query("cr == 2")["fails"].tolist() == ["load"]
     assert table.loc[("fast", "voltage", 1), "fails"] == "load"
     assert math.isnan(table.loc[("slow", "single", 1), "p99_load_s"])  # idle: 1.2 s, not run
+
+
+def _holding(c: Configuration) -> Workload:
+    """toy_workload with 3 MB of weights on every device (each program keeps them all)."""
+    wl = toy_workload(c)
+    wl.resident_bytes = [3 * MB] * wl.n_devices
+    return wl
+
+
+def test_a_deployment_that_does_not_fit_its_memory_is_never_ranked(tmp_path):
+    """slow now has 4,000,000 bytes of memory (fast: none given, so not known). Each
+    device holds 3 MB of weights, and its message buffers: voltage 4 MB (7 MB: over),
+    prism CR 2 a 2 MB message (5 MB: 1 MB over), CR 4 1 MB (4 MB: fits exactly), single
+    none (3 MB). slow prism CR 2, ranked first before, is out: fast single, fast prism
+    CR 2, fast voltage remain, in that order."""
+    text = PLAN.replace("{name: slow, price_usd: 50,",
+                        "{name: slow, price_usd: 50, memory_gib: 0.0037252902984619140625,")
+    table = run_plan(load_plan(_plan_file(tmp_path, text)), workload=_holding).table
+    ranked = table[table["feasible"]]
+    assert [_key(r) for _, r in ranked.iterrows()] == [
+        ("fast", "single", None), ("fast", "prism", 2.0), ("fast", "voltage", None)]
+    slow = table[table["device"] == "slow"].set_index(["strategy", "cr"], drop=False)
+    # 5,000,000 bytes = 4.77 MiB, 4,000,000 = 3.81 MiB
+    assert slow.loc[("prism", 2.0), "fails"] == (
+        "memory: device 0 (slow) needs 4.8 MiB of its 3.8 MiB (1,000,000 bytes over); "
+        "device 1 (slow) needs 4.8 MiB of its 3.8 MiB (1,000,000 bytes over)")
+    assert slow.loc[("prism", 4.0), "memory_peak_bytes"] == 4 * MB
+    assert slow.loc[("prism", 4.0), "fits"] == True  # noqa: E712 (a column of objects)
+    assert table[table["device"] == "fast"]["fits"].isna().all()

@@ -29,6 +29,7 @@ from prismsim.plan.file import LoadedPlan, PlanError, PricedDevice, plan_configu
 from prismsim.progress import Progress
 from prismsim.serve.under_load import OfferedLoad, under_load
 from prismsim.sim import simulate
+from prismsim.sim.memory import device_memory, memory_columns, overflow
 from prismsim.sim.sampling import sample_inferences
 from prismsim.sim.specs import DeviceSpec, LinkSpec
 from prismsim.strategies import why_not
@@ -115,9 +116,10 @@ def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
 
 
 COLUMNS = ["device", "count", "groups", "strategy", "cr", "link", "unit_price_usd",
-           "cost_usd", "latency_s", "energy_j", "bytes_on_air", "metric", "accuracy",
-           "p99_load_s", "throughput_per_s", "meets_slo", "meets_floor", "meets_load",
-           "feasible", "fails", "rank", "pareto", "accuracy_source"]
+           "cost_usd", "latency_s", "energy_j", "bytes_on_air", "memory_peak_bytes", "fits",
+           "metric", "accuracy", "p99_load_s", "throughput_per_s", "meets_slo",
+           "meets_floor", "meets_load", "feasible", "fails", "rank", "pareto",
+           "accuracy_source"]
 PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the docstring
 RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
 # with samples: (or rank: p99): one inference's latency over sampled worlds, after latency_s
@@ -172,7 +174,7 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
         acc = accs[c]
         rows.append({**base, "latency_s": r.latency_s,
                      **tails.figures(dep, wls[c], priced.spec, link, r.latency_s),
-                     "energy_j": r.energy_j,
+                     "energy_j": r.energy_j, **_memory_figures(wls[c], priced.spec),
                      "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
                      "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
                      **_under_load_figures(plan, dep, wls[c], r.latency_s, acc)})
@@ -180,8 +182,17 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
 
 
 # a skipped deployment's figures (empty)
-SKIPPED_EMPTY = ("latency_s", "energy_j", "bytes_on_air", "metric", "accuracy",
-                 "accuracy_source", "p99_load_s", "throughput_per_s")
+SKIPPED_EMPTY = ("latency_s", "energy_j", "bytes_on_air", "memory_peak_bytes", "metric",
+                 "accuracy", "accuracy_source", "p99_load_s", "throughput_per_s")
+
+
+def _memory_figures(wl: Workload, spec: DeviceSpec) -> dict[str, Any]:
+    """The fullest device's memory, whether every device fits (None: the device has no
+    capacity in the catalog) and, if one does not, which and by how much (``overflow``:
+    not a plan.csv column; its ``fails`` says it)."""
+    memory = device_memory(wl, spec)
+    return {**memory_columns(memory),
+            "overflow": overflow(memory, [spec] * wl.n_devices)}
 
 
 class Tails:
@@ -257,19 +268,22 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
     feasible rows first in rank order, then the others. ``latency``: the column the SLO,
     the tie-break and the front judge (LATENCY's)."""
     df = df.copy()
-    for col in ("groups", "p99_load_s", "throughput_per_s"):
-        if col not in df:
+    for col in ("groups", "p99_load_s", "throughput_per_s", "memory_peak_bytes", "fits"):
+        if col not in df:  # (a table made by hand)
             df[col] = 1 if col == "groups" else math.nan
     lower = df["metric"].isin(LOWER_IS_BETTER)
     df["meets_slo"] = df[latency] <= latency_slo_s
     df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
         lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
     df["meets_load"] = True if offered_p99_s is None else df["p99_load_s"] <= offered_p99_s
-    df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"]
-    df["fails"] = [", ".join(name for name, ok in (("latency", slo), ("accuracy", floor),
-                                                   ("load", offered)) if not ok)
-                   for slo, floor, offered in zip(df["meets_slo"], df["meets_floor"],
-                                                  df["meets_load"], strict=True)]
+    over = df["overflow"] if "overflow" in df else pd.Series([None] * len(df), df.index)
+    fits = over.isna()  # a deployment that does not fit its memory is never ranked
+    df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"] & fits
+    df["fails"] = [", ".join(name for name, ok in (
+        ("latency", slo), ("accuracy", floor), ("load", offered),
+        (f"memory: {text}", not isinstance(text, str))) if not ok)
+        for slo, floor, offered, text in zip(df["meets_slo"], df["meets_floor"],
+                                             df["meets_load"], over, strict=True)]
     if "skipped" in df:  # a deployment that could not run: why, in place of what it misses
         df["fails"] = df["skipped"].where(df["skipped"].notna(), df["fails"])
     # stable sort: equal keys keep the order deployments were listed in
