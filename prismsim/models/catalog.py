@@ -22,6 +22,25 @@ class BuiltinEntry:
     about: str = ""
 
 
+# Llama 3.2's RoPE scaling (its config.json's rope_scaling)
+LLAMA3 = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+          "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+
+
+def _edge_llm(family: str, dims: tuple[int, int, int, int, int, int], max_positions: int,
+              rope_theta: float, rms_norm_eps: float, about: str, **extra: Any
+              ) -> BuiltinEntry:
+    """A decoder of the Llama family by its published config: ``dims`` = (vocab, hidden,
+    intermediate, layers, heads, KV heads); embeddings tied; 128 prompt tokens."""
+    vocab, hidden, ff, layers, heads, kv = dims
+    config = {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": ff,
+              "num_hidden_layers": layers, "num_attention_heads": heads,
+              "num_key_value_heads": kv, "max_position_embeddings": max_positions,
+              "rope_theta": rope_theta, "rms_norm_eps": rms_norm_eps,
+              "tie_word_embeddings": True, **extra}
+    return BuiltinEntry(f"{family}ForCausalLM", f"{family}Config", config, tokens=128,
+                        about=about)
+
 BUILTINS: dict[str, BuiltinEntry] = {
     "vit-base": BuiltinEntry(
         "ViTForImageClassification", "ViTConfig", {"num_labels": 1000},
@@ -60,6 +79,35 @@ BUILTINS: dict[str, BuiltinEntry] = {
          "tie_word_embeddings": True}, tokens=64,
         about="2-layer Llama (grouped-query attention 8/4: tensor_parallel up to P = 4; "
               "RoPE, SwiGLU) for quick checks"),
+    # Edge LLM sizes: the architecture numbers of each model's published Hugging Face
+    # config.json (token ids and dtype left out), seeded random weights. tensor_parallel
+    # and galaxy run up to P = the number of KV heads.
+    "llama-3.2-1b": _edge_llm(
+        "Llama", (128256, 2048, 8192, 16, 32, 8), 131072, 500000.0, 1e-05,
+        "meta-llama/Llama-3.2-1B (1.24 B parameters): 16 layers, hidden 2048, 32 heads / 8 "
+        "KV heads, llama3 RoPE scaling, tied embeddings", head_dim=64, rope_scaling=LLAMA3),
+    "llama-3.2-3b": _edge_llm(
+        "Llama", (128256, 3072, 8192, 28, 24, 8), 131072, 500000.0, 1e-05,
+        "meta-llama/Llama-3.2-3B (3.21 B parameters): 28 layers, hidden 3072, 24 heads / 8 "
+        "KV heads, llama3 RoPE scaling, tied embeddings", head_dim=128, rope_scaling=LLAMA3),
+    "smollm2-360m": _edge_llm(
+        "Llama", (49152, 960, 2560, 32, 15, 5), 8192, 100000.0, 1e-05,
+        "HuggingFaceTB/SmolLM2-360M (362 M parameters): 32 layers, hidden 960, 15 heads / 5 "
+        "KV heads, tied embeddings"),
+    "smollm2-1.7b": _edge_llm(
+        "Llama", (49152, 2048, 8192, 24, 32, 32), 8192, 130000.0, 1e-05,
+        "HuggingFaceTB/SmolLM2-1.7B (1.71 B parameters): 24 layers, hidden 2048, 32 heads "
+        "(no grouping), tied embeddings"),
+    "qwen2.5-0.5b": _edge_llm(
+        "Qwen2", (151936, 896, 4864, 24, 14, 2), 32768, 1000000.0, 1e-06,
+        "Qwen/Qwen2.5-0.5B (0.49 B parameters): 24 layers, hidden 896, 14 heads / 2 KV "
+        "heads, q/k/v biases, tied embeddings",
+        use_sliding_window=False, sliding_window=32768, max_window_layers=24),
+    "qwen2.5-1.5b": _edge_llm(
+        "Qwen2", (151936, 1536, 8960, 28, 12, 2), 131072, 1000000.0, 1e-06,
+        "Qwen/Qwen2.5-1.5B (1.54 B parameters): 28 layers, hidden 1536, 12 heads / 2 KV "
+        "heads, q/k/v biases, tied embeddings",
+        use_sliding_window=False, sliding_window=131072, max_window_layers=28),
 }
 
 
