@@ -7,6 +7,8 @@ tests/test_serve_variability.py, whose seeded runs it serves.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from prismsim.executors.trace_cache import WorkloadCache
@@ -16,6 +18,7 @@ from prismsim.serve.heap import heap_serves
 from prismsim.serve.requests import ServingResult, ServingSetup
 from prismsim.sim import simulate
 from prismsim.sim.catalog import builtin_devices, builtin_links
+from prismsim.sim.link_trace import read_link_trace
 
 BOARD = builtin_devices()["jetson-orin-nano-8gb-15w"]  # the catalog gives it variability
 PRISM = WorkloadCache().get("vit-tiny", "prism", 3, cr=4)
@@ -76,3 +79,17 @@ def test_a_world_that_stands_still_stays_with_simpy():
                            [BOARD] * 3, wifi, None, ())
     assert not heap_serves(ServingSetup({1: PRISM}, seed=1), [BOARD] * 3, wifi, None,
                            ("an event",))
+
+
+def test_heap_replay_equals_simpy_under_a_link_trace():
+    """Raspberry Pi 5 boards over the shipped WiFi 5 walk (11 to 867 Mbit/s): a
+    transmission in flight sees each change of rate, in both replays alike."""
+    pi5 = builtin_devices()["raspberry-pi-5"]
+    walk = read_link_trace(Path("scenarios/traces/wifi5_walk.csv"), 0.0)
+    link = builtin_links()["wifi5"].model_copy(update={"trace": walk})
+    arrivals = arrivals_s("poisson", 8.0, 400, 1)
+    setup = ServingSetup({1: PRISM}, seed=5)
+    simpy_run = serve(setup, arrivals, pi5, link, heap=False)
+    heap_run = serve(setup, arrivals, pi5, link)
+    assert _requests(heap_run) == _requests(simpy_run)
+    assert _devices(heap_run) == _devices(simpy_run)
