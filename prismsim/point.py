@@ -60,8 +60,8 @@ def device_table(result: SimResult, memory: Sequence[DeviceMemory] = ()) -> pd.D
         })
     for row, m in zip(rows, memory, strict=False):
         row |= {"weights_bytes": m.weights_bytes, "live_bytes": m.live_bytes,
-                "buffers_bytes": m.buffers_bytes, "memory_peak_bytes": m.peak_bytes,
-                "fits": m.fits}
+                "kv_cache_bytes": m.kv_cache_bytes, "buffers_bytes": m.buffers_bytes,
+                "memory_peak_bytes": m.peak_bytes, "fits": m.fits}
     return pd.DataFrame(rows)
 
 

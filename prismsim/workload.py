@@ -12,7 +12,10 @@ the listed messages arrived). Tasks and messages carry the block they belong to
 Memory, from the traced programs: ``resident_bytes`` per device (the weights its compute
 steps read, each tensor once) and each compute task's ``live_bytes`` (the most bytes of
 its arguments and temporaries live at once); a device needs about its resident bytes plus
-its largest live bytes.
+its largest live bytes. Decoding programs also say what they keep between steps, their
+KV caches: ``kv_cache_bytes`` per device (the most it held at once) and each compute
+task's ``held_bytes`` (the cache held while it runs, less what it takes as arguments,
+which its live bytes count).
 
 JSON: ``FORMAT`` is written with each workload; files of another format are refused
 (the workload cache traces them again).
@@ -31,9 +34,9 @@ from typing import Any, Literal
 # collects the output (the others wait for their input)
 MASTER = 0
 
-FORMAT = 7  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
+FORMAT = 8  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
 # 5: convolutions keyed ``conv``; 6: ``output_device`` in meta; 7: ``resident_bytes``,
-# ``live_bytes``
+# ``live_bytes``; 8: ``kv_cache_bytes``, ``held_bytes``
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Task:
     # shape-aware compute times
     ops: tuple[tuple[tuple, int], ...] = ()
     live_bytes: int = 0  # compute: the most bytes of arguments and temporaries live at once
+    # compute: the KV cache its device holds while it runs, less what are its arguments
+    held_bytes: int = 0
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the simulator caches per workload
@@ -70,6 +75,9 @@ class Workload:
     # per device: bytes of the weights its compute steps read (each tensor once); empty
     # for a workload built by hand
     resident_bytes: list[int] = field(default_factory=list)
+    # per device: the most bytes of KV cache it held at once; empty for a workload built
+    # by hand
+    kv_cache_bytes: list[int] = field(default_factory=list)
 
     @property
     def n_devices(self) -> int:
@@ -120,7 +128,8 @@ class Workload:
         return json.dumps({"format": FORMAT, "meta": self.meta,
                            "tasks": [[_task_row(t) for t in ts] for ts in self.tasks],
                            "messages": [asdict(m) for m in self.messages],
-                           "resident_bytes": self.resident_bytes})
+                           "resident_bytes": self.resident_bytes,
+                           "kv_cache_bytes": self.kv_cache_bytes})
 
     @classmethod
     def from_json(cls, text: str) -> Workload:
@@ -130,12 +139,13 @@ class Workload:
                              f"{FORMAT}: trace it again")
         tasks = [[Task(kind=r[0], label=r[1], layer=r[2], flops=r[3], messages=tuple(r[4]),
                        memory_bytes=r[5], ops=tuple((tuple(k), n) for k, n in r[6]),
-                       live_bytes=r[7])
+                       live_bytes=r[7], held_bytes=r[8])
                   for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
         return cls(meta=raw["meta"], tasks=tasks, messages=messages,
-                   resident_bytes=list(raw["resident_bytes"]))
+                   resident_bytes=list(raw["resident_bytes"]),
+                   kv_cache_bytes=list(raw["kv_cache_bytes"]))
 
     def save(self, path: Path) -> None:
         path.write_text(self.to_json())
@@ -147,4 +157,4 @@ class Workload:
 
 def _task_row(t: Task) -> list[Any]:
     return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes,
-            [[list(k), n] for k, n in t.ops], t.live_bytes]
+            [[list(k), n] for k, n in t.ops], t.live_bytes, t.held_bytes]

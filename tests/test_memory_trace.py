@@ -116,7 +116,7 @@ def test_memory_round_trips_and_keys_the_cache() -> None:
     again = Workload.from_json(wl.to_json())
     assert again.resident_bytes == wl.resident_bytes
     assert [t.live_bytes for t in again.tasks[1]] == [t.live_bytes for t in wl.tasks[1]]
-    assert json.loads(wl.to_json())["format"] == FORMAT == 7
+    assert json.loads(wl.to_json())["format"] == FORMAT == 8
 
 
 def test_the_cache_key_follows_the_format(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,5 +125,5 @@ def test_the_cache_key_follows_the_format(monkeypatch: pytest.MonkeyPatch) -> No
                             weights=None)
 
     now = key()
-    monkeypatch.setattr(trace_cache, "FORMAT", 6)
-    assert key() != now  # a format-6 file is never found: traced again
+    monkeypatch.setattr(trace_cache, "FORMAT", 7)
+    assert key() != now  # a format-7 file is never found: traced again

@@ -15,7 +15,7 @@ from torch import nn
 
 import prismsim
 from prismsim.cost.flops import count_flops, signature
-from prismsim.cost.op_record import TensorKey, record_step
+from prismsim.cost.op_record import TensorKey, record_step, tensor_key
 from prismsim.cost.units import wire_bytes
 from prismsim.executors.memory import InMemoryNetwork, run_in_memory
 from prismsim.models.load import load_model, random_inputs
@@ -41,11 +41,26 @@ class TracingContext(DeviceContext):
     """Counts each compute step's FLOPs; steps with the same name and input signature on
     this device are traced once (all blocks of a model share shapes). ``resident``: the
     tensors this device's steps read that were neither given to them nor made by them
-    (its weights), each once, by the elements it covers."""
+    (its weights), each once, by the elements it covers. ``held``: what the program keeps
+    between steps (``hold``: its KV caches), per key the tensors by the elements they
+    cover; ``most_held``: the most bytes it held at once."""
 
     tasks: list[Task] = field(default_factory=list)
     memo: dict[tuple, int] = field(default_factory=dict)
     resident: dict[TensorKey, int] = field(default_factory=dict)
+    held: dict[str, dict[TensorKey, int]] = field(default_factory=dict)
+    most_held: int = 0
+
+    def hold(self, key: str, *tensors: torch.Tensor | None) -> None:
+        self.held[key] = dict(tensor_key(t) for t in tensors if t is not None)
+        self.most_held = max(self.most_held, self.held_bytes())
+
+    def held_bytes(self, besides: tuple[Any, ...] = ()) -> int:
+        """The bytes held now, less those among the tensors ``besides`` (a step's
+        arguments, which its live bytes count)."""
+        given = {tensor_key(t)[0] for t in besides if isinstance(t, torch.Tensor)}
+        return sum(n for kept in self.held.values() for k, n in kept.items()
+                   if k not in given)
 
     def compute(self, tag: Tag, fn: Callable[..., Any], *args: Any) -> Any:
         key = (tag.name, signature(args))
@@ -55,7 +70,8 @@ class TracingContext(DeviceContext):
         self.resident.update(step.resident)
         self.tasks.append(Task("compute", str(tag), self.memo[key],
                                memory_bytes=step.memory_bytes, layer=tag.layer, ops=step.ops,
-                               live_bytes=step.live_bytes))
+                               live_bytes=step.live_bytes,
+                               held_bytes=self.held_bytes(args)))
         return step.result
 
 
@@ -188,4 +204,5 @@ def trace_workload(model: str | nn.Module | ModelStack, strategy: str, devices: 
         owner = next(p for p, r in enumerate(results) if r is not None)
         meta.update(generate=generate, output_device=owner)
     return Workload(meta=meta, tasks=[c.tasks for c in contexts], messages=rec.messages,
-                    resident_bytes=[sum(c.resident.values()) for c in contexts])
+                    resident_bytes=[sum(c.resident.values()) for c in contexts],
+                    kv_cache_bytes=[c.most_held for c in contexts])

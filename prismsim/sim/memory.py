@@ -1,9 +1,11 @@
 """What each device holds, from its traced program (not a formula per strategy): the
 weights its compute steps read (replicated or sharded as its program reads them), the
-most its steps hold live at once (arguments, temporaries and outputs of one step: on a
-decode step the KV cache it attends over is among its arguments), its message buffers,
-and the framework and operating system its kind needs before any model (the catalog's
-``runtime_gib``). A device fits when the sum is within its ``memory_gib``.
+most its steps hold at once (arguments, temporaries and outputs of one step, and the KV
+cache the device keeps beside them while decoding: the cache a decode step attends over
+is among its arguments, counted once), its message buffers, and the framework and
+operating system its kind needs before any model (the catalog's ``runtime_gib``). A
+device fits when the sum is within its ``memory_gib``. The largest KV cache it keeps is
+reported on its own too (``kv_cache_bytes``, a part of the step figure, not added).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ class DeviceMemory:
     """One device's memory at its fullest, by what holds it (bytes)."""
 
     weights_bytes: int  # the weights its program reads, resident throughout
-    live_bytes: int  # the most one of its steps holds live at once
+    # the most one of its steps holds live at once, with the KV cache kept beside it
+    live_bytes: int
     buffers_bytes: int  # its largest receive's messages and its largest send
     runtime_bytes: int  # framework and operating system (the catalog's runtime_gib)
     capacity_bytes: int | None  # its memory (None: the catalog gives none)
+    kv_cache_bytes: int = 0  # the largest KV cache it keeps (within live_bytes)
 
     @property
     def peak_bytes(self) -> int:
@@ -62,13 +66,15 @@ def device_memory(wl: Workload, devices: DeviceSpec | Sequence[DeviceSpec]
     resident = wl.resident_bytes
     out = []
     for p, spec in enumerate(specs):
-        live = max((t.live_bytes for t in wl.tasks[p] if t.kind == "compute"), default=0)
+        live = max((t.live_bytes + t.held_bytes for t in wl.tasks[p]
+                    if t.kind == "compute"), default=0)
         out.append(DeviceMemory(
             weights_bytes=resident[p] if resident else 0, live_bytes=live,
             buffers_bytes=buffers_bytes(wl, p, spec.stages),
             runtime_bytes=round(spec.runtime_gib * GIB_BYTES),
             capacity_bytes=None if spec.memory_gib is None
-            else round(spec.memory_gib * GIB_BYTES)))
+            else round(spec.memory_gib * GIB_BYTES),
+            kv_cache_bytes=wl.kv_cache_bytes[p] if wl.kv_cache_bytes else 0))
     return out
 
 

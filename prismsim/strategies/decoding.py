@@ -65,6 +65,10 @@ class KVCache:
         if self.bias is not None:
             self.bias = torch.nn.functional.pad(self.bias, (0, k.shape[2]))  # [1, n + t]
 
+    def hold(self, ctx: DeviceContext, layer: int) -> None:
+        """Tell ``ctx`` this is what it now keeps for block ``layer``."""
+        ctx.hold(f"kv.L{layer}", self.k, self.v, self.bias)
+
 
 def check_decodable(stack: ModelStack) -> None:
     if not stack.causal or stack.embed_ids is None:

@@ -172,6 +172,12 @@ class DeviceContext:
         del tag
         return fn(*args)
 
+    def hold(self, key: str, *tensors: Tensor | None) -> None:
+        """What this device keeps between its steps under ``key`` from now on (replacing
+        what it kept there before; None entries are skipped): a block's KV cache. Only
+        the tracing executor records it (the memory model's ``kv_cache_bytes``)."""
+        del key, tensors
+
 
 def send(src: int, dst: tuple[int, ...] | str, tag: Tag, tensor: Tensor) -> Send:
     """A ``Send`` of one message (skipped by executors when ``dst`` is empty)."""

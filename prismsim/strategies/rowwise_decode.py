@@ -88,6 +88,7 @@ def _local_step(ctx: DeviceContext, stack: ModelStack, caches: list[KVCache]):
             x, k, v = ctx.compute(step_tag(i, "block", layer), partial(local_row, block),
                                   cache.k, cache.v, cache.bias, x, position)
             cache.append(k, v)
+            cache.hold(ctx, layer)
         return x
         yield  # a generator, like every step
     return step
@@ -106,6 +107,7 @@ def _split_step(ctx: DeviceContext, stack: ModelStack, caches: list[KVCache]):
             q, k, v = ctx.compute(step_tag(i, "qkv", layer), partial(new_qkv, block), x,
                                   position)
             cache.append(k, v)
+            cache.hold(ctx, layer)
             yield send(p, shards, step_tag(i, "q", layer), q)
             own = ctx.compute(step_tag(i, "attn", layer), attention_lse, q, cache.k, cache.v,
                               None, block.scaling)
@@ -148,6 +150,9 @@ def _generate(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None,
               ) -> Generator[Any, Any, Generation | None]:
     x, kept = yield from rowwise.prefill(ctx, stack, inputs, plan, keep=True)
     caches, owner = _caches(ctx, plan, kept, mode), ctx.n_devices - 1
+    if ctx.device == owner or mode == "split_kv":  # the others drop theirs
+        for layer, cache in enumerate(caches):
+            cache.hold(ctx, layer)
     if ctx.device != owner:
         if mode == "split_kv":
             yield from serve_shard(ctx, stack, caches, owner, decode.steps)

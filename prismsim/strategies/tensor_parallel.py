@@ -209,6 +209,7 @@ def _prefill(ctx: DeviceContext, stack: ModelStack, inputs: Inputs | None, optio
                                  bias, *rope)
         if caches is not None:
             caches.append(KVCache(k, v))
+            caches[-1].hold(ctx, layer)
         x = yield from _rest(ctx, block, s, x, part, partial(Tag, layer=layer),
                              options.allreduce)
     return x
@@ -257,6 +258,7 @@ def _decode_step(ctx: DeviceContext, stack: ModelStack, options: Options, shards
                                      partial(decode_partial, block, s), cache.k, cache.v, x,
                                      position)
             cache.append(k, v)
+            cache.hold(ctx, layer)
             x = yield from _rest(ctx, block, s, x, part, partial(step_tag, i, layer=layer),
                                  options.allreduce)
         return x

@@ -151,7 +151,7 @@ def timed_workload(wl: Any, seconds: list[list[float]], flops_per_s: float) -> A
         if next(measured, None) is not None:
             raise ValueError(f"device {d}: more timed steps than traced compute tasks")
     return Workload(meta=wl.meta, tasks=tasks, messages=wl.messages,
-                    resident_bytes=wl.resident_bytes)
+                    resident_bytes=wl.resident_bytes, kv_cache_bytes=wl.kv_cache_bytes)
 
 
 def workload(model: str, strategy: str, options: dict[str, Any], devices: int, batch: int,
