@@ -152,13 +152,23 @@ class ServingReplay(Replay):
 
     def admit(self, r: Request) -> None:
         """The dispatcher: the request joins a group's queue, or is dropped."""
+        if self.take_in(r):
+            self.queues[r.group].put(r)
+
+    def take_in(self, r: Request) -> bool:
+        """Picks the request's group; False (it is dropped) if that group's queue is
+        full, else it counts as outstanding there."""
         r.group = self.dispatch()
         limit = self.setup.queue_limit
-        if limit is not None and len(self.queues[r.group].items) >= limit:
+        if limit is not None and self.queued(r.group) >= limit:
             r.dropped = True
-            return
+            return False
         self.outstanding[r.group] += 1
-        self.queues[r.group].put(r)
+        return True
+
+    def queued(self, group: int) -> int:
+        """Requests waiting in the group's queue, not yet taken."""
+        return len(self.queues[group].items)
 
     def answered(self, r: Request) -> simpy.Event:
         """What fires once request r is done (a closed loop's client waits on it)."""

@@ -29,7 +29,15 @@ from collections.abc import Sequence
 from prismsim.serve.groups import Job, ServingReplay
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
 from prismsim.sim.mac_retries import MacRetries
-from prismsim.sim.ops import Compute, Op, Receive, SendMessage, device_ops, held_s
+from prismsim.sim.ops import (
+    Compute,
+    Op,
+    Receive,
+    SendMessage,
+    compute_steps,
+    device_ops,
+    held_s,
+)
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import MASTER, Message, Workload
 
@@ -127,21 +135,14 @@ class HeapReplay(ServingReplay):
     # requests and parts
 
     def _admit(self, r: Request) -> None:
-        self.admit_to(r)
-        if r.dropped:
+        if not self.take_in(r):
             return
         self._waiting_requests[r.group].append(r)
         if self._parts[r.group * self.n] is None:  # the master is free: it takes it
             self._start_job(r.group)
 
-    def admit_to(self, r: Request) -> None:
-        """The dispatcher (as ``ServingReplay.admit``, its queues kept here)."""
-        r.group = self.dispatch()
-        limit = self.setup.queue_limit
-        if limit is not None and len(self._waiting_requests[r.group]) >= limit:
-            r.dropped = True
-            return
-        self.outstanding[r.group] += 1
+    def queued(self, group: int) -> int:
+        return len(self._waiting_requests[group])
 
     def _start_job(self, group: int) -> None:
         """The master takes the group's next request now; every device gets its part."""
@@ -165,7 +166,7 @@ class HeapReplay(ServingReplay):
         key = (id(wl), p)
         steps = self._steps.get(key)
         if steps is None:
-            steps = self._steps[key] = sum(t.kind == "compute" for t in wl.tasks[p])
+            steps = self._steps[key] = compute_steps(wl, p)
         assert self.streams is not None
         factors = self.streams.part_factors(d, steps, self.now)
         return None if factors is None else held_s(wl, p, self.specs[d], True, factors)

@@ -198,14 +198,12 @@ class AdaptiveReplay(ServingReplay):
         self._learn(belief, PROBE_BYTES, self.medium.tx_s[g0] - before_s, max(arrivals))
 
     def admit(self, r: Request) -> None:
-        group = r.group = self.dispatch()
-        limit = self.setup.queue_limit
-        if limit is not None and len(self.pending[group]) >= limit:
-            r.dropped = True
-            return
-        self.outstanding[group] += 1
-        self.pending[group].append(r)
-        self._schedule(group)
+        if self.take_in(r):
+            self.pending[r.group].append(r)
+            self._schedule(r.group)
+
+    def queued(self, group: int) -> int:
+        return len(self.pending[group])
 
     def _give(self, r: Request, e: IdleRun, devices: tuple[int, ...]) -> None:
         """The request's parts to its devices (each idle): they start at once."""
