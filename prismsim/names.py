@@ -9,14 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prismsim.models.catalog import BUILTINS, known_model, model_names
+from prismsim.models.catalog import BUILTINS, is_config_path, known_model, model_names
 from prismsim.strategies import STRATEGIES, Heads
 
 # transformers' default query heads of the built-ins' config classes, for entries that
 # leave them at the default (tests/test_strategy_registry.py compares with transformers)
 DEFAULT_HEADS = {"ViTConfig": 12, "Dinov2Config": 12, "BertConfig": 12, "GPT2Config": 12,
                  "LlamaConfig": 32}
-CONFIG_MAX_BYTES = 2**20  # a model directory's config.json (a few KB)
+CONFIG_MAX_BYTES = 2**20  # a config.json (a few KB)
 
 
 def check_strategies(names: Sequence[str], at: str, error: type[Exception]) -> None:
@@ -28,21 +28,24 @@ def check_strategies(names: Sequence[str], at: str, error: type[Exception]) -> N
 
 
 def check_model(name: str | None, at: str, error: type[Exception]) -> None:
-    """A built-in name, or what may be a hub name or a local directory."""
+    """A built-in name, an existing config.json file, or what may be a hub name or a
+    local directory."""
     if name is not None and not known_model(name):
         raise error(f"{at}: unknown model {name!r}; built-in: {', '.join(model_names())}, "
-                    f"or a hub name / local directory")
+                    f"a path to an existing config.json file (its architecture, random "
+                    f"weights), or a hub name / local directory")
 
 
 def model_heads(name: str) -> Heads | None:
     """The heads of a named model, known without loading it: a built-in architecture's
-    from the catalog, a local directory's from its config.json (a fine-tuned model has
-    its base's). None where only loading tells: a hub name, a converted pretrained model."""
+    from the catalog, a config.json file's or a local directory's from that file (a
+    fine-tuned model has its base's). None where only loading tells: a hub name, a
+    converted pretrained model."""
     name = name.partition("@")[0]
     if name in BUILTINS:
         entry = BUILTINS[name]
         return _config_heads(entry.config, DEFAULT_HEADS.get(entry.config_class))
-    config = Path(name) / "config.json"
+    config = Path(name) if is_config_path(name) else Path(name) / "config.json"
     try:
         if not config.is_file() or config.stat().st_size > CONFIG_MAX_BYTES:
             return None

@@ -24,13 +24,16 @@ from torch import nn
 import prismsim
 from prismsim.cache_dir import cache_root
 from prismsim.executors.trace import trace_workload
-from prismsim.models.catalog import BUILTINS, PRETRAINED
+from prismsim.models.catalog import BUILTINS, PRETRAINED, is_config_path
+from prismsim.models.config_file import model_class
+from prismsim.models.load import file_config
 from prismsim.models.stack import ModelStack
 from prismsim.workload import FORMAT, Workload
 
 
 def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
-    """What identifies a model's architecture, cheaply (built-ins are not instantiated)."""
+    """What identifies a model's architecture, cheaply (built-ins are not instantiated;
+    a config.json file by its fields, never its path: editing it traces again)."""
     if isinstance(model, str) and model in BUILTINS:
         return {"builtin": model, "spec": asdict(BUILTINS[model])}
     if isinstance(model, str) and model in PRETRAINED:  # architecture fixed by pinned assets
@@ -39,13 +42,16 @@ def model_identity(model: str | nn.Module | ModelStack) -> dict[str, Any]:
     if isinstance(model, ModelStack):
         model = model.hf
     if isinstance(model, nn.Module):
-        config = model.config
+        config, cls = model.config, type(model).__name__
+    elif is_config_path(model):  # checked as loading checks it: one line if unusable
+        config = file_config(model)
+        cls = model_class(config).__name__
     else:
         config = transformers.AutoConfig.from_pretrained(model)
+        cls = (getattr(config, "architectures", None) or ["?"])[0]
     fields = json.loads(config.to_json_string(use_diff=False))
     fields.pop("_name_or_path", None)
-    return {"class": type(model).__name__ if isinstance(model, nn.Module) else
-            (fields.get("architectures") or ["?"])[0], "config": fields}
+    return {"class": cls, "config": fields}
 
 
 def workload_key(model: str | nn.Module | ModelStack, strategy: str, devices: int,

@@ -144,12 +144,19 @@ PRETRAINED: dict[str, PretrainedEntry] = {
 
 
 def known_model(name: str) -> bool:
-    """A built-in name, or what may be a hub name ("org/model") or a local directory."""
+    """A built-in name, an existing config.json file, or what may be a hub name
+    ("org/model") or a local directory."""
     if "@" in name:  # fine-tuned (models/tuned.py): the base must be known
         return known_model(name.partition("@")[0])
-    if name.endswith(".safetensors"):  # a fine-tuned model's weights file
+    if name.endswith(".safetensors") or is_config_path(name):  # a weights or config file
         return Path(name).is_file()
     return name in BUILTINS or name in PRETRAINED or "/" in name or Path(name).is_dir()
+
+
+def is_config_path(name: str) -> bool:
+    """A Hugging Face config.json given as the model (any file name ending in .json):
+    its architecture with seeded random weights (``models/config_file.py``)."""
+    return name.endswith(".json")
 
 
 def model_names() -> list[str]:

@@ -1,5 +1,6 @@
-"""Loading a model: a Hugging Face model (object, built-in name, hub name or local
-directory) -> the uniform :class:`ModelStack` that strategies run; model inputs."""
+"""Loading a model: a Hugging Face model (object, built-in name, config.json file, hub
+name or local directory) -> the uniform :class:`ModelStack` that strategies run; model
+inputs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from torch import Tensor, nn
 
 from prismsim.models import tuned
 from prismsim.models.builtin import build_builtin
-from prismsim.models.catalog import BUILTINS, PRETRAINED, model_names
+from prismsim.models.catalog import BUILTINS, PRETRAINED, is_config_path, model_names
+from prismsim.models.config_file import build_from_config, read_config
 from prismsim.models.llama import adapt_llama
 from prismsim.models.pretrained import LOADERS
 from prismsim.models.stack import Inputs, ModelStack
@@ -55,9 +57,15 @@ def _from_pretrained(name: str) -> nn.Module:
     return cls.from_pretrained(name, attn_implementation="eager")
 
 
+def file_config(path: str) -> transformers.PretrainedConfig:
+    """A config.json file's config, checked: a JSON mapping with a ``model_type`` that
+    ``ADAPTERS`` adapts (else one line naming the file and the key)."""
+    return read_config(path, ADAPTERS)
+
+
 def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack:
-    """A ModelStack from a stack, a HF model object, a built-in name (seeded random
-    weights), or a hub name / local directory (real weights)."""
+    """A ModelStack from a stack, a HF model object, a built-in name or a config.json
+    file (seeded random weights), or a hub name / local directory (real weights)."""
     if isinstance(model, ModelStack):
         return model
     if isinstance(model, nn.Module):
@@ -68,12 +76,15 @@ def load_model(model: str | nn.Module | ModelStack, seed: int = 0) -> ModelStack
         return adapt(build_builtin(model, seed), name=model)
     if model in LOADERS:
         return adapt(LOADERS[model](), name=model)
+    if is_config_path(model):
+        return adapt(build_from_config(file_config(model), seed), name=model)
     try:
         return adapt(_from_pretrained(model), name=model)
     except OSError as err:
         names = ", ".join(model_names())
-        raise ValueError(f"model {model!r} is not a built-in name ({names}), "
-                         f"a local model directory, or a reachable hub model ({err})") from None
+        raise ValueError(f"model {model!r} is not a built-in name ({names}), a config.json "
+                         f"file, a local model directory, or a reachable hub model ({err})"
+                         ) from None
 
 
 def _tuned_model(name: str, seed: int) -> ModelStack:
