@@ -77,7 +77,8 @@ def mean_kl(logits: np.ndarray, ref_logits: np.ndarray) -> float:
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "spearman": spearman}
-LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_character"})  # byte / character LMs
+# byte / character LMs, and a token LM's perplexity (scripts/decode_perplexity.py)
+LOWER_IS_BETTER = frozenset({"bits_per_byte", "bits_per_character", "perplexity"})
 
 
 Z_95 = 1.959964  # the normal distribution's 0.975 quantile

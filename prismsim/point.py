@@ -12,6 +12,7 @@ from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, SimResult, simulate
 from prismsim.sim.device_events import DeviceEvent
 from prismsim.sim.memory import DeviceMemory
+from prismsim.sim.precision import at_precision, check_precision, spec_at
 from prismsim.sim.specs import speed_weights
 from prismsim.sim.tokens import decode_summary
 from prismsim.workload import Workload
@@ -23,12 +24,13 @@ def simulate_point(model: str, strategy: str, devices: int,
                    record: bool = False, cache: WorkloadCache | None = None,
                    split: str = "equal", host: HostSpec | None = None,
                    generate: int | None = None, events: Sequence[DeviceEvent] = (),
-                   **options: Any) -> tuple[Workload, SimResult]:
+                   dtype: str = "fp32", **options: Any) -> tuple[Workload, SimResult]:
     """One inference. ``device``: one spec for all, or one per device; ``split="speed"``
     sizes token partitions (and galaxy's heads and columns) in proportion to their
     speeds instead of equally. ``generate``: prefill the ``tokens`` prompt, then generate
     that many tokens (the timeline is recorded: token times come from it). ``events``:
-    devices that slow down or leave (``sim/device_events.py``)."""
+    devices that slow down or leave (``sim/device_events.py``). ``dtype``: the weights'
+    precision (``sim/precision.py``; the workload is traced at fp32 either way)."""
     specs = [device] * devices if isinstance(device, DeviceSpec) else list(device)
     if len(specs) != devices:
         raise ValueError(f"{len(specs)} device profiles for {devices} devices: give one, "
@@ -43,6 +45,8 @@ def simulate_point(model: str, strategy: str, devices: int,
     cache = cache or WorkloadCache()
     wl = cache.get(model, strategy, devices, tokens=tokens, batch=batch, wire=wire,
                    weights=weights, generate=generate, **options)
+    check_precision(dtype, wl, specs)
+    wl, specs = at_precision(wl, dtype), [spec_at(s, dtype) for s in specs]
     record = record or generate is not None
     return wl, simulate(wl, specs, link, record=record, host=host, events=events)
 

@@ -34,9 +34,9 @@ from typing import Any, Literal
 # collects the output (the others wait for their input)
 MASTER = 0
 
-FORMAT = 8  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
+FORMAT = 9  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
 # 5: convolutions keyed ``conv``; 6: ``output_device`` in meta; 7: ``resident_bytes``,
-# ``live_bytes``; 8: ``kv_cache_bytes``, ``held_bytes``
+# ``live_bytes``; 8: ``kv_cache_bytes``, ``held_bytes``; 9: ``weight_bytes``
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class Task:
     live_bytes: int = 0  # compute: the most bytes of arguments and temporaries live at once
     # compute: the KV cache its device holds while it runs, less what are its arguments
     held_bytes: int = 0
+    # compute: of ``memory_bytes``, what its operators read of the weights (resident
+    # tensors); a weight precision below fp32 reads less (``sim/precision.py``)
+    weight_bytes: int = 0
 
 
 @dataclass(eq=False)  # compared and hashed by identity: the simulator caches per workload
@@ -139,7 +142,7 @@ class Workload:
                              f"{FORMAT}: trace it again")
         tasks = [[Task(kind=r[0], label=r[1], layer=r[2], flops=r[3], messages=tuple(r[4]),
                        memory_bytes=r[5], ops=tuple((tuple(k), n) for k, n in r[6]),
-                       live_bytes=r[7], held_bytes=r[8])
+                       live_bytes=r[7], held_bytes=r[8], weight_bytes=r[9])
                   for r in ts] for ts in raw["tasks"]]
         messages = [Message(**{**m, "dst": tuple(m["dst"]), "shape": tuple(m["shape"])})
                     for m in raw["messages"]]
@@ -157,4 +160,4 @@ class Workload:
 
 def _task_row(t: Task) -> list[Any]:
     return [t.kind, t.label, t.layer, t.flops, list(t.messages), t.memory_bytes,
-            [[list(k), n] for k, n in t.ops], t.live_bytes, t.held_bytes]
+            [[list(k), n] for k, n in t.ops], t.live_bytes, t.held_bytes, t.weight_bytes]

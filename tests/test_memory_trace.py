@@ -116,7 +116,7 @@ def test_memory_round_trips_and_keys_the_cache() -> None:
     again = Workload.from_json(wl.to_json())
     assert again.resident_bytes == wl.resident_bytes
     assert [t.live_bytes for t in again.tasks[1]] == [t.live_bytes for t in wl.tasks[1]]
-    assert json.loads(wl.to_json())["format"] == FORMAT == 8
+    assert json.loads(wl.to_json())["format"] == FORMAT == 9
 
 
 def test_the_cache_key_follows_the_format(monkeypatch: pytest.MonkeyPatch) -> None:

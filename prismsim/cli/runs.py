@@ -64,6 +64,10 @@ from prismsim.progress import reporter
 @click.option("--seed", default=0, show_default=True, help="of the --samples draws")
 @click.option("--cdf", "cdf_file", type=click.Path(dir_okay=False), default=None,
               help="with --samples: draw the latency CDF to this file (.png or .svg)")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16", "int8", "int4"]),
+              default="fp32", show_default=True,
+              help="the weights' precision: their memory, the bytes each step reads, the "
+              "compute rate where the catalog gives one (activations stay fp32)")
 @click.option("--events", "events_file", type=click.Path(dir_okay=False), default=None,
               help="YAML list of device events: {device, kind: slowdown, start_s, end_s, "
               "factor} or {device, kind: leave, start_s, end_s (None: never returns)}")
@@ -74,10 +78,11 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
              tokens: int | None, wire: str, trace_file: str | None, generate: int | None,
              prompt_tokens: int | None, decode_mode: str | None, link_trace: str | None,
              trace_start_s: float, samples: int | None, seed: int, cdf_file: str | None,
-             events_file: str | None) -> None:
+             events_file: str | None, dtype: str) -> None:
     """Simulate one inference (or a prompt and the tokens generated after it): latency,
     energy, and where each device's time went; with --samples, its distribution."""
     from prismsim.point import simulate_point
+    from prismsim.sim.precision import spec_at
     from prismsim.sim.specs import HostSpec
 
     tokens = _prompt_length(tokens, prompt_tokens, generate)
@@ -89,11 +94,12 @@ def simulate(model: str, strategy: str, n_devices: int, cr: float | None, means:
     names, events = split_values(device_names, str), _events(events_file, n_devices)
     with user_errors(ValueError):
         specs, link = _hardware(catalog_file, names, link_name, overrides)
+        specs = [spec_at(s, dtype) for s in specs]
         wl, result = simulate_point(model, strategy, n_devices,
                                     specs[0] if len(specs) == 1 else specs, link, batch=batch,
                                     tokens=tokens, wire=wire, record=trace_file is not None,
                                     split=split, host=host, generate=generate, events=events,
-                                    **options)
+                                    dtype=dtype, **options)
     on = f"{n_devices} x {specs[0].name}" if len(specs) == 1 else " + ".join(names)
     _echo_result(wl, result, on, link, specs, events)
     if samples:
@@ -127,6 +133,10 @@ def _echo_result(wl: Any, result: Any, on: str, link: Any, specs: list, events: 
     if wl.meta.get("generate") and not result.lost:
         _echo_decode(info)
     _echo_compute(specs)
+    if wl.meta.get("dtype"):  # weights at another precision than fp32
+        from prismsim.sim.precision import precision_note
+
+        click.echo(f"precision: {precision_note(wl.meta['dtype'], specs)}")
     every = specs if len(specs) == wl.n_devices else specs[:1] * wl.n_devices  # one each
     memory = device_memory(wl, every)
     _echo_memory(memory, every)

@@ -102,6 +102,9 @@ class _Liveness:
     last: list[int] = field(default_factory=list)  # ... the last op that used it
     sizes: list[int] = field(default_factory=list)  # ... its storage's bytes
     resident: dict[TensorKey, int] = field(default_factory=dict)
+    # bytes of resident tensors (weights) its operators read, counted as ``memory_bytes``
+    # counts them: each operator's every input (a lookup's whole table too)
+    weight_read_bytes: int = 0
     n_ops: int = 0
 
     def op(self, func: Any, inputs: Iterable[Tensor], outputs: Iterable[Tensor]) -> None:
@@ -109,6 +112,7 @@ class _Liveness:
         reads = not (func.is_view or name in _VIEWS or name in _CONSTANTS or _fresh(func))
         read: set[int] = set()
         made: set[int] = set()
+        weights_read = 0
         for t in inputs:
             ptr = _storage(t)
             read.add(ptr)
@@ -117,6 +121,8 @@ class _Liveness:
             elif ptr not in self.args and reads:
                 key, size = tensor_key(t)
                 self.resident[key] = size
+                weights_read += t.numel() * t.element_size()
+        self.weight_read_bytes += weights_read
         for t in outputs:
             ptr = _storage(t)
             if (ptr not in read or name in _CONSTANTS) and ptr not in made:  # allocated
@@ -180,6 +186,7 @@ class StepRecord:
     ops: OpCounts
     resident: dict[TensorKey, int]  # tensors it read that it was not given nor made
     live_bytes: int  # the most bytes of arguments and temporaries live at once
+    weight_read_bytes: int = 0  # of memory_bytes, what its operators read of the weights
 
 
 def record_step(fn: Callable[..., Any], args: Sequence[Any]) -> StepRecord:
@@ -189,7 +196,7 @@ def record_step(fn: Callable[..., Any], args: Sequence[Any]) -> StepRecord:
         result = fn(*args)
     live_bytes = liveness.peak_bytes(_args_bytes(args), _tensors(result))
     return StepRecord(result, rec.bytes, tuple(sorted(rec.ops.items(), key=repr)),
-                      liveness.resident, live_bytes)
+                      liveness.resident, live_bytes, liveness.weight_read_bytes)
 
 
 def record_ops(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[Any, int, OpCounts]:

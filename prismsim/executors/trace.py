@@ -71,7 +71,8 @@ class TracingContext(DeviceContext):
         self.tasks.append(Task("compute", str(tag), self.memo[key],
                                memory_bytes=step.memory_bytes, layer=tag.layer, ops=step.ops,
                                live_bytes=step.live_bytes,
-                               held_bytes=self.held_bytes(args)))
+                               held_bytes=self.held_bytes(args),
+                               weight_bytes=step.weight_read_bytes))
         return step.result
 
 

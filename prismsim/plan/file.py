@@ -1,6 +1,7 @@
-"""The plan file: candidate devices with prices, counts, strategies, CRs and links, an
-accuracy floor and a latency SLO (strict YAML: unknown keys are errors naming file and
-key path); and the :class:`LoadedPlan` the search runs on."""
+"""The plan file: candidate devices with prices, counts, strategies, CRs, links and
+weight precisions, an accuracy floor and a latency SLO (with ``decode:``, on the time to
+first token, beside a tokens-per-second floor) (strict YAML: unknown keys are errors naming
+file and key path); and the :class:`LoadedPlan` the search runs on."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from pydantic import (
 
 from prismsim.configuration import Configuration, configurations, prism_settings
 from prismsim.names import check_model, check_strategies
-from prismsim.scenario.schema import DatasetSection, ModelSection, SamplesSection
+from prismsim.scenario.schema import DatasetSection, ModelSection, SamplesSection, WeightDtype
 from prismsim.sim.catalog import builtin_devices, builtin_links
 from prismsim.sim.specs import DeviceSpec, LinkSpec
-from prismsim.strategies import STRATEGIES
+from prismsim.strategies import STRATEGIES, decoding_strategies
 from prismsim.userfiles import StrictModel, UserFileError, load_model_file, renamed_key
 
 
@@ -75,6 +76,7 @@ class AccuracyEntry(StrictModel):
     devices: PositiveInt | None = None  # None: the same value at every device count
     cr: float | None = Field(None, ge=1)  # prism: the compression rate; None otherwise
     value: float
+    dtype: WeightDtype | None = None  # the weights' precision; None: the value at every one
 
 
 class AccuracyTable(StrictModel):
@@ -101,6 +103,16 @@ class OfferedLoadSection(StrictModel):
     warmup: int = Field(100, ge=0)  # first requests left out of the figures
     replications: PositiveInt = 3  # seeds seed, seed + 1, ...: the same figures each run
     seed: int = 0
+
+
+class PlanDecode(StrictModel):
+    """Generation: each deployment prefills a prompt and generates tokens; the latency
+    SLO judges its time to first token, and its decode rate must reach a floor."""
+
+    prompt_tokens: PositiveInt = 128  # the prompt's length the time to first token is at
+    # tokens generated, the first from the prefill: the others give the time per token
+    generate: int = Field(8, ge=2)
+    tokens_per_s: PositiveFloat  # the floor: tokens a second after the first
 
 
 class PlanFile(StrictModel):
@@ -134,6 +146,14 @@ class PlanFile(StrictModel):
     # each deployment also replayed n times in sampled worlds (as in scenarios): rows add
     # its mean, p50, p95 and p99 latency; None (and rank: mean): mean times only
     samples: SamplesSection | None = None
+    # generation (causal LMs): latency_slo_ms then judges the time to first token; None:
+    # one forward an inference
+    decode: PlanDecode | None = None
+    # the weights' precisions tried (sim/precision.py): an axis of the deployments
+    dtypes: list[WeightDtype] = Field(["fp32"], min_length=1)
+    # true: every candidate device needs a capacity (memory_gib), so that whether each
+    # deployment fits is known; false: one without is ranked as if it fitted
+    fits_required: bool = False
 
     @property
     def sampling(self) -> SamplesSection | None:
@@ -212,10 +232,37 @@ def _check(plan: PlanFile, where: str) -> None:
                         f"e.g. prism: {{cr: [2, 4]}}")
     if plan.accuracy:
         _check_table(plan.accuracy, where, set(STRATEGIES))
+    _check_decode(plan, where)
     offered = plan.offered_load
     if offered and offered.warmup >= offered.requests:
         raise PlanError(f"{where}: offered_load.warmup: {offered.warmup} leaves none of the "
                         f"{offered.requests} requests to measure")
+
+
+def _check_decode(plan: PlanFile, where: str) -> None:
+    """Generation: strategies that decode, the latency of mean times, one request at a
+    time."""
+    if plan.decode is None:
+        return
+    for i, name in enumerate(plan.strategies):
+        if name not in decoding_strategies():
+            raise PlanError(f"{where}: strategies[{i}]: {name!r} has no decoding; with "
+                            f"decode: use {', '.join(decoding_strategies())}")
+    for key, given in (("rank", plan.rank != "mean"), ("offered_load", plan.offered_load),
+                       ("model.tokens", plan.model.tokens)):
+        if given:
+            raise PlanError(f"{where}: {key}: not with decode: (generation is judged on "
+                            f"its mean times, one request at a time, at decode.prompt_tokens)")
+
+
+def _check_fits(plan: PlanFile, devices: list[PricedDevice], where: str) -> None:
+    """With fits_required, every candidate device has a capacity."""
+    if not plan.fits_required:
+        return
+    for i, priced in enumerate(devices):
+        if priced.spec.memory_gib is None:
+            raise PlanError(f"{where}: devices[{i}]: {priced.name} has no memory_gib, and "
+                            f"fits_required: true needs one to say whether a deployment fits")
 
 
 def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
@@ -227,7 +274,7 @@ def _check_table(table: AccuracyTable, where: str, known: set[str]) -> None:
         if (e.cr is None) != (e.strategy != "prism"):
             need = "needs a cr" if e.strategy == "prism" else "takes no cr (prism only)"
             raise PlanError(f"{where}: accuracy.entries[{i}]: {e.strategy} {need}")
-        key = (e.strategy, e.devices, e.cr)
+        key = (e.strategy, e.devices, e.cr, e.dtype)
         if key in seen:
             raise PlanError(f"{where}: accuracy.entries[{i}]: a second value for {key}")
         seen.add(key)
@@ -247,6 +294,7 @@ def load_plan(path: str | Path) -> LoadedPlan:
     plan, where = load_model_file(path, PlanFile, "plan fields", PlanError), path.name
     _check(plan, where)
     loaded = LoadedPlan(path, plan, _priced(plan, where), _links(plan, where))
+    _check_fits(plan, loaded.devices, where)
     if not plan_configurations(plan):
         raise PlanError(f"{where}: no configuration: single needs 1 in counts, "
                         f"the other strategies a count above 1")

@@ -32,6 +32,12 @@ def shown_columns(table: pd.DataFrame) -> list[str]:
     cols = list(SHOWN)
     if "latency_p99_s" in table:  # sampled: one inference's p99 beside its mean times
         cols.insert(cols.index("latency_s") + 1, "latency_p99_s")
+    if "ttft_s" in table:  # a generation: what is judged, in place of the whole request
+        at = cols.index("latency_s")
+        cols[at:at + 1] = ["ttft_s", "tokens_per_s"]
+        cols.insert(cols.index("energy_j") + 1, "memory_peak_bytes")
+    if table["dtype"].nunique() > 1 or (table["dtype"] != "fp32").any():
+        cols.insert(cols.index("link") + 1, "dtype")
     if (table["groups"] > 1).any():
         cols.insert(cols.index("count") + 1, "groups")
     if table["p99_load_s"].notna().any():
@@ -96,7 +102,7 @@ def _axes(ax: Any, df: pd.DataFrame, result: PlanResult) -> None:
     ms = [*(df[result.latency] * MS_PER_S), result.latency_slo_s * MS_PER_S]
     latency_y_axis(ax, ms)
     if result.latency != "latency_s":
-        ax.set_ylabel(ax.get_ylabel().replace("inference latency", "p99 of one inference"))
+        ax.set_ylabel(ax.get_ylabel().replace("inference latency", _slo_name(result)))
     ax.set_xlabel("hardware cost (US$, price × count)")
     ax.grid(True, which="both", alpha=0.3)
     metric = str(df["metric"].dropna().iloc[0]) if df["metric"].notna().any() else "accuracy"
@@ -109,7 +115,8 @@ def _axes(ax: Any, df: pd.DataFrame, result: PlanResult) -> None:
 
 
 def _slo_name(result: PlanResult) -> str:
-    return "latency" if result.latency == "latency_s" else "p99 latency"
+    return {"latency_s": "latency", "ttft_s": "time to first token"}.get(
+        result.latency, "p99 latency")
 
 
 def headline(result: PlanResult, offered: tuple[float, float] | None = None) -> str:
@@ -118,7 +125,9 @@ def headline(result: PlanResult, offered: tuple[float, float] | None = None) -> 
     under = (f", and serve {offered[0]:g} requests/s at p99 <= {offered[1]:g} ms"
              if offered else "")
     slo = f"the {result.latency_slo_s * 1e3:g} ms SLO"
-    if result.latency != "latency_s":
+    if result.latency == "ttft_s":
+        slo += f" on the time to first token, {result.tokens_per_s:g} tokens/s or more"
+    elif result.latency != "latency_s":
         slo += " on one inference's p99 over sampled worlds"
     return (f"{len(result.ranked)} of {len(result.table)} configurations meet the accuracy "
             f"floor {result.accuracy_floor:g} and {slo}{under}; cheapest first, then "
@@ -127,8 +136,7 @@ def headline(result: PlanResult, offered: tuple[float, float] | None = None) -> 
 
 def front_line(result: PlanResult) -> str:
     """The line above the Pareto front's table."""
-    latency = "latency" if result.latency == "latency_s" else "p99 latency"
-    return f"Pareto front over cost, {latency} and energy:"
+    return f"Pareto front over cost, {_slo_name(result)} and energy:"
 
 
 def sampling_note(result: PlanResult) -> str | None:

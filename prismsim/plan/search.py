@@ -30,8 +30,10 @@ from prismsim.progress import Progress
 from prismsim.serve.under_load import OfferedLoad, under_load
 from prismsim.sim import simulate
 from prismsim.sim.memory import device_memory, memory_columns, overflow
+from prismsim.sim.precision import at_precision, spec_at
 from prismsim.sim.sampling import sample_inferences
 from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.sim.tokens import decode_summary
 from prismsim.strategies import why_not
 from prismsim.workload import Workload
 
@@ -45,6 +47,7 @@ class Deployment:
     configuration: Configuration
     link: str
     groups: int = 1  # groups of ``count`` devices behind a dispatcher
+    dtype: str = "fp32"  # the weights' precision (sim/precision.py)
 
     @property
     def count(self) -> int:
@@ -53,29 +56,31 @@ class Deployment:
 
 def deployments(plan: LoadedPlan) -> list[Deployment]:
     """Every device kind with every configuration of the plan, one device without a
-    link, the others over every link, in each number of groups. Order: devices, counts,
-    strategies as listed, groups."""
+    link, the others over every link, in each number of groups, at each weight precision.
+    Order: devices, counts, strategies as listed, links, groups, precisions."""
     out = []
     for priced in plan.devices:
         for c in plan_configurations(plan.file):
             links = [""] if c.devices == 1 else list(plan.links)
-            out += [Deployment(priced.name, c, link, g) for link in links
-                    for g in plan.file.groups]
+            out += [Deployment(priced.name, c, link, g, dtype) for link in links
+                    for g in plan.file.groups for dtype in plan.file.dtypes]
     return out
 
 
 WorkloadFn = Callable[[Configuration], Workload]
-AccuracyFn = Callable[[Configuration], dict[str, Any]]
+AccuracyFn = Callable[[Configuration, str], dict[str, Any]]  # of a configuration, a dtype
 
 
 def traced_workloads(plan: LoadedPlan) -> WorkloadFn:
     """Workloads traced from the strategies' own programs (disk-cached, as in sweeps)."""
-    m, cache = plan.file.model, WorkloadCache()
+    m, cache, decode = plan.file.model, WorkloadCache(), plan.file.decode
+    tokens = m.tokens if decode is None else decode.prompt_tokens
+    generate = None if decode is None else decode.generate
 
     def get(c: Configuration) -> Workload:
         try:
-            return cache.get(m.architecture or m.name, c.strategy, c.devices, tokens=m.tokens,
-                             batch=plan.file.batch, **c.options())
+            return cache.get(m.architecture or m.name, c.strategy, c.devices, tokens=tokens,
+                             batch=plan.file.batch, generate=generate, **c.options())
         except (OSError, ValueError) as err:  # a hub model offline, a bad option
             raise PlanError(f"{plan.path.name}: model: cannot trace {c.label()}: {err}") \
                 from None
@@ -83,28 +88,36 @@ def traced_workloads(plan: LoadedPlan) -> WorkloadFn:
 
 
 def table_accuracy(plan: LoadedPlan) -> AccuracyFn:
-    """Values from the plan's accuracy table: an entry for this P beats one for every P."""
+    """Values from the plan's accuracy table: an entry for this precision beats one for
+    every precision, then an entry for this P one for every P."""
     table = plan.file.accuracy
     assert table is not None
     where = plan.path.name
 
-    def get(c: Configuration) -> dict[str, Any]:
-        found = {e.devices: e for e in table.entries if e.strategy == c.strategy
-                 and e.cr == c.cr}
-        entry = found.get(c.devices) or found.get(None)
+    def get(c: Configuration, dtype: str) -> dict[str, Any]:
+        found = {(e.dtype, e.devices): e for e in table.entries
+                 if e.strategy == c.strategy and e.cr == c.cr}
+        entry = next((found[k] for k in ((dtype, c.devices), (dtype, None),
+                                          (None, c.devices), (None, None)) if k in found),
+                     None)
         if entry is None:
-            raise PlanError(f"{where}: accuracy.entries: no value for {c.label()}")
+            raise PlanError(f"{where}: accuracy.entries: no value for {c.label()} at "
+                            f"{dtype} weights")
         return {"metric": table.metric, "value": entry.value,
                 "accuracy_source": table.source}
     return get
 
 
 def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
-    """The model evaluated on the plan's dataset (disk-cached, shared with sweeps)."""
+    """The model evaluated on the plan's dataset (disk-cached, shared with sweeps); with
+    weights at another precision than fp32, not run (the numerics run fp32 weights)."""
     d = plan.file.dataset
     assert d is not None
 
-    def get(c: Configuration) -> dict[str, Any]:
+    def get(c: Configuration, dtype: str) -> dict[str, Any]:
+        if dtype != "fp32":
+            return {"metric": None, "value": math.nan,
+                    "accuracy_source": f"not run: {dtype} weights (the numerics run fp32)"}
         try:
             r = evaluate(plan.file.model.name, d.name, c.strategy, c.devices, split=d.split,
                          limit=d.limit, batch=d.batch, **c.options())
@@ -115,7 +128,7 @@ def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
     return get
 
 
-COLUMNS = ["device", "count", "groups", "strategy", "cr", "link", "unit_price_usd",
+COLUMNS = ["device", "count", "groups", "strategy", "cr", "link", "dtype", "unit_price_usd",
            "cost_usd", "latency_s", "energy_j", "bytes_on_air", "memory_peak_bytes", "fits",
            "metric", "accuracy", "p99_load_s", "throughput_per_s", "meets_slo",
            "meets_floor", "meets_load", "feasible", "fails", "rank", "pareto",
@@ -124,7 +137,9 @@ PARETO_COLUMNS = ("cost_usd", "latency_s", "energy_j")  # all minimized; see the
 RANK_COLUMNS = ["cost_usd", "energy_j", "latency_s"]  # cost, then energy; latency breaks ties
 # with samples: (or rank: p99): one inference's latency over sampled worlds, after latency_s
 SAMPLED = ("latency_mean_sampled_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
-LATENCY = {"mean": "latency_s", "p99": "latency_p99_s"}  # the latency a rank: judges
+# with decode:, after latency_s (the whole generation): the SLO judges the ttft_s
+DECODE = ("ttft_s", "tpot_s", "tokens_per_s")
+LATENCY = {"mean": "latency_s", "p99": "latency_p99_s", "decode": "ttft_s"}  # judged
 
 
 def skipped_configurations(plan: LoadedPlan) -> dict[Configuration, str]:
@@ -137,17 +152,22 @@ def skipped_configurations(plan: LoadedPlan) -> dict[Configuration, str]:
 
 
 def count_steps(plan: LoadedPlan) -> int:
-    """Accuracies and workloads the plan needs: for progress."""
-    return 2 * (len(plan_configurations(plan.file)) - len(skipped_configurations(plan)))
+    """Accuracies (one a configuration and precision) and workloads the plan needs: for
+    progress."""
+    runs = len(plan_configurations(plan.file)) - len(skipped_configurations(plan))
+    return runs * (len(plan.file.dtypes) + 1)
 
 
-def _each(fn: Callable[[Configuration], Any], configs: list[Configuration], what: str,
-          progress: Progress | None) -> dict[Configuration, Any]:
+def _each(fn: Callable[[Any], Any], items: list[Any], what: str,
+          progress: Progress | None) -> dict[Any, Any]:
+    """``fn`` of each configuration (or (configuration, dtype) pair), with progress."""
     out = {}
-    for c in configs:
-        out[c] = fn(c)
+    for item in items:
+        out[item] = fn(item)
         if progress:
-            progress(f"{what} of {c.label()}")
+            label = item.label() if isinstance(item, Configuration) else \
+                f"{item[0].label()} at {item[1]} weights"
+            progress(f"{what} of {label}")
     return out
 
 
@@ -157,10 +177,11 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
     whose configuration the model cannot run says why (``skipped``), its figures empty."""
     skipped = skipped_configurations(plan)
     configs = [c for c in plan_configurations(plan.file) if c not in skipped]
-    accs = _each(accuracy, configs, "accuracy", progress)  # first: table errors come early
+    pairs = [(c, dtype) for c in configs for dtype in plan.file.dtypes]
+    # first: table errors come early
+    accs = _each(lambda pair: accuracy(*pair), pairs, "accuracy", progress)
     wls = _each(workload, configs, "workload", progress)
     prices = {d.name: d for d in plan.devices}
-    first_link = next(iter(plan.links.values()))  # one device sends nothing: any link
     rows, tails = [], Tails(plan)
     for dep in deployments(plan):
         priced, c = prices[dep.device], dep.configuration
@@ -169,16 +190,26 @@ def simulate_all(plan: LoadedPlan, workload: WorkloadFn, accuracy: AccuracyFn,
             rows.append({**base, **dict.fromkeys(SKIPPED_EMPTY, math.nan),
                          "skipped": skipped[c]})
             continue
-        link = plan.links.get(dep.link, first_link)
-        r = simulate(wls[c], priced.spec, link)
-        acc = accs[c]
-        rows.append({**base, "latency_s": r.latency_s,
-                     **tails.figures(dep, wls[c], priced.spec, link, r.latency_s),
-                     "energy_j": r.energy_j, **_memory_figures(wls[c], priced.spec),
-                     "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
-                     "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
-                     **_under_load_figures(plan, dep, wls[c], r.latency_s, acc)})
+        wl, spec = at_precision(wls[c], dep.dtype), spec_at(priced.spec, dep.dtype)
+        rows.append({**base, **_figures(plan, dep, wl, spec, accs[(c, dep.dtype)], tails)})
     return pd.DataFrame(rows)
+
+
+def _figures(plan: LoadedPlan, dep: Deployment, wl: Workload, spec: DeviceSpec,
+             acc: dict[str, Any], tails: Tails) -> dict[str, Any]:
+    """What one deployment gives: latency (and its tail), energy, memory, accuracy, the
+    figures under the offered load and, for a generation, its per-token figures."""
+    link = plan.links.get(dep.link, next(iter(plan.links.values())))  # one device: any
+    r = simulate(wl, spec, link, record=plan.file.decode is not None)
+    decode = {} if plan.file.decode is None else {
+        k: math.nan if v is None else v for k, v in decode_summary(wl, r).items()
+        if k in DECODE}
+    return {"latency_s": r.latency_s, **decode,
+            **tails.figures(dep, wl, spec, link, r.latency_s),
+            "energy_j": r.energy_j, **_memory_figures(wl, spec),
+            "bytes_on_air": r.bytes_on_air, "metric": acc["metric"],
+            "accuracy": acc["value"], "accuracy_source": acc["accuracy_source"],
+            **_under_load_figures(plan, dep, wl, r.latency_s, acc)}
 
 
 # a skipped deployment's figures (empty)
@@ -201,7 +232,7 @@ class Tails:
 
     def __init__(self, plan: LoadedPlan):
         self.sampling = plan.file.sampling
-        self._done: dict[tuple[str, Configuration, str], dict[str, float]] = {}
+        self._done: dict[tuple[str, Configuration, str, str], dict[str, float]] = {}
 
     def figures(self, dep: Deployment, wl: Workload, spec: DeviceSpec, link: LinkSpec,
                 latency_s: float) -> dict[str, float]:
@@ -211,7 +242,7 @@ class Tails:
         it is not replayed."""
         if self.sampling is None:
             return {}
-        key = (dep.device, dep.configuration, dep.link)
+        key = (dep.device, dep.configuration, dep.link, dep.dtype)
         if key not in self._done:
             if not _varies(wl, spec, link):
                 self._done[key] = {**dict.fromkeys(SAMPLED, latency_s), "varies": False}
@@ -235,7 +266,7 @@ def _deployment_row(dep: Deployment, priced: PricedDevice) -> dict[str, Any]:
     c = dep.configuration
     return {"device": dep.device, "count": dep.count, "groups": dep.groups,
             "strategy": c.strategy, "cr": math.nan if c.cr is None else c.cr,
-            "link": dep.link, "unit_price_usd": priced.price_usd,
+            "link": dep.link, "dtype": dep.dtype, "unit_price_usd": priced.price_usd,
             "cost_usd": priced.price_usd * dep.count * dep.groups}
 
 
@@ -249,7 +280,7 @@ def _under_load_figures(plan: LoadedPlan, dep: Deployment, wl: Workload, latency
         return none
     priced = next(d for d in plan.devices if d.name == dep.device)
     link = plan.links.get(dep.link) or next(iter(plan.links.values()))
-    figures = under_load(wl, priced.spec, link, OfferedLoad(
+    figures = under_load(wl, spec_at(priced.spec, dep.dtype), link, OfferedLoad(
         offered.rate_per_s, offered.arrivals, offered.requests, offered.warmup,
         offered.replications, offered.seed), dep.groups)
     return {k: figures[k] for k in none}
@@ -261,29 +292,31 @@ def _meets_floor(plan: LoadedPlan, acc: dict[str, Any]) -> bool:
 
 
 def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
-          offered_p99_s: float | None = None, latency: str = "latency_s") -> pd.DataFrame:
+          offered_p99_s: float | None = None, latency: str = "latency_s",
+          tokens_per_s: float | None = None) -> pd.DataFrame:
     """Adds meets_slo, meets_floor, meets_load (``offered_p99_s``: the p99 allowed under
-    the plan's offered load; None: none asked), feasible, fails (what a deployment misses,
-    or why it was skipped), rank (1 = cheapest feasible, then lowest energy) and pareto;
-    feasible rows first in rank order, then the others. ``latency``: the column the SLO,
-    the tie-break and the front judge (LATENCY's)."""
+    the plan's offered load; None: none asked), meets_tokens (``tokens_per_s``: a
+    generation's floor; None: none), feasible, fails (what a deployment misses, or why it
+    was skipped), rank (1 = cheapest feasible, then lowest energy) and pareto; feasible
+    rows first in rank order, then the others. ``latency``: the column the SLO, the
+    tie-break and the front judge (LATENCY's)."""
     df = df.copy()
-    for col in ("groups", "p99_load_s", "throughput_per_s", "memory_peak_bytes", "fits"):
+    for col, default in (("groups", 1), ("dtype", "fp32"), ("p99_load_s", math.nan),
+                         ("throughput_per_s", math.nan), ("memory_peak_bytes", math.nan),
+                         ("fits", math.nan)):
         if col not in df:  # (a table made by hand)
-            df[col] = 1 if col == "groups" else math.nan
+            df[col] = default
     lower = df["metric"].isin(LOWER_IS_BETTER)
     df["meets_slo"] = df[latency] <= latency_slo_s
     df["meets_floor"] = (df["accuracy"] <= accuracy_floor).where(
         lower, df["accuracy"] >= accuracy_floor)  # NaN accuracy compares False: fails
     df["meets_load"] = True if offered_p99_s is None else df["p99_load_s"] <= offered_p99_s
+    df["meets_tokens"] = True if tokens_per_s is None else df["tokens_per_s"] >= tokens_per_s
     over = df["overflow"] if "overflow" in df else pd.Series([None] * len(df), df.index)
     fits = over.isna()  # a deployment that does not fit its memory is never ranked
-    df["feasible"] = df["meets_slo"] & df["meets_floor"] & df["meets_load"] & fits
-    df["fails"] = [", ".join(name for name, ok in (
-        ("latency", slo), ("accuracy", floor), ("load", offered),
-        (f"memory: {text}", not isinstance(text, str))) if not ok)
-        for slo, floor, offered, text in zip(df["meets_slo"], df["meets_floor"],
-                                             df["meets_load"], over, strict=True)]
+    df["feasible"] = (df["meets_slo"] & df["meets_floor"] & df["meets_load"]
+                      & df["meets_tokens"] & fits)
+    df["fails"] = _fails(df, over, "time to first token" if latency == "ttft_s" else "latency")
     if "skipped" in df:  # a deployment that could not run: why, in place of what it misses
         df["fails"] = df["skipped"].where(df["skipped"].notna(), df["fails"])
     # stable sort: equal keys keep the order deployments were listed in
@@ -297,12 +330,27 @@ def judge(df: pd.DataFrame, accuracy_floor: float, latency_slo_s: float,
     return df[table_columns(df)]
 
 
+def _fails(df: pd.DataFrame, over: pd.Series, slo_name: str) -> list[str]:
+    """What each deployment misses, in words (``over``: its memory overflow, or None)."""
+    return [", ".join(name for name, ok in (
+        (slo_name, slo), ("accuracy", floor), ("load", offered), ("tokens/s", rate),
+        (f"memory: {text}", not isinstance(text, str))) if not ok)
+        for slo, floor, offered, rate, text in zip(
+            df["meets_slo"], df["meets_floor"], df["meets_load"], df["meets_tokens"], over,
+            strict=True)]
+
+
 def table_columns(df: pd.DataFrame) -> list[str]:
-    """COLUMNS, with SAMPLED after latency_s where the deployments were sampled."""
+    """COLUMNS, with SAMPLED after latency_s where the deployments were sampled, and a
+    generation's DECODE figures (and meets_tokens) where they generated."""
     cols = list(COLUMNS)
     if "latency_p99_s" in df:
         at = cols.index("latency_s") + 1
         cols[at:at] = SAMPLED
+    if "ttft_s" in df:
+        at = cols.index("latency_s") + 1
+        cols[at:at] = DECODE
+        cols.insert(cols.index("meets_load") + 1, "meets_tokens")
     return cols
 
 
@@ -316,6 +364,7 @@ class PlanResult:
     latency: str = "latency_s"  # the latency judged and ranked on (LATENCY's)
     # with sampling: whether any deployment had variability to draw from; None: not sampled
     varies: bool | None = None
+    tokens_per_s: float | None = None  # a generation's floor (decode:); None: none
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -339,7 +388,8 @@ def run_plan(plan: LoadedPlan, workload: WorkloadFn | None = None,
     model = s.model.name if not s.model.architecture else (
         f"{s.model.architecture} (accuracy of {s.model.name})")
     offered_p99_s = ms_to_s(s.offered_load.p99_ms) if s.offered_load else None
-    latency = LATENCY[s.rank]
+    latency = LATENCY["decode" if s.decode else s.rank]
     varies = bool(raw["varies"].eq(True).any()) if "varies" in raw else None
-    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s, latency),
-                      s.accuracy_floor, slo_s, s.name, model, latency, varies)
+    floor = s.decode.tokens_per_s if s.decode else None
+    return PlanResult(judge(raw, s.accuracy_floor, slo_s, offered_p99_s, latency, floor),
+                      s.accuracy_floor, slo_s, s.name, model, latency, varies, floor)

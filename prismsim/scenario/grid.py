@@ -1,5 +1,5 @@
 """A scenario's grid: every point (configuration x device profile x link x batch x
-bandwidth x latency) it asks for, in a fixed order."""
+lengths x weight precision x bandwidth x latency) it asks for, in a fixed order."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ class Point:
     # the world it runs in, a digest of the scenario's device events and link trace
     # (LoadedScenario.world); "": devices that keep their speed, the link's nominal figures
     world: str = ""
+    dtype: str = "fp32"  # the weights' precision (sim/precision.py)
 
     @property
     def mixed(self) -> bool:
@@ -78,7 +79,7 @@ class Point:
         fields = asdict(self)
         for name, default in (("rendezvous", False), ("split", "equal"), ("exchange", P2P),
                               ("host", ""), ("finetune", NO_FINETUNE), ("generate", None),
-                              ("world", "")):
+                              ("world", ""), ("dtype", "fp32")):
             if fields[name] == default:  # keys of points from before the field stay valid
                 del fields[name]
         blob = json.dumps(fields, sort_keys=True)
@@ -139,8 +140,9 @@ def expand(s: ScenarioFile, links: dict[str, LinkSpec], world: str = "") -> list
     digest of the events and the trace every point runs under."""
     net, points = s.network, []
     systems = list(product(scenario_configurations(s), as_list(s.devices.profile)))
-    for (c, profile), link_name, batch, (tokens, generate) in product(
-            systems + _mixed_systems(s), as_list(net.link), as_list(s.batch), _lengths(s)):
+    for (c, profile), link_name, batch, (tokens, generate), dtype in product(
+            systems + _mixed_systems(s), as_list(net.link), as_list(s.batch), _lengths(s),
+            as_list(s.dtype)):
         base = links[link_name]
         lat_values = base.latency_ms if net.latency_ms is None else net.latency_ms
         for bw, lat in product(as_list(net.bandwidth_mbps or base.bandwidth_mbps),
@@ -151,5 +153,6 @@ def expand(s: ScenarioFile, links: dict[str, LinkSpec], world: str = "") -> list
                 float(lat), base.broadcast if net.broadcast is None else net.broadcast,
                 batch, s.wire, base.rendezvous if net.rendezvous is None else net.rendezvous,
                 s.devices.split if MIX_SEPARATOR in profile else "equal", c.exchange,
-                s.host.model_dump_json() if s.host else "", c.finetune, generate, world))
+                s.host.model_dump_json() if s.host else "", c.finetune, generate, world,
+                dtype))
     return points

@@ -20,6 +20,7 @@ from prismsim.scenario.schema import MIX_SEPARATOR, ScenarioError, ScenarioFile,
 from prismsim.sim.catalog import CatalogError, load_catalog_data
 from prismsim.sim.device_events import DeviceEvent, check_events
 from prismsim.sim.link_trace import LinkTrace, read_link_trace
+from prismsim.sim.precision import spec_at
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec, speed_weights
 from prismsim.strategies import decoding_strategies, why_not
 from prismsim.userfiles import UserFileError, load_model_file
@@ -40,8 +41,9 @@ class LoadedScenario:
     def device_specs(self, point: Point) -> DeviceSpec | list[DeviceSpec]:
         """The point's device profile, or one per device for a mixed set."""
         if not point.mixed:
-            return self.devices[point.device_profile]
-        return [self.devices[n] for n in point.device_profile.split(MIX_SEPARATOR)]
+            return spec_at(self.devices[point.device_profile], point.dtype)
+        return [spec_at(self.devices[n], point.dtype)
+                for n in point.device_profile.split(MIX_SEPARATOR)]
 
     def weights(self, point: Point) -> list[float] | None:
         """Token partition weights: device speeds for a mixed set split by speed."""
@@ -231,7 +233,20 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     loaded = LoadedScenario(path, scenario, devices, links, _read_trace(scenario, path))
     _check_grid(loaded, where)
     _check_events(loaded, where)
+    _check_dtype(loaded, where)
     return loaded
+
+
+def _check_dtype(loaded: LoadedScenario, where: str) -> None:
+    """A precision other than fp32 on a device with an operator table (measured at fp32)
+    cannot be applied: say which (``sim/precision.py``)."""
+    for point in [p for p in loaded.grid() if p.dtype != "fp32"]:
+        specs = loaded.device_specs(point)
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if spec.operators is not None:
+                raise ScenarioError(f"{where}: dtype: {point.dtype} weights on "
+                                    f"{spec.name}, which its fp32 operator table times; "
+                                    f"other precisions need a roofline device")
 
 
 def _read_trace(scenario: ScenarioFile, path: Path) -> LinkTrace | None:

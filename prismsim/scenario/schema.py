@@ -159,6 +159,9 @@ class TimelineSection(StrictModel):
     bandwidth_mbps: PositiveFloat | None = None
 
 
+WeightDtype = Literal["fp32", "fp16", "bf16", "int8", "int4"]  # sim/precision.py's DTYPES
+
+
 class ScenarioFile(StrictModel):
     name: str
     description: str = ""
@@ -170,6 +173,9 @@ class ScenarioFile(StrictModel):
     network: NetworkSection = NetworkSection()
     batch: PositiveInt | list[PositiveInt] = 1  # inference batch size for latency
     wire: Literal["fp32", "fp16", "int8"] = "fp32"  # element type on the wire
+    # the weights' precision (sim/precision.py): their memory, the bytes each step reads,
+    # the compute rate where the catalog gives one; a list makes an axis. fp32: as traced
+    dtype: WeightDtype | list[WeightDtype] = "fp32"
     # how voltage and prism exchange after each block: one unicast copy per receiver
     # (p2p, the paper's), one broadcast, or an all_gather ring; a list makes an axis
     exchange: Exchange | list[Exchange] = "p2p"

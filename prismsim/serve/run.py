@@ -102,6 +102,8 @@ def _adaptive_setup(loaded: LoadedServe, c: ServingConfiguration, cache: Workloa
 MEAN_TIMES_ONLY = {"variability"}
 # a device's memory: what fits is not a serving run's figure (left out of its name)
 MEMORY = {"memory_gib", "runtime_gib", "memory_source"}
+# the rates of other weight precisions: a serving run's weights are fp32's
+PRECISIONS = {"peak_gflops_by_dtype"}
 # a link's frame errors and MAC retries: left out of the names when there are none
 FRAME_ERRORS = {"frame_error_rate", "frame_bytes", "retry_limit", "cw_min", "cw_max",
                 "slot_us"}
@@ -110,7 +112,7 @@ FRAME_ERRORS = {"frame_error_rate", "frame_bytes", "retry_limit", "cw_min", "cw_
 def _fingerprint(loaded: LoadedServe, c: ServingConfiguration) -> str:
     stream = loaded.file.serving
     unused = set() if stream.variability else MEAN_TIMES_ONLY
-    device = loaded.devices[c.profile].model_dump(exclude=unused | MEMORY)
+    device = loaded.devices[c.profile].model_dump(exclude=unused | MEMORY | PRECISIONS)
     # as before traces and frame errors existed, when the link has neither
     steady = {"trace"} if loaded.link.trace is None else set()
     if loaded.link.frame_error_rate == 0:

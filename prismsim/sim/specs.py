@@ -64,6 +64,10 @@ class DeviceSpec(StrictModel):
     # what the operating system and the framework hold before any model, GiB
     runtime_gib: float = Field(0.0, ge=0)
     memory_source: str = ""  # where memory_gib and runtime_gib come from
+    # peak GFLOP/s at other weight precisions (fp16, bf16, int8, int4; sim/precision.py),
+    # where a source gives one; empty: every precision computes at peak_gflops
+    peak_gflops_by_dtype: dict[Literal["fp16", "bf16", "int8", "int4"], PositiveFloat] = \
+        Field(default_factory=dict)
 
     @property
     def flops_per_s(self) -> float:

@@ -19,7 +19,7 @@ COLUMNS = [
     "point_id", "scenario", "model", "latency_model", "strategy", "devices", "cr", "segments",
     "exchange", "finetune",
     "device_profile", "link", "medium", "bandwidth_mbps", "latency_ms", "broadcast",
-    "rendezvous", "split", "host_cores", "batch", "wire", "tokens", "generate",
+    "rendezvous", "split", "host_cores", "batch", "wire", "dtype", "tokens", "generate",
     "latency_s", "energy_j", "bytes_on_air", "bytes_sent", "compute_s", "comm_s", "idle_s",
     "compute_s_per_device", "comm_s_per_device", "idle_s_per_device", "energy_j_per_device",
     "gflops_total", "gflops_per_device", "pdplc_tokens", "comm_bytes_per_device_per_layer",
@@ -53,7 +53,7 @@ def point_columns(scenario: str, p: Point) -> dict[str, Any]:
         "bandwidth_mbps": p.bandwidth_mbps, "latency_ms": p.latency_ms,
         "broadcast": p.broadcast, "rendezvous": p.rendezvous, "split": p.split,
         "host_cores": json.loads(p.host)["cores"] if p.host else None,
-        "batch": p.batch, "wire": p.wire, "generate": p.generate,
+        "batch": p.batch, "wire": p.wire, "dtype": p.dtype, "generate": p.generate,
     }
 
 

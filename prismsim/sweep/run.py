@@ -23,6 +23,7 @@ from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
 from prismsim.sim import simulate
 from prismsim.sim.memory import device_memory, memory_columns
+from prismsim.sim.precision import at_precision
 from prismsim.sim.sampling import sample_inferences
 from prismsim.sweep import compute, exact
 from prismsim.sweep.adaptive_rows import adaptive_rows, adaptive_workload_needs
@@ -30,6 +31,7 @@ from prismsim.sweep.backends import run_many
 from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workload_need
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
 from prismsim.sweep.rows import (
+    NO_ACCURACY,
     layout,
     make_row,
     sampled_columns,
@@ -124,10 +126,11 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
                 wl = Workload.from_json(workloads[need])
                 parsed[need] = wl, workload_columns(wl)
             wl, wl_columns = parsed[need]
+            wl = at_precision(wl, p.dtype)
             result = simulate(wl, s.device_specs(p), s.link_for(p), host=s.host,
                               record=p.generate is not None,  # token times: the timeline
                               events=s.events_for(p))
-            row = make_row(name, p, wl_columns, result, accs.get(accuracy_need(s, p)), wl)
+            row = make_row(name, p, wl_columns, result, _accuracy(accs, s, p), wl)
             row |= memory_columns(device_memory(wl, s.device_specs(p))) | _tail(s, p, wl)
             if s.moves:
                 row |= world_columns(s.trace_label, s.events_for(p), result)
@@ -135,6 +138,16 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
             _report(writer.write(row), progress)
     finally:
         _report(writer.close(), progress)
+
+
+def _accuracy(accs: dict, s: LoadedScenario, p: Point) -> dict[str, Any] | None:
+    """The point's accuracy; with weights at another precision than fp32, not run (the
+    numerics run the fp32 weights only), said in its source."""
+    acc = accs.get(accuracy_need(s, p))
+    if acc is None or p.dtype == "fp32":
+        return acc
+    return {**NO_ACCURACY, "metric": acc["metric"],
+            "accuracy_source": f"not run: {p.dtype} weights (the numerics run fp32 weights)"}
 
 
 def _tail(s: LoadedScenario, p: Point, wl: Workload) -> dict[str, float]:
