@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -62,13 +63,21 @@ class InMemoryNetwork:
         """Nothing outstanding: sends were delivered when made."""
 
 
-def run_in_memory(programs: Sequence[Program], net: Transport | None = None) -> list[Any]:
+def run_in_memory(programs: Sequence[Program], net: Transport | None = None,
+                  turn: Callable[[int], AbstractContextManager[Any]] | None = None
+                  ) -> list[Any]:
     """Drive every generator until it finishes, round robin, each until it blocks;
-    returns each device's result."""
+    returns each device's result. ``turn(device)``: a context each stretch a device runs
+    goes inside (what measures memory per device marks them with)."""
     net = net or InMemoryNetwork(len(programs))
     drivers = [Driver(p, gen, net) for p, gen in enumerate(programs)]
+    turn = turn or (lambda device: nullcontext())
     while not all(d.done for d in drivers):
-        progressed = [d.advance() for d in drivers if not d.done]
+        progressed = []
+        for d in drivers:
+            if not d.done:
+                with turn(d.device):
+                    progressed.append(d.advance())
         if not any(progressed):
             waiting = [(d.device, d.blocked) for d in drivers if not d.done]
             raise DeadlockError(f"devices wait for messages that never come: {waiting}")
