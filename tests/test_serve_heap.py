@@ -2,7 +2,8 @@
 request stream in the same sampled world gives the same start, finish and energy of
 every request and the same device totals, to the last digit, on the traced PRISM program
 over a shared WiFi channel, with frame errors, on two groups, and with a full queue
-refusing requests. (Queueing theory checks the heap replay directly:
+refusing requests; and its compiled inner loop (serve/compiled.py) the same again where
+it applies (no frame errors). (Queueing theory checks the heap replay directly:
 tests/test_serve_variability.py, whose seeded runs it serves.)"""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from prismsim.executors.trace_cache import WorkloadCache
 from prismsim.serve.arrivals import arrivals_s
+from prismsim.serve.compiled import compiled_serves
 from prismsim.serve.engine import serve
 from prismsim.serve.heap import heap_serves
 from prismsim.serve.requests import ServingResult, ServingSetup
@@ -39,8 +41,15 @@ def _both(setup: ServingSetup, link_name: str, load: float, n: int
     rate = load * setup.groups / simulate(PRISM, BOARD, link).latency_s
     arrivals = arrivals_s("poisson", rate, n, 5)
     assert heap_serves(setup, [BOARD] * 3 * setup.groups, link, None, ())
-    return (serve(setup, arrivals, BOARD, link, heap=False),
-            serve(setup, arrivals, BOARD, link))
+    simpy_run = serve(setup, arrivals, BOARD, link, heap=False)
+    heap_run = serve(setup, arrivals, BOARD, link, compiled=False)
+    if compiled_serves(setup, [BOARD] * 3 * setup.groups, link, None, ()):
+        compiled_run = serve(setup, arrivals, BOARD, link, compiled=True)  # the same
+        assert (_requests(compiled_run), _devices(compiled_run), compiled_run.end_s,
+                compiled_run.bytes_on_air, compiled_run.channel_busy_s) == (
+            _requests(heap_run), _devices(heap_run), heap_run.end_s,
+            heap_run.bytes_on_air, heap_run.channel_busy_s)
+    return simpy_run, heap_run
 
 
 @pytest.mark.parametrize("link_name", ["wifi5", "wifi5-lossy"])

@@ -87,7 +87,7 @@ def test_damaged_cache_file_is_retraced(tmp_path, monkeypatch):
 def test_files_of_another_format_are_refused_and_retraced(tmp_path):
     wl = trace_workload("vit-tiny", "voltage", 2)
     raw = json.loads(wl.to_json())
-    assert raw.pop("format") == FORMAT == 8
+    assert raw.pop("format") == FORMAT == 9
     for other in ({}, {"format": 3}, {"format": FORMAT + 1}):  # no "format": format 1
         with pytest.raises(ValueError, match="trace it again"):
             Workload.from_json(json.dumps({**raw, **other}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from prismsim.serve.compiled import CompiledReplay, compiled_serves
 from prismsim.serve.groups import ServingReplay
 from prismsim.serve.heap import HeapReplay, heap_serves
 from prismsim.serve.requests import ServingResult, ServingSetup, check_setup, device_list
@@ -31,15 +32,25 @@ def serving_replay(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec
     return ServingReplay(setup, specs, link, host, events)
 
 
+# requests from which a run is served by the compiled replay when not told: its one
+# compilation a process (about 15 s here) against 0.4 ms a request saved
+COMPILED_FROM = 40_000
+
 def serve(setup: ServingSetup, arrivals_s: Sequence[float],
           device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
           host: HostSpec | None = None, events: Sequence[DeviceEvent] = (),
-          heap: bool = True) -> ServingResult:
+          heap: bool = True, compiled: bool | None = None) -> ServingResult:
     """Serve requests arriving at ``arrivals_s`` (increasing seconds): in a sampled
     world by the heap replay where it applies (``serve/heap.py``; ``heap=False``: always
-    by SimPy), else by SimPy."""
+    by SimPy), its inner loop compiled where that applies (``serve/compiled.py``) and
+    the run is long enough to repay compiling it once a process (``compiled``: None, from
+    COMPILED_FROM requests; True: whatever the length; False: never), else by SimPy. The
+    same figures whichever serves."""
     check_setup(setup)
     specs = device_list(device, setup.groups, setup.workloads[1].n_devices)
+    long_enough = len(arrivals_s) >= COMPILED_FROM if compiled is None else compiled
+    if heap and long_enough and compiled_serves(setup, specs, link, host, events):
+        return CompiledReplay(setup, specs, link).run_open(arrivals_s)
     if heap and heap_serves(setup, specs, link, host, events):
         return HeapReplay(setup, specs, link).run_open(arrivals_s)
     replay = serving_replay(setup, specs, link, host, events)

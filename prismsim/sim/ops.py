@@ -102,7 +102,7 @@ _STEPS: weakref.WeakKeyDictionary[Workload, dict[tuple, tuple[DeviceSpec, np.nda
     weakref.WeakKeyDictionary()
 
 
-def _steps(wl: Workload, device: int, spec: DeviceSpec, merge: bool
+def step_seconds(wl: Workload, device: int, spec: DeviceSpec, merge: bool
            ) -> tuple[np.ndarray, np.ndarray]:
     """Each compute task's mean seconds on ``spec`` and the index of the operation of
     ``device_ops`` it is part of (merged steps share one)."""
@@ -132,7 +132,7 @@ def held_s(wl: Workload, device: int, spec: DeviceSpec, merge: bool,
     """For each of ``device_ops``, the seconds it holds the device with each compute
     task's time times its factor (one a task, in program order): merged steps the sum of
     theirs; 0 for the operations that are not compute steps."""
-    seconds, owner = _steps(wl, device, spec, merge)
+    seconds, owner = step_seconds(wl, device, spec, merge)
     n_ops = len(device_ops(wl, device, spec, merge))
     return np.bincount(owner, weights=seconds * factors, minlength=n_ops).tolist()
 
