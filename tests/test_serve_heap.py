@@ -102,3 +102,18 @@ def test_heap_replay_equals_simpy_under_a_link_trace():
     heap_run = serve(setup, arrivals, pi5, link)
     assert _requests(heap_run) == _requests(simpy_run)
     assert _devices(heap_run) == _devices(simpy_run)
+
+
+def test_the_kernel_takes_no_array_it_would_have_to_copy():
+    """The compiled kernel writes its figures into the arrays it is given: one of
+    another dtype (which would be copied, and its figures lost) is refused."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from prismsim.serve.compiled_fields import SPEC, make_kernel
+
+    fields = SimpleNamespace(**{name: 0 for name, _ in SPEC})
+    fields.n_ops = np.zeros(3, np.float32)
+    with pytest.raises(TypeError, match="kernel field kind: needs a C-contiguous int64"):
+        make_kernel(fields)

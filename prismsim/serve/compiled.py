@@ -9,11 +9,12 @@ delays; and its outputs read back into the replay's statistics and requests."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
-from prismsim.serve.compiled_fields import SLOTS
-from prismsim.serve.compiled_kernel import RECEIVE, SEND, Kernel
+from prismsim.serve.compiled_fields import SLOTS, make_kernel
+from prismsim.serve.compiled_kernel import RECEIVE, SEND, serve_all
 from prismsim.serve.heap import HeapReplay, heap_serves
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
 from prismsim.sim.draws import CHUNK, _speed
@@ -39,22 +40,29 @@ class CompiledReplay(HeapReplay):
 
     def run_open(self, arrivals_s: Sequence[float]) -> ServingResult:
         arrivals = np.asarray(arrivals_s, dtype=float)
-        k = self._kernel(len(arrivals))
-        k.run(arrivals)
-        if k.overflow:  # more requests in flight than the kernel's slots
+        k = self._fields(len(arrivals))
+        k.on_air, k.busy_s, overflow = serve_all(make_kernel(k), arrivals)
+        if overflow:  # more requests in flight than the kernel's slots
             return HeapReplay(self.setup, self.specs, self.medium.link).run_open(arrivals_s)
-        return self._read_back(k, arrivals)
+        return self._read_back(k)
 
-    def _kernel(self, n_requests: int) -> Kernel:
-        wl = self.workloads(0)[1]
-        k = Kernel(self.n, self.setup.groups, len(self.specs))
+    def _fields(self, n_requests: int) -> SimpleNamespace:
+        """Every field of the kernel's state (its arrays are where it leaves its
+        figures)."""
+        wl, n_dev = self.workloads(0)[1], len(self.specs)
+        k = SimpleNamespace(n=self.n, groups=self.setup.groups, h_n=0, order=0, now=0.0,
+                            free=0.0, on_air=0, busy_s=0.0, turn=0, next_key=0, started=0,
+                            overflow=False, f_n=0)
+        k.h_t, k.h_o, k.h_d = (np.zeros(n_dev + 1), np.zeros(n_dev + 1, np.int64),
+                               np.zeros(n_dev + 1, np.int64))
+        k.f_kind, k.f_a, k.f_i = (np.zeros(64, np.int64) for _ in range(3))
         _programs(k, wl, self.specs, self.n)
         _messages(k, wl, self)
         self._draws(k, wl, n_requests)
         _requests(k, self.setup, n_requests, len(self.specs), wl)
         return k
 
-    def _draws(self, k: Kernel, wl: Workload, n_requests: int) -> None:
+    def _draws(self, k: SimpleNamespace, wl: Workload, n_requests: int) -> None:
         """Each device's variability and the draws it takes, at most one part a request
         (made at once, in the order the heap replay takes them one by one)."""
         assert self.streams is not None
@@ -93,7 +101,7 @@ class CompiledReplay(HeapReplay):
             CHUNK)) * 1e-6 for _ in range(-(-keys // CHUNK))]
         return np.concatenate(chunks)
 
-    def _read_back(self, k: Kernel, arrivals: np.ndarray) -> ServingResult:
+    def _read_back(self, k: SimpleNamespace) -> ServingResult:
         """The kernel's figures into the statistics, the medium and the requests."""
         for d, st in enumerate(self.stats):
             st.compute_s, st.staging_s = float(k.compute_s[d]), float(k.staging_s[d])
@@ -105,7 +113,7 @@ class CompiledReplay(HeapReplay):
         return self.result(_requests_back(k, self.n))
 
 
-def _programs(k: Kernel, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> None:
+def _programs(k: SimpleNamespace, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> None:
     """Each place's operations (kinds, messages, receives' lists), each device's
     staging and mean seconds, each place's compute steps and each device's seconds."""
     per_device = [device_ops(wl, d % n, spec, True) for d, spec in enumerate(specs)]
@@ -133,7 +141,7 @@ def _programs(k: Kernel, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> N
     k.held = np.zeros((len(specs), width))
 
 
-def _steps(k: Kernel, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> None:
+def _steps(k: SimpleNamespace, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> None:
     """Each compute step's operation (by place) and mean seconds (by device)."""
     steps = [step_seconds(wl, d % n, spec, True) for d, spec in enumerate(specs)]
     width = max(max(len(s) for s, _ in steps), 1)
@@ -145,7 +153,7 @@ def _steps(k: Kernel, wl: Workload, specs: Sequence[DeviceSpec], n: int) -> None
             k.n_steps[d], k.owner[d, :len(owner)] = len(owner), owner
 
 
-def _messages(k: Kernel, wl: Workload, replay: HeapReplay) -> None:
+def _messages(k: SimpleNamespace, wl: Workload, replay: HeapReplay) -> None:
     """Each message's places, bytes, airtime of one copy and delay after the air; the
     devices' power above idle."""
     med, msgs = replay.medium, wl.messages
@@ -166,7 +174,7 @@ def _messages(k: Kernel, wl: Workload, replay: HeapReplay) -> None:
     k.sent, k.received = np.zeros(n_dev, np.int64), np.zeros(n_dev, np.int64)
 
 
-def _requests(k: Kernel, setup: ServingSetup, n_requests: int, n_dev: int,
+def _requests(k: SimpleNamespace, setup: ServingSetup, n_requests: int, n_dev: int,
               wl: Workload) -> None:
     """Empty queues, requests, parts and mail."""
     g, n = setup.groups, k.n
@@ -192,7 +200,7 @@ def _requests(k: Kernel, setup: ServingSetup, n_requests: int, n_dev: int,
     k.unknown, k.last_s = np.zeros(n_dev, np.int64), np.zeros(n_dev)
 
 
-def _requests_back(k: Kernel, n: int) -> list[Request]:
+def _requests_back(k: SimpleNamespace, n: int) -> list[Request]:
     """The requests as the heap replay leaves them."""
     out = []
     for i in range(len(k.arr_s)):

@@ -1,10 +1,16 @@
-"""The fields of the compiled serving kernel (``serve/compiled_kernel.py``), typed for
-numba: what each holds, by place in a group (p), device (d), message id (m), request (r)
-or request slot (the mail of requests in flight)."""
+"""The state of the compiled serving kernel (``serve/compiled_kernel.py``): a numba
+structure (``Kernel``) of typed fields, what each holds by place in a group (p), device
+(d), message id (m), request (r) or request slot (the mail of requests in flight).
+A structure, not a compiled class, so that the kernel's functions are compiled once and
+kept on disk (numba's cache) rather than in every process."""
 
 from __future__ import annotations
 
-from numba import boolean, float64, int64
+from typing import Any
+
+import numpy as np
+from numba import boolean, float64, int64, types
+from numba.experimental import structref
 
 SLOTS = 256  # requests with parts in flight at once; more: the Python replay serves
 
@@ -54,3 +60,36 @@ SPEC = [
     # what the Python replay's calls would nest: (kind, device or group, next place)
     ("f_kind", int64[:]), ("f_a", int64[:]), ("f_i", int64[:]), ("f_n", int64),
 ]
+
+
+@structref.register
+class KernelType(types.StructRef):
+    def preprocess_fields(self, fields: Any) -> tuple:
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Kernel(structref.StructRefProxy):
+    """One serving run's state (``make_kernel``); the kernel's functions take it."""
+
+
+FIELDS = [name for name, _ in SPEC]
+structref.define_proxy(Kernel, KernelType, FIELDS)
+
+
+def make_kernel(values: Any) -> Kernel:
+    """The kernel's state from an object with every field, checked against SPEC's
+    types: arrays exactly of its dtype and dimensions, C-contiguous (the kernel writes
+    into them: a copy would lose what it writes), scalars as numba types them."""
+    out = []
+    for name, typ in SPEC:
+        value = getattr(values, name)
+        if isinstance(typ, types.Array):
+            dtype = np.dtype(np.bool_ if typ.dtype == boolean else str(typ.dtype))
+            if not (isinstance(value, np.ndarray) and value.dtype == dtype
+                    and value.ndim == typ.ndim and value.flags.c_contiguous):
+                raise TypeError(f"kernel field {name}: needs a C-contiguous {dtype} array "
+                                f"of {typ.ndim} dimensions")
+        else:
+            value = {int64: int, float64: float, boolean: bool}[typ](value)
+        out.append(value)
+    return Kernel(*out)

@@ -33,8 +33,9 @@ def serving_replay(setup: ServingSetup, device: DeviceSpec | Sequence[DeviceSpec
 
 
 # requests from which a run is served by the compiled replay when not told: its one
-# compilation a process (about 15 s here) against 0.4 ms a request saved
-COMPILED_FROM = 40_000
+# compilation (kept on disk by numba: about 12 s the first time, 3 s to load in a later
+# process) against 0.35 ms a request saved
+COMPILED_FROM = 20_000
 
 def serve(setup: ServingSetup, arrivals_s: Sequence[float],
           device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
