@@ -4,7 +4,10 @@ Means, the scaling-aware softmax and the partition-aware mask exactly as inferen
 
 Modes: ``head`` computes the features the classifier reads under the strategy (one
 forward pass over the training examples) and refits the linear head on them
-(multinomial logistic regression, L-BFGS, as the shipped heads were fitted);
+(multinomial logistic regression, L-BFGS, as the shipped heads were fitted, starting from
+the model's own head): a seeded fifth of the training examples is held out to choose the
+L2 strength and to judge, and the model's own head is kept unless the refitted one is
+better on them (``models/heads.py``'s ``choose_head``; the sidecar says which);
 ``last:K`` trains the last K blocks, the final norm and the head; ``all`` every
 parameter, with AdamW (or SGD) for ``steps`` steps of ``batch`` examples, the examples
 in a seeded order. The model stays in eval mode (no dropout): a run is deterministic.
@@ -30,7 +33,7 @@ from prismsim.accuracy import batches
 from prismsim.datasets import Dataset, dataset
 from prismsim.executors.memory import run_numerics
 from prismsim.models.catalog import PRETRAINED
-from prismsim.models.heads import fit_linear
+from prismsim.models.heads import choose_head
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.stack import ModelStack
 from prismsim.models.tuned import FinetuneRun, check, weights_path
@@ -60,9 +63,12 @@ def finetune(tuning: FinetuneRun, progress: Progress) -> Path:
     if path.exists():
         return path
     data = train_data(tuning)
-    state = (fit_head(stack, tuning, data, progress) if tuning.mode == "head"
-             else train(stack, tuning, data, progress, path))
-    _save(path, state, {"spec": dataclasses.asdict(tuning)})
+    meta: dict = {"spec": dataclasses.asdict(tuning)}
+    if tuning.mode == "head":
+        state, meta["validation"] = fit_head(stack, tuning, data, progress)
+    else:
+        state = train(stack, tuning, data, progress, path)
+    _save(path, state, meta)
     checkpoint(path).unlink(missing_ok=True)
     checkpoint(path).with_suffix(".json").unlink(missing_ok=True)
     return path
@@ -104,11 +110,21 @@ def features(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Pr
 
 
 def fit_head(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress
-             ) -> dict[str, Tensor]:
+             ) -> tuple[dict[str, Tensor], dict]:
+    """The head to keep (refitted, or the model's own) and what decided it."""
     x, y = features(stack, tuning, data, progress)
-    layer = fit_linear(x, y, len(data.classes), seed=tuning.seed)
-    name, _ = classifier(stack)
-    return {f"{name}.weight": layer.weight, f"{name}.bias": layer.bias}
+    name, base = classifier(stack)
+    choice = choose_head(x, y, len(data.classes), base, seed=tuning.seed)
+    report = {"n_validation": choice.n_validation, "before": choice.before,
+              "after": choice.after, "l2": choice.l2, "kept_base": choice.kept_base}
+    return {f"{name}.weight": choice.head.weight, f"{name}.bias": choice.head.bias}, report
+
+
+def validation_report(path: Path) -> dict | None:
+    """What a head fine-tuning's validation decided (its weights file's sidecar); None
+    for other modes."""
+    sidecar = path.with_suffix(".json")
+    return json.loads(sidecar.read_text()).get("validation") if sidecar.exists() else None
 
 
 def trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:

@@ -129,6 +129,9 @@ def test_finetune_command_prints_the_name_and_both_accuracies():
              if ln.startswith(("before:", "after:"))}
     assert set(lines) == {"before", "after"}
     assert "40 digits test examples" in lines["after"]
+    # the head was judged on 12 of the 60 training examples (a fifth), in one line
+    (judged,) = [ln for ln in result.output.splitlines() if ln.startswith("validation:")]
+    assert "on 12 held-out training examples" in judged
     bad = CliRunner().invoke(main, [*args[:-6], "--mode", "middle"])
     assert bad.exit_code == 2 and "mode must be head, last:K or all" in bad.output
     assert len(dataset("digits", "test").head(40)) == 40

@@ -48,6 +48,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
 
     from prismsim.assets import AssetError
     from prismsim.finetune import finetune as run
+    from prismsim.finetune import validation_report
     from prismsim.models.tuned import FinetuneRun, check, tuned_name
 
     if threads:
@@ -60,8 +61,23 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
         with reporter(f"fine-tuning {tuned_name(tuning)}", total) as progress:
             path = run(tuning, progress)
         click.echo(f"{tuned_name(tuning)} -> {path}")
+        _validation(validation_report(path))
         if limit:
             _compare(tuning, limit)
+
+
+def _validation(report: dict | None) -> None:
+    """One line: what the held-out training examples decided (head mode)."""
+    if report is None:
+        return
+    figures = (f"{report['before']:.4f} with the model's own head, {report['after']:.4f} "
+               f"refitted (L2 {report['l2']:g}) on {report['n_validation']} held-out "
+               f"training examples")
+    if report["kept_base"]:
+        click.echo(f"validation: not better refitted ({figures}): the model's own head is "
+                   f"kept")
+    else:
+        click.echo(f"validation: {figures}: the refitted head is kept")
 
 
 def _compare(tuning: FinetuneRun, limit: int) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from prismsim.cache_dir import cache_root
 
-FORMAT = 1  # bumped when training changes what a key's weights are
+FORMAT = 2  # bumped when training changes what a key's weights are (2: head validated)
 MODE = re.compile(r"^(head|all|last:([1-9][0-9]*))$")
 OPTIMIZERS = ("adamw", "sgd")
 
