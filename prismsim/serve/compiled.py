@@ -17,7 +17,7 @@ from prismsim.serve.compiled_fields import SLOTS, make_kernel
 from prismsim.serve.compiled_kernel import RECEIVE, SEND, serve_all
 from prismsim.serve.heap import HeapReplay, heap_serves
 from prismsim.serve.requests import Request, ServingResult, ServingSetup
-from prismsim.sim.draws import CHUNK, _speed
+from prismsim.sim.draws import CHUNK, speed_of
 from prismsim.sim.mac_retries import MacRetries
 from prismsim.sim.ops import Compute, Receive, SendMessage, device_ops, step_seconds
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
@@ -69,7 +69,7 @@ class CompiledReplay(HeapReplay):
         n_dev, streams = len(self.specs), self.streams
         k.varies, k.corr_s, k.sigma = (np.zeros(n_dev, np.bool_), np.zeros(n_dev),
                                        np.zeros(n_dev))
-        speeds = [_speed(s) for s in self.specs]
+        speeds = [speed_of(s) for s in self.specs]
         width = max((len(s[0]) for s in speeds if s is not None), default=1)
         k.slow_q, k.slow_v = np.ones((n_dev, width)), np.ones((n_dev, width))
         k.innov, k.fast = np.zeros((n_dev, 1)), np.ones((n_dev, 1))
@@ -81,9 +81,9 @@ class CompiledReplay(HeapReplay):
             qs, values, k.corr_s[d], k.sigma[d] = speed
             k.varies[d] = True
             k.slow_q[d, :], k.slow_v[d, :] = _padded(qs, width), _padded(values, width)
-            innov[d] = streams._stream("slow", d, True).take(n_requests)
+            innov[d] = streams.take("slow", d, n_requests)
             if k.sigma[d]:
-                z = streams._stream("fast", d, True).take(n_requests * steps)
+                z = streams.take("fast", d, n_requests * steps)
                 fast[d] = np.exp(z * k.sigma[d] - k.sigma[d] * k.sigma[d] / 2)
         k.innov, k.fast = _stacked(innov), _stacked(fast)
         k.taken = np.zeros(n_dev, np.int64)
@@ -97,8 +97,8 @@ class CompiledReplay(HeapReplay):
         if v is None or not v.varies or keys == 0:
             return np.zeros(max(keys, 1))
         assert self.streams is not None
-        chunks = [quantile_draws(v.delay_us, self.streams._stream("delay", 0, False).take(
-            CHUNK)) * 1e-6 for _ in range(-(-keys // CHUNK))]
+        chunks = [quantile_draws(v.delay_us, self.streams.take(
+            "delay", 0, CHUNK)) * 1e-6 for _ in range(-(-keys // CHUNK))]
         return np.concatenate(chunks)
 
     def _read_back(self, k: SimpleNamespace) -> ServingResult:

@@ -168,7 +168,7 @@ class Streams:
         self._delays_s: list[np.ndarray] = []  # by running key, CHUNK of them an array
         # what the innermost calls read, worked out once: each device's variability
         # (None: it does not vary) and whether the link's delay varies
-        self._speeds = [_speed(s) for s in specs]
+        self._speeds = [speed_of(s) for s in specs]
         self._delay_varies = link.variability is not None and link.variability.varies
 
     def _stream(self, what: str, device: int, normal: bool) -> _Stream:
@@ -177,6 +177,11 @@ class Streams:
             self._streams[key] = _Stream(stream(self.seed, what, device), normal)
         return self._streams[key]
 
+    def take(self, what: str, device: int, n: int) -> np.ndarray:
+        """The next n values of a stream (``what``: slow or fast, standard normal; delay,
+        uniform), as the calls below would take them one part or chunk at a time."""
+        return self._stream(what, device, what != "delay").take(n)
+
     def part_factors(self, device: int, steps: int, at_s: float) -> np.ndarray | None:
         """The factors of a part of ``steps`` compute tasks device ``device`` is given at
         ``at_s`` (None: the device does not vary)."""
@@ -184,7 +189,7 @@ class Streams:
         if speed is None or steps == 0:
             return None
         qs, factors, correlation_s, sigma = speed
-        innovation = float(self._stream("slow", device, True).take(1)[0])
+        innovation = float(self.take("slow", device, 1)[0])
         score, last_s = self._score.get(device, (innovation, at_s))
         keep = math.exp(-(at_s - last_s) / correlation_s) \
             if correlation_s > 0 and device in self._score else 0.0
@@ -193,7 +198,7 @@ class Streams:
         slow = float(np.interp(np.array([_normal_cdf(score)]), qs, factors)[0])
         if sigma == 0:
             return np.full(steps, slow)
-        return slow * np.exp(self._stream("fast", device, True).take(steps) * sigma
+        return slow * np.exp(self.take("fast", device, steps) * sigma
                              - sigma * sigma / 2)
 
     def delay_s(self, key: int) -> float:
@@ -204,7 +209,7 @@ class Streams:
         while chunk >= len(delays):  # key k takes the stream's k-th draw
             v = self.link.variability
             assert v is not None
-            more = self._stream("delay", 0, False).take(CHUNK)
+            more = self.take("delay", 0, CHUNK)
             delays.append(quantile_draws(v.delay_us, more) * 1e-6)
         return float(delays[chunk][key - chunk * CHUNK])
 
@@ -218,7 +223,7 @@ class Streams:
         return retries[0], slots[0]
 
 
-def _speed(spec: DeviceSpec) -> tuple[tuple[float, ...], tuple[float, ...], float, float
+def speed_of(spec: DeviceSpec) -> tuple[tuple[float, ...], tuple[float, ...], float, float
                                     ] | None:
     """A device's variability as ``Streams.part_factors`` reads it (None: it does not
     vary): the slow factor's quantiles and values, its correlation time, the fast
