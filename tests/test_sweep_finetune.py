@@ -4,6 +4,7 @@ that cannot have it."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from prismsim.plots.pareto import pareto
 from prismsim.scenario import load_scenario
 from prismsim.scenario.schema import ScenarioError
+from prismsim.sweep.rows import gain_columns
 from prismsim.sweep.run import count_tasks, run_sweep
 
 TINY = Path("scenarios/tiny_vit.yaml").read_text()
@@ -58,6 +60,11 @@ def test_fine_tuned_rows_beside_plain_ones(tmp_path, monkeypatch):
     assert (tuned["latency_s"] == plain["latency_s"]).all()
     assert (plain["accuracy"] < 0.3).all() and (tuned["accuracy"] > 0.5).all()
     assert tuned["accuracy_source"].str.contains("fine-tuned by prismsim finetune").all()
+    gain = tuned["accuracy"] - plain["accuracy"]
+    assert (tuned["finetune_gain"] - gain).abs().max() < 1e-12
+    assert (tuned["finetune_gain_ci95_low"] < gain).all()
+    assert (tuned["finetune_gain_ci95_high"] > gain).all()
+    assert plain["finetune_gain"].isna().all()
     fig = pareto(df, 200)
     arrows = [a for a in fig.axes[0].texts  # (labels with leader lines have text)
               if getattr(a, "arrow_patch", None) is not None and not a.get_text()]
@@ -84,3 +91,23 @@ def test_a_bare_list_stands_for_the_modes(tmp_path):
     s = load_scenario(_scenario(tmp_path, text))
     assert sorted({p.finetune for p in s.grid() if p.strategy == "prism"}) == ["head",
                                                                                "last:2"]
+
+
+def test_the_gain_interval_by_hand():
+    """MOVER from the two rows' intervals: accuracy 0.80 (0.70-0.88) after, 0.60
+    (0.50-0.69) before: 0.20 - hypot(0.10, 0.09), 0.20 + hypot(0.08, 0.10); bits per
+    byte (lower is better) 1.5 (1.4-1.6) after, 2.0 (1.8-2.3) before: a gain of 0.5,
+    0.5 - hypot(0.1, 0.2), 0.5 + hypot(0.1, 0.3)."""
+    def row(metric, value, low, high):
+        return {"metric": metric, "accuracy": value, "accuracy_ci95_low": low,
+                "accuracy_ci95_high": high}
+
+    g = gain_columns(row("accuracy", 0.80, 0.70, 0.88), row("accuracy", 0.60, 0.50, 0.69))
+    assert g["finetune_gain"] == pytest.approx(0.20)
+    assert g["finetune_gain_ci95_low"] == pytest.approx(0.20 - 0.1345362, abs=1e-6)
+    assert g["finetune_gain_ci95_high"] == pytest.approx(0.20 + 0.1280625, abs=1e-6)
+    g = gain_columns(row("bits_per_byte", 1.5, 1.4, 1.6), row("bits_per_byte", 2.0, 1.8, 2.3))
+    assert g["finetune_gain"] == pytest.approx(0.5)
+    assert g["finetune_gain_ci95_low"] == pytest.approx(0.5 - 0.2236068, abs=1e-6)
+    assert g["finetune_gain_ci95_high"] == pytest.approx(0.5 + 0.3162278, abs=1e-6)
+    assert math.isnan(gain_columns(row("accuracy", 0.8, 0.7, 0.9), None)["finetune_gain"])

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from prismsim.metrics import LOWER_IS_BETTER
 from prismsim.scenario.grid import Point
 from prismsim.sim import SimResult
 from prismsim.sim.tokens import decode_summary
@@ -27,7 +28,9 @@ COLUMNS = [
     "top1_agreement", "mean_kl", "mean_kl_ci95_low", "mean_kl_ci95_high", "accuracy_source",
     "adaptive_choice", "ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j",
     "bytes_per_token", "memory_peak_bytes", "fits",
+    "finetune_gain", "finetune_gain_ci95_low", "finetune_gain_ci95_high",
 ]
+GAIN = ("finetune_gain", "finetune_gain_ci95_low", "finetune_gain_ci95_high")
 DECODE_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "bytes_per_token")
 # a scenario with samples: (each point replayed in sampled worlds): its latency's tail
 SAMPLED = ("latency_mean_sampled_s", "latency_p50_s", "latency_p95_s", "latency_p99_s")
@@ -147,3 +150,23 @@ def table_columns(rows: list[dict[str, Any]], sampled: bool = False, moves: bool
     columns = layout(sampled, moves)
     return [*columns, SKIPPED] if any(isinstance(r.get(SKIPPED), str) for r in rows) \
         else columns
+
+
+def gain_columns(tuned: dict[str, Any], plain: dict[str, Any] | None) -> dict[str, float]:
+    """What fine-tuning won, from a fine-tuned row's accuracy columns and its plain
+    twin's: the metric's improvement (after - before; before - after where lower is
+    better) and a 95 % interval from the two rows' intervals by MOVER (Newcombe's method
+    for two proportions; treating the two as independent, it is the wider one when both
+    were measured on the same test examples). NaN without a twin or an interval."""
+    if plain is None or not isinstance(tuned.get("metric"), str) \
+            or plain.get("metric") != tuned["metric"]:
+        return dict.fromkeys(GAIN, math.nan)
+    sign = -1.0 if tuned["metric"] in LOWER_IS_BETTER else 1.0
+    after, before = tuned["accuracy"], plain["accuracy"]
+    a_lo, a_hi = sorted((sign * tuned["accuracy_ci95_low"], sign * tuned["accuracy_ci95_high"]))
+    b_lo, b_hi = sorted((sign * plain["accuracy_ci95_low"], sign * plain["accuracy_ci95_high"]))
+    gain = sign * (after - before)
+    low = gain - math.hypot(sign * after - a_lo, b_hi - sign * before)
+    high = gain + math.hypot(a_hi - sign * after, sign * before - b_lo)
+    return {"finetune_gain": gain, "finetune_gain_ci95_low": low,
+            "finetune_gain_ci95_high": high}

@@ -12,12 +12,14 @@ the scenario for built-in models and local directories, else once the model is l
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from prismsim.configuration import NO_FINETUNE
 from prismsim.progress import Progress
 from prismsim.scenario.grid import Point
 from prismsim.scenario.load import LoadedScenario
@@ -32,6 +34,8 @@ from prismsim.sweep.needs import accuracy_need, distinct, finetune_need, workloa
 from prismsim.sweep.results import RowWriter, as_written, other_columns, read_rows, write_table
 from prismsim.sweep.rows import (
     NO_ACCURACY,
+    accuracy_columns,
+    gain_columns,
     layout,
     make_row,
     sampled_columns,
@@ -132,6 +136,7 @@ def _simulate_all(s: LoadedScenario, todo: list[Point], workloads: dict, accs: d
                               events=s.events_for(p))
             row = make_row(name, p, wl_columns, result, _accuracy(accs, s, p), wl)
             row |= memory_columns(device_memory(wl, s.device_specs(p))) | _tail(s, p, wl)
+            row |= _gain(s, p, row, accs, done)
             if s.moves:
                 row |= world_columns(s.trace_label, s.events_for(p), result)
             done[p.key()] = row
@@ -148,6 +153,18 @@ def _accuracy(accs: dict, s: LoadedScenario, p: Point) -> dict[str, Any] | None:
         return acc
     return {**NO_ACCURACY, "metric": acc["metric"],
             "accuracy_source": f"not run: {p.dtype} weights (the numerics run fp32 weights)"}
+
+
+def _gain(s: LoadedScenario, p: Point, row: dict[str, Any], accs: dict,
+          done: dict[str, Any]) -> dict[str, float]:
+    """A fine-tuned row's gain over its plain twin, whose accuracy was evaluated in this
+    run or is in a row an earlier run wrote; NaN for other rows."""
+    if p.finetune == NO_FINETUNE:
+        return gain_columns(row, None)
+    twin = dataclasses.replace(p, finetune=NO_FINETUNE)
+    acc = _accuracy(accs, s, twin) if accuracy_need(s, twin) in accs else None
+    plain = accuracy_columns(acc) if acc is not None else done.get(twin.key())
+    return gain_columns(row, plain)
 
 
 def _tail(s: LoadedScenario, p: Point, wl: Workload) -> dict[str, float]:
