@@ -247,3 +247,25 @@ def _cloze(name: str, split: str, table: Any, source: str) -> Dataset:
         labels.append(list(options).index(answer))
     return Dataset(name, split, "cloze", examples, np.asarray(labels, dtype=np.int64),
                    source=source)
+
+
+BYTES_PER_TOKEN_GUESS = 6  # first guess of the text needed (~3.3 bytes a token on wiki XML)
+
+
+def token_windows(text: bytes, tokenizer: Any, count: int, length: int, skip: int = 0
+                  ) -> np.ndarray:
+    """Windows ``skip`` … ``skip + count - 1`` of ``length`` token ids [count, length]
+    from the start of ``text``, tokenized as one text (more of it read until enough):
+    consecutive and non-overlapping, what language models are scored and trained on."""
+    need = (skip + count) * length
+    n_bytes = need * BYTES_PER_TOKEN_GUESS
+    while True:
+        ids = tokenizer(text[:n_bytes].decode("utf-8", errors="replace"),
+                        add_special_tokens=False).input_ids
+        # the last token may be cut by the byte limit: keep it out
+        if len(ids) - 1 >= need or n_bytes >= len(text):
+            break
+        n_bytes *= 2
+    if len(ids) - 1 < need:
+        raise ValueError(f"the text has {len(ids)} tokens, not {skip + count} x {length}")
+    return np.asarray(ids[skip * length:need], dtype=np.int64).reshape(count, length)

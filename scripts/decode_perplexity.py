@@ -10,6 +10,9 @@ to equal one device. Prints a Markdown table; per-window figures go to a CSV, fr
 ``--redraw`` prints the table again without running the model.
 
     .venv/bin/python scripts/decode_perplexity.py --windows 20
+
+``--model`` takes a fine-tuned model (``prismsim finetune --model smollm2-135m ...``);
+``--against`` another run's CSV prints each config's paired difference from it.
 """
 
 from __future__ import annotations
@@ -25,18 +28,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prismsim.datasets import wiki_bytes
+from prismsim.datasets import token_windows, wiki_bytes
 from prismsim.executors.memory import run_generation
 from prismsim.metrics import ratio_bootstrap
-from prismsim.models.gguf_llama import load_smollm2_tokenizer
 from prismsim.models.load import load_model
+from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
 
 MODEL = "smollm2-135m"
 Config = tuple[str, int, int]  # (strategy, devices, cr; 0: no cr)
 SINGLE: Config = ("single", 1, 0)
 CHECK: Config = ("voltage", 2, 0)
-FIELDS = ("strategy", "devices", "cr", "window", "mean_nll", "tokens")
+FIELDS = ("strategy", "devices", "cr", "window", "mean_nll", "tokens", "bytes")
 CHECK_REL = 1e-4  # voltage vs single, relative, on the mean NLL
 
 
@@ -44,22 +47,14 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def token_windows(count: int, length: int) -> Tensor:
+def held_out_windows(model: str, count: int, length: int, prompt: int
+                     ) -> tuple[Tensor, list[int]]:
     """``count`` consecutive, non-overlapping windows of ``length`` tokens [count, length]
-    from the start of the held-out split, tokenized as one text."""
-    data = wiki_bytes("test")
-    tok = load_smollm2_tokenizer()
-    n_bytes = count * length * 6  # ~3.3 bytes a token on this text; grow if short
-    while True:
-        text = data[:n_bytes].decode("utf-8", errors="replace")
-        ids = tok(text, add_special_tokens=False).input_ids
-        # the last token may be cut by the byte limit: keep it out
-        if len(ids) - 1 >= count * length or n_bytes >= len(data):
-            break
-        n_bytes *= 2
-    if len(ids) - 1 < count * length:
-        raise ValueError(f"held-out text has {len(ids)} tokens, not {count} x {length}")
-    return torch.tensor(ids[:count * length]).view(count, length)
+    from the start of the held-out split, tokenized as one text by the model's tokenizer,
+    and the UTF-8 bytes each window's continuation decodes to (bits per byte)."""
+    tok = TOKENIZERS[model.partition("@")[0]]()
+    windows = torch.from_numpy(token_windows(wiki_bytes("test"), tok, count, length))
+    return windows, [len(tok.decode(w[prompt:].tolist()).encode()) for w in windows]
 
 
 def window_nll(stack: ModelStack, ids: Tensor, prompt: int, config: Config) -> Tensor:
@@ -81,7 +76,7 @@ def label(config: Config) -> str:
 
 
 def measure(stack: ModelStack, windows: Tensor, prompt: int, configs: list[Config],
-            batch: int, check: int, csv_path: Path) -> list[dict]:
+            batch: int, check: int, csv_path: Path, n_bytes: list[int]) -> list[dict]:
     """Every config on every window, ``batch`` windows a call, the voltage check first;
     the CSV rewritten after each batch (a partial run keeps what it measured)."""
     rows: list[dict] = []
@@ -93,8 +88,9 @@ def measure(stack: ModelStack, windows: Tensor, prompt: int, configs: list[Confi
     for n, (config, ids, first) in enumerate(todo, 1):
         t0 = time.perf_counter()
         nll = window_nll(stack, ids, prompt, config)
-        rows += [dict(zip(FIELDS, (*config, first + k, float(v), ids.shape[1] - prompt),
-                          strict=True)) for k, v in enumerate(nll)]
+        rows += [dict(zip(FIELDS, (*config, first + k, float(v), ids.shape[1] - prompt,
+                                   n_bytes[first + k]), strict=True))
+                 for k, v in enumerate(nll)]
         write_csv(rows, csv_path)
         log(f"[{n}/{len(todo)}] {label(config)} windows {first}-{first + len(ids) - 1}: "
             f"mean NLL {nll.mean():.4f} ({time.perf_counter() - t0:.1f} s, "
@@ -115,7 +111,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def read_csv(path: Path) -> list[dict]:
     with path.open() as f:
         return [dict(r, devices=int(r["devices"]), cr=int(r["cr"]), window=int(r["window"]),
-                     mean_nll=float(r["mean_nll"]), tokens=int(r["tokens"]))
+                     mean_nll=float(r["mean_nll"]), tokens=int(r["tokens"]),
+                     bytes=int(r["bytes"]))
                 for r in csv.DictReader(f)]
 
 
@@ -138,8 +135,20 @@ def check_voltage(table: dict[Config, dict[int, float]]) -> str:
             f"{b:.6f} (relative difference {rel:.1e} <= {CHECK_REL:g})")
 
 
+def bits_per_byte(rows: list[dict]) -> dict[Config, float]:
+    """Bits per UTF-8 byte of the continuations, per config: all its windows' nats over
+    their bytes."""
+    nats: dict[Config, float] = {}
+    n_bytes: dict[Config, int] = {}
+    for r in rows:
+        c = (r["strategy"], r["devices"], r["cr"])
+        nats[c] = nats.get(c, 0.0) + r["mean_nll"] * r["tokens"]
+        n_bytes[c] = n_bytes.get(c, 0) + r["bytes"]
+    return {c: nats[c] / math.log(2) / n_bytes[c] for c in nats}
+
+
 def summary_row(config: Config, nll: dict[int, float], single: dict[int, float],
-                resamples: int, seed: int) -> str:
+                resamples: int, seed: int, bpb: float) -> str:
     """One Markdown row: mean NLL, bits and perplexity over the config's windows, and the
     paired difference vs one device on the same windows with its bootstrap interval."""
     windows = sorted(nll)
@@ -149,7 +158,7 @@ def summary_row(config: Config, nll: dict[int, float], single: dict[int, float],
     mean, delta = float(own.mean()), float(diff.mean())
     strategy, devices, cr = config
     cells = [strategy, str(devices), str(cr or "-"), str(len(windows)), f"{mean:.4f}",
-             f"{mean / math.log(2):.4f}", f"{math.exp(mean):.3f}"]
+             f"{mean / math.log(2):.4f}", f"{bpb:.4f}", f"{math.exp(mean):.3f}"]
     if config == SINGLE:
         cells += ["-", "-", "-", "-"]
     else:
@@ -162,15 +171,35 @@ def table(rows: list[dict], resamples: int, seed: int) -> str:
     """The Markdown table of every config in ``rows`` (one device first), and the check."""
     configs = by_config(rows)
     tokens = ", ".join(str(t) for t in sorted({r["tokens"] for r in rows}))
-    head = ("| strategy | P | CR | windows | mean NLL (nats/token) | bits/token | perplexity "
-            "| ΔNLL vs single | 95 % CI (bootstrap) | PPL ratio | windows worse |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head] + [summary_row(c, nll, configs[SINGLE], resamples, seed)
+    bpb = bits_per_byte(rows)
+    head = ("| strategy | P | CR | windows | mean NLL (nats/token) | bits/token | bits/byte "
+            "| perplexity | ΔNLL vs single | 95 % CI (bootstrap) | PPL ratio | windows worse |"
+            "\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head] + [summary_row(c, nll, configs[SINGLE], resamples, seed, bpb[c])
                       for c, nll in configs.items() if c != CHECK]
     if CHECK in configs:
         lines.append("\n" + check_voltage(configs))
     lines.append(f"\n{tokens} continuation tokens a window; ΔNLL: mean over windows of the "
                  f"per-window difference; CI: {resamples} window resamples, seed {seed}")
+    return "\n".join(lines)
+
+
+def against_table(rows: list[dict], other: list[dict], resamples: int, seed: int) -> str:
+    """Each config of ``rows`` against the same config of ``other`` (another model's run)
+    on the windows both scored: the paired difference in mean NLL with its interval."""
+    mine, theirs = by_config(rows), by_config(other)
+    lines = ["| strategy | P | CR | windows | perplexity | other's | ΔNLL | 95 % CI (bootstrap) "
+             "| windows better |", "|---|---|---|---|---|---|---|---|---|"]
+    for config in [c for c in mine if c in theirs and c != CHECK]:
+        windows = sorted(set(mine[config]) & set(theirs[config]))
+        own = np.array([mine[config][w] for w in windows])
+        ref = np.array([theirs[config][w] for w in windows])
+        low, high = ratio_bootstrap(own - ref, np.ones_like(own), resamples, seed)
+        strategy, devices, cr = config
+        lines.append(f"| {strategy} | {devices} | {cr or '-'} | {len(windows)} | "
+                     f"{math.exp(own.mean()):.3f} | {math.exp(ref.mean()):.3f} | "
+                     f"{(own - ref).mean():+.4f} | [{low:+.4f}, {high:+.4f}] | "
+                     f"{int((own < ref).sum())}/{len(windows)} |")
     return "\n".join(lines)
 
 
@@ -190,18 +219,26 @@ def table(rows: list[dict], resamples: int, seed: int) -> str:
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path),
               default=Path("results/decode_perplexity.csv"), show_default=True)
 @click.option("--redraw", is_flag=True, help="print the table from --csv, run nothing")
+@click.option("--model", default=MODEL, show_default=True,
+              help="a causal LM with a tokenizer, fine-tuned ones included (NAME@...)")
+@click.option("--against", type=click.Path(exists=True, path_type=Path), default=None,
+              help="another run's CSV (e.g. the base model's): paired differences per config")
 def main(count: int, prompt: int, generate: int, devices: tuple[int, ...],
          crs: tuple[int, ...], batch: int, check: int, resamples: int, seed: int,
-         csv_path: Path, redraw: bool) -> None:
+         csv_path: Path, redraw: bool, model: str, against: Path | None) -> None:
     torch.set_num_threads(1)  # a shared 2-core machine
     if not redraw:
         configs = [SINGLE] + [("prism", p, cr) for p in devices for cr in crs]
-        windows = token_windows(count, prompt + generate)
-        log(f"{count} windows of {prompt} + {generate} tokens; {len(configs)} configs")
-        measure(load_model(MODEL), windows, prompt, configs, batch, min(check, count),
-                csv_path)
+        windows, n_bytes = held_out_windows(model, count, prompt + generate, prompt)
+        log(f"{model}: {count} windows of {prompt} + {generate} tokens; {len(configs)} "
+            f"configs")
+        measure(load_model(model), windows, prompt, configs, batch, min(check, count),
+                csv_path, n_bytes)
         log(f"per-window figures: {csv_path}")
     click.echo(table(read_csv(csv_path), resamples, seed))
+    if against:
+        click.echo(f"\nagainst {against}:\n")
+        click.echo(against_table(read_csv(csv_path), read_csv(against), resamples, seed))
 
 
 if __name__ == "__main__":

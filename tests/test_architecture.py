@@ -44,7 +44,7 @@ ROOMS: dict[str, set[str]] = {
                   "workload"},
     "accuracy": {"cache_dir", "configuration", "datasets", "executors", "metrics", "models",
                  "progress", "strategies"},
-    "finetune": {"accuracy", "datasets", "executors", "models", "progress"},
+    "finetune": {"accuracy", "datasets", "executors", "models", "numerics", "progress"},
     "flops_table": {"configuration", "cost", "executors", "numerics", "progress", "strategies",
                     "workload"},
     # simulating them; what users ask of the simulator

@@ -13,6 +13,7 @@ import prismsim.finetune as ft
 from prismsim.accuracy import batches
 from prismsim.cli.main import main
 from prismsim.datasets import dataset
+from prismsim.finetune.checkpoint import checkpoint
 from prismsim.metrics import wilson_interval
 from prismsim.models.load import load_model
 from prismsim.models.tuned import FinetuneRun, parse, tuned_name
@@ -108,14 +109,14 @@ def test_an_interrupted_run_resumes_to_the_same_weights(monkeypatch):
 
     with pytest.raises(KeyboardInterrupt):
         ft.finetune(spec, stop_at_step_3)
-    assert ft.checkpoint(_path(spec)).exists()
+    assert checkpoint(_path(spec)).exists()
     steps: list[str] = []
     path = ft.finetune(spec, lambda label, n=1: steps.append(label))
     assert [s.split(":")[0] for s in steps] == ["step 3/4", "step 4/4"]
     tuned = dict(load_model(tuned_name(spec)).hf.named_parameters())
     for k, v in whole.items():
         assert torch.allclose(tuned[k], v, atol=1e-6), k
-    assert not ft.checkpoint(path).exists()
+    assert not checkpoint(path).exists()
 
 
 def test_finetune_command_prints_the_name_and_both_accuracies():
@@ -133,5 +134,5 @@ def test_finetune_command_prints_the_name_and_both_accuracies():
     (judged,) = [ln for ln in result.output.splitlines() if ln.startswith("validation:")]
     assert "on 12 held-out training examples" in judged
     bad = CliRunner().invoke(main, [*args[:-6], "--mode", "middle"])
-    assert bad.exit_code == 2 and "mode must be head, last:K or all" in bad.output
+    assert bad.exit_code == 2 and "mode must be head, last:K, all or lora:R" in bad.output
     assert len(dataset("digits", "test").head(40)) == 40

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 @click.option("--segments", type=click.IntRange(min=1), default=None,
               help="prism: Segment Means per partition")
 @click.option("--cr", type=click.FloatRange(min=1), default=None, help="prism: compression rate")
-@click.option("--mode", default="head", show_default=True, help="head, last:K or all")
+@click.option("--mode", default="head", show_default=True,
+              help="head, last:K or all; language models: last:K or lora:R")
 @click.option("--train-limit", type=click.IntRange(min=1), default=1000, show_default=True,
               help="training examples (the train split's first ones)")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
@@ -70,6 +71,9 @@ def _validation(report: dict | None) -> None:
     """One line: what the held-out training examples decided (head mode)."""
     if report is None:
         return
+    if report.get("metric") == "mean_nll":
+        _lm_validation(report)
+        return
     figures = (f"{report['before']:.4f} with the model's own head, {report['after']:.4f} "
                f"refitted (L2 {report['l2']:g}) on {report['n_validation']} held-out "
                f"training examples")
@@ -78,6 +82,19 @@ def _validation(report: dict | None) -> None:
                    f"kept")
     else:
         click.echo(f"validation: {figures}: the refitted head is kept")
+
+
+def _lm_validation(report: dict) -> None:
+    """One line: what the held-out training windows decided (language models)."""
+    import math
+
+    figures = (f"perplexity {math.exp(report['before']):.3f} before, "
+               f"{math.exp(report['after']):.3f} at best (step {report['best_step']}) on "
+               f"{report['n_validation']} held-out training windows")
+    if report["kept_base"]:
+        click.echo(f"validation: not better trained ({figures}): the base model is kept")
+    else:
+        click.echo(f"validation: {figures}: the trained state is kept")
 
 
 def _compare(tuning: FinetuneRun, limit: int) -> None:

@@ -145,8 +145,21 @@ def _apply_tuned(module: nn.Module, tuning: tuned.FinetuneRun, base_hash: str, n
     if not path.exists():
         raise ValueError(f"model {name!r} is not fine-tuned yet: run prismsim finetune "
                          f"{tuned.command_args(tuning)}")
-    state = load_file(str(path))
+    state = merge_adapters(module, load_file(str(path)))
     missing = sorted(set(state) - set(dict(module.named_parameters())))
     if missing:
         raise ValueError(f"{path}: parameters the base model lacks: {missing[:3]}")
     module.load_state_dict(state, strict=False)
+
+
+def merge_adapters(module: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """LoRA adapters in ``state`` (``W.lora_A`` [r, in], ``W.lora_B`` [out, r]) merged
+    into the weights W of ``module`` (W + LORA_SCALE * B @ A); the rest of ``state``."""
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for name in [k[:-len(".lora_A")] for k in state if k.endswith(".lora_A")]:
+            a, b = state.pop(f"{name}.lora_A"), state.pop(f"{name}.lora_B")
+            if name not in params:
+                raise ValueError(f"adapters for {name}, which the base model lacks")
+            params[name].add_(tuned.LORA_SCALE * (b @ a))  # [out, in]
+    return state

@@ -24,7 +24,8 @@ from typing import Any
 from prismsim.cache_dir import cache_root
 
 FORMAT = 2  # bumped when training changes what a key's weights are (2: head validated)
-MODE = re.compile(r"^(head|all|last:([1-9][0-9]*))$")
+MODE = re.compile(r"^(head|all|last:([1-9][0-9]*)|lora:([1-9][0-9]*))$")
+LORA_SCALE = 2.0  # a LoRA adapter's update is LORA_SCALE * B @ A (alpha = 2 x rank)
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -37,7 +38,9 @@ class FinetuneRun:
     devices: int = 2  # P
     cr: float | None = None  # prism: compression rate ...
     segments: int | None = None  # ... or Segment Means per partition
-    mode: str = "head"  # head (refit the head on features under the strategy), last:K, all
+    # head (refit the head on features under the strategy), last:K, all; language models:
+    # last:K or lora:R (rank-R adapters on every block's projections)
+    mode: str = "head"
     dataset: str | None = None  # None: the base model's own
     train_limit: int = 1000  # training examples (the train split's first ones)
     steps: int = 200  # last:K / all: optimiser steps
@@ -55,6 +58,11 @@ class FinetuneRun:
         m = MODE.match(self.mode)
         return int(m.group(2)) if m and m.group(2) else None
 
+    def lora_rank(self) -> int | None:
+        """R of lora:R (None for the other modes)."""
+        m = MODE.match(self.mode)
+        return int(m.group(3)) if m and m.group(3) else None
+
 
 SUFFIXES = {"steps": "s", "lr": "lr", "batch": "b", "train_limit": "n", "seed": "seed"}
 DEFAULTS = FinetuneRun("")
@@ -62,7 +70,7 @@ DEFAULTS = FinetuneRun("")
 
 def check(tuning: FinetuneRun) -> None:
     if not MODE.match(tuning.mode):
-        raise ValueError(f"mode must be head, last:K or all, got {tuning.mode!r}")
+        raise ValueError(f"mode must be head, last:K, all or lora:R, got {tuning.mode!r}")
     if tuning.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
     if (tuning.strategy == "single") != (tuning.devices == 1):
@@ -114,8 +122,8 @@ def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
         fields["segments"] = int(t[1:])
     elif re.fullmatch(r"cr[0-9.]+", t):
         fields["cr"] = float(t[2:])
-    elif t in ("head", "all") or re.fullmatch(r"last[0-9]+", t):
-        fields["mode"] = t if t in ("head", "all") else f"last:{t[4:]}"
+    elif t in ("head", "all") or re.fullmatch(r"(last|lora)[0-9]+", t):
+        fields["mode"] = t if t in ("head", "all") else f"{t[:4]}:{t[4:]}"
     elif t in OPTIMIZERS:
         fields["optimizer"] = t
     else:

@@ -123,7 +123,7 @@ class FinetuneSection(StrictModel):
     def _known_modes(cls, modes: list[str]) -> list[str]:
         for m in modes:
             if m != NO_FINETUNE and not MODE.match(m):
-                raise ValueError(f"{m!r} is not none, head, last:K or all")
+                raise ValueError(f"{m!r} is not none, head, last:K, all or lora:R")
         return modes
 
     def settings(self) -> dict[str, Any]:

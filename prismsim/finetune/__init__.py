@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from prismsim.accuracy import batches
 from prismsim.datasets import Dataset, dataset
 from prismsim.executors.memory import run_numerics
+from prismsim.finetune.checkpoint import drop_checkpoint, resume, save, save_checkpoint
+from prismsim.finetune.language import Run, finetune_lm, is_language_model
 from prismsim.models.catalog import PRETRAINED
 from prismsim.models.heads import choose_head
 from prismsim.models.load import load_model, state_hash
@@ -62,24 +62,19 @@ def finetune(tuning: FinetuneRun, progress: Progress) -> Path:
     path = weights_path(tuning, state_hash(stack.hf))
     if path.exists():
         return path
-    data = train_data(tuning)
     meta: dict = {"spec": dataclasses.asdict(tuning)}
-    if tuning.mode == "head":
-        state, meta["validation"] = fit_head(stack, tuning, data, progress)
+    if is_language_model(stack):
+        state, meta["validation"] = finetune_lm(Run(stack, tuning, path, progress))
+    elif tuning.lora_rank() is not None:
+        raise ValueError(f"{tuning.base}: lora:R fine-tunes language models; a classifier "
+                         f"takes head, last:K or all")
+    elif tuning.mode == "head":
+        state, meta["validation"] = fit_head(stack, tuning, train_data(tuning), progress)
     else:
-        state = train(stack, tuning, data, progress, path)
-    _save(path, state, meta)
-    checkpoint(path).unlink(missing_ok=True)
-    checkpoint(path).with_suffix(".json").unlink(missing_ok=True)
+        state = train(stack, tuning, train_data(tuning), progress, path)
+    save(path, state, meta)
+    drop_checkpoint(path)
     return path
-
-
-def _save(path: Path, state: dict[str, Tensor], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp))
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    tmp.replace(path)  # last: the file counts as done
 
 
 def classifier(stack: ModelStack) -> tuple[str, nn.Linear]:
@@ -191,7 +186,7 @@ def train(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progr
     """``tuning.steps`` optimiser steps through the programs, resuming a checkpoint."""
     params = trainable(stack, tuning)
     opt = optimiser(tuning, list(params.values()))
-    done = resume(path, params, opt)
+    done, _, _ = resume(path, params, opt)
     steps = order(len(data), tuning)
     try:
         for step in range(tuning.steps):
@@ -208,31 +203,3 @@ def train(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progr
     finally:
         stack.hf.requires_grad_(False)
     return dict(params)
-
-
-def checkpoint(path: Path) -> Path:
-    return path.with_suffix(".ckpt.safetensors")
-
-
-def save_checkpoint(path: Path, params: dict[str, nn.Parameter],
-                    opt: torch.optim.Optimizer, step: int) -> None:
-    state = {f"param.{n}": p for n, p in params.items()}
-    for n, p in params.items():
-        for k, v in opt.state.get(p, {}).items():
-            state[f"opt.{n}.{k}"] = torch.as_tensor(v)
-    _save(checkpoint(path), state, {"step": step})
-
-
-def resume(path: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer) -> int:
-    """Steps already done (0 without a checkpoint); parameters and optimiser state back."""
-    ckpt = checkpoint(path)
-    if not ckpt.exists():
-        return 0
-    state = load_file(str(ckpt))
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state[f"param.{n}"])
-            kept = {k.split(".")[-1]: v for k, v in state.items() if k.startswith(f"opt.{n}.")}
-            if kept:
-                opt.state[p] = kept
-    return int(json.loads(ckpt.with_suffix(".json").read_text())["step"])

@@ -1,0 +1,273 @@
+"""Fine-tuning a causal language model under a strategy, judged on held-out windows.
+
+A training window is ``PROMPT_TOKENS`` of prompt then ``GENERATE_TOKENS`` of
+continuation, as ``scripts/decode_perplexity.py`` scores them: the prompt split over P
+devices as the prefill splits it, the continuation decoded by the last device. Teacher-
+forced decoding after a row-wise prefill is the same computation as one prefill in which
+the last device's partition also holds the continuation (each new row attends to that
+device's rows before it and to the earlier partitions' summaries, exactly as a prefill
+row does; ``tests/test_finetune_lm.py`` checks the logits agree), so a window trains in
+one pass of the strategy's own programs with a graph, ``run_numerics(weights=sizes)``.
+Its loss is the decode score's: the mean NLL of the continuation tokens.
+
+Modes: ``lora:R``, rank-R LoRA adapters (``peft``, injected into every block's
+projections the programs call, B = 0 at the start so nothing changes) trained with AdamW;
+``last:K``, the last K blocks. ``VALIDATION_WINDOWS`` windows after the training ones
+(disjoint by index) are scored before training and every ``EVAL_EVERY`` steps; the best
+state is kept, training stops after ``PATIENCE`` scores without a better one, and if no
+state beats the base model on them the base is kept (the weights file then holds zero
+adapters or the base's own blocks) and the sidecar says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from torch import Tensor, nn
+
+from prismsim.datasets import token_windows, wiki_bytes
+from prismsim.executors.memory import run_numerics
+from prismsim.finetune.checkpoint import resume, save_checkpoint
+from prismsim.models.pretrained import TOKENIZERS
+from prismsim.models.stack import ModelStack
+from prismsim.models.tuned import LORA_SCALE, FinetuneRun
+from prismsim.numerics.segments import partition_sizes
+from prismsim.progress import Progress
+
+PROMPT_TOKENS = 512  # a window's prompt, prefilled under the strategy (as the decode score)
+GENERATE_TOKENS = 128  # its continuation, decoded by the last device
+VALIDATION_WINDOWS = 24  # held-out training windows that choose the state kept
+EVAL_EVERY = 50  # steps between validation scores
+PATIENCE = 3  # scores without a better one before training stops
+LORA_TARGETS = ("q", "k", "v", "o", "fc1", "fc2", "up")  # Block projections adapted
+DATASETS = ("wiki-xml",)  # text a language model fine-tunes on
+
+
+def is_language_model(stack: ModelStack) -> bool:
+    return stack.causal and stack.embed_ids is not None
+
+
+def window_sizes(devices: int, length: int, prompt_tokens: int = PROMPT_TOKENS) -> list[int]:
+    """Rows each device holds of a window of ``length`` tokens fed as length - 1 rows:
+    the prompt split as the prefill splits it, the continuation on the last device."""
+    sizes = list(partition_sizes(prompt_tokens, devices))
+    sizes[-1] += length - 1 - prompt_tokens
+    return sizes
+
+
+def window_loss(stack: ModelStack, tuning: FinetuneRun, ids: Tensor, grad: bool,
+                prompt_tokens: int = PROMPT_TOKENS) -> Tensor:
+    """Mean NLL (nats) of the continuation tokens of windows ids [B, length] (what the
+    decode perplexity scores), computed by the strategy's programs, with a graph if
+    ``grad``."""
+    sizes = window_sizes(tuning.devices, ids.shape[1], prompt_tokens)
+    logits = run_numerics(stack, ids[:, :-1], tuning.strategy, tuning.devices,
+                          weights=sizes, grad=grad, **tuning.options())  # [B, length - 1, V]
+    return nn.functional.cross_entropy(logits[:, prompt_tokens - 1:].flatten(0, 1).float(),
+                                       ids[:, prompt_tokens:].flatten())
+
+
+def mean_loss(run: Run, windows: Tensor) -> float:
+    """``window_loss`` over ``windows`` one at a time, averaged (no graph)."""
+    return float(np.mean([window_loss(run.stack, run.tuning, w[None], False,
+                                      run.prompt_tokens).item() for w in windows]))
+
+
+def lm_windows(text: bytes, tokenizer: object, n_train: int, length: int
+               ) -> tuple[Tensor, Tensor]:
+    """Training windows [n_train, length] of ``text`` and the validation windows right
+    after them [VALIDATION_WINDOWS, length] (disjoint by index)."""
+    every = torch.from_numpy(token_windows(text, tokenizer, n_train + VALIDATION_WINDOWS,
+                                           length))  # [n_train + V, length]
+    return every[:n_train], every[n_train:]
+
+
+def lm_trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:
+    """What ``tuning`` trains, by name (LoRA adapters injected first); only they require
+    gradients afterwards."""
+    stack.hf.requires_grad_(False)
+    rank, k = tuning.lora_rank(), tuning.last_blocks()
+    if rank is not None:
+        add_adapters(stack, rank, tuning.seed)
+        return {n: p for i, b in enumerate(stack.blocks)
+                for n, p in _named(b, f"blocks.{i}.") if "lora_" in n}
+    if k is None:
+        raise ValueError(f"{stack.name}: a language model fine-tunes with last:K or lora:R, "
+                         f"not {tuning.mode}")
+    if k > len(stack.blocks):
+        raise ValueError(f"{stack.name} has {len(stack.blocks)} blocks, not {k}")
+    named = {id(p): n for n, p in stack.hf.named_parameters()}
+    chosen = [p for b in stack.blocks[-k:] for p in b.parameters()]
+    for p in chosen:
+        p.requires_grad_(True)
+    return {named[id(p)]: p for p in chosen}
+
+
+def _named(module: nn.Module, prefix: str) -> list[tuple[str, nn.Parameter]]:
+    return [(prefix + n, p) for n, p in module.named_parameters()]
+
+
+def add_adapters(stack: ModelStack, rank: int, seed: int = 0) -> None:
+    """peft LoRA (rank ``rank``, alpha 2 x rank, no dropout) on every block's
+    projections: the programs call them, so every strategy runs through the adapters."""
+    targets = [t for t in LORA_TARGETS if isinstance(getattr(stack.blocks[0], t), nn.Linear)]
+    config = LoraConfig(r=rank, lora_alpha=int(LORA_SCALE * rank), lora_dropout=0.0,
+                        target_modules=targets)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # A's random start: the run repeats
+        for block in stack.blocks:
+            inject_adapter_in_model(config, block)
+
+
+def adapter_state(stack: ModelStack) -> dict[str, Tensor]:
+    """The adapters as ``{hf weight name}.lora_A`` [r, in] and ``.lora_B`` [out, r]: what
+    ``models/load.py`` merges into the base weights (W + LORA_SCALE * B @ A)."""
+    names = {id(p): n for n, p in stack.hf.named_parameters()}
+    out: dict[str, Tensor] = {}
+    for block in stack.blocks:
+        for t in LORA_TARGETS:
+            layer = getattr(block, t, None)
+            if layer is None or not hasattr(layer, "lora_A"):
+                continue
+            weight = names[id(layer.base_layer.weight)]
+            out[f"{weight}.lora_A"] = layer.lora_A["default"].weight.detach().clone()
+            out[f"{weight}.lora_B"] = layer.lora_B["default"].weight.detach().clone()
+    return out
+
+
+@dataclass
+class Validation:
+    """The held-out windows' scores so far and the best state."""
+
+    before: float  # mean NLL with the base model
+    best: float  # the best mean NLL so far (before, at the start)
+    best_step: int = 0  # the step the best state was reached at (0: the base)
+    misses: int = 0  # scores in a row without a better one
+    # the best state's trained parameters (None: the base's)
+    best_state: dict[str, Tensor] | None = None
+
+    def score(self, value: float, step: int, params: dict[str, nn.Parameter]) -> None:
+        if value < self.best:
+            self.best, self.best_step, self.misses = value, step, 0
+            self.best_state = {n: p.detach().clone() for n, p in params.items()}
+        else:
+            self.misses += 1
+
+    def meta(self) -> dict:
+        return {"before": self.before, "best": self.best, "best_step": self.best_step,
+                "misses": self.misses}
+
+    def report(self, n_windows: int) -> dict:
+        return {"n_validation": n_windows, "metric": "mean_nll", "before": self.before,
+                "after": self.best, "best_step": self.best_step,
+                "kept_base": self.best_state is None}
+
+
+@dataclass
+class Run:
+    """One LM fine-tuning: the model, what it trains, where it keeps its checkpoint."""
+
+    stack: ModelStack
+    tuning: FinetuneRun
+    path: Path  # the weights file (the checkpoint beside it)
+    progress: Progress
+    prompt_tokens: int = PROMPT_TOKENS  # of a window; the rest is its continuation
+
+
+def train_lm(run: Run, train: Tensor, held: Tensor) -> tuple[dict[str, Tensor], Validation]:
+    """Up to ``steps`` optimiser steps of ``batch`` windows in a seeded order, scored on
+    ``held`` every EVAL_EVERY steps (a checkpoint then); the best state at the end (the
+    initial one where none beat it). Returns what the weights file holds."""
+    tuning = run.tuning
+    params = lm_trainable(run.stack, tuning)
+    initial = {n: p.detach().clone() for n, p in params.items()}
+    opt = (torch.optim.AdamW if tuning.optimizer == "adamw" else torch.optim.SGD)(
+        params.values(), lr=tuning.lr)
+    val, done = _resumed(run, params, opt, initial, held)
+    order = _order(len(train), tuning)
+    for step in range(1, tuning.steps + 1):
+        idx = next(order)
+        if step <= done:
+            continue
+        _step(run, params, opt, train[idx], step)
+        scoring = step % EVAL_EVERY == 0 or step == tuning.steps
+        if scoring and _scored(run, params, opt, val, held, step, initial):
+            break
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_((val.best_state or initial)[n])
+    run.stack.hf.requires_grad_(False)
+    return _state(run, params), val
+
+
+def _step(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
+          ids: Tensor, step: int) -> None:
+    loss = window_loss(run.stack, run.tuning, ids, True, run.prompt_tokens)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    run.progress(f"step {step}/{run.tuning.steps}: loss {loss.item():.4f}", 1)
+
+
+def _scored(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
+            val: Validation, held: Tensor, step: int, initial: dict[str, Tensor]) -> bool:
+    """Score the held-out windows, checkpoint; whether to stop."""
+    val.score(mean_loss(run, held), step, params)
+    run.progress(f"validation at step {step}: best mean NLL {val.best:.4f} (step "
+                 f"{val.best_step}; {val.before:.4f} before)", 0)
+    extra = {f"initial.{n}": t for n, t in initial.items()}
+    extra.update({f"best.{n}": t for n, t in (val.best_state or {}).items()})
+    save_checkpoint(run.path, params, opt, step, extra, val.meta())
+    return val.misses >= PATIENCE
+
+
+def _resumed(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
+             initial: dict[str, Tensor], held: Tensor) -> tuple[Validation, int]:
+    """The validation so far and the steps done, from the checkpoint (initial state
+    included: LoRA's A is drawn at random), or the base's score and 0."""
+    done, extra, meta = resume(run.path, params, opt)
+    if not done:
+        before = mean_loss(run, held)
+        run.progress(f"validation before: mean NLL {before:.4f}", 0)
+        return Validation(before=before, best=before), 0
+    initial.update({n: extra[f"initial.{n}"] for n in initial})
+    best = {n: extra[f"best.{n}"] for n in params if f"best.{n}" in extra}
+    fields = {k: meta[k] for k in ("before", "best", "best_step", "misses")}
+    return Validation(**fields, best_state=best or None), done
+
+
+def _order(n: int, tuning: FinetuneRun) -> Iterator[np.ndarray]:
+    """Each step's window indices: seeded permutations, one per pass."""
+    epoch = 0
+    while True:
+        perm = np.random.default_rng([tuning.seed, epoch]).permutation(n)
+        for pos in range(0, n - tuning.batch + 1, tuning.batch):
+            yield perm[pos:pos + tuning.batch]
+        epoch += 1
+
+
+def _state(run: Run, params: dict[str, nn.Parameter]) -> dict[str, Tensor]:
+    """The adapters (B = 0 where the base is kept), or the trained blocks' parameters."""
+    if run.tuning.lora_rank() is not None:
+        return adapter_state(run.stack)
+    return {n: p.detach().clone() for n, p in params.items()}
+
+
+def finetune_lm(run: Run) -> tuple[dict[str, Tensor], dict]:
+    """Train ``run`` on its windows: the weights file's tensors and the validation report."""
+    if run.tuning.base not in TOKENIZERS:
+        raise ValueError(f"{run.tuning.base}: no tokenizer to read "
+                         f"{run.tuning.dataset or DATASETS[0]} with; fine-tuning a language "
+                         f"model takes one of {', '.join(sorted(TOKENIZERS))}")
+    name = run.tuning.dataset or DATASETS[0]
+    if name not in DATASETS:
+        raise ValueError(f"a language model fine-tunes on {', '.join(DATASETS)}, not {name}")
+    train, held = lm_windows(wiki_bytes("train"), TOKENIZERS[run.tuning.base](),
+                             run.tuning.train_limit, run.prompt_tokens + GENERATE_TOKENS)
+    state, val = train_lm(run, train, held)
+    return state, val.report(len(held))
