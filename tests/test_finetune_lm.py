@@ -155,3 +155,26 @@ def test_lora_on_a_classifier_is_one_line() -> None:
                                        "--limit", "0"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "vit-tiny: lora:R fine-tunes language models" in result.output
+
+
+def test_a_tuned_language_model_says_its_validation_and_where_its_perplexity_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command after training: the held-out windows' verdict in one line (perplexity
+    e^NLL: e^3 = 20.086, e^2.5 = 12.182), then the script that measures the held-out test
+    perplexity instead of a classifier's accuracy."""
+    import json
+
+    import prismsim.finetune as ft
+
+    weights = tmp_path / "w.safetensors"
+    weights.with_suffix(".json").write_text(json.dumps({"validation": {
+        "n_validation": 24, "metric": "mean_nll", "before": 3.0, "after": 2.5,
+        "best_step": 150, "kept_base": False}}))
+    monkeypatch.setattr(ft, "finetune", lambda tuning, progress: weights)
+    result = CliRunner().invoke(main, ["finetune", "--model", "smollm2-135m", "--mode",
+                                       "lora:8", "--cr", "4"])
+    assert result.exit_code == 0, result.output
+    assert ("validation: perplexity 20.086 before, 12.182 at best (step 150) on 24 held-out "
+            "training windows: the trained state is kept") in result.output
+    assert ("scripts/decode_perplexity.py --model smollm2-135m@prism-p2-cr4-lora8"
+            in result.output)

@@ -62,8 +62,12 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
         with reporter(f"fine-tuning {tuned_name(tuning)}", total) as progress:
             path = run(tuning, progress)
         click.echo(f"{tuned_name(tuning)} -> {path}")
-        _validation(validation_report(path))
-        if limit:
+        report = validation_report(path)
+        _validation(report)
+        if report and report.get("metric") == "mean_nll":  # a language model
+            click.echo(f"held-out perplexity: .venv/bin/python scripts/decode_perplexity.py "
+                       f"--model {tuned_name(tuning)}")
+        elif limit:
             _compare(tuning, limit)
 
 
