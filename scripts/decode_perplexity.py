@@ -30,7 +30,7 @@ from torch import Tensor
 
 from prismsim.datasets import token_windows, wiki_bytes
 from prismsim.executors.memory import run_generation
-from prismsim.metrics import ratio_bootstrap
+from prismsim.metrics import bits_per_byte, ratio_bootstrap
 from prismsim.models.load import load_model
 from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
@@ -135,7 +135,7 @@ def check_voltage(table: dict[Config, dict[int, float]]) -> str:
             f"{b:.6f} (relative difference {rel:.1e} <= {CHECK_REL:g})")
 
 
-def bits_per_byte(rows: list[dict]) -> dict[Config, float]:
+def per_byte(rows: list[dict]) -> dict[Config, float]:
     """Bits per UTF-8 byte of the continuations, per config: all its windows' nats over
     their bytes."""
     nats: dict[Config, float] = {}
@@ -144,7 +144,7 @@ def bits_per_byte(rows: list[dict]) -> dict[Config, float]:
         c = (r["strategy"], r["devices"], r["cr"])
         nats[c] = nats.get(c, 0.0) + r["mean_nll"] * r["tokens"]
         n_bytes[c] = n_bytes.get(c, 0) + r["bytes"]
-    return {c: nats[c] / math.log(2) / n_bytes[c] for c in nats}
+    return {c: bits_per_byte(nats[c], n_bytes[c]) for c in nats}
 
 
 def summary_row(config: Config, nll: dict[int, float], single: dict[int, float],
@@ -171,7 +171,7 @@ def table(rows: list[dict], resamples: int, seed: int) -> str:
     """The Markdown table of every config in ``rows`` (one device first), and the check."""
     configs = by_config(rows)
     tokens = ", ".join(str(t) for t in sorted({r["tokens"] for r in rows}))
-    bpb = bits_per_byte(rows)
+    bpb = per_byte(rows)
     head = ("| strategy | P | CR | windows | mean NLL (nats/token) | bits/token | bits/byte "
             "| perplexity | ΔNLL vs single | 95 % CI (bootstrap) | PPL ratio | windows worse |"
             "\n|---|---|---|---|---|---|---|---|---|---|---|---|")

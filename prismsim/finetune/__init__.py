@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from prismsim.datasets import Dataset, dataset
 from prismsim.executors.memory import run_numerics
 from prismsim.finetune.checkpoint import drop_checkpoint, resume, save, save_checkpoint
 from prismsim.finetune.language import Run, finetune_lm, is_language_model
+from prismsim.finetune.steps import optimiser, order
 from prismsim.models.catalog import PRETRAINED
 from prismsim.models.heads import choose_head
 from prismsim.models.load import load_model, state_hash
@@ -144,17 +144,6 @@ def trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]
     return {named[id(p)]: p for p in chosen}
 
 
-def order(n: int, tuning: FinetuneRun) -> Iterator[np.ndarray]:
-    """Each step's example indices: seeded permutations, one per pass over the data."""
-    epoch, pos, perm = 0, 0, np.random.default_rng([tuning.seed, 0]).permutation(n)
-    while True:
-        if pos + tuning.batch > n:
-            epoch, pos = epoch + 1, 0
-            perm = np.random.default_rng([tuning.seed, epoch]).permutation(n)
-        yield perm[pos:pos + tuning.batch]
-        pos += tuning.batch
-
-
 def loss_on(stack: ModelStack, tuning: FinetuneRun, data: Dataset, idx: np.ndarray) -> Tensor:
     """Mean cross-entropy of examples ``idx`` computed under the strategy, with its graph."""
     sub = Dataset(data.name, data.split, data.kind, _take(data.examples, idx),
@@ -173,12 +162,6 @@ def _take(examples: object, idx: np.ndarray) -> object:
     if isinstance(examples, np.ndarray):
         return examples[idx]
     return [examples[i] for i in idx]  # type: ignore[index]
-
-
-def optimiser(tuning: FinetuneRun, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    if tuning.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=tuning.lr)
-    return torch.optim.AdamW(params, lr=tuning.lr)
 
 
 def train(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress,

@@ -21,7 +21,6 @@ adapters or the base's own blocks) and the sidecar says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 from prismsim.datasets import token_windows, wiki_bytes
 from prismsim.executors.memory import run_numerics
 from prismsim.finetune.checkpoint import resume, save_checkpoint
+from prismsim.finetune.steps import optimiser, order
 from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
 from prismsim.models.tuned import LORA_SCALE, FinetuneRun
@@ -186,12 +186,11 @@ def train_lm(run: Run, train: Tensor, held: Tensor) -> tuple[dict[str, Tensor], 
     tuning = run.tuning
     params = lm_trainable(run.stack, tuning)
     initial = {n: p.detach().clone() for n, p in params.items()}
-    opt = (torch.optim.AdamW if tuning.optimizer == "adamw" else torch.optim.SGD)(
-        params.values(), lr=tuning.lr)
+    opt = optimiser(tuning, params.values())
     val, done = _resumed(run, params, opt, initial, held)
-    order = _order(len(train), tuning)
+    windows = order(len(train), tuning)
     for step in range(1, tuning.steps + 1):
-        idx = next(order)
+        idx = next(windows)
         if step <= done:
             continue
         _step(run, params, opt, train[idx], step)
@@ -239,16 +238,6 @@ def _resumed(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimiz
     best = {n: extra[f"best.{n}"] for n in params if f"best.{n}" in extra}
     fields = {k: meta[k] for k in ("before", "best", "best_step", "misses")}
     return Validation(**fields, best_state=best or None), done
-
-
-def _order(n: int, tuning: FinetuneRun) -> Iterator[np.ndarray]:
-    """Each step's window indices: seeded permutations, one per pass."""
-    epoch = 0
-    while True:
-        perm = np.random.default_rng([tuning.seed, epoch]).permutation(n)
-        for pos in range(0, n - tuning.batch + 1, tuning.batch):
-            yield perm[pos:pos + tuning.batch]
-        epoch += 1
 
 
 def _state(run: Run, params: dict[str, nn.Parameter]) -> dict[str, Tensor]:
