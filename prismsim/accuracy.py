@@ -1,5 +1,11 @@
 """Accuracy of a strategy on real data: task metric and fidelity to the exact model,
-cached on disk (model + weights hash, dataset + split + limit, strategy, P, options)."""
+cached on disk (model + weights hash, dataset + split + limit, strategy, P, options).
+
+A causal LM that decodes (``decode=(prompt, generate)``) is scored as it decodes: on
+windows of prompt + generate tokens of the held-out text, the prompt prefilled under the
+strategy and the continuation teacher-forced decoded by the last device
+(``run_forced_decoding``), in bits per byte of the continuation: what
+``scripts/decode_perplexity.py`` measures token by token."""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import prismsim
 from prismsim import datasets as ds
 from prismsim.cache_dir import cache_root
 from prismsim.configuration import command_configurations, grid_frame, prism_settings
-from prismsim.executors.memory import run_numerics
+from prismsim.executors.memory import run_forced_decoding, run_numerics
 from prismsim.metrics import (
     METRICS,
     bits_per_byte,
@@ -153,9 +159,10 @@ def _pixels(model: str, entry: PretrainedEntry | None) -> Callable[[Any], torch.
 
 
 def _lm_nats(logits: torch.Tensor, ids: torch.Tensor) -> list[float]:
-    """Each window's summed next-token cross-entropy (nats) of positions 1..n-1."""
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                           ids[:, 1:].reshape(-1), reduction="none")
+    """Each window's summed cross-entropy (nats) of ids [windows, n] under the logits
+    [windows, n, V] that predict them."""
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           ids.reshape(-1), reduction="none")
     return ce.view(ids.shape[0], -1).sum(1).tolist()  # [windows]
 
 
@@ -180,7 +187,10 @@ class _Tally:
         self.unit_kl += kl.sum(1).tolist()
         self.unit_positions += [kl.shape[1]] * kl.shape[0]
         self.n_pos += n
-        if self.kind == "bytes":
+        if self.kind == "bytes":  # positions 1..n-1, each predicted by the one before
+            self.window_nats += _lm_nats(out[:, :-1], target.ids[:, 1:])
+            self.window_bytes += target.n_bytes
+        elif self.kind == "decode":  # the continuation, predicted by the logits given
             self.window_nats += _lm_nats(out, target.ids)
             self.window_bytes += target.n_bytes
         elif self.kind == "cloze":
@@ -195,7 +205,7 @@ class _Tally:
         """The metric, its sample size and 95 % interval (accuracy: Wilson's; bits per
         byte: a bootstrap over windows; other metrics: none), and the fidelity (mean KL
         with a bootstrap interval over examples, or windows)."""
-        if self.kind == "bytes":
+        if self.kind in ("bytes", "decode"):
             nats = np.asarray(self.window_nats)  # [windows]
             covered = np.asarray(self.window_bytes, dtype=float)  # [windows]
             n, value = len(nats), bits_per_byte(float(nats.sum()), int(covered.sum()))
@@ -254,28 +264,77 @@ def _outputs(stack: ModelStack, model: str, data: ds.Dataset, strategy: str, dev
 
 def evaluate(model: str, dataset: str, strategy: str = "single", devices: int = 1, *,
              split: str = "test", limit: int | None = None, batch: int = 32,
-             use_cache: bool = True, **options: Any) -> dict[str, Any]:
+             use_cache: bool = True, decode: tuple[int, int] | None = None,
+             **options: Any) -> dict[str, Any]:
     """Task metric of ``strategy`` on ``devices``, and its top-1 agreement and mean KL
     divergence against the exact single-device model, on the first ``limit`` examples
     (byte datasets: ``limit`` windows; cloze: ``limit`` examples, each option one forward
-    whatever ``batch`` is)."""
-    data = ds.dataset(dataset, split).head(limit)
+    whatever ``batch`` is). ``decode``: (prompt, generated) tokens of a decoding causal
+    LM on a byte dataset, scored on ``limit`` windows of that many tokens (None: all)."""
+    data = ds.dataset(dataset, split)
     point = {"model": model, "dataset": dataset, "split": split, "limit": limit,
-             "strategy": strategy, "devices": devices, "options": options}
+             "strategy": strategy, "devices": devices, "options": options,
+             **({"decode": list(decode)} if decode else {})}
     key = _key(**point, weights=weights_hash(model), version=prismsim.__version__,
                format=RESULT_FORMAT)
     path = cache_root() / "accuracy" / f"{key}.json"
     if use_cache and path.exists():
         return json.loads(path.read_text())
-    start, tally = time.perf_counter(), _Tally(data.kind)
+    stack, start = _model(model), time.perf_counter()
+    if decode:
+        tally, outputs = _Tally("decode"), _decode_outputs(stack, model, data, strategy,
+                                                            devices, decode, limit, options)
+    else:
+        data = data.head(limit)
+        tally = _Tally(data.kind)
+        outputs = _outputs(stack, model, data, strategy, devices, batch, options)
     with torch.no_grad():
-        for out, ref, target in _outputs(_model(model), model, data, strategy, devices,
-                                         batch, options):
+        for out, ref, target in outputs:
             tally.add(out, ref, target)
     result = {**point, **tally.result(data.metric), "seconds": time.perf_counter() - start,
-              "accuracy_source": _source(model, data)}
+              "accuracy_source": _source(model, data) + _decoded(decode, tally)}
     _store(path, result)
     return result
+
+
+def decode_windows(model: str, text: bytes, length: int, prompt: int, count: int | None
+                   ) -> tuple[torch.Tensor, list[int]]:
+    """``count`` consecutive, non-overlapping windows [count, length] of ``length`` tokens
+    from the start of ``text`` (None: as many as it holds), tokenized as one text by the
+    model's tokenizer, and the UTF-8 bytes each window's continuation (the tokens after
+    ``prompt``) decodes to (bits per byte divide by them)."""
+    tok = _tokenizer(tuned.parse(model).base if tuned.is_tuned(model) else model)
+    if count is None:
+        n_ids = len(tok(text.decode("utf-8", errors="replace"), add_special_tokens=False)
+                    .input_ids)
+        count = (n_ids - 1) // length  # the last token may be cut: kept out
+    windows = torch.from_numpy(ds.token_windows(text, tok, count, length))
+    return windows, [len(tok.decode(w[prompt:].tolist()).encode()) for w in windows]
+
+
+def _decode_outputs(stack: ModelStack, model: str, data: ds.Dataset, strategy: str,
+                    devices: int, decode: tuple[int, int], limit: int | None,
+                    options: dict[str, Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                               LmTarget]]:
+    """(strategy's, exact) logits of each window's continuation and its ids and bytes."""
+    if data.kind != "bytes" or not stack.causal:
+        raise ValueError(f"decoding is scored for a causal language model on text (wiki-xml, "
+                         f"hamlet, ...), not {stack.name} on {data.name}")
+    prompt, generate = decode
+    windows, n_bytes = decode_windows(model, data.examples, prompt + generate, prompt, limit)
+    for w, n in zip(windows, n_bytes, strict=True):
+        ids = w[None]  # [1, prompt + generate]
+        ref = stack.reference({"input_ids": ids[:, :-1]})[:, prompt - 1:]  # [1, generate, V]
+        out = ref if strategy == "single" else run_forced_decoding(
+            stack, ids, prompt, strategy, devices, **options)  # [1, generate, V]
+        yield out, ref, LmTarget(ids[:, prompt:], [n])
+
+
+def _decoded(decode: tuple[int, int] | None, tally: _Tally) -> str:
+    if not decode:
+        return ""
+    return (f"; decoding: {len(tally.window_nats)} windows of {decode[0]} prompt tokens "
+            f"prefilled under the strategy, then {decode[1]} teacher-forced, scored")
 
 
 def _source(model: str, data: ds.Dataset) -> str:

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from prismsim.datasets import token_windows, wiki_bytes
+from prismsim.accuracy import decode_windows
+from prismsim.datasets import wiki_bytes
 from prismsim.executors.memory import run_generation
 from prismsim.metrics import bits_per_byte, ratio_bootstrap
 from prismsim.models.load import load_model
-from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
 
 MODEL = "smollm2-135m"
@@ -45,16 +45,6 @@ CHECK_REL = 1e-4  # voltage vs single, relative, on the mean NLL
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def held_out_windows(model: str, count: int, length: int, prompt: int
-                     ) -> tuple[Tensor, list[int]]:
-    """``count`` consecutive, non-overlapping windows of ``length`` tokens [count, length]
-    from the start of the held-out split, tokenized as one text by the model's tokenizer,
-    and the UTF-8 bytes each window's continuation decodes to (bits per byte)."""
-    tok = TOKENIZERS[model.partition("@")[0]]()
-    windows = torch.from_numpy(token_windows(wiki_bytes("test"), tok, count, length))
-    return windows, [len(tok.decode(w[prompt:].tolist()).encode()) for w in windows]
 
 
 def window_nll(stack: ModelStack, ids: Tensor, prompt: int, config: Config) -> Tensor:
@@ -229,7 +219,8 @@ def main(count: int, prompt: int, generate: int, devices: tuple[int, ...],
     torch.set_num_threads(1)  # a shared 2-core machine
     if not redraw:
         configs = [SINGLE] + [("prism", p, cr) for p in devices for cr in crs]
-        windows, n_bytes = held_out_windows(model, count, prompt + generate, prompt)
+        windows, n_bytes = decode_windows(model, wiki_bytes("test"), prompt + generate,
+                                          prompt, count)
         log(f"{model}: {count} windows of {prompt} + {generate} tokens; {len(configs)} "
             f"configs")
         measure(load_model(model), windows, prompt, configs, batch, min(check, count),

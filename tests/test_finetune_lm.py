@@ -14,7 +14,12 @@ from click.testing import CliRunner
 import prismsim.finetune.language as lm
 from prismsim.cli.main import main
 from prismsim.datasets import token_windows
-from prismsim.executors.memory import run_generation, run_numerics
+from prismsim.executors.memory import (
+    forced_sizes,
+    run_forced_decoding,
+    run_generation,
+    run_numerics,
+)
 from prismsim.models.load import load_model, merge_adapters
 from prismsim.models.tuned import FinetuneRun, parse, tuned_name
 
@@ -38,10 +43,10 @@ def test_a_window_in_one_pass_equals_teacher_forced_decoding(devices: int, cr: f
     stack, w = load_model(MODEL), ids(2)
     gen = run_generation(stack, w[:, :PROMPT], LENGTH - PROMPT, "prism", devices,
                          forced=w[:, PROMPT:], cr=cr)
-    sizes = lm.window_sizes(devices, LENGTH, PROMPT)
+    sizes = forced_sizes(devices, LENGTH, PROMPT)
     assert sum(sizes) == LENGTH - 1 and sizes[0] == 24 // devices
-    one = run_numerics(stack, w[:, :-1], "prism", devices, weights=sizes, cr=cr)
-    torch.testing.assert_close(one[:, PROMPT - 1:], gen.logits, atol=2e-5, rtol=1e-5)
+    one = run_forced_decoding(stack, w, PROMPT, "prism", devices, cr=cr)
+    torch.testing.assert_close(one, gen.logits, atol=2e-5, rtol=1e-5)
 
 
 def test_an_adapter_at_zero_changes_no_logit_and_merges_into_the_weights() -> None:
@@ -132,6 +137,10 @@ def test_validation_windows_follow_the_training_ones_disjoint_by_index() -> None
     assert held[0, 0] == text[150] and held[-1, -1] == text[29 * 30 - 1]
     assert torch.equal(held, torch.from_numpy(token_windows(text, Bytes(), lm.VALIDATION_WINDOWS,
                                                             30, skip=5)))
+    every, last = lm.lm_windows(text, Bytes(), 10**6, 30)  # more than the text holds
+    assert every.shape == (1899 // 30 - lm.VALIDATION_WINDOWS, 30)  # 63 - 24 = 39 windows
+    assert torch.equal(last, torch.from_numpy(token_windows(text, Bytes(), lm.VALIDATION_WINDOWS,
+                                                            30, skip=39)))
 
 
 def test_a_lora_name_reads_back() -> None:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from prismsim.models.load import load_model, normalize_inputs
 from prismsim.models.stack import ModelStack
+from prismsim.numerics.segments import partition_sizes
 from prismsim.strategies import make_decoding_programs, make_options, make_programs
 from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.decoding import Decode, Generation
@@ -121,3 +122,30 @@ def run_generation(model: str | nn.Module | ModelStack, inputs: Tensor | dict[st
         programs = make_decoding_programs(strategy, contexts, stack, inputs, opts, decode)
         results = run_in_memory(programs)
     return next(r for r in results if r is not None)
+
+
+def forced_sizes(devices: int, length: int, prompt_tokens: int,
+                 weights: Sequence[float] | None = None) -> list[int]:
+    """Rows each device holds when a window of ``length`` tokens is fed as length - 1
+    rows: the prompt split as the prefill splits it (by ``weights`` where given), the
+    continuation on the last device, which decodes it."""
+    sizes = list(partition_sizes(prompt_tokens, devices, weights))
+    sizes[-1] += length - 1 - prompt_tokens
+    return sizes
+
+
+def run_forced_decoding(model: str | nn.Module | ModelStack, ids: Tensor, prompt_tokens: int,
+                        strategy: str = "single", devices: int = 1, *,
+                        weights: Sequence[float] | None = None, grad: bool = False,
+                        **options: Any) -> Tensor:
+    """Teacher-forced decoding of windows ids [B, length] after a prefill of their first
+    ``prompt_tokens``, in one pass: the logits [B, length - prompt_tokens, V] that predict
+    ids[:, prompt_tokens:]. A decoded row attends to its device's rows before it and to
+    what the earlier partitions sent, exactly as a prefill row of the last partition does,
+    so this is one prefill in which the last device's partition also holds the
+    continuation (``tests/test_finetune_lm.py`` checks it against ``run_generation``);
+    ``grad`` keeps the graph (fine-tuning)."""
+    sizes = forced_sizes(devices, ids.shape[1], prompt_tokens, weights)
+    logits = run_numerics(model, ids[:, :-1], strategy, devices, weights=sizes, grad=grad,
+                          **options)  # [B, length - 1, V]
+    return logits[:, prompt_tokens - 1:]  # [B, length - prompt_tokens, V]

@@ -7,7 +7,7 @@ forced decoding after a row-wise prefill is the same computation as one prefill 
 the last device's partition also holds the continuation (each new row attends to that
 device's rows before it and to the earlier partitions' summaries, exactly as a prefill
 row does; ``tests/test_finetune_lm.py`` checks the logits agree), so a window trains in
-one pass of the strategy's own programs with a graph, ``run_numerics(weights=sizes)``.
+one pass of the strategy's own programs with a graph (``run_forced_decoding``).
 Its loss is the decode score's: the mean NLL of the continuation tokens.
 
 Modes: ``lora:R``, rank-R LoRA adapters (``peft``, injected into every block's
@@ -29,14 +29,13 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import Tensor, nn
 
-from prismsim.datasets import token_windows, wiki_bytes
-from prismsim.executors.memory import run_numerics
+from prismsim.datasets import wiki_bytes
+from prismsim.executors.memory import run_forced_decoding
 from prismsim.finetune.checkpoint import resume, save_checkpoint
 from prismsim.finetune.steps import optimiser, order
 from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
 from prismsim.models.tuned import LORA_SCALE, FinetuneRun
-from prismsim.numerics.segments import partition_sizes
 from prismsim.progress import Progress
 
 PROMPT_TOKENS = 512  # a window's prompt, prefilled under the strategy (as the decode score)
@@ -52,23 +51,14 @@ def is_language_model(stack: ModelStack) -> bool:
     return stack.causal and stack.embed_ids is not None
 
 
-def window_sizes(devices: int, length: int, prompt_tokens: int = PROMPT_TOKENS) -> list[int]:
-    """Rows each device holds of a window of ``length`` tokens fed as length - 1 rows:
-    the prompt split as the prefill splits it, the continuation on the last device."""
-    sizes = list(partition_sizes(prompt_tokens, devices))
-    sizes[-1] += length - 1 - prompt_tokens
-    return sizes
-
-
 def window_loss(stack: ModelStack, tuning: FinetuneRun, ids: Tensor, grad: bool,
                 prompt_tokens: int = PROMPT_TOKENS) -> Tensor:
     """Mean NLL (nats) of the continuation tokens of windows ids [B, length] (what the
     decode perplexity scores), computed by the strategy's programs, with a graph if
     ``grad``."""
-    sizes = window_sizes(tuning.devices, ids.shape[1], prompt_tokens)
-    logits = run_numerics(stack, ids[:, :-1], tuning.strategy, tuning.devices,
-                          weights=sizes, grad=grad, **tuning.options())  # [B, length - 1, V]
-    return nn.functional.cross_entropy(logits[:, prompt_tokens - 1:].flatten(0, 1).float(),
+    logits = run_forced_decoding(stack, ids, prompt_tokens, tuning.strategy, tuning.devices,
+                                 grad=grad, **tuning.options())  # [B, G, V]
+    return nn.functional.cross_entropy(logits.flatten(0, 1).float(),
                                        ids[:, prompt_tokens:].flatten())
 
 
@@ -80,11 +70,18 @@ def mean_loss(run: Run, windows: Tensor) -> float:
 
 def lm_windows(text: bytes, tokenizer: object, n_train: int, length: int
                ) -> tuple[Tensor, Tensor]:
-    """Training windows [n_train, length] of ``text`` and the validation windows right
-    after them [VALIDATION_WINDOWS, length] (disjoint by index)."""
-    every = torch.from_numpy(token_windows(text, tokenizer, n_train + VALIDATION_WINDOWS,
-                                           length))  # [n_train + V, length]
-    return every[:n_train], every[n_train:]
+    """Training windows [n, length] of ``text`` (n: ``n_train``, or every window it holds
+    besides the validation ones) and the validation windows right after them
+    [VALIDATION_WINDOWS, length] (disjoint by index)."""
+    ids = tokenizer(text.decode("utf-8", errors="replace"),  # type: ignore[operator]
+                    add_special_tokens=False).input_ids
+    room = (len(ids) - 1) // length - VALIDATION_WINDOWS  # the last token may be cut
+    if room < 1:
+        raise ValueError(f"the text has {len(ids)} tokens: too few for "
+                         f"{VALIDATION_WINDOWS} validation windows of {length} and one more")
+    n = min(n_train, room)
+    every = torch.tensor(ids[:(n + VALIDATION_WINDOWS) * length]).view(-1, length)
+    return every[:n], every[n:]  # [n, length], [VALIDATION_WINDOWS, length]
 
 
 def lm_trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:

