@@ -136,3 +136,11 @@ def test_finetune_command_prints_the_name_and_both_accuracies():
     bad = CliRunner().invoke(main, [*args[:-6], "--mode", "middle"])
     assert bad.exit_code == 2 and "mode must be head, last:K, all or lora:R" in bad.output
     assert len(dataset("digits", "test").head(40)) == 40
+
+
+def test_by_default_a_small_train_split_is_used_whole() -> None:
+    """MNIST-5k has 4,000 training digits, Rotten Tomatoes 3,893 training sentences; a
+    name that asks for fewer says so."""
+    assert len(ft.train_data(FinetuneRun("dinov2-small"))) == 4000
+    assert len(ft.train_data(FinetuneRun("minilm-l6"))) == 3893
+    assert tuned_name(FinetuneRun("minilm-l6", train_limit=1000)).endswith("-head-n1000")

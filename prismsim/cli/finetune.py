@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 @click.option("--cr", type=click.FloatRange(min=1), default=None, help="prism: compression rate")
 @click.option("--mode", default="head", show_default=True,
               help="head, last:K or all; language models: last:K or lora:R")
-@click.option("--train-limit", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="training examples (the train split's first ones)")
+@click.option("--train-limit", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="training examples, the train split's first (every one of a split "
+                   "this small; a language model: windows)")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="last:K / all: optimiser steps")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-5,
@@ -49,7 +50,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
 
     from prismsim.assets import AssetError
     from prismsim.finetune import finetune as run
-    from prismsim.finetune import validation_report
+    from prismsim.finetune import train_data, validation_report
     from prismsim.models.tuned import FinetuneRun, check, tuned_name
 
     if threads:
@@ -58,7 +59,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
                         steps, lr, batch, optimizer, seed)
     with user_errors(AssetError, ValueError):
         check(tuning)
-        total = train_limit if mode == "head" else steps
+        total = len(train_data(tuning)) if mode == "head" else steps  # examples: at most
         with reporter(f"fine-tuning {tuned_name(tuning)}", total) as progress:
             path = run(tuning, progress)
         click.echo(f"{tuned_name(tuning)} -> {path}")

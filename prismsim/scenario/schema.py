@@ -107,7 +107,8 @@ class FinetuneSection(StrictModel):
 
     modes: list[str] = Field(default_factory=lambda: [NO_FINETUNE], min_length=1)  # none,
     # head, last:K, all
-    # None: prismsim finetune's own default (1000 examples, 200 steps, lr 1e-5, 16 a step)
+    # None: prismsim finetune's own default (up to 5000 examples, 200 steps, lr 1e-5, 16 a
+    # step)
     train_limit: PositiveInt | None = None  # training examples: the train split's first
     steps: PositiveInt | None = None  # last:K / all: optimiser steps
     lr: PositiveFloat | None = None  # last:K / all: learning rate
