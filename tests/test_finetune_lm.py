@@ -93,7 +93,7 @@ def test_the_base_is_kept_when_training_only_makes_it_worse(tmp_path: Path) -> N
     so the weights file holds zero adapters and the report says the base is kept."""
     tuning = FinetuneRun(MODEL, "prism", 2, cr=2.0, mode="lora:4", steps=2, lr=50.0, batch=1)
     state, val = lm.train_lm(run_of(tuning, tmp_path), ids(2, seed=3), ids(2, seed=4))
-    assert val.best_state is None and val.report(2)["kept_base"]
+    assert val.best_state is None and val.report(2, "mean_nll")["kept_base"]
     assert all(not t.any() for n, t in state.items() if n.endswith("lora_B"))
     stack = load_model(MODEL)
     x = ids(1)[:, :32]
@@ -119,7 +119,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path,
     resumed, val = lm.train_lm(run_of(tuning, tmp_path / "cut"), train, held)
     for n in whole:
         torch.testing.assert_close(resumed[n], whole[n], atol=1e-6, rtol=1e-5)
-    assert val.report(2) == pytest.approx(whole_val.report(2))
+    assert val.report(2, "mean_nll") == pytest.approx(whole_val.report(2, "mean_nll"))
 
 
 class Bytes:

@@ -51,6 +51,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
     from prismsim.assets import AssetError
     from prismsim.finetune import finetune as run
     from prismsim.finetune import train_data, validation_report
+    from prismsim.finetune.blocks import planned_steps
     from prismsim.models.tuned import FinetuneRun, check, tuned_name
 
     if threads:
@@ -59,7 +60,7 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
                         steps, lr, batch, optimizer, seed)
     with user_errors(AssetError, ValueError):
         check(tuning)
-        total = len(train_data(tuning)) if mode == "head" else steps  # examples: at most
+        total = len(train_data(tuning)) if mode == "head" else planned_steps(tuning)
         with reporter(f"fine-tuning {tuned_name(tuning)}", total) as progress:
             path = run(tuning, progress)
         click.echo(f"{tuned_name(tuning)} -> {path}")
@@ -73,11 +74,11 @@ def finetune(model: str, dataset: str | None, strategy: str, devices: int,
 
 
 def _validation(report: dict | None) -> None:
-    """One line: what the held-out training examples decided (head mode)."""
+    """One line: what the held-out training examples (or windows) decided."""
     if report is None:
         return
-    if report.get("metric") == "mean_nll":
-        _lm_validation(report)
+    if "best_step" in report:  # trained for steps: a language model, last:K or all
+        _trained_validation(report)
         return
     figures = (f"{report['before']:.4f} with the model's own head, {report['after']:.4f} "
                f"refitted (L2 {report['l2']:g}) on {report['n_validation']} held-out "
@@ -89,13 +90,19 @@ def _validation(report: dict | None) -> None:
         click.echo(f"validation: {figures}: the refitted head is kept")
 
 
-def _lm_validation(report: dict) -> None:
-    """One line: what the held-out training windows decided (language models)."""
+def _trained_validation(report: dict) -> None:
+    """One line: what the held-out training windows (language models: perplexity) or
+    examples (accuracy, at the learning rate chosen) decided."""
     import math
 
-    figures = (f"perplexity {math.exp(report['before']):.3f} before, "
-               f"{math.exp(report['after']):.3f} at best (step {report['best_step']}) on "
-               f"{report['n_validation']} held-out training windows")
+    if report["metric"] == "mean_nll":
+        before, after = math.exp(report["before"]), math.exp(report["after"])
+        figures, held = f"perplexity {before:.3f} before, {after:.3f}", "windows"
+    else:
+        figures = f"accuracy {report['before']:.4f} before, {report['after']:.4f}"
+        held = f"examples, learning rate {report['lr']:g}"
+    figures += (f" at best (step {report['best_step']}) on {report['n_validation']} "
+                f"held-out training {held}")
     if report["kept_base"]:
         click.echo(f"validation: not better trained ({figures}): the base model is kept")
     else:

@@ -9,11 +9,10 @@ the model's own head): a seeded fifth of the training examples is held out to ch
 L2 strength and to judge, and the model's own head is kept unless the refitted one is
 better on them (``models/heads.py``'s ``choose_head``; the sidecar says which);
 ``last:K`` trains the last K blocks, the final norm and the head; ``all`` every
-parameter, with AdamW (or SGD) for ``steps`` steps of ``batch`` examples, the examples
-in a seeded order. The model stays in eval mode (no dropout): a run is deterministic.
-A run keeps a checkpoint every ``CHECKPOINT_EVERY`` steps and resumes from it; the
-result (the trained parameters only, safetensors) is cached under a key of everything
-it depends on (``models/tuned.py``), and the model is then addressable by its name.
+parameter (``blocks.py``: the learning rate chosen, early stopping and the base kept on
+the same held-out fifth); language models: ``language.py``. The result (the trained
+parameters only, safetensors) is cached under a key of everything it depends on
+(``models/tuned.py``), and the model is then addressable by its name.
 """
 
 from __future__ import annotations
@@ -24,22 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from prismsim.accuracy import batches
 from prismsim.datasets import Dataset, dataset
 from prismsim.executors.memory import run_numerics
-from prismsim.finetune.checkpoint import drop_checkpoint, resume, save, save_checkpoint
+from prismsim.finetune.blocks import Blocks, classifier, train_blocks
+from prismsim.finetune.checkpoint import drop_checkpoint, save
 from prismsim.finetune.language import Run, finetune_lm, is_language_model
-from prismsim.finetune.steps import optimiser, order
 from prismsim.models.catalog import PRETRAINED
 from prismsim.models.heads import choose_head
 from prismsim.models.load import load_model, state_hash
 from prismsim.models.stack import ModelStack
 from prismsim.models.tuned import FinetuneRun, check, weights_path
 from prismsim.progress import Progress
-
-CHECKPOINT_EVERY = 25  # steps between checkpoints of a last:K / all run
 
 
 def train_data(tuning: FinetuneRun) -> Dataset:
@@ -71,19 +68,11 @@ def finetune(tuning: FinetuneRun, progress: Progress) -> Path:
     elif tuning.mode == "head":
         state, meta["validation"] = fit_head(stack, tuning, train_data(tuning), progress)
     else:
-        state = train(stack, tuning, train_data(tuning), progress, path)
+        run = Blocks(stack, tuning, train_data(tuning), progress, path)
+        state, meta["validation"] = train_blocks(run)
     save(path, state, meta)
     drop_checkpoint(path)
     return path
-
-
-def classifier(stack: ModelStack) -> tuple[str, nn.Linear]:
-    """The linear head the features go into (its name in the model)."""
-    clf = getattr(stack.hf, "classifier", None)
-    if not isinstance(clf, nn.Linear):
-        raise ValueError(f"{stack.name}: fine-tuning needs a classification head "
-                         f"(a linear `classifier`)")
-    return "classifier", clf
 
 
 def features(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress
@@ -120,69 +109,3 @@ def validation_report(path: Path) -> dict | None:
     for other modes."""
     sidecar = path.with_suffix(".json")
     return json.loads(sidecar.read_text()).get("validation") if sidecar.exists() else None
-
-
-def trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:
-    """The parameters ``tuning`` trains, by their names in the model; only they require
-    gradients afterwards."""
-    stack.hf.requires_grad_(False)
-    k = tuning.last_blocks()
-    if k is None:
-        parts: list[nn.Module] = [stack.hf]
-    else:
-        if k > len(stack.blocks):
-            raise ValueError(f"{stack.name} has {len(stack.blocks)} blocks, not {k}")
-        parts = [*stack.blocks[-k:], stack.head.local, classifier(stack)[1]]
-    for m in parts:
-        m.requires_grad_(True)
-    named = {id(p): n for n, p in stack.hf.named_parameters()}
-    chosen = [p for m in parts for p in m.parameters() if p.requires_grad]
-    stray = [p for p in chosen if id(p) not in named]
-    if stray:
-        raise ValueError(f"{stack.name}: its blocks hold copies of the model's parameters "
-                         f"(e.g. GPT-2's split projections): {tuning.mode} is not supported")
-    return {named[id(p)]: p for p in chosen}
-
-
-def loss_on(stack: ModelStack, tuning: FinetuneRun, data: Dataset, idx: np.ndarray) -> Tensor:
-    """Mean cross-entropy of examples ``idx`` computed under the strategy, with its graph."""
-    sub = Dataset(data.name, data.split, data.kind, _take(data.examples, idx),
-                  None if data.labels is None else data.labels[idx], data.classes)
-    total, count = torch.zeros(()), 0
-    for inputs, target in batches(tuning.base, sub, len(idx)):
-        logits = run_numerics(stack, inputs, tuning.strategy, tuning.devices, grad=True,
-                              **tuning.options())
-        y = torch.as_tensor(np.asarray(target))
-        total = total + nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-        count += len(y)
-    return total / count
-
-
-def _take(examples: object, idx: np.ndarray) -> object:
-    if isinstance(examples, np.ndarray):
-        return examples[idx]
-    return [examples[i] for i in idx]  # type: ignore[index]
-
-
-def train(stack: ModelStack, tuning: FinetuneRun, data: Dataset, progress: Progress,
-          path: Path) -> dict[str, Tensor]:
-    """``tuning.steps`` optimiser steps through the programs, resuming a checkpoint."""
-    params = trainable(stack, tuning)
-    opt = optimiser(tuning, list(params.values()))
-    done, _, _ = resume(path, params, opt)
-    steps = order(len(data), tuning)
-    try:
-        for step in range(tuning.steps):
-            idx = next(steps)
-            if step < done:
-                continue
-            loss = loss_on(stack, tuning, data, idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            progress(f"step {step + 1}/{tuning.steps}: loss {loss.item():.4f}", 1)
-            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < tuning.steps:
-                save_checkpoint(path, params, opt, step + 1)
-    finally:
-        stack.hf.requires_grad_(False)
-    return dict(params)

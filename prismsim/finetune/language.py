@@ -31,7 +31,13 @@ from torch import Tensor, nn
 
 from prismsim.datasets import wiki_bytes
 from prismsim.executors.memory import run_forced_decoding
-from prismsim.finetune.checkpoint import resume, save_checkpoint
+from prismsim.finetune.scoring import (
+    Validation,
+    clone,
+    keep_best,
+    restore_scored,
+    save_scored,
+)
 from prismsim.finetune.steps import optimiser, order
 from prismsim.models.pretrained import TOKENIZERS
 from prismsim.models.stack import ModelStack
@@ -138,34 +144,6 @@ def adapter_state(stack: ModelStack) -> dict[str, Tensor]:
 
 
 @dataclass
-class Validation:
-    """The held-out windows' scores so far and the best state."""
-
-    before: float  # mean NLL with the base model
-    best: float  # the best mean NLL so far (before, at the start)
-    best_step: int = 0  # the step the best state was reached at (0: the base)
-    misses: int = 0  # scores in a row without a better one
-    # the best state's trained parameters (None: the base's)
-    best_state: dict[str, Tensor] | None = None
-
-    def score(self, value: float, step: int, params: dict[str, nn.Parameter]) -> None:
-        if value < self.best:
-            self.best, self.best_step, self.misses = value, step, 0
-            self.best_state = {n: p.detach().clone() for n, p in params.items()}
-        else:
-            self.misses += 1
-
-    def meta(self) -> dict:
-        return {"before": self.before, "best": self.best, "best_step": self.best_step,
-                "misses": self.misses}
-
-    def report(self, n_windows: int) -> dict:
-        return {"n_validation": n_windows, "metric": "mean_nll", "before": self.before,
-                "after": self.best, "best_step": self.best_step,
-                "kept_base": self.best_state is None}
-
-
-@dataclass
 class Run:
     """One LM fine-tuning: the model, what it trains, where it keeps its checkpoint."""
 
@@ -182,7 +160,7 @@ def train_lm(run: Run, train: Tensor, held: Tensor) -> tuple[dict[str, Tensor], 
     initial one where none beat it). Returns what the weights file holds."""
     tuning = run.tuning
     params = lm_trainable(run.stack, tuning)
-    initial = {n: p.detach().clone() for n, p in params.items()}
+    initial = clone(params)
     opt = optimiser(tuning, params.values())
     val, done = _resumed(run, params, opt, initial, held)
     windows = order(len(train), tuning)
@@ -194,9 +172,7 @@ def train_lm(run: Run, train: Tensor, held: Tensor) -> tuple[dict[str, Tensor], 
         scoring = step % EVAL_EVERY == 0 or step == tuning.steps
         if scoring and _scored(run, params, opt, val, held, step, initial):
             break
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_((val.best_state or initial)[n])
+    keep_best(params, val, initial)
     run.stack.hf.requires_grad_(False)
     return _state(run, params), val
 
@@ -216,25 +192,20 @@ def _scored(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimize
     val.score(mean_loss(run, held), step, params)
     run.progress(f"validation at step {step}: best mean NLL {val.best:.4f} (step "
                  f"{val.best_step}; {val.before:.4f} before)", 0)
-    extra = {f"initial.{n}": t for n, t in initial.items()}
-    extra.update({f"best.{n}": t for n, t in (val.best_state or {}).items()})
-    save_checkpoint(run.path, params, opt, step, extra, val.meta())
+    save_scored(run.path, params, opt, step, val, initial)
     return val.misses >= PATIENCE
 
 
 def _resumed(run: Run, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
              initial: dict[str, Tensor], held: Tensor) -> tuple[Validation, int]:
-    """The validation so far and the steps done, from the checkpoint (initial state
-    included: LoRA's A is drawn at random), or the base's score and 0."""
-    done, extra, meta = resume(run.path, params, opt)
-    if not done:
+    """The validation so far and the steps done, from the checkpoint, or the base's
+    score and 0."""
+    val, done, _ = restore_scored(run.path, params, opt, initial)
+    if val is None:
         before = mean_loss(run, held)
         run.progress(f"validation before: mean NLL {before:.4f}", 0)
         return Validation(before=before, best=before), 0
-    initial.update({n: extra[f"initial.{n}"] for n in initial})
-    best = {n: extra[f"best.{n}"] for n in params if f"best.{n}" in extra}
-    fields = {k: meta[k] for k in ("before", "best", "best_step", "misses")}
-    return Validation(**fields, best_state=best or None), done
+    return val, done
 
 
 def _state(run: Run, params: dict[str, nn.Parameter]) -> dict[str, Tensor]:
@@ -256,4 +227,4 @@ def finetune_lm(run: Run) -> tuple[dict[str, Tensor], dict]:
     train, held = lm_windows(wiki_bytes("train"), TOKENIZERS[run.tuning.base](),
                              run.tuning.train_limit, run.prompt_tokens + GENERATE_TOKENS)
     state, val = train_lm(run, train, held)
-    return state, val.report(len(held))
+    return state, val.report(len(held), "mean_nll")

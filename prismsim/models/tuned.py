@@ -24,6 +24,7 @@ from typing import Any
 from prismsim.cache_dir import cache_root
 
 FORMAT = 2  # bumped when training changes what a key's weights are (2: head validated)
+BLOCKS_FORMAT = 2  # the same for last:K / all (2: learning rate chosen, best state kept)
 MODE = re.compile(r"^(head|all|last:([1-9][0-9]*)|lora:([1-9][0-9]*))$")
 LORA_SCALE = 2.0  # a LoRA adapter's update is LORA_SCALE * B @ A (alpha = 2 x rank)
 OPTIMIZERS = ("adamw", "sgd")
@@ -139,8 +140,10 @@ def _read_token(name: str, t: str, fields: dict[str, Any]) -> None:
 
 
 def key(tuning: FinetuneRun, base_hash: str) -> str:
+    trained = tuning.last_blocks() is not None or tuning.mode == "all"
     blob = json.dumps({"spec": dataclasses.asdict(tuning), "base": base_hash,
-                       "format": FORMAT}, sort_keys=True)
+                       "format": FORMAT, **({"blocks": BLOCKS_FORMAT} if trained else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
