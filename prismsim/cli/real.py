@@ -138,8 +138,11 @@ def _label(rows: list[dict]) -> str:
               help="serving under load instead: each strategy serves the file's seeded "
                    "Poisson trace (offered_load:) for real and in the simulator, held out")
 @click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
+@click.option("--against", type=click.Path(exists=True, file_okay=False), default=None,
+              help="an earlier run's results folder of the same grid: how far the two "
+                   "measurements are apart (repeatability)")
 def validate(file: str, output: str | None, profile_file: str | None, predict_only: bool,
-             predict_again: bool, under_load: bool, fresh: bool) -> None:
+             predict_again: bool, under_load: bool, fresh: bool, against: str | None) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
     from prismsim.profiling.host_profile import load_profile
     from prismsim.testbed.network import TestbedError, terminate_as_interrupt
@@ -155,7 +158,7 @@ def validate(file: str, output: str | None, profile_file: str | None, predict_on
         profile = load_profile(Path(chosen)) if chosen else None
         if predict_again:
             table, _ = val.predict_again(validation, out)
-            return _report(table, out)
+            return _report(table, out, against)
         if under_load:
             return _validate_under_load(validation, Path(file).name, out, profile, fresh)
         with reporter("validate", val.count_groups(validation)) as progress, \
@@ -163,7 +166,7 @@ def validate(file: str, output: str | None, profile_file: str | None, predict_on
             table, _ = val.run_validation(validation, out, profile, fresh=fresh,
                                           progress=lambda rows: progress(_label(rows)),
                                           predict_only=predict_only)
-    _report(table, out)
+    _report(table, out, against)
 
 
 def _validate_under_load(validation: Any, name: str, out: Path, profile: Any,
@@ -208,7 +211,7 @@ def _report_under_load(table: Any, out: Path) -> None:
     click.echo(f"-> {out / 'validation_load.csv'}")
 
 
-def _report(table: Any, out: Path) -> None:
+def _report(table: Any, out: Path, against: str | None = None) -> None:
     from prismsim.validation import report as val
 
     names = [n for n in ("predicted", "predicted_nominal", "simulated")
@@ -225,10 +228,32 @@ def _report(table: Any, out: Path) -> None:
         if name in names:
             click.echo(f"{what}: MAPE {val.mape(table, name):.1f} %, "
                        f"{100 * val.share_within(table, name):.0f} % of points within "
-                       f"+-10 % ({n} distributed points)")
+                       f"+-10 %, mean signed {val.mean_signed(table, name):+.1f} % ({n} "
+                       f"distributed points); one device alone "
+                       f"{val.mean_signed(table, name, distributed=False):+.1f} %")
     if "measured_tpot_ms" in table:
         _report_tokens(table)
+    if against:
+        _repeatability(table, Path(against))
     click.echo(f"-> {out / 'validation.csv'}, {out / 'validation.png'}")
+
+
+def _repeatability(table: Any, other: Path) -> None:
+    """How far this run's measurements are from an earlier run's of the same grid."""
+    import pandas as pd
+
+    from prismsim.validation import report as val
+
+    csv = other / "validation.csv"
+    if not csv.is_file():
+        raise InputError(f"{other}: no validation.csv (--against takes a validate results "
+                         f"folder)")
+    r = val.repeatability(table, pd.read_csv(csv))
+    click.echo(f"repeatability against {other}: measured latencies {r['mape']:.1f} % apart "
+               f"(MAPE), {100 * r['within_10_share']:.0f} % of {r['points']} distributed "
+               f"points within +-10 %, mean signed {r['mean_signed']:+.1f} %; CPU other "
+               f"machines took: at most {r['stolen_max_pct']:.1f} % in a group of this run, "
+               f"{r['other_stolen_max_pct']:.1f} % of that one")
 
 
 def _report_tokens(table: Any) -> None:

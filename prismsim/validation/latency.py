@@ -25,7 +25,7 @@ from prismsim.testbed.network import GOODPUT, Testbed
 from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.validation import predict
 from prismsim.validation.file import ValidationFile, ValidationFileError
-from prismsim.validation.report import error_pct, options_text
+from prismsim.validation.report import POINT, error_pct, options_text
 from prismsim.validation.tokens import measured_tokens, token_columns
 
 STOLEN_LIMIT = 0.05  # a group run while other machines took more of the CPU is run again
@@ -280,7 +280,6 @@ def _predict_row_again(validation: ValidationFile, profile: HostProfile, row: di
     return outs
 
 
-POINT = ("strategy", "options", "devices", "bandwidth_mbps", "latency_ms")  # a row's point
 
 
 def _point(row: dict[str, Any]) -> dict[str, Any]:

@@ -84,3 +84,32 @@ def layer_waits(layers: pd.DataFrame) -> pd.DataFrame:
                      "predicted_layer_ms": predicted,
                      "error_pct": error_pct(predicted, measured)})
     return pd.DataFrame(rows)
+
+
+def mean_signed(table: pd.DataFrame, name: str = "predicted", distributed: bool = True
+                ) -> float:
+    """Mean signed error of ``name``'s latencies, in percent (+: predicted slow): the
+    bias, over the distributed points (``distributed``) or the single-device ones."""
+    rows = table[(table["devices"] > 1) == distributed]
+    return float(rows[f"{name}_error_pct"].mean())
+
+
+POINT = ("strategy", "options", "devices", "bandwidth_mbps", "latency_ms")  # a row's point
+
+
+def repeatability(table: pd.DataFrame, other: pd.DataFrame) -> dict[str, float]:
+    """The same grid measured twice: each distributed point's measured latency in
+    ``table`` against ``other``'s (+: this run slower), over the points both have; with
+    the largest share of the CPU other virtual machines took during a group of each run
+    (percent; NaN where a run did not record it)."""
+    both = table.merge(other, on=list(POINT), suffixes=("", "_other"))
+    both = both[both["devices"] > 1]
+    if both.empty:
+        raise ValueError("the two runs have no distributed point in common")
+    diff = 100 * (both["measured_ms"] / both["measured_ms_other"] - 1)
+    stolen = [float(t["stolen_cpu_pct"].max()) if "stolen_cpu_pct" in t else float("nan")
+              for t in (table, other)]
+    return {"points": len(both), "mape": float(diff.abs().mean()),
+            "within_10_share": float((diff.abs() <= 10).mean()),
+            "mean_signed": float(diff.mean()), "stolen_max_pct": stolen[0],
+            "other_stolen_max_pct": stolen[1]}
