@@ -46,3 +46,29 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
     monkeypatch.setenv("PRISMSIM_ASSET_DIR", str(asset_root()))
     monkeypatch.setenv("PRISMSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+class ByteTokenizer:
+    """A tokenizer of one token per byte (language-model tests without a real one)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False):
+        return type("Out", (), {"input_ids": list(text.encode())})()
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(ids).decode()
+
+
+def decoded_bits_per_byte(model: str, text: bytes, windows: int, prompt: int, generate: int,
+                          strategy: str, devices: int, **options) -> float:
+    """Token-by-token teacher-forced decoding of the first ``windows`` windows of ``text``
+    (one byte a token): the continuations' summed NLL over their bytes, in bits."""
+    import math
+
+    from prismsim.executors.memory import run_generation
+
+    ids = torch.tensor(list(text[:windows * (prompt + generate)])).view(windows, -1)
+    gen = run_generation(load_model(model), ids[:, :prompt], generate, strategy, devices,
+                         forced=ids[:, prompt:], **options)
+    logp = torch.log_softmax(gen.logits.double(), -1)  # [windows, generate, V]
+    nats = -logp.gather(-1, ids[:, prompt:, None]).sum()
+    return float(nats) / (windows * generate * math.log(2))

@@ -4,46 +4,27 @@ teacher-forced decoding (``run_generation``) summed here by hand."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
-import torch
 
 import prismsim.accuracy as acc
 from prismsim import datasets as ds
-from prismsim.executors.memory import run_generation
+from tests.conftest import ByteTokenizer, decoded_bits_per_byte
 
 MODEL = "llama-tiny"  # 2 blocks, GQA 8/4, RoPE, SwiGLU; vocabulary 512
 PROMPT, GENERATE = 24, 16
 TEXT = bytes(range(32, 127)) * 10  # 950 one-byte tokens
 
 
-class Bytes:
-    """A tokenizer of one token per byte."""
-
-    def __call__(self, text: str, add_special_tokens: bool = False):
-        return type("Out", (), {"input_ids": list(text.encode())})()
-
-    def decode(self, ids: list[int]) -> str:
-        return bytes(ids).decode()
-
-
 @pytest.fixture(autouse=True)
 def byte_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(acc, "_tokenizer", lambda name: Bytes())
+    monkeypatch.setattr(acc, "_tokenizer", lambda name: ByteTokenizer())
     monkeypatch.setattr(ds, "dataset", lambda name, split: ds.Dataset(
         name, split, "bytes", TEXT, metric="bits_per_byte"))
 
 
-def decoded_bits_per_byte(windows: int, strategy: str, devices: int, **options) -> float:
-    """Token-by-token decoding of the first ``windows`` windows: their continuations'
-    summed NLL over their bytes (one a token), in bits."""
-    ids = torch.tensor(list(TEXT[:windows * (PROMPT + GENERATE)])).view(windows, -1)
-    gen = run_generation(MODEL, ids[:, :PROMPT], GENERATE, strategy, devices,
-                         forced=ids[:, PROMPT:], **options)
-    logp = torch.log_softmax(gen.logits.double(), -1)  # [windows, GENERATE, V]
-    nats = -logp.gather(-1, ids[:, PROMPT:, None]).sum()
-    return float(nats) / (windows * GENERATE * math.log(2))
+def decoded(windows: int, strategy: str, devices: int, **options) -> float:
+    return decoded_bits_per_byte(MODEL, TEXT, windows, PROMPT, GENERATE, strategy, devices,
+                                 **options)
 
 
 @pytest.mark.parametrize(("strategy", "devices", "options"),
@@ -54,7 +35,7 @@ def test_a_decoding_model_is_scored_as_it_decodes(strategy: str, devices: int,
     r = acc.evaluate(MODEL, "wiki-xml", strategy, devices, limit=3, use_cache=False,
                      decode=(PROMPT, GENERATE), **options)
     assert r["metric"] == "bits_per_byte" and r["n_examples"] == 3
-    assert r["value"] == pytest.approx(decoded_bits_per_byte(3, strategy, devices, **options),
+    assert r["value"] == pytest.approx(decoded(3, strategy, devices, **options),
                                        rel=1e-5)
     assert r["ci95_low"] < r["value"] < r["ci95_high"]
     assert "3 windows of 24 prompt tokens" in r["accuracy_source"]

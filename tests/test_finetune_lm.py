@@ -22,6 +22,7 @@ from prismsim.executors.memory import (
 )
 from prismsim.models.load import load_model, merge_adapters
 from prismsim.models.tuned import FinetuneRun, parse, tuned_name
+from tests.conftest import ByteTokenizer
 
 MODEL = "llama-tiny"  # 2 blocks, GQA 8/4, RoPE, SwiGLU; vocabulary 512
 PROMPT, LENGTH = 24, 40  # a small window: 24 prompt tokens, 16 continuation
@@ -122,24 +123,18 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path: Path,
     assert val.report(2, "mean_nll") == pytest.approx(whole_val.report(2, "mean_nll"))
 
 
-class Bytes:
-    """A tokenizer of one token per byte."""
-
-    def __call__(self, text: str, add_special_tokens: bool = False):
-        return type("Out", (), {"input_ids": list(text.encode())})()
-
-
 def test_validation_windows_follow_the_training_ones_disjoint_by_index() -> None:
     text = bytes(range(32, 127)) * 20  # 1,900 one-byte tokens
-    train, held = lm.lm_windows(text, Bytes(), 5, 30)
+    tok = ByteTokenizer()
+    train, held = lm.lm_windows(text, tok, 5, 30)
     assert train.shape == (5, 30) and held.shape == (lm.VALIDATION_WINDOWS, 30)
     assert train[0, 0] == 32 and train[4, 29] == text[149]  # windows 0-4: bytes 0-149
     assert held[0, 0] == text[150] and held[-1, -1] == text[29 * 30 - 1]
-    assert torch.equal(held, torch.from_numpy(token_windows(text, Bytes(), lm.VALIDATION_WINDOWS,
+    assert torch.equal(held, torch.from_numpy(token_windows(text, tok, lm.VALIDATION_WINDOWS,
                                                             30, skip=5)))
-    every, last = lm.lm_windows(text, Bytes(), 10**6, 30)  # more than the text holds
+    every, last = lm.lm_windows(text, tok, 10**6, 30)  # more than the text holds
     assert every.shape == (1899 // 30 - lm.VALIDATION_WINDOWS, 30)  # 63 - 24 = 39 windows
-    assert torch.equal(last, torch.from_numpy(token_windows(text, Bytes(), lm.VALIDATION_WINDOWS,
+    assert torch.equal(last, torch.from_numpy(token_windows(text, tok, lm.VALIDATION_WINDOWS,
                                                             30, skip=39)))
 
 

@@ -8,16 +8,14 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import prismsim.accuracy as acc
 import prismsim.finetune.language as lm
 from prismsim import datasets as ds
-from prismsim.executors.memory import run_generation
-from prismsim.models.load import load_model
 from prismsim.scenario import load_scenario
 from prismsim.sweep.run import run_sweep
+from tests.conftest import ByteTokenizer, decoded_bits_per_byte
 
 PROMPT, GENERATE, WINDOWS = 24, 16, 3
 TEST_TEXT = bytes(range(32, 127)) * 2  # 190 one-byte tokens: 4 windows of 40
@@ -33,46 +31,30 @@ SCENARIO = {
     "network": {"link": "ethernet-1g", "bandwidth_mbps": 100, "latency_ms": 1}}
 
 
-class Bytes:
-    """A tokenizer of one token per byte."""
-
-    def __call__(self, text: str, add_special_tokens: bool = False):
-        return type("Out", (), {"input_ids": list(text.encode())})()
-
-    def decode(self, ids: list[int]) -> str:
-        return bytes(ids).decode()
-
-
-def decoded_bits_per_byte(model: str, strategy: str, devices: int, **options) -> float:
-    """Token-by-token teacher-forced decoding of the first WINDOWS windows: the
-    continuations' NLL over their bytes (one a token), in bits."""
-    ids = torch.tensor(list(TEST_TEXT[:WINDOWS * (PROMPT + GENERATE)])).view(WINDOWS, -1)
-    gen = run_generation(load_model(model), ids[:, :PROMPT], GENERATE, strategy, devices,
-                         forced=ids[:, PROMPT:], **options)
-    logp = torch.log_softmax(gen.logits.double(), -1)  # [WINDOWS, GENERATE, V]
-    nats = -logp.gather(-1, ids[:, PROMPT:, None]).sum()
-    return float(nats) / (WINDOWS * GENERATE * math.log(2))
+def decoded(model: str, strategy: str, devices: int, **options) -> float:
+    return decoded_bits_per_byte(model, TEST_TEXT, WINDOWS, PROMPT, GENERATE, strategy,
+                                 devices, **options)
 
 
 def test_a_language_model_sweep_scores_decoding_and_its_fine_tuned_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(acc, "_tokenizer", lambda name: Bytes())
+    monkeypatch.setattr(acc, "_tokenizer", lambda name: ByteTokenizer())
     monkeypatch.setattr(ds, "dataset", lambda name, split: ds.Dataset(
         name, split, "bytes", TEST_TEXT, metric="bits_per_byte"))
-    monkeypatch.setitem(lm.TOKENIZERS, "llama-tiny", Bytes)
+    monkeypatch.setitem(lm.TOKENIZERS, "llama-tiny", ByteTokenizer)
     monkeypatch.setattr(lm, "wiki_bytes", lambda split: TRAIN_TEXT)
     path = tmp_path / "tiny_lm.yaml"
     path.write_text(yaml.safe_dump({**SCENARIO, "output": str(tmp_path / "out")}))
     df = run_sweep(load_scenario(path)).set_index(["strategy", "finetune"])
-    single = decoded_bits_per_byte("llama-tiny", "single", 1)
+    single = decoded("llama-tiny", "single", 1)
     assert df.loc[("single", "none"), "accuracy"] == pytest.approx(single, rel=1e-5)
     assert df.loc[("voltage", "none"), "accuracy"] == df.loc[("single", "none"), "accuracy"]
     assert "is exact" in df.loc[("voltage", "none"), "accuracy_source"]
     plain, tuned = df.loc[("prism", "none")], df.loc[("prism", "lora:2")]
     assert plain["accuracy"] == pytest.approx(
-        decoded_bits_per_byte("llama-tiny", "prism", 2, cr=2.0), rel=1e-5)
+        decoded("llama-tiny", "prism", 2, cr=2.0), rel=1e-5)
     name = "llama-tiny@prism-p2-cr2-lora2-s4-lr0.01-b1-n2+wiki-xml"
-    assert tuned["accuracy"] == pytest.approx(decoded_bits_per_byte(name, "prism", 2, cr=2.0),
+    assert tuned["accuracy"] == pytest.approx(decoded(name, "prism", 2, cr=2.0),
                                            rel=1e-5)
     assert abs(tuned["accuracy"] - plain["accuracy"]) > 1e-3  # trained: not the base kept
     assert tuned["latency_s"] == plain["latency_s"]

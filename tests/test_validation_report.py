@@ -51,5 +51,5 @@ def test_against_a_folder_without_a_validation_table_is_one_line(tmp_path) -> No
     from prismsim.cli.common import InputError
     from prismsim.cli.real import _repeatability
 
-    with pytest.raises(InputError, match="no validation.csv"):
+    with pytest.raises(InputError, match=r"no validation\.csv"):
         _repeatability(run([1, 2, 3, 4], [0] * 4, [0] * 4), tmp_path)

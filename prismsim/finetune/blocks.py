@@ -10,6 +10,7 @@ AdamW (or SGD), ``batch`` examples a step in a seeded order; the model stays in 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from prismsim.finetune.scoring import (
     Validation,
     clone,
     keep_best,
+    put,
     restore_scored,
     save_scored,
 )
@@ -140,7 +142,7 @@ def train_blocks(run: Blocks) -> tuple[dict[str, Tensor], dict]:
         if val is None:
             val, opt, done, lr = _choose_lr(run, params, initial)
         else:
-            lr = meta["lr"]
+            lr = meta["lr"]  # the optimiser's state is back: its rate, the one chosen
             for group in opt.param_groups:
                 group["lr"] = lr
         _go_on(run, params, opt, val, initial, done, lr)
@@ -160,11 +162,9 @@ def _choose_lr(run: Blocks, params: dict[str, nn.Parameter], initial: dict[str, 
     run.progress(f"validation before: accuracy {1 - before:.4f}", 0)
     first, trials = min(EVAL_EVERY, run.tuning.steps), []
     for factor in LR_FACTORS:
-        _set(params, initial)
+        put(params, initial)
         lr = run.tuning.lr * factor
-        opt = optimiser(run.tuning, params.values())
-        for group in opt.param_groups:
-            group["lr"] = lr
+        opt = optimiser(dataclasses.replace(run.tuning, lr=lr), params.values())
         examples = order(len(run.fit), run.tuning)
         for n in range(1, first + 1):
             step(run, params, opt, next(examples), n)
@@ -172,7 +172,7 @@ def _choose_lr(run: Blocks, params: dict[str, nn.Parameter], initial: dict[str, 
         run.progress(f"learning rate {lr:g}: accuracy {1 - trials[-1][0]:.4f} after "
                      f"{first} steps", 0)
     error, lr, state, opt = min(trials, key=lambda t: t[0])  # ties: the earlier
-    _set(params, state)
+    put(params, state)
     val = Validation(before=before, best=before)
     val.score(error, first, params)
     save_scored(run.path, params, opt, first, val, initial, {"lr": lr})
@@ -196,9 +196,3 @@ def _go_on(run: Blocks, params: dict[str, nn.Parameter], opt: torch.optim.Optimi
             run.progress(f"validation at step {n}: best accuracy {1 - val.best:.4f} (step "
                          f"{val.best_step}; {1 - val.before:.4f} before)", 0)
             save_scored(run.path, params, opt, n, val, initial, {"lr": lr})
-
-
-def _set(params: dict[str, nn.Parameter], state: dict[str, Tensor]) -> None:
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state[n])

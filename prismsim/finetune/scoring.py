@@ -69,8 +69,13 @@ def restore_scored(path: Path, params: Params, opt: torch.optim.Optimizer,
     return Validation(**fields, best_state=best or None), done, meta
 
 
-def keep_best(params: Params, val: Validation, initial: dict[str, Tensor]) -> None:
-    """The parameters set to the best state, or to the initial one where none beat it."""
+def put(params: Params, state: dict[str, Tensor]) -> None:
+    """The parameters set to ``state``'s values."""
     with torch.no_grad():
         for n, p in params.items():
-            p.copy_((val.best_state or initial)[n])
+            p.copy_(state[n])
+
+
+def keep_best(params: Params, val: Validation, initial: dict[str, Tensor]) -> None:
+    """The parameters set to the best state, or to the initial one where none beat it."""
+    put(params, val.best_state or initial)
