@@ -47,3 +47,14 @@ def test_summary_front_turns_for_bits_per_byte():
     assert latency_accuracy_front(df) == [0, 1]  # 2 is slower and worse than 0
     df["metric"] = "accuracy"  # higher is better: 2 is slower than 0 but better, 1 neither
     assert latency_accuracy_front(df) == [0, 2]
+
+
+def test_the_summary_says_which_rate_its_rows_are_at():
+    """The summary's rows are at the rate closest to 200 Mbit/s the sweep has."""
+    from prismsim.sweep.summary import summary_heading
+
+    at = pd.DataFrame({"bandwidth_mbps": [50.0, 200.0, 1000.0], "latency_s": [1, 1, 1]})
+    assert summary_heading(at) == "fastest configuration of each strategy at 200 Mbit/s:"
+    wifi = pd.DataFrame({"bandwidth_mbps": [433.3, 866.7, 1733.3], "latency_s": [1, 1, 1]})
+    assert summary_heading(wifi) == ("fastest configuration of each strategy at 433.3 "
+                                     "Mbit/s (the rate nearest 200):")

@@ -318,7 +318,12 @@ def sweep(file: str, output: str | None, jobs: int, backend: str, scheduler: str
     """Run every point of a scenario: results table, plots and a summary."""
     from prismsim.scenario.grid import MIX_SEPARATOR
     from prismsim.sweep.run import count_tasks, run_sweep
-    from prismsim.sweep.summary import fastest, indistinguishable, summarize
+    from prismsim.sweep.summary import (
+        fastest,
+        indistinguishable,
+        summarize,
+        summary_heading,
+    )
 
     s = _scenario(file)
     out = Path(output) if output else s.output
@@ -332,7 +337,7 @@ def sweep(file: str, output: str | None, jobs: int, backend: str, scheduler: str
     names = df["device_profile"].dropna() if "device_profile" in df else []
     for name in sorted({part for n in names for part in str(n).split(MIX_SEPARATOR)}):
         click.echo(f"compute: {s.devices[name].compute_model()}")
-    click.echo("fastest configuration of each strategy near 200 Mbit/s:")
+    click.echo(summary_heading(df))
     emit(summarize(df), "table", digits=4)
     for pair in indistinguishable(fastest(df)):
         click.echo(f"accuracy of {pair}: 95 % intervals overlap (not told apart on these "

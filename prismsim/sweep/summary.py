@@ -30,6 +30,15 @@ def latency_accuracy_front(df: pd.DataFrame) -> list:
     return front_rows(rows, minimize=minimize, maximize=[] if lower else ["accuracy"])
 
 
+def summary_heading(df: pd.DataFrame, bandwidth_mbps: float = PAPER_BANDWIDTH_MBPS) -> str:
+    """What the summary table shows: the rate its rows are at, which is the one closest
+    to ``bandwidth_mbps`` that the sweep has."""
+    rates = df.dropna(subset=["latency_s"])["bandwidth_mbps"].unique()
+    at = closest(rates, bandwidth_mbps) if len(rates) else bandwidth_mbps
+    nearest = "" if at == bandwidth_mbps else f" (the rate nearest {bandwidth_mbps:g})"
+    return f"fastest configuration of each strategy at {at:g} Mbit/s{nearest}:"
+
+
 def _at(df: pd.DataFrame, bandwidth_mbps: float) -> pd.DataFrame:
     """The rows at the bandwidth closest to ``bandwidth_mbps``; not skipped ones (no
     latency)."""
