@@ -304,10 +304,6 @@ def decode_windows(model: str, text: bytes, length: int, prompt: int, count: int
     model's tokenizer, and the UTF-8 bytes each window's continuation (the tokens after
     ``prompt``) decodes to (bits per byte divide by them)."""
     tok = _tokenizer(tuned.parse(model).base if tuned.is_tuned(model) else model)
-    if count is None:
-        n_ids = len(tok(text.decode("utf-8", errors="replace"), add_special_tokens=False)
-                    .input_ids)
-        count = (n_ids - 1) // length  # the last token may be cut: kept out
     windows = torch.from_numpy(ds.token_windows(text, tok, count, length))
     return windows, [len(tok.decode(w[prompt:].tolist()).encode()) for w in windows]
 

@@ -252,11 +252,16 @@ def _cloze(name: str, split: str, table: Any, source: str) -> Dataset:
 BYTES_PER_TOKEN_GUESS = 6  # first guess of the text needed (~3.3 bytes a token on wiki XML)
 
 
-def token_windows(text: bytes, tokenizer: Any, count: int, length: int, skip: int = 0
+def token_windows(text: bytes, tokenizer: Any, count: int | None, length: int, skip: int = 0
                   ) -> np.ndarray:
     """Windows ``skip`` … ``skip + count - 1`` of ``length`` token ids [count, length]
-    from the start of ``text``, tokenized as one text (more of it read until enough):
-    consecutive and non-overlapping, what language models are scored and trained on."""
+    from the start of ``text``, tokenized as one text (more of it read until enough;
+    ``count`` None: every whole window after ``skip``): consecutive and non-overlapping,
+    what language models are scored and trained on."""
+    if count is None:
+        ids = tokenizer(text.decode("utf-8", errors="replace"),
+                        add_special_tokens=False).input_ids
+        count = max(0, (len(ids) - 1) // length - skip)  # the last token may be cut
     need = (skip + count) * length
     n_bytes = need * BYTES_PER_TOKEN_GUESS
     while True:

@@ -7,7 +7,9 @@ import math
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from prismsim.cli.main import main
 from prismsim.validation.report import mean_signed, repeatability
 
 POINTS = [("voltage", "{}", 2, 50.0, 1.0), ("prism", "{cr: 4}", 2, 50.0, 1.0),
@@ -47,9 +49,8 @@ def test_two_runs_of_one_grid_are_compared_point_by_point() -> None:
         repeatability(now, earlier[earlier["devices"] == 1])
 
 
-def test_against_a_folder_without_a_validation_table_is_one_line(tmp_path) -> None:
-    from prismsim.cli.common import InputError
-    from prismsim.cli.real import _repeatability
-
-    with pytest.raises(InputError, match=r"no validation\.csv"):
-        _repeatability(run([1, 2, 3, 4], [0] * 4, [0] * 4), tmp_path)
+def test_against_a_folder_without_a_validation_table_is_one_line_before_any_run(
+        tmp_path) -> None:
+    result = CliRunner().invoke(main, ["validate", "scenarios/validate_vit_tiny.yaml",
+                                       "--against", str(tmp_path)])
+    assert result.exit_code == 2 and "no validation.csv" in result.output

@@ -152,6 +152,9 @@ def validate(file: str, output: str | None, profile_file: str | None, predict_on
     from prismsim.validation.predict import PredictError
 
     out = Path(output) if output else Path("results") / Path(file).stem
+    if against and not (Path(against) / "validation.csv").is_file():
+        raise InputError(f"{against}: no validation.csv (--against takes a validate results "
+                         f"folder)")
     with user_errors(TestbedError, RunError, PredictError):
         validation = load_validation_file(Path(file))
         chosen = profile_file or validation.profile
@@ -244,11 +247,7 @@ def _repeatability(table: Any, other: Path) -> None:
 
     from prismsim.validation import report as val
 
-    csv = other / "validation.csv"
-    if not csv.is_file():
-        raise InputError(f"{other}: no validation.csv (--against takes a validate results "
-                         f"folder)")
-    r = val.repeatability(table, pd.read_csv(csv))
+    r = val.repeatability(table, pd.read_csv(other / "validation.csv"))
     click.echo(f"repeatability against {other}: measured latencies {r['mape']:.1f} % apart "
                f"(MAPE), {100 * r['within_10_share']:.0f} % of {r['points']} distributed "
                f"points within +-10 %, mean signed {r['mean_signed']:+.1f} %; CPU other "

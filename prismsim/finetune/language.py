@@ -29,7 +29,7 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import Tensor, nn
 
-from prismsim.datasets import wiki_bytes
+from prismsim.datasets import token_windows, wiki_bytes
 from prismsim.executors.memory import run_forced_decoding
 from prismsim.finetune.scoring import (
     Validation,
@@ -79,15 +79,13 @@ def lm_windows(text: bytes, tokenizer: object, n_train: int, length: int
     """Training windows [n, length] of ``text`` (n: ``n_train``, or every window it holds
     besides the validation ones) and the validation windows right after them
     [VALIDATION_WINDOWS, length] (disjoint by index)."""
-    ids = tokenizer(text.decode("utf-8", errors="replace"),  # type: ignore[operator]
-                    add_special_tokens=False).input_ids
-    room = (len(ids) - 1) // length - VALIDATION_WINDOWS  # the last token may be cut
+    every = torch.from_numpy(token_windows(text, tokenizer, None, length))  # [all, length]
+    room = len(every) - VALIDATION_WINDOWS
     if room < 1:
-        raise ValueError(f"the text has {len(ids)} tokens: too few for "
-                         f"{VALIDATION_WINDOWS} validation windows of {length} and one more")
+        raise ValueError(f"the text holds {len(every)} windows of {length} tokens: too few "
+                         f"for {VALIDATION_WINDOWS} validation windows and one more")
     n = min(n_train, room)
-    every = torch.tensor(ids[:(n + VALIDATION_WINDOWS) * length]).view(-1, length)
-    return every[:n], every[n:]  # [n, length], [VALIDATION_WINDOWS, length]
+    return every[:n], every[n:n + VALIDATION_WINDOWS]  # [n, length], [V, length]
 
 
 def lm_trainable(stack: ModelStack, tuning: FinetuneRun) -> dict[str, nn.Parameter]:
