@@ -168,6 +168,24 @@ def test_rendezvous_copies_to_two_receivers_share_the_uplink():
     assert sorted(d.finish_s for d in result.devices[1:]) == pytest.approx([1.7, 2.7])
 
 
+def test_rendezvous_notice_waits_behind_data_to_the_same_peer():
+    """An exchange where both devices send first, then receive (1 MB each way, 8 Mbit/s,
+    100 ms). Each posts its receive at 0; device 1 hears of device 0's at 0.1, so its
+    data goes 0.1 to 1.1 and arrives at 1.2. Device 1's notice goes down the same
+    connection behind that 1 MB: it leaves at 1.1 and reaches device 0 at 1.2, whose
+    data then arrives at 1.2 + 1 + 0.1 = 2.3 (without the queue: 1.2 as well)."""
+    wl = _wl([[_send(0), _recv(1)], [_send(1), _recv(0)]],
+             [_msg(0, 0, [1]), _msg(1, 1, [0])])
+    gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
+    result = simulate(wl, CPU, gloo)
+    assert [d.finish_s for d in result.devices] == pytest.approx([1.2, 2.3])
+    # data to another peer does not hold the notice: device 2 sends 1 MB to device 1
+    # first, then posts for device 0's message, heard at 0.1: 0.1 + 1 + 0.1
+    other = _wl([[_send(0)], [_recv(1)], [_send(1), _recv(0)]],
+                [_msg(0, 0, [2]), _msg(1, 2, [1])])
+    assert simulate(other, CPU, gloo).devices[2].finish_s == pytest.approx(1.2)
+
+
 def test_devices_waiting_for_the_request_have_their_first_receive_posted():
     # devices 1 and 2 start by receiving: idle before the request, their receives were
     # posted before it, so the copies leave at once: 0 + 1 + 0.1 and 0 + 2 + 0.1

@@ -52,6 +52,8 @@ class Medium:
         self.air_s = 0.0  # sum of every transmission's time on the medium (all hops)
         self.on_air: AirSink | None = None
         self.clock = None if link.trace is None else TraceClock(link.trace, link.bandwidth_mbps)
+        # (sender, receiver) -> when the last copy booked between them ends
+        self.pair_free: dict[tuple[int, int], float] = {}
 
     def finish_s(self, start_s: float, airtime_s: float, backoff_s: float = 0.0) -> float:
         """When a copy that takes ``airtime_s`` at the link's nominal rate, started at
@@ -66,6 +68,14 @@ class Medium:
         """Book every copy of ``msg`` handed over at ``now``; return the deliveries.
         ``key``: the message's running key in the replay (its draws in a sampled world)."""
         raise NotImplementedError
+
+    def notice_s(self, src: int, dst: int, now: float) -> float:
+        """When a control message of no size (a rendezvous notice: a receive is posted)
+        sent by ``src`` at ``now`` reaches ``dst``: one latency later, once the data
+        already booked from ``src`` to ``dst`` has gone (one connection per pair, as
+        GLOO's, delivers in order: the notice waits behind that data, not behind the
+        data to other peers)."""
+        return max(now, self.pair_free.get((src, dst), 0.0)) + self.latency_s
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
         """How long one copy of ``msg`` occupies the medium at ``bits_per_s`` (worked out
@@ -94,6 +104,8 @@ class Medium:
         own, ``rx_airtime_s``, where the last hop's differs: drawn retries)."""
         self.tx_s[msg.src] += airtime_s
         self.bytes_sent[msg.src] += msg.payload_bytes
+        for d in dsts:
+            self.pair_free[(msg.src, d)] = end
         self.bytes_on_air += msg.payload_bytes * hops
         self.air_s += end - start
         rx_s = airtime_s if rx_airtime_s is None else rx_airtime_s

@@ -156,7 +156,7 @@ class Replay:
                 self._message_cpu((op.message,), len(msg.dst))  # in the background
                 self._send(msg, op.message)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
-                self._post(p, op.messages, env.now + self.medium.latency_s)
+                self._post(p, op.messages)
 
     def post_ahead(self, p: int, ops: list[Op], ready_s: float) -> None:
         """Rendezvous: device p, idle before ``ops`` start, has posted their first receive
@@ -284,7 +284,7 @@ class Replay:
         """What device p waits on until every message of ``ids`` has arrived (None: all
         are already there): one event, however many messages."""
         if self.rendezvous:
-            self._post(p, ids, self.env.now + self.medium.latency_s)
+            self._post(p, ids)
         arrival, now = self.arrival, self.env.now
         last, unknown = now, []
         for m in ids:
@@ -325,15 +325,20 @@ class Replay:
         """Rendezvous: one copy to ``dst``, handed to the medium at ``at``."""
         self.transmit(key, replace(msg, dst=(dst,), broadcast=False), at)
 
-    def _post(self, p: int, ids: tuple[int, ...], ready_s: float) -> None:
-        """Rendezvous: device p posts its receives; each sender learns it at ``ready_s``.
-        Receives posted before (by a ``post`` task, or ahead) keep their earlier time."""
+    def _post(self, p: int, ids: tuple[int, ...], ready_s: float | None = None) -> None:
+        """Rendezvous: device p posts its receives; each sender learns it at ``ready_s``,
+        or (None) when p's notice sent now reaches it (behind the data p has already
+        handed over towards it). Receives posted before (by a ``post`` task, or ahead)
+        keep their earlier time."""
         for m in ids:
             if (m, p) in self.posted:
                 continue
-            self.posted[(m, p)] = ready_s
+            msg = self.message(m)
+            ready = self.medium.notice_s(p, msg.src, self.env.now) if ready_s is None \
+                else ready_s
+            self.posted[(m, p)] = ready
             if m in self.handed:  # sent before
-                self._book(self.message(m), m, p, max(ready_s, self.handed[m]))
+                self._book(msg, m, p, max(ready, self.handed[m]))
 
     # a shared host: the network's work on its cores
 
