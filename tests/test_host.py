@@ -30,6 +30,22 @@ def test_three_processes_on_two_cores_share_them():
     assert simulate(wl, CPU, FAST_LINK).latency_s == pytest.approx(1.0)  # own hardware
 
 
+def test_a_device_under_a_cpu_quota_goes_no_faster_than_its_share():
+    """Two cores, three devices of 1 s each; device 2 may use a quarter of a core. It
+    gets 0.25, the other two share the 1.75 left: they end at 1 / 0.875 = 8/7 s. Device 2
+    stays at 0.25 with the cores idle: 1 / 0.25 = 4 s. With co-run factors (0.8 for two
+    or more processes) the quota'd process is one of the three slowed: the others run at
+    0.875 x 0.8 = 0.7 (1/0.7 s) and device 2 at 0.25 x 0.8 = 0.2; then alone at 0.25."""
+    wl = Workload({}, [[_compute(1.0)]] * 3)
+    r = simulate(wl, CPU, FAST_LINK, host=HostSpec(cores=2, cpu_share={2: 0.25}))
+    assert [d.finish_s for d in r.devices] == pytest.approx([8 / 7, 8 / 7, 4.0])
+    corun = HostSpec(cores=2, corun=[1.0, 0.8], cpu_share={2: 0.25})
+    r = simulate(wl, CPU, FAST_LINK, host=corun)
+    first_s = 1 / 0.7
+    assert [d.finish_s for d in r.devices] == pytest.approx(
+        [first_s, first_s, first_s + (1 - 0.2 * first_s) / 0.25])
+
+
 def test_a_blocked_process_frees_its_share():
     """One core. 0..2 s: devices 0 (1 s of work) and 2 (2 s) at half speed, device 1
     waits for device 0's message; 2..4 s: devices 1 (1 s) and 2 (its last 1 s) at half
@@ -53,10 +69,11 @@ def test_corun_slows_processes_beyond_their_core_share():
 
 
 def test_message_cpu_competes_with_compute():
-    """One core, 0.5 s of CPU per message at each end. At 0 device 0 sends (its 0.5 s job
-    runs in the background) and computes 1 s; device 1 takes the arrival (0.5 s job).
-    Three jobs at 1/3: the two message jobs end at 1.5 s (device 1's receive returns),
-    device 0 has 0.5 s left, alone: ends at 2.0 s."""
+    """One core, 0.5 s of CPU per message at each end. At 0 device 0 sends: the send's
+    0.5 s job, alone on the core, holds its program until 0.5 s (the sending program does
+    it), and the data leaves then. Device 1 takes the arrival (0.5 s job) while device 0
+    computes 1 s: both at 1/2, device 1's receive returns at 1.5 s; device 0 has 0.5 s
+    left, alone: ends at 2.0 s, having computed from 0.5 s on."""
     wl = Workload({}, [
         [Task("send", "m0", messages=(0,)), _compute(1.0)],
         [Task("recv", "r", messages=(0,))]], [_msg(0, 0, 1)])
@@ -64,6 +81,7 @@ def test_message_cpu_competes_with_compute():
     r = simulate(wl, CPU, FAST_LINK, host=host)
     assert r.devices[1].finish_s == pytest.approx(1.5)
     assert r.latency_s == pytest.approx(2.0)
+    assert r.devices[0].compute_s == pytest.approx(1.5)
 
 
 def test_jobs_joining_midway():

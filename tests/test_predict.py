@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+from prismsim.profiling.gauge import GAUGE_NAME
 from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.message_costs import MessageCosts
 from prismsim.sim.specs import LinkSpec
@@ -13,6 +14,7 @@ from prismsim.validation.predict import (
     host_spec,
     operator_table,
     predict_point,
+    require_current_gauge,
     round_gauge_s,
     table_device,
     timed_steps,
@@ -45,6 +47,15 @@ def test_the_gauge_is_the_median_reading_and_required():
                           {"gauge_s": None}]) == 2e-3
     with pytest.raises(PredictError, match="no gauge"):
         round_gauge_s([{"wall_s": 1.0}])
+
+
+def test_a_new_testbed_run_needs_a_table_gauged_by_todays_reference():
+    with pytest.raises(PredictError, match=r"an older reference.*profile-device"):
+        require_current_gauge(_profile(operators=TABLE))  # no name: the warm one of before
+    other = TABLE.model_copy(update={"gauge": "probe stack 256x64x2"})
+    with pytest.raises(PredictError, match="gauged by probe stack 256x64x2, not"):
+        require_current_gauge(_profile(operators=other))
+    require_current_gauge(_profile(operators=TABLE.model_copy(update={"gauge": GAUGE_NAME})))
 
 
 def test_a_profile_without_a_gauged_table_cannot_predict():
@@ -136,8 +147,10 @@ def test_the_network_cpu_is_the_hosts_busy_time_beyond_both_processes_per_byte()
     assert host.network_cpu_ns_per_byte == pytest.approx(10.0)
     assert host.message_cpu_us == pytest.approx(200.0)  # the small messages' median
     assert host.message_cpu_gbytes_per_s == pytest.approx(0.4)  # 2.5 ns a byte
-    # 1e6 bytes on the air: 2 ends x 2.5 ms + the network's 10 ms
-    assert host.transfer_cpu_s(10**6) == pytest.approx(15e-3)
+    # 1e6 bytes: each end 2.5 ms (the sender's in its send); on the air the receiver's
+    # 2.5 ms + the network's 10 ms
+    assert host.end_cpu_s(10**6) == pytest.approx(2.5e-3)
+    assert host.transfer_cpu_s(10**6) == pytest.approx(12.5e-3)
     assert host.wake_s(5.5e-3) == pytest.approx(500e-6)
 
 

@@ -169,16 +169,22 @@ def test_rendezvous_copies_to_two_receivers_share_the_uplink():
 
 
 def test_rendezvous_notice_waits_behind_data_to_the_same_peer():
-    """An exchange where both devices send first, then receive (1 MB each way, 8 Mbit/s,
-    100 ms). Each posts its receive at 0; device 1 hears of device 0's at 0.1, so its
-    data goes 0.1 to 1.1 and arrives at 1.2. Device 1's notice goes down the same
-    connection behind that 1 MB: it leaves at 1.1 and reaches device 0 at 1.2, whose
-    data then arrives at 1.2 + 1 + 0.1 = 2.3 (without the queue: 1.2 as well)."""
-    wl = _wl([[_send(0), _recv(1)], [_send(1), _recv(0)]],
+    """1 MB each way at 8 Mbit/s, 100 ms. Device 0 posts its receive at 0 (device 1
+    hears at 0.1), computes 1 s and sends. Device 1 computes 0.5 s and sends: its data
+    goes at once, 0.5 to 1.5, and arrives at 1.6; its receive, posted at 0.5, sends a
+    notice down the same connection behind that 1 MB: it reaches device 0 at 1.6, whose
+    data then goes 1.6 to 2.6 and arrives at 2.7 (without the queue: 1.0 + 1 + 0.1).
+    A copy that waits for the peer's own notice is not on the connection yet: when both
+    send, then receive, from 0, each notice goes at once (both arrive at 0.1 + 1 + 0.1)."""
+    wl = _wl([[_post(1), _compute(1.0), _send(0), _recv(1)],
+              [_compute(0.5), _send(1), _recv(0)]],
              [_msg(0, 0, [1]), _msg(1, 1, [0])])
     gloo = LinkSpec(bandwidth_mbps=8, latency_ms=100, rendezvous=True)
     result = simulate(wl, CPU, gloo)
-    assert [d.finish_s for d in result.devices] == pytest.approx([1.2, 2.3])
+    assert [d.finish_s for d in result.devices] == pytest.approx([1.6, 2.7])
+    both = _wl([[_send(0), _recv(1)], [_send(1), _recv(0)]],
+               [_msg(0, 0, [1]), _msg(1, 1, [0])])
+    assert [d.finish_s for d in simulate(both, CPU, gloo).devices] == pytest.approx([1.2, 1.2])
     # data to another peer does not hold the notice: device 2 sends 1 MB to device 1
     # first, then posts for device 0's message, heard at 0.1: 0.1 + 1 + 0.1
     other = _wl([[_send(0)], [_recv(1)], [_send(1), _recv(0)]],

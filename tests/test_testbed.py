@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from prismsim.cli.main import main
 from prismsim.profiling.host_profile import HostProfile, catalog_entries, write_yaml
 from prismsim.sim.catalog import load_catalog
-from prismsim.testbed import delay_line, network
+from prismsim.testbed import cpu_quota, delay_line, network, runner
 from prismsim.testbed.network import Testbed, TestbedError
 from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.validation import latency
@@ -262,3 +263,72 @@ def test_the_master_serves_a_trace_in_turn():
     assert r[0]["start_s"] < 0.005 and r[0]["finish_s"] > 0.01  # vit-tiny takes > 10 ms
     assert r[1]["start_s"] >= r[0]["finish_s"]
     assert 1.0 <= r[2]["start_s"] < 1.005 and r[2]["finish_s"] > r[2]["start_s"]
+
+
+def test_a_failed_run_is_one_line_naming_the_device_that_ended_it():
+    class Ended:
+        def __init__(self, returncode: int):
+            self.returncode = returncode
+
+    closed = "Traceback (most recent call last):\n  ...\nRuntimeError: Connection closed by peer\n"
+    own = "Traceback (most recent call last):\n  ...\nValueError: bad shape [3, 4]\n\n"
+    # device 1 was killed: it ended the run, not device 0 whose peer vanished
+    assert runner._first_failure([Ended(1), Ended(-9)], [closed, ""]) == (
+        "device 1 was killed (SIGKILL) during the run; the other devices stopped with it")
+    # device 2's own error, not device 0's lost connection; an exit without a word
+    assert runner._first_failure([Ended(1), Ended(0), Ended(1)], [closed, "", own]) == (
+        "device 2 failed: ValueError: bad shape [3, 4]")
+    assert runner.failure_line(0, 3, "") == "device 0 failed: exit status 3"
+    assert runner._first_failure([Ended(0), Ended(0)], ["", ""]) is None
+
+
+@needs_testbed
+def test_a_worker_killed_mid_run_ends_it_in_one_line_and_leaves_nothing():
+    """Device 1's worker is killed 4 s into a long run (after loading the model, in its
+    timed rounds): the run stops at once with one line naming it, and the testbed's
+    namespaces and links are gone."""
+    def kill_device_1(tb: Testbed) -> None:
+        time.sleep(4.0)
+        pids = subprocess.run(["ip", "netns", "pids", tb.namespace(1)], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-KILL", pid], check=False)
+
+    start = time.perf_counter()
+    with pytest.raises(runner.RunError) as caught, Testbed(2, 200e6, delay_s=0.001) as tb:
+        killer = threading.Thread(target=kill_device_1, args=(tb,))
+        killer.start()
+        run_configs(tb, "vit-tiny", [RealConfig("voltage")], warmup=1, runs=5000)
+    killer.join()
+    assert str(caught.value) == ("device 1 was killed (SIGKILL) during the run; the other "
+                                 "devices stopped with it")
+    assert time.perf_counter() - start < 60  # not the runner's 900 s timeout
+    assert _ours(tb.run_id) == []
+
+
+_SPIN = ("import sys, time\nsys.stdin.readline()\nt = time.perf_counter()\nx = 0\n"
+         "for i in range(4_000_000):\n    x += i\nprint(time.perf_counter() - t)")
+
+
+def _spin_s(quota: cpu_quota.CpuQuota | None) -> float:
+    """Seconds of a fixed CPU-bound loop, in ``quota``'s group when given one."""
+    proc = subprocess.Popen([sys.executable, "-c", _SPIN], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    if quota is not None:
+        quota.add(proc.pid)
+    return float(proc.communicate("go\n", timeout=120)[0])
+
+
+@needs_testbed
+def test_a_cpu_quota_holds_a_process_to_its_share_of_a_core():
+    """A loop in a group at 0.5 of a core takes twice its time alone: the fastest of
+    three each (a busy host only slows a run), within 1.6-2.6x. The group is gone after."""
+    try:
+        quota = cpu_quota.CpuQuota(f"{network.PREFIX}test-q0", 0.5)
+    except TestbedError as err:
+        pytest.skip(str(err))
+    alone_s = min(_spin_s(None) for _ in range(3))
+    with quota:
+        held_s = min(_spin_s(quota) for _ in range(3))
+    assert 1.6 <= held_s / alone_s <= 2.6, (alone_s, held_s)
+    assert not quota.path.exists()

@@ -13,6 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from prismsim.cli.main import main
+from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
+from prismsim.profiling.gauge import GAUGE_NAME
 from prismsim.profiling.host_profile import HostProfile
 from prismsim.testbed.runner import RealConfig
 from prismsim.validation import latency, under_load
@@ -20,7 +22,12 @@ from prismsim.validation.file import ValidationFile, ValidationFileError, load_v
 from prismsim.validation.latency import count_groups
 from prismsim.validation.report import error_pct, options_text
 
-PROFILE = HostProfile(concurrent_gflops={1: 50.0}, gloo_fixed_us=0.0)  # never used to predict
+# never used to predict; its table gauged as a new testbed run asks
+PROFILE = HostProfile(concurrent_gflops={1: 50.0}, gloo_fixed_us=0.0, operators=OperatorTable(
+    source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
+    bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
+    ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7, reference_s=1e-3,
+    gauge=GAUGE_NAME))
 
 
 @pytest.mark.parametrize("path", sorted(Path("scenarios").glob("validate_*.yaml")),
@@ -77,6 +84,17 @@ def test_one_error_and_one_options_text_for_every_table():
     options = {"exchange": "ring", "cr": 4}
     assert options_text(options) == "{cr: 4, exchange: ring}"
     assert yaml.safe_load(options_text(options)) == options
+
+
+def test_a_slowed_device_is_one_every_group_has_at_a_share_of_one_core(tmp_path):
+    path = tmp_path / "slow.yaml"
+    path.write_text(GRID + "cpu_share: {1: 0.5}\n")
+    grid = load_validation_file(path)
+    assert grid.shares(3) == {1: 0.5} and grid.shares(1) == {}  # single: device 0 alone
+    for bad in ("{2: 0.5}", "{1: 1.5}", "{1: 0}"):
+        path.write_text(GRID + f"cpu_share: {bad}\n")
+        with pytest.raises(ValidationFileError, match=r"slow.yaml: cpu_share: .*below 2"):
+            load_validation_file(path)
 
 
 def _small_grid(tmp_path: Path) -> ValidationFile:

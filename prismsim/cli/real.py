@@ -19,15 +19,18 @@ def testbed() -> None:
 
 @testbed.command("clean")
 def testbed_clean() -> None:
-    """Remove every namespace (and what runs in it) a testbed left behind."""
+    """Remove every namespace (and what runs in it) and CPU quota a testbed left behind."""
+    from prismsim.testbed import cpu_quota
     from prismsim.testbed.network import TestbedError, clean
 
     try:
-        removed = clean()
+        removed, quotas = clean(), cpu_quota.clean()
     except (TestbedError, FileNotFoundError) as err:
         raise InputError(f"cannot clean: {err}") from None
     click.echo(f"removed {len(removed)} namespace(s)" + (f": {' '.join(removed)}"
                                                         if removed else ""))
+    if quotas:
+        click.echo(f"removed {len(quotas)} CPU quota group(s): {' '.join(quotas)}")
 
 
 @click.command("profile-device")

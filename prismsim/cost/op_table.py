@@ -48,6 +48,9 @@ class OperatorTable(StrictModel):
     # at another moment the host runs them at reference_s / (the gauge read then) of this;
     # None: a table whose entries were not gauged (a board's published figures)
     reference_s: PositiveFloat | None = None
+    # which reference reference_s times (profiling/gauge.GAUGE_NAME); None: the one of
+    # older tables (the same stack, one copy read warm), which today's gauge does not read
+    gauge: str | None = None
     # a step's operators in sequence over the sum of their times alone (block_probe.py)
     sequence_factor: PositiveFloat = 1.0
     # a convolution over the matrix product it is, both timed (block_probe.py)
@@ -64,7 +67,7 @@ class OperatorTable(StrictModel):
 
     def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
         return hash((self.source, self.threads, self.mm, self.bmm, self.view_s,
-                     self.reference_s, self.sequence_factor, self.conv_factor))
+                     self.reference_s, self.gauge, self.sequence_factor, self.conv_factor))
 
     def seconds(self, ops: OpCounts) -> float:
         """Predicted seconds of a step made of these operators."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,10 +26,18 @@ class GlooTransport:
     for its expects (oldest first per source and tag), issues ``irecv`` for the rest,
     then waits for them all."""
 
-    def __init__(self, n_devices: int):
+    def __init__(self, n_devices: int, on_first_post: Callable[[], None] | None = None):
         self.n_devices = n_devices
         self.pending: list[Any] = []
         self.posted: dict[tuple[int, Tag], deque[tuple[Any, torch.Tensor]]] = defaultdict(deque)
+        # called once, as soon as the program's first receives are posted (a testbed
+        # device tells the master it is ready for the request: ``ready``)
+        self.on_first_post = on_first_post
+
+    def mark_posted(self) -> None:
+        if self.on_first_post is not None:
+            self.on_first_post()
+            self.on_first_post = None
 
     def send(self, device: int, op: Send) -> None:
         self.pending += [dist.isend(m.tensor.contiguous(), dst, tag=tag_id(m.tag))
@@ -37,10 +46,12 @@ class GlooTransport:
     def post(self, device: int, op: Post) -> None:
         for e in op.expects:
             self.posted[(e.src, e.tag)].append(_irecv(e))
+        self.mark_posted()
 
     def take(self, device: int, op: Recv) -> Inbox:
         received = [self.posted[(e.src, e.tag)].popleft() if self.posted[(e.src, e.tag)]
                     else _irecv(e) for e in op.expects]
+        self.mark_posted()
         for work, _ in received:
             work.wait()
         return Inbox(zip(op.expects, (b for _, b in received), strict=True))
@@ -57,11 +68,31 @@ class GlooTransport:
         self.pending.clear()
 
 
-def drive(device: int, program: Program, n_devices: int) -> Any:
-    """Run one program to its end over torch.distributed; its result."""
-    driver = Driver(device, program, GlooTransport(n_devices))
+READY_TAG = 0x7FFFFFFE  # the tag of ``ready``'s message (tag_id's are hashes: no clash in practice)
+
+
+def drive(device: int, program: Program, n_devices: int, ready: bool = False) -> Any:
+    """Run one program to its end over torch.distributed; its result. ``ready``: a
+    device other than the master tells it once its first receives are posted (see
+    ``await_ready``)."""
+    signal = _send_ready if ready and device != 0 else None
+    transport = GlooTransport(n_devices, signal)
+    driver = Driver(device, program, transport)
     driver.advance()
+    transport.mark_posted()  # a program that never received still lets the master go
     return driver.result
+
+
+def _send_ready() -> None:
+    dist.send(torch.zeros(1), 0, tag=READY_TAG)
+
+
+def await_ready(n_devices: int) -> None:
+    """The master waits until every other device has posted its first receives (the
+    notices travel ahead of the ready message on each in-order connection): then the
+    group is as a request finds it, idle and waiting for its input."""
+    for src in range(1, n_devices):
+        dist.recv(torch.zeros(1), src, tag=READY_TAG)
 
 
 def _irecv(e: Expect) -> tuple[Any, torch.Tensor]:

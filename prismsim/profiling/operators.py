@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.block_probe import conv_factor, sequence_factor
-from prismsim.profiling.gauge import Gauge
+from prismsim.profiling.gauge import GAUGE_NAME, Gauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
 MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width
@@ -182,7 +182,7 @@ def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
                 bmm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
                           if isinstance(k, tuple) and len(k) == 4),
                 ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3,
-                reference_s=reference_s))
+                reference_s=reference_s, gauge=GAUGE_NAME))
     finally:
         torch.set_num_threads(callers)
     spread = statistics.median(max(v) / min(v) - 1 for v in passes.values())

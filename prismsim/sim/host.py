@@ -5,16 +5,19 @@ runnable on a host of C cores, each progresses at ``min(1, C / k) x corun(k)`` o
 alone speed: the cores are shared equally, and ``corun(k)`` (measured: the per-process
 rate with k processes computing at once over what the core share alone predicts) is
 what memory bandwidth and caches take on top. A process blocked on a receive has no job,
-so it frees its share; GLOO's per-message work is a job too (sender: in the background,
-receiver: before the receive returns).
+so it frees its share; GLOO's per-message work is a job too (sender: its fixed and
+per-byte part before its program goes on, as a send's writing into the socket runs in
+the sending thread; receiver: the fixed part before the receive returns, the per-byte
+part while the data is on the air).
 
 A job may be capped: the host's own work for a transmission (an emulated network's
 kernel path: veth, shaping, forwarding) can go no faster than the packets come, so it
-asks at most ``cap`` cores. The cores are then shared by water-filling: capped jobs get
-their cap where it is below the equal share, the rest share what is left equally; the
-co-run factor applies to the uncapped jobs (the processes) alone. Rates change only when
-a job starts or ends, so the host keeps one pending event: the next completion at the
-current rates.
+asks at most ``cap`` cores; a device process under a CPU quota asks at most its share of
+a core. The cores are then shared by water-filling: capped jobs get their cap where it
+is below the equal share, the rest share what is left equally; the co-run factor
+applies to the processes' jobs alone (the network's own work is not a process). Rates
+change only when a job starts or ends, so the host keeps one pending event: the next
+completion at the current rates.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ FINISHED_S = 1e-12  # remaining work below this is done (float rounding)
 
 
 class _Job:
-    __slots__ = ("cap", "done", "remaining_s", "speed")
+    __slots__ = ("cap", "done", "process", "remaining_s", "speed")
 
-    def __init__(self, remaining_s: float, done: simpy.Event, cap: float | None):
+    def __init__(self, remaining_s: float, done: simpy.Event, cap: float | None,
+                 process: bool):
         self.remaining_s, self.done, self.cap, self.speed = remaining_s, done, cap, 0.0
+        self.process = process
 
 
 def water_fill(caps: Sequence[float | None], cores: float) -> list[float]:
@@ -55,18 +60,20 @@ class SharedHost:
         self.version = 0  # completion events of older rates are stale
 
     def speed(self, k: int) -> float:
-        """Each job's speed with k uncapped runnable, over its speed alone."""
+        """Each process's speed with k processes' jobs runnable, over its speed alone."""
         factor = self.corun[min(k, len(self.corun)) - 1] if self.corun else 1.0
         return min(1.0, self.cores / k) * factor
 
-    def run(self, seconds: float, cap: float | None = None) -> simpy.Event:
+    def run(self, seconds: float, cap: float | None = None, process: bool | None = None
+            ) -> simpy.Event:
         """Start a job of ``seconds`` of work alone (at most ``cap`` cores at a time);
-        the event fires when it is done."""
+        the event fires when it is done. ``process``: a device process's work (the
+        co-run factor applies); None: it is unless it has a cap (the network's work)."""
         done = self.env.event()
         if seconds <= FINISHED_S:
             return done.succeed()
         self._progress()
-        self.jobs.append(_Job(seconds, done, cap))
+        self.jobs.append(_Job(seconds, done, cap, cap is None if process is None else process))
         self._next()
         return done
 
@@ -80,11 +87,11 @@ class SharedHost:
 
     def _rates(self) -> None:
         """Each job's speed at the current set of jobs."""
-        uncapped = sum(job.cap is None for job in self.jobs)
-        factor = self.speed(uncapped) / min(1.0, self.cores / uncapped) if uncapped else 1.0
+        processes = sum(job.process for job in self.jobs)
+        factor = self.speed(processes) / min(1.0, self.cores / processes) if processes else 1.0
         shares = water_fill([job.cap for job in self.jobs], self.cores)
         for job, share in zip(self.jobs, shares, strict=True):
-            job.speed = share * (factor if job.cap is None else 1.0)
+            job.speed = share * (factor if job.process else 1.0)
 
     def _next(self) -> None:
         """Schedule the next completion at the current rates (older ones go stale)."""

@@ -26,6 +26,7 @@ SpanSink = Callable[[int, str, str, float, float], None]
 # told of each transmission as (receivers, payload bytes over all of them, start, end)
 AirSink = Callable[[tuple[int, ...], int, float, float], None]
 Delivery = tuple[int, float]  # (destination, arrival time)
+PAIR_COPIES_KEPT = 16  # a pair's latest copies a notice may wait behind (the rest are long gone)
 
 
 class Medium:
@@ -52,8 +53,9 @@ class Medium:
         self.air_s = 0.0  # sum of every transmission's time on the medium (all hops)
         self.on_air: AirSink | None = None
         self.clock = None if link.trace is None else TraceClock(link.trace, link.bandwidth_mbps)
-        # (sender, receiver) -> when the last copy booked between them ends
-        self.pair_free: dict[tuple[int, int], float] = {}
+        # (sender, receiver) -> (handed over, ends) of the copies booked between them
+        self.pair_sent: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        self.handed_s = 0.0  # when the copies being booked were handed over
 
     def finish_s(self, start_s: float, airtime_s: float, backoff_s: float = 0.0) -> float:
         """When a copy that takes ``airtime_s`` at the link's nominal rate, started at
@@ -72,10 +74,12 @@ class Medium:
     def notice_s(self, src: int, dst: int, now: float) -> float:
         """When a control message of no size (a rendezvous notice: a receive is posted)
         sent by ``src`` at ``now`` reaches ``dst``: one latency later, once the data
-        already booked from ``src`` to ``dst`` has gone (one connection per pair, as
-        GLOO's, delivers in order: the notice waits behind that data, not behind the
-        data to other peers)."""
-        return max(now, self.pair_free.get((src, dst), 0.0)) + self.latency_s
+        ``src`` has already handed over for ``dst`` has gone (one connection per pair, as
+        GLOO's, delivers in order: the notice waits behind that data; not behind data to
+        other peers, nor behind a copy that waits for ``dst``'s own notice: that one is
+        not on the connection yet)."""
+        queued = [end for handed, end in self.pair_sent.get((src, dst), ()) if handed <= now]
+        return max([now, *queued]) + self.latency_s
 
     def airtime_s(self, msg: Message, bits_per_s: float) -> float:
         """How long one copy of ``msg`` occupies the medium at ``bits_per_s`` (worked out
@@ -105,7 +109,9 @@ class Medium:
         self.tx_s[msg.src] += airtime_s
         self.bytes_sent[msg.src] += msg.payload_bytes
         for d in dsts:
-            self.pair_free[(msg.src, d)] = end
+            sent = self.pair_sent.setdefault((msg.src, d), [])
+            sent.append((self.handed_s, end))
+            del sent[:-PAIR_COPIES_KEPT]
         self.bytes_on_air += msg.payload_bytes * hops
         self.air_s += end - start
         rx_s = airtime_s if rx_airtime_s is None else rx_airtime_s
@@ -138,7 +144,7 @@ class Switched(Medium):
         self.down_free = [0.0] * n_devices
 
     def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
-        out = []
+        out, self.handed_s = [], now
         airtime = self.airtime_s(msg, self.bits_per_s)
         for dsts in self.copies(msg):
             start = max(now, self.up_free[msg.src], *(self.down_free[d] for d in dsts))
@@ -166,7 +172,7 @@ class Shared(Medium):
         self._costs: dict[tuple[int, float], tuple[float, float, int]] = {}  # drawn copies
 
     def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
-        out = []
+        out, self.handed_s = [], now
         hops = self.hops
         drawn = key is not None and self.mac is not None and self.draw is not None
         for dsts in self.copies(msg):
@@ -232,7 +238,7 @@ class Mesh(Medium):
         self.free: dict[tuple[int, int], float] = {}
 
     def send(self, msg: Message, now: float, key: int | None = None) -> list[Delivery]:
-        out = []
+        out, self.handed_s = [], now
         airtime = self.airtime_s(msg, self.bits_per_s)
         for d in msg.dst:
             start = max(now, self.free.get((msg.src, d), 0.0))

@@ -2,8 +2,9 @@
 
 Each device is one process walking its tasks in program order: compute holds it for
 max(FLOPs / (peak x efficiency), memory bytes / bandwidth); a send stages the tensor
-(GLOO on a GPU device copies it to host memory, blocking the program) and hands it to
-the medium, which transmits it while the device goes on; a receive waits until every
+(GLOO on a GPU device copies it to host memory, blocking the program; on a shared
+host the send's own CPU work holds the program too) and hands it to the medium, which
+transmits it while the device goes on; a receive waits until every
 listed message has arrived, then stages each one back to the device. On a rendezvous
 link a message leaves only once its receive is posted: by a ``post`` task (the program
 posted it early, and goes on at once) or else by the receive itself; a device other
@@ -153,7 +154,8 @@ class Replay:
                         yield env.timeout(op.stage_s)
                     else:
                         yield from self._hold(p, f"{op.label} to host", op.stage_s)
-                self._message_cpu((op.message,), len(msg.dst))  # in the background
+                if (cpu := self._send_cpu(msg)) is not None:
+                    yield cpu  # the send's own work is done by the sending program
                 self._send(msg, op.message)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
                 self._post(p, op.messages)
@@ -273,7 +275,8 @@ class Replay:
             if self.host and self.host_spec:
                 woke = self.host_spec.wake_s(self.blocked_s[p])
                 self.blocked_s[p] = 0.0
-                yield self.host.run(op.seconds + woke)
+                yield self.host.run(op.seconds + woke, cap=self.host_spec.cpu_share.get(p),
+                                    process=True)
             else:
                 yield self.env.timeout(op.seconds)
             self.stats[p].compute_s += self.env.now - start
@@ -341,6 +344,14 @@ class Replay:
                 self._book(msg, m, p, max(ready, self.handed[m]))
 
     # a shared host: the network's work on its cores
+
+    def _send_cpu(self, msg: Message) -> simpy.Event | None:
+        """The sender's work for a message (fixed and per byte, each copy)."""
+        if not (self.host and self.host_spec):
+            return None
+        spec = self.host_spec
+        return self.host.run(len(msg.dst) * (spec.message_cpu_s
+                                             + spec.end_cpu_s(msg.payload_bytes)))
 
     def _message_cpu(self, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
         """GLOO's fixed work for messages at one end, as a job on the shared host."""

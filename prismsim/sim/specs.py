@@ -123,6 +123,9 @@ class HostSpec(StrictModel):
     # (an idle vCPU comes back slow: clocks, caches), as [[idle ms, extra us], ...] in
     # increasing ms, linear between them and the end values beyond; (): none
     wake_us_by_idle_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
+    # device -> the share of one core its process may use (a CPU quota: its compute
+    # goes no faster, however idle the other cores); a device not listed: no limit
+    cpu_share: dict[NonNegativeInt, PositiveFloat] = Field(default_factory=dict)
 
     @field_validator("wake_us_by_idle_ms")
     @classmethod
@@ -136,12 +139,15 @@ class HostSpec(StrictModel):
         """The fixed CPU seconds of one message at one end."""
         return us_to_s(self.message_cpu_us)
 
-    def transfer_cpu_s(self, n_bytes: int) -> float:
-        """The host's CPU seconds while ``n_bytes`` are on the air: both ends' per-byte
-        part and the network's own."""
-        ends = (2 * n_bytes / gbytes_per_s_to_bytes_per_s(self.message_cpu_gbytes_per_s)
+    def end_cpu_s(self, n_bytes: int) -> float:
+        """One end's per-byte CPU seconds for ``n_bytes``."""
+        return (n_bytes / gbytes_per_s_to_bytes_per_s(self.message_cpu_gbytes_per_s)
                 if self.message_cpu_gbytes_per_s else 0.0)
-        return ends + n_bytes * self.network_cpu_ns_per_byte * 1e-9
+
+    def transfer_cpu_s(self, n_bytes: int) -> float:
+        """The host's CPU seconds while ``n_bytes`` are on the air: the receiver's
+        per-byte part (the sender's is its send's) and the network's own."""
+        return self.end_cpu_s(n_bytes) + n_bytes * self.network_cpu_ns_per_byte * 1e-9
 
     def wake_s(self, idle_s: float) -> float:
         """Extra CPU seconds of the first step after ``idle_s`` blocked."""

@@ -4,14 +4,17 @@ GLOO between them, and collect their timings."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prismsim.testbed.network import Testbed
+from prismsim.testbed.cpu_quota import CpuQuota
+from prismsim.testbed.network import PREFIX, Testbed
 
 GLOO_PORT = 29500  # inside the master's own namespace, so never taken by anything else
 RUN_TIMEOUT_S = 900  # a set of interleaved runs that takes longer than this has hung
@@ -47,14 +50,16 @@ def _job(tb: Testbed, device: int, model: str, configs: list[RealConfig], batch:
 
 def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: int = 1,
                 warmup: int = 2, runs: int = 5, arrivals_s: list[float] | None = None,
-                decode: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+                decode: tuple[int, int] | None = None,
+                cpu_share: dict[int, float] | None = None) -> list[dict[str, Any]]:
     """Run ``configs`` interleaved (``warmup`` + ``runs`` rounds) on every device of
     ``tb``; returns one record per device, config and timed round. ``arrivals_s``: load
     mode instead (one config, ``warmup`` requests back to back, then requests arriving
     at those seconds, served in turn): one record per request, from the master.
     ``decode`` (prompt tokens, tokens generated): each round a prompt's prefill and
-    greedy generation instead of one forward."""
-    with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp:
+    greedy generation instead of one forward. ``cpu_share``: device -> the share of one
+    core its process may use (a CPU quota from its start, ``cpu_quota.py``)."""
+    with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp, ExitStack() as quotas:
         procs = []
         for device in range(tb.n_devices):
             job_path, out = Path(tmp, f"job{device}.json"), Path(tmp, f"out{device}.jsonl")
@@ -65,20 +70,41 @@ def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: in
             procs.append(subprocess.Popen(
                 [*tb.exec_prefix(device), sys.executable, "-m", "prismsim.testbed.worker",
                  str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            if device in (cpu_share or {}):
+                quota = CpuQuota(f"{PREFIX}{tb.run_id}-q{device}", cpu_share[device])
+                quotas.enter_context(quota).add(procs[-1].pid)
         _wait_all(procs)
         return [json.loads(line) for device in range(tb.n_devices)
                 for line in Path(tmp, f"out{device}.jsonl").read_text().splitlines()]
 
 
+def failure_line(device: int, returncode: int, stderr: str) -> str:
+    """One line for a worker that ended badly: the signal that killed it, or the last
+    line it wrote to its error output (the exception)."""
+    if returncode < 0:
+        return (f"device {device} was killed ({signal.Signals(-returncode).name}) during the "
+                f"run; the other devices stopped with it")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return f"device {device} failed: {lines[-1] if lines else f'exit status {returncode}'}"
+
+
+def _first_failure(procs: list[subprocess.Popen], errors: list[str]) -> str | None:
+    """Why the run failed (None: it did not): a worker killed by a signal first, then
+    one whose error is its own (not a peer's connection closing under it)."""
+    failed = [(proc.returncode >= 0, "Connection closed by peer" in err, d)
+              for d, (proc, err) in enumerate(zip(procs, errors, strict=True))
+              if proc.returncode != 0]
+    if not failed:
+        return None
+    device = min(failed)[2]
+    return failure_line(device, procs[device].returncode, errors[device])
+
+
 def _wait_all(procs: list[subprocess.Popen]) -> None:
     try:
-        errors = [(device, proc.communicate(timeout=RUN_TIMEOUT_S)[1])
-                  for device, proc in enumerate(procs)]
-        failed = [(device, err) for device, err in errors if procs[device].returncode != 0]
-        if failed:  # the first to fail is usually the one that says why
-            failed.sort(key=lambda f: "Connection closed by peer" in f[1])
-            device, err = failed[0]
-            raise RunError(f"device {device} failed: {err.strip()[-2000:]}")
+        errors = [proc.communicate(timeout=RUN_TIMEOUT_S)[1] for proc in procs]
+        if (why := _first_failure(procs, errors)) is not None:
+            raise RunError(why)
     except subprocess.TimeoutExpired:
         raise RunError(f"the devices did not finish in {RUN_TIMEOUT_S} s") from None
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from prismsim.executors.gloo import drive
+from prismsim.executors.gloo import await_ready, drive
 from prismsim.executors.memory import run_generation
 from prismsim.executors.timed import TimedContext
 from prismsim.models.load import load_model, random_inputs
@@ -38,7 +38,11 @@ INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
 
 
-def _one_run(job: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
+def _one_run(job: dict, cfg: dict, stack: Any, inputs: Any, ready: bool = True
+             ) -> tuple[dict, Any]:
+    """One request of ``cfg``; ``ready``: the master starts it once every other device
+    has posted its first receives (after a barrier they leave it up to a one-way delay
+    apart: a request finds a group idle and waiting, as the simulator has it)."""
     device, n_dev = job["device"], job["devices"]
     devices = cfg.get("devices", n_dev)
     if device >= devices:  # this strategy runs on fewer devices (single): wait it out
@@ -48,10 +52,15 @@ def _one_run(job: dict, cfg: dict, stack: Any, inputs: Any) -> tuple[dict, Any]:
     opts = make_options(cfg["strategy"], **cfg.get("options", {}))
     # every device knows the shapes; only the master's program sees the data
     program = _program(cfg["strategy"], ctx, stack, inputs, opts, job.get("generate"))
+    if ready and device == MASTER and devices > 1:
+        await_ready(devices)
     cpu0, ctx.t0 = time.process_time(), time.perf_counter()
-    out = drive(device, program, devices)
+    out = drive(device, program, devices, ready=ready and devices > 1)
     wall = time.perf_counter() - ctx.t0
-    return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps}, out
+    # t0_s: when this device started, on the host's monotonic clock that every process
+    # shares (aligns the devices' steps)
+    return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "steps": ctx.steps,
+            "t0_s": ctx.t0}, out
 
 
 def _program(name: str, ctx: DeviceContext, stack: Any, inputs: Any, opts: Any,
@@ -82,7 +91,7 @@ def _serve_trace(job: dict, stack: Any, inputs: Any, out_file: Any) -> None:
     its input. The master writes one line per request: arrival, start, finish."""
     cfg, device = job["configs"][0], job["device"]
     for _ in range(job["warmup"]):
-        _one_run(job, cfg, stack, inputs)
+        _one_run(job, cfg, stack, inputs, ready=False)
     gauge_s = Gauge().seconds(GAUGE_BATCHES) if device == MASTER else None
     if job["devices"] > 1:
         dist.barrier()
@@ -91,7 +100,7 @@ def _serve_trace(job: dict, stack: Any, inputs: Any, out_file: Any) -> None:
         if device == MASTER and (wait_s := t0 + arrival_s - time.perf_counter()) > 0:
             time.sleep(wait_s)
         start_s = time.perf_counter() - t0
-        record, _ = _one_run(job, cfg, stack, inputs)
+        record, _ = _one_run(job, cfg, stack, inputs, ready=False)
         if device == MASTER:
             out_file.write(json.dumps({"request": i, "arrival_s": arrival_s,
                                        "start_s": start_s, "finish_s": start_s

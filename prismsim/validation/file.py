@@ -64,6 +64,13 @@ class ValidationFile(StrictModel):
         None, validation_alias=renamed_key("offered_load", "load"))
     # each round a prompt's prefill and greedy generation (causal LMs); None: one forward
     decode: DecodeRun | None = None
+    # a slowed device: device -> the share of one core its process may use (a CPU quota
+    # for the whole run, testbed/cpu_quota.py; single runs on device 0); {}: none
+    cpu_share: dict[int, float] = Field(default_factory=dict)
+
+    def shares(self, devices: int) -> dict[int, float]:
+        """The CPU quotas of a run on ``devices`` devices."""
+        return {d: s for d, s in self.cpu_share.items() if d < devices}
 
     def decode_pair(self) -> tuple[int, int] | None:
         return self.decode.pair() if self.decode else None
@@ -79,6 +86,11 @@ def load_validation_file(path: Path) -> ValidationFile:
                      ValidationFileError)
     if validation.decode is not None:
         _check_decode(validation, path.name)
+    for device, share in validation.cpu_share.items():
+        if not 0 <= device < min(validation.devices) or not 0 < share <= 1:
+            raise ValidationFileError(
+                f"{path.name}: cpu_share: {device}: {share:g}: a device below "
+                f"{min(validation.devices)} (the fewest devices) and a share in (0, 1]")
     return validation
 
 

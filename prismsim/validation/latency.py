@@ -107,7 +107,7 @@ def _predictions(validation: ValidationFile, strategy: str, options: dict[str, A
                           validation.decode_pair())
     device = predict.table_device(predict.operator_table(profile), gauge,
                                   profile.concurrent_gflops[1])
-    host = predict.host_spec(profile, costs)
+    host = predict.host_spec(profile, costs, validation.shares(devices))
     return {"predicted": predict.predict_point(wl, device, host,
                                                predict.measured_link(bw, costs)),
             "predicted_nominal": predict.predict_point(wl, device, host,
@@ -123,7 +123,8 @@ def _simulated(validation: ValidationFile, cfg: RealConfig, devices: int,
     wl = predict.workload(validation.model, cfg.strategy, cfg.options, devices,
                           validation.batch, validation.decode_pair())
     timed_wl, device = predict.timed_steps(wl, seconds, gauge / timed_gauge)
-    return predict.predict_point(timed_wl, device, predict.host_spec(profile, costs),
+    return predict.predict_point(timed_wl, device,
+                                 predict.host_spec(profile, costs, validation.shares(devices)),
                                  predict.measured_link(bw, costs))
 
 
@@ -173,6 +174,7 @@ def run_validation(validation: ValidationFile, out_dir: Path,
                 if (devices, bw, lat) not in done]
         if not todo:
             continue
+        predict.require_current_gauge(profile)
         with Testbed(devices, todo[0][0] * 1e6) as tb:
             for bw, lat in todo:
                 tb.shape(bw * 1e6, lat / 1e3)
@@ -236,6 +238,7 @@ def _undisturbed_runs(validation: ValidationFile, tb: Testbed, configs: list[Rea
     while len(tries) < MAX_ATTEMPTS and (not tries or tries[-1][0] > STOLEN_LIMIT):
         cpu0 = CpuTimes.now()
         records = run_configs(tb, validation.model, configs, batch=validation.batch,
+                              cpu_share=validation.shares(tb.n_devices),
                               warmup=validation.warmup, runs=validation.runs,
                               decode=validation.decode_pair())
         tries.append((stolen_share_since(cpu0), records))

@@ -28,6 +28,7 @@ from typing import Any
 
 from prismsim.cost.op_table import OperatorTable
 from prismsim.executors.trace_cache import WorkloadCache
+from prismsim.profiling.gauge import GAUGE_NAME
 from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.message_costs import MessageCosts, fit_message_cost
 from prismsim.sim import simulate
@@ -55,6 +56,16 @@ def operator_table(profile: HostProfile) -> OperatorTable:
     return table
 
 
+def require_current_gauge(profile: HostProfile) -> None:
+    """A profile for a new testbed run: its table gauged by the reference the runs read
+    (a table gauged otherwise puts every step at the wrong speed)."""
+    table = operator_table(profile)
+    if table.gauge != GAUGE_NAME:
+        raise PredictError(f"the profile's operator table was gauged by "
+                           f"{table.gauge or 'an older reference'}, not by today's "
+                           f"({GAUGE_NAME}): measure it again with `prismsim profile-device`")
+
+
 def round_gauge_s(records: list[dict]) -> float:
     """The median of the master's gauge readings over the timed rounds."""
     readings = [r["gauge_s"] for r in records if r.get("gauge_s")]
@@ -74,12 +85,14 @@ def message_fixed_s(profile: HostProfile, costs: MessageCosts) -> float:
     return plain_s + profile.runtime_overhead_us * 1e-6
 
 
-def host_spec(profile: HostProfile, costs: MessageCosts) -> HostSpec:
+def host_spec(profile: HostProfile, costs: MessageCosts,
+              cpu_share: dict[int, float] | None = None) -> HostSpec:
     """This host: its cores, the profile's co-run factors (never above 1: a process is
     not faster for having company; a measurement saying so is noise), the CPU one GLOO
     message costs an end (fixed: ``message_fixed_s``; per byte: the ping-pong's bulk
     stream, or a fit over its sizes where it has none), and what the host spends beyond
-    the processes per byte on the shaped network (the stream)."""
+    the processes per byte on the shaped network (the stream); ``cpu_share``: the
+    devices whose process runs under a CPU quota, and its share of one core."""
     fixed_s = message_fixed_s(profile, costs)
     per_byte_s = costs.stream_cpu_s_per_byte
     if per_byte_s is None:
@@ -89,7 +102,8 @@ def host_spec(profile: HostProfile, costs: MessageCosts) -> HostSpec:
                     message_cpu_us=fixed_s * 1e6,
                     message_cpu_gbytes_per_s=1e-9 / per_byte_s if per_byte_s else None,
                     network_cpu_ns_per_byte=(costs.network_cpu_s_per_byte or 0.0) * 1e9,
-                    wake_us_by_idle_ms=tuple(profile.wake_us_by_idle_ms))
+                    wake_us_by_idle_ms=tuple(profile.wake_us_by_idle_ms),
+                    cpu_share=dict(cpu_share or {}))
 
 
 def measured_link(bandwidth_mbps: float, costs: MessageCosts) -> LinkSpec:

@@ -92,8 +92,8 @@ def _run_point(validation: ValidationFile, tb: Testbed, profile: HostProfile,
     and each one's requests."""
     offered, cfg = offered_load(validation), point.config
     costs = testbed_message_costs(tb)
-    host, link = predict.host_spec(profile, costs), predict.measured_link(
-        point.bandwidth_mbps, costs)
+    host, link = predict.host_spec(profile, costs, validation.shares(tb.n_devices)), \
+        predict.measured_link(point.bandwidth_mbps, costs)
     wl = predict.workload(validation.model, cfg.strategy, cfg.options, tb.n_devices,
                           validation.batch)
     table, gflops = predict.operator_table(profile), profile.concurrent_gflops[1]
@@ -105,6 +105,7 @@ def _run_point(validation: ValidationFile, tb: Testbed, profile: HostProfile,
         times = arrivals_s("poisson", factor / idle_s, offered.requests, offered.seed)
         cpu0 = CpuTimes.now()
         records = run_configs(tb, validation.model, [cfg], batch=validation.batch,
+                              cpu_share=validation.shares(tb.n_devices),
                               warmup=validation.warmup, arrivals_s=[float(t) for t in times])
         base["stolen_cpu_pct"] = 100 * stolen_share_since(cpu0)  # other machines' share
         device = predict.table_device(table, records[0]["gauge_s"], gflops)
@@ -149,6 +150,7 @@ def run_load_validation(validation: ValidationFile, out_dir: Path, profile: Host
     rows, requests = _earlier(path, per_request)
     todo = pending_points(validation, configs, {tuple(r[k] for k in KEY) for r in rows})
     for devices, points in itertools.groupby(todo, key=lambda p: p.devices):
+        predict.require_current_gauge(profile)
         mine = list(points)
         with Testbed(devices, mine[0].bandwidth_mbps * 1e6) as tb:
             for point in mine:
