@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from prismsim.cost.op_record import op_key, record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.executors.trace import trace_workload
+from prismsim.profiling.block_probe import fit_sequence_costs
 from prismsim.sim import DeviceSpec, LinkSpec, simulate
 
 
@@ -70,6 +71,22 @@ def test_sequence_and_conv_factors_and_the_gauged_speed_by_hand():
     assert slower.reference_s == 3e-3
     with pytest.raises(ValueError, match="not gauged"):
         _table().at_speed(1e-3)
+    # a cost per operator on top: 2 operators x 1 us; at 1.5x the time, 1.5 us each
+    per_op = t.model_copy(update={"op_overhead_s": 1e-6})
+    step = ((("mm", 2, 2, 2), 1), (("conv", 2, 2, 2), 1))
+    assert per_op.seconds(step) == pytest.approx(10e-6 + 2e-6)
+    assert per_op.at_speed(3e-3).seconds(step) == pytest.approx(1.5 * 12e-6)
+
+
+def test_sequence_costs_are_fitted_over_probes_of_every_size():
+    """Probes timed at exactly 1.2 x the table + 5 us an operator: both come back, the
+    one-token probe (its time mostly per-operator) weighing as much as the large ones.
+    Where a per-operator cost would come out negative it is 0 and the factor the median
+    ratio of timed to table."""
+    exact = [(t, n, 1.2 * t + 5e-6 * n) for t, n in ((1e-3, 100), (1e-2, 100), (1e-4, 200))]
+    assert fit_sequence_costs(exact) == pytest.approx((1.2, 5e-6))
+    inverted = [(1e-4, 100, 1.0e-4), (1e-2, 10, 1.3e-2), (1e-3, 50, 1.2e-3)]
+    assert fit_sequence_costs(inverted) == pytest.approx((1.2, 0.0))
 
 
 def test_the_simulator_times_steps_by_their_operators():

@@ -152,6 +152,10 @@ def test_gloo_voltage_run_is_exact_and_leaves_nothing(tmp_path):
     voltage = [r for r in master if r["config"] == 1]
     # 4 layers + input + output: at least 6 one-way delays of 1 ms on the master's path
     assert min(r["wall_s"] for r in voltage) > 0.006
+    # the master starts a request only once device 1's ready message (sent when its
+    # first receives were posted, after its own start) has crossed the 1 ms link
+    start_s = {(r["device"], r["rep"]): r["t0_s"] for r in records if r["config"] == 1}
+    assert all(start_s[(0, rep)] - start_s[(1, rep)] >= 0.001 for rep in range(2))
 
 
 @needs_testbed

@@ -1,14 +1,16 @@
 """What operators timed one at a time miss when they run in sequence: the generic
 Transformer stack of ``probe_stack`` (not any catalog model's code, nor any strategy's
-program) is timed whole, and its time over what the operator table predicts
-for its recorded operators is the table's ``sequence_factor`` (on this kind of host a
-block's operators run slower one after another than each in a loop of its own: the
-caches, the branch predictors and the library's packed buffers serve another operator
-in between). A patch-embedding convolution is timed beside the product of the same
-sizes: ``conv_factor``.
+program) is timed whole at several sizes, and its time against what the operator table
+predicts for its recorded operators gives two terms (``sequence_costs``): a factor on
+the table's time (on this kind of host a block's operators run slower one after another
+than each in a loop of its own: the caches, the branch predictors and the library's
+packed buffers serve another operator in between) and a cost per operator (the Python
+and dispatch between operators, which dominates a one-token decoding step). A
+patch-embedding convolution is timed beside the product of the same sizes:
+``conv_factor``.
 
-The probe's sizes (widths 256 and 512, 64 and 128 tokens) are off every shape the
-validation models run, so the factor is a property of the host, not fitted to them.
+The probes' sizes (widths 64-512; 1, 8, 64 and 128 tokens) are off every shape the
+validation models run, so the terms are properties of the host, not fitted to them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -24,7 +27,8 @@ from prismsim.cost.op_table import OperatorTable
 from prismsim.profiling.gauge import Gauge
 from prismsim.profiling.probe_stack import probe_stack
 
-PROBES = ((256, 64), (512, 128))  # (width, tokens) of the probe stacks
+# (width, tokens) of the probe stacks: two whole-sequence ones, three decoding-like
+PROBES = ((256, 64), (512, 128), (64, 1), (256, 1), (512, 8))
 PROBE_LAYERS = 4  # layers of each probe stack, each with its own weights
 PATCHES = ((64, 256, 8), (256, 128, 8))  # (image side, channels out, patch side)
 
@@ -44,17 +48,31 @@ def _timed_ratio(fn: object, x: Tensor, predicted_s: float, gauge: Gauge, reps: 
     return statistics.median(ratios) / predicted_s
 
 
-def sequence_factor(table: OperatorTable) -> float:
-    """Median over the probes of (timed stack) / (the table's sum over its operators),
-    both in the units of the gauge (the table's entries are relative to reference_s)."""
+def fit_sequence_costs(points: list[tuple[float, int, float]]) -> tuple[float, float]:
+    """(factor, seconds per operator) from probes given as (the table's seconds for its
+    operators, how many operators, seconds timed): least squares on each probe's error
+    relative to its time, so a one-token probe counts as much as a large one; where the
+    fit is not physical (a negative term) the cost per operator is 0 and the factor the
+    median ratio."""
+    rows = np.array([(t / m, n / m) for t, n, m in points])
+    factor, per_op_s = np.linalg.lstsq(rows, np.ones(len(points)), rcond=None)[0]
+    if per_op_s < 0 or factor <= 0:
+        return statistics.median(m / t for t, _, m in points), 0.0
+    return float(factor), float(per_op_s)
+
+
+def sequence_costs(table: OperatorTable) -> tuple[float, float]:
+    """The table's ``sequence_factor`` and ``op_overhead_s`` (in the units of its
+    reference, as its entries) from the probe stacks of PROBES, each timed whole."""
     assert table.reference_s is not None
-    gauge, out = Gauge(), []
+    gauge, points = Gauge(), []
     for width, tokens in PROBES:
         stack, x = probe_stack(width, tokens, PROBE_LAYERS)
         _, _, ops = record_ops(stack, (x,))
-        predicted = sum(table.op_s(k) * c for k, c in ops) / table.reference_s
-        out.append(_timed_ratio(stack, x, predicted, gauge))
-    return statistics.median(out)
+        alone_s = sum(table.op_s(k) * c for k, c in ops)
+        timed_s = _timed_ratio(stack, x, 1.0, gauge) * table.reference_s
+        points.append((alone_s, sum(c for _, c in ops), timed_s))
+    return fit_sequence_costs(points)
 
 
 def conv_factor(table: OperatorTable) -> float:

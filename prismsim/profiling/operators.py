@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
-from prismsim.profiling.block_probe import conv_factor, sequence_factor
+from prismsim.profiling.block_probe import conv_factor, sequence_costs
 from prismsim.profiling.gauge import GAUGE_NAME, Gauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
@@ -152,10 +152,11 @@ def _bandwidths(calls: dict[object, Call], secs: dict[object, float]) -> dict[st
 
 
 def _with_factors(table: OperatorTable) -> OperatorTable:
-    """The table with its in-sequence and convolution factors (``block_probe``)."""
+    """The table with its in-sequence terms and convolution factor (``block_probe``)."""
     conv = conv_factor(table)
-    return table.model_copy(update={"conv_factor": conv,
-                                    "sequence_factor": sequence_factor(table)})
+    factor, per_op_s = sequence_costs(table)
+    return table.model_copy(update={"conv_factor": conv, "sequence_factor": factor,
+                                    "op_overhead_s": per_op_s})
 
 
 def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
