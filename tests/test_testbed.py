@@ -336,3 +336,17 @@ def test_a_cpu_quota_holds_a_process_to_its_share_of_a_core():
         held_s = min(_spin_s(quota) for _ in range(3))
     assert 1.6 <= held_s / alone_s <= 2.6, (alone_s, held_s)
     assert not quota.path.exists()
+
+
+@needs_testbed
+def test_a_late_receive_takes_two_delays_and_its_bytes_at_the_rate():
+    """At 1000 Mbit/s and 10 ms one way, a 64 KB message whose receive is posted late
+    takes the notice's delay, the data's delay and its bytes at the rate (0.55 ms):
+    about 20.6 ms, and no TCP round trip more (a rate-pacing TCP took 6-9 ms more here).
+    The faster of two ping-pongs (a busy host only slows one); within 2 ms over."""
+    from prismsim.profiling.message_costs import testbed_message_costs
+
+    with Testbed(2, 1000e6, delay_s=0.010) as tb:
+        costs = testbed_message_costs(tb).least(testbed_message_costs(tb))
+    expected_s = 2 * 0.010 + 65536 * 8 / (1000e6 * network.GOODPUT)
+    assert expected_s - 0.0005 <= costs.rendezvous_s[65536] <= expected_s + 0.002, costs

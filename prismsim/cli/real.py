@@ -219,6 +219,7 @@ def _report_under_load(table: Any, out: Path) -> None:
 
 def _report(table: Any, out: Path, against: str | None = None) -> None:
     from prismsim.validation import report as val
+    from prismsim.validation.tails import tail_summary
 
     names = [n for n in ("predicted", "predicted_nominal", "simulated")
              if {f"{n}_ms", f"{n}_error_pct"} <= set(table) and table[f"{n}_ms"].notna().any()]
@@ -239,6 +240,8 @@ def _report(table: Any, out: Path, against: str | None = None) -> None:
                        f"{val.mean_signed(table, name, distributed=False):+.1f} %")
     if "measured_tpot_ms" in table:
         _report_tokens(table)
+    if (tail := tail_summary(table)) is not None:
+        click.echo(tail)
     if against:
         _repeatability(table, Path(against))
     click.echo(f"-> {out / 'validation.csv'}, {out / 'validation.png'}")

@@ -26,6 +26,7 @@ from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.validation import predict
 from prismsim.validation.file import ValidationFile, ValidationFileError
 from prismsim.validation.report import POINT, error_pct, options_text
+from prismsim.validation.tails import TAIL_RUNS, measured_tail_ms, predicted_tail_ms
 from prismsim.validation.tokens import measured_tokens, token_columns
 
 STOLEN_LIMIT = 0.05  # a group run while other machines took more of the CPU is run again
@@ -53,7 +54,7 @@ def summarize_measured(records: list[dict], config: int) -> dict[str, Any]:
     walls = [r["wall_s"] for r in mine]
     layers = [_layer_ends(r["steps"]) for r in mine]
     return {"measured_ms": statistics.median(walls) * 1e3, "measured_min_ms": min(walls) * 1e3,
-            "measured_max_ms": max(walls) * 1e3,
+            "measured_max_ms": max(walls) * 1e3, "measured_p95_ms": measured_tail_ms(walls),
             "cpu_ms": statistics.median(r["cpu_s"] for r in mine) * 1e3,
             "max_abs_error": max(r.get("max_abs_error", 0.0) for r in mine),
             "layer_ms": {k: statistics.median(lay[k] for lay in layers) * 1e3
@@ -90,6 +91,7 @@ def _row(cfg: RealConfig, devices: int, bw: float, lat: float, measured: dict,
         row[f"{name}_error_pct"] = error_pct(out["ms"], measured["measured_ms"])
     if "measured_tpot_ms" in measured:
         row.update(token_columns(measured, outs))
+    _tail_columns(row, outs)
     return row
 
 
@@ -107,11 +109,22 @@ def _predictions(validation: ValidationFile, strategy: str, options: dict[str, A
                           validation.decode_pair())
     device = predict.table_device(predict.operator_table(profile), gauge,
                                   profile.concurrent_gflops[1])
-    host = predict.host_spec(profile, costs, validation.shares(devices))
-    return {"predicted": predict.predict_point(wl, device, host,
-                                               predict.measured_link(bw, costs)),
-            "predicted_nominal": predict.predict_point(wl, device, host,
-                                                       predict.nominal_link(bw, lat))}
+    host, link = predict.host_spec(profile, costs, validation.shares(devices)), \
+        predict.measured_link(bw, costs)
+    out = {"predicted": predict.predict_point(wl, device, host, link),
+           "predicted_nominal": predict.predict_point(wl, device, host,
+                                                      predict.nominal_link(bw, lat))}
+    if validation.runs >= TAIL_RUNS and not validation.decode:  # enough rounds to judge
+        out["predicted"]["p95_ms"] = predicted_tail_ms(wl, device, host, link, profile, costs)
+    return out
+
+
+def _tail_columns(row: dict[str, Any], outs: dict[str, dict]) -> None:
+    """The predicted p95 and its error against the measured, where it was predicted."""
+    tail_ms = outs["predicted"].get("p95_ms")
+    if tail_ms is not None and pd.notna(row.get("measured_p95_ms")):
+        row["predicted_p95_ms"] = tail_ms
+        row["p95_error_pct"] = error_pct(tail_ms, row["measured_p95_ms"])
 
 
 def _simulated(validation: ValidationFile, cfg: RealConfig, devices: int,
@@ -280,6 +293,7 @@ def _predict_row_again(validation: ValidationFile, profile: HostProfile, row: di
         row[f"{name}_error_pct"] = error_pct(out["ms"], row["measured_ms"])
     if validation.decode:
         row.update(token_columns(row, outs))
+    _tail_columns(row, outs)
     return outs
 
 
