@@ -46,6 +46,20 @@ def test_a_device_under_a_cpu_quota_goes_no_faster_than_its_share():
         [first_s, first_s, first_s + (1 - 0.2 * first_s) / 0.25])
 
 
+def test_a_quota_with_a_period_runs_freely_until_its_share_of_the_period_is_used():
+    """Half a core in periods of 2 ms (Linux's CFS: 1 ms of CPU each). A 2 ms step from 0
+    runs 0-1, waits for the period at 2, runs 2-3: 3 ms, not the smooth cap's 4. A
+    0.5 ms step then a 1 ms one: 0-0.5, then 0.5-1.0 uses the period's last 0.5 ms, the
+    rest 2.0-2.5. The quota is the process's: what one step used, the next cannot."""
+    host = HostSpec(cores=1, cpu_share={0: 0.5}, quota_period_s=2e-3)
+    one = Workload({}, [[_compute(2e-3)]])
+    assert simulate(one, CPU, FAST_LINK, host=host).latency_s == pytest.approx(3e-3)
+    smooth = host.model_copy(update={"quota_period_s": 0.0})
+    assert simulate(one, CPU, FAST_LINK, host=smooth).latency_s == pytest.approx(4e-3)
+    two = Workload({}, [[_compute(0.5e-3), _compute(1e-3)]])
+    assert simulate(two, CPU, FAST_LINK, host=host).latency_s == pytest.approx(2.5e-3)
+
+
 def test_a_blocked_process_frees_its_share():
     """One core. 0..2 s: devices 0 (1 s of work) and 2 (2 s) at half speed, device 1
     waits for device 0's message; 2..4 s: devices 1 (1 s) and 2 (its last 1 s) at half

@@ -91,7 +91,7 @@ def test_a_slowed_device_is_one_every_group_has_at_a_share_of_one_core(tmp_path)
     path.write_text(GRID + "cpu_share: {1: 0.5}\n")
     grid = load_validation_file(path)
     assert grid.shares(3) == {1: 0.5} and grid.shares(1) == {}  # single: device 0 alone
-    for bad in ("{2: 0.5}", "{1: 1.5}", "{1: 0}"):
+    for bad in ("{2: 0.5}", "{1: 1.5}", "{1: 0.25}"):
         path.write_text(GRID + f"cpu_share: {bad}\n")
         with pytest.raises(ValidationFileError, match=r"slow.yaml: cpu_share: .*below 2"):
             load_validation_file(path)

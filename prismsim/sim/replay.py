@@ -31,6 +31,7 @@ from prismsim.sim.draws import Draw, Streams
 from prismsim.sim.host import SharedHost
 from prismsim.sim.media import MEDIA
 from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
+from prismsim.sim.quota import QuotaClock
 from prismsim.sim.results import DeviceStats, SimResult, Span, energy_j
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.sim.wake import Wake
@@ -77,6 +78,9 @@ class Replay:
         self.env = simpy.Environment()
         self.host_spec = host
         self.host = SharedHost(self.env, host.cores, host.corun) if host else None
+        # the device processes under a CPU quota (sim/quota.py)
+        self.quotas = {p: QuotaClock(share, host.quota_period_s)
+                       for p, share in host.cpu_share.items()} if host else {}
         self.wl, self.specs, self.record = wl, specs, record
         self.stats = [DeviceStats() for _ in specs]
         self.spans: list[Span] = []
@@ -275,8 +279,10 @@ class Replay:
             if self.host and self.host_spec:
                 woke = self.host_spec.wake_s(self.blocked_s[p])
                 self.blocked_s[p] = 0.0
-                yield self.host.run(op.seconds + woke, cap=self.host_spec.cpu_share.get(p),
-                                    process=True)
+                if p in self.quotas:
+                    yield from self.quotas[p].run(self.env, self.host, op.seconds + woke)
+                else:
+                    yield self.host.run(op.seconds + woke, process=True)
             else:
                 yield self.env.timeout(op.seconds)
             self.stats[p].compute_s += self.env.now - start

@@ -123,9 +123,12 @@ class HostSpec(StrictModel):
     # (an idle vCPU comes back slow: clocks, caches), as [[idle ms, extra us], ...] in
     # increasing ms, linear between them and the end values beyond; (): none
     wake_us_by_idle_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
-    # device -> the share of one core its process may use (a CPU quota: its compute
-    # goes no faster, however idle the other cores); a device not listed: no limit
+    # device -> the share of one core its process may use (a CPU quota, sim/quota.py);
+    # a device not listed: no limit
     cpu_share: dict[NonNegativeInt, PositiveFloat] = Field(default_factory=dict)
+    # the quota's period, seconds: the process runs freely until it has used its share
+    # of a period, then waits for the next (Linux's CFS); 0: a smooth cap at the share
+    quota_period_s: float = Field(0.0, ge=0)
 
     @field_validator("wake_us_by_idle_ms")
     @classmethod

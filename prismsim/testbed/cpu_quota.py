@@ -17,7 +17,8 @@ from pathlib import Path
 
 from prismsim.testbed.network import PREFIX, TestbedError
 
-PERIOD_US = 2000  # the quota's period: short against a layer's steps (milliseconds)
+PERIOD_US = 2000  # the quota's period: the kernel's least quota (1 ms) is half of it
+LEAST_SHARE = 0.5  # so a share is at least this
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")  # the v1 cpu controller's hierarchy
 CGROUP_V2 = Path("/sys/fs/cgroup")  # the unified hierarchy, where it has the cpu controller
 
@@ -42,8 +43,10 @@ class CpuQuota:
     root: Path = field(default_factory=cpu_root)
 
     def __post_init__(self) -> None:
-        if not 0 < self.share <= 1:
-            raise TestbedError(f"cpu share {self.share:g}: must be in (0, 1] of one core")
+        if not LEAST_SHARE <= self.share <= 1:
+            raise TestbedError(f"cpu share {self.share:g}: must be in [{LEAST_SHARE:g}, 1] "
+                               f"of one core (a quota of at least 1 ms every "
+                               f"{PERIOD_US / 1000:g} ms)")
 
     @property
     def path(self) -> Path:
@@ -51,13 +54,12 @@ class CpuQuota:
 
     def __enter__(self) -> CpuQuota:
         self.path.mkdir(exist_ok=True)
-        quota_us = max(1000, round(self.share * PERIOD_US))  # the kernel's least is 1 ms
-        period_us = round(quota_us / self.share)
+        quota_us = round(self.share * PERIOD_US)
         if self.root == CGROUP_V1:
-            (self.path / "cpu.cfs_period_us").write_text(str(period_us))
+            (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (self.path / "cpu.cfs_quota_us").write_text(str(quota_us))
         else:
-            (self.path / "cpu.max").write_text(f"{quota_us} {period_us}")
+            (self.path / "cpu.max").write_text(f"{quota_us} {PERIOD_US}")
         return self
 
     def add(self, pid: int) -> None:

@@ -14,6 +14,7 @@ from prismsim.models.load import load_model
 from prismsim.names import check_model, check_strategies
 from prismsim.strategies import decoding_strategies
 from prismsim.strategies.decoding import check_decodable
+from prismsim.testbed.cpu_quota import LEAST_SHARE
 from prismsim.userfiles import StrictModel, UserFileError, load_model_file, renamed_key
 
 
@@ -87,10 +88,11 @@ def load_validation_file(path: Path) -> ValidationFile:
     if validation.decode is not None:
         _check_decode(validation, path.name)
     for device, share in validation.cpu_share.items():
-        if not 0 <= device < min(validation.devices) or not 0 < share <= 1:
+        if not 0 <= device < min(validation.devices) or not LEAST_SHARE <= share <= 1:
             raise ValidationFileError(
                 f"{path.name}: cpu_share: {device}: {share:g}: a device below "
-                f"{min(validation.devices)} (the fewest devices) and a share in (0, 1]")
+                f"{min(validation.devices)} (the fewest devices) and a share in "
+                f"[{LEAST_SHARE:g}, 1] (the testbed's quota: at least 1 ms every 2 ms)")
     return validation
 
 

@@ -34,6 +34,7 @@ from prismsim.profiling.message_costs import MessageCosts, fit_message_cost
 from prismsim.sim import simulate
 from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.sim.tokens import token_times
+from prismsim.testbed.cpu_quota import PERIOD_US
 from prismsim.testbed.network import GOODPUT
 from prismsim.workload import Workload
 
@@ -92,7 +93,8 @@ def host_spec(profile: HostProfile, costs: MessageCosts,
     message costs an end (fixed: ``message_fixed_s``; per byte: the ping-pong's bulk
     stream, or a fit over its sizes where it has none), and what the host spends beyond
     the processes per byte on the shaped network (the stream); ``cpu_share``: the
-    devices whose process runs under a CPU quota, and its share of one core."""
+    devices whose process runs under the testbed's CPU quota, and its share of one core
+    (in the testbed's periods)."""
     fixed_s = message_fixed_s(profile, costs)
     per_byte_s = costs.stream_cpu_s_per_byte
     if per_byte_s is None:
@@ -103,7 +105,7 @@ def host_spec(profile: HostProfile, costs: MessageCosts,
                     message_cpu_gbytes_per_s=1e-9 / per_byte_s if per_byte_s else None,
                     network_cpu_ns_per_byte=(costs.network_cpu_s_per_byte or 0.0) * 1e9,
                     wake_us_by_idle_ms=tuple(profile.wake_us_by_idle_ms),
-                    cpu_share=dict(cpu_share or {}))
+                    cpu_share=dict(cpu_share or {}), quota_period_s=PERIOD_US * 1e-6)
 
 
 def measured_link(bandwidth_mbps: float, costs: MessageCosts) -> LinkSpec:
