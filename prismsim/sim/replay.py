@@ -29,6 +29,7 @@ import simpy
 from prismsim.sim.device_events import DeviceClock, DeviceEvent, device_clocks
 from prismsim.sim.draws import Draw, Streams
 from prismsim.sim.host import SharedHost
+from prismsim.sim.host_work import HostWork
 from prismsim.sim.media import MEDIA
 from prismsim.sim.ops import Compute, Op, PostReceives, Receive, SendMessage, device_ops
 from prismsim.sim.quota import QuotaClock
@@ -42,7 +43,7 @@ class DeviceGoneError(Exception):
     """A device left, before a step it could not finish, and never returns."""
 
 
-class Replay:
+class Replay(HostWork):
     """The replay of one workload's per-device programs on devices and a medium:
     ``run()`` replays one inference.
 
@@ -151,18 +152,24 @@ class Replay:
                     else:
                         yield from self._hold(p, f"{op.label} to device", op.stage_s)
             elif kind is SendMessage:
-                msg = self.message(op.message)
-                if stages:  # the message copied to host memory first
-                    if plain:
-                        stats.staging_s += op.stage_s
-                        yield env.timeout(op.stage_s)
-                    else:
-                        yield from self._hold(p, f"{op.label} to host", op.stage_s)
-                if (cpu := self._send_cpu(msg)) is not None:
-                    yield cpu  # the send's own work is done by the sending program
-                self._send(msg, op.message)
+                yield from self._send_op(p, op, stages, plain)
             elif self.rendezvous:  # PostReceives; else free: messages leave when sent anyway
                 self._post(p, op.messages)
+
+    def _send_op(self, p: int, op: SendMessage, stages: bool, plain: bool
+                 ) -> Generator[Any, Any, None]:
+        """A send: copied to host memory first (a GPU device), its own work done by the
+        program (a shared host), then handed over."""
+        msg = self.message(op.message)
+        if stages:
+            if plain:
+                self.stats[p].staging_s += op.stage_s
+                yield self.env.timeout(op.stage_s)
+            else:
+                yield from self._hold(p, f"{op.label} to host", op.stage_s)
+        if (cpu := self._send_cpu(msg)) is not None:
+            yield cpu
+        self._send(msg, op.message)
 
     def post_ahead(self, p: int, ops: list[Op], ready_s: float) -> None:
         """Rendezvous: device p, idle before ``ops`` start, has posted their first receive
@@ -348,55 +355,3 @@ class Replay:
             self.posted[(m, p)] = ready
             if m in self.handed:  # sent before
                 self._book(msg, m, p, max(ready, self.handed[m]))
-
-    # a shared host: the network's work on its cores
-
-    def _send_cpu(self, msg: Message) -> simpy.Event | None:
-        """The sender's work for a message (fixed and per byte, each copy)."""
-        if not (self.host and self.host_spec):
-            return None
-        spec = self.host_spec
-        return self.host.run(len(msg.dst) * (spec.message_cpu_s
-                                             + spec.end_cpu_s(msg.payload_bytes)))
-
-    def _message_cpu(self, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
-        """GLOO's fixed work for messages at one end, as a job on the shared host."""
-        if not (self.host and self.host_spec):
-            return None
-        return self.host.run(copies * len(ids) * self.host_spec.message_cpu_s)
-
-    def _transfer_cpu(self, dsts: tuple[int, ...], n_bytes: int, start: float, end: float
-                      ) -> None:
-        """The host's work for a transmission (both ends' per-byte part, the network's
-        own): a job spread over its airtime. Its data is through only once the job is
-        done: a host short of CPU slows the transfer (``_arrive``)."""
-        assert self.host and self.host_spec
-        work_s, done = self.host_spec.transfer_cpu_s(n_bytes), self.env.event()
-        self.env.process(self._transfer_job(work_s, start, max(end - start, 1e-9), done))
-        for d in dsts:
-            self.transfers[d] = (done, end)
-
-    def _transfer_job(self, work_s: float, start: float, airtime_s: float,
-                      done: simpy.Event) -> Generator[Any, Any, None]:
-        assert self.host
-        if start > self.env.now:
-            yield self.env.timeout(start - self.env.now)
-        yield self.host.run(work_s, cap=work_s / airtime_s)
-        done.succeed()
-
-    def _arrive(self, msg_id: int, device: int, at: float) -> None:
-        """A copy booked to arrive ``at``; on a shared host, no earlier than its
-        transfer's CPU job allows (then as long after it as after the airtime)."""
-        transfer = self.transfers.pop(device, None)
-        if transfer is None:
-            self._deliver(msg_id, device, at)
-        else:
-            self.env.process(self._arrive_after(msg_id, device, at, *transfer))
-
-    def _arrive_after(self, msg_id: int, device: int, at: float, done: simpy.Event,
-                      end: float) -> Generator[Any, Any, None]:
-        yield done
-        at = max(at, self.env.now + at - end)
-        if at > self.env.now:
-            yield self.env.timeout(at - self.env.now)
-        self._deliver(msg_id, device, at)
