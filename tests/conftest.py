@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.models.load import load_model, random_inputs
 from prismsim.models.stack import ModelStack
 
@@ -72,3 +73,11 @@ def decoded_bits_per_byte(model: str, text: bytes, windows: int, prompt: int, ge
     logp = torch.log_softmax(gen.logits.double(), -1)  # [windows, generate, V]
     nats = -logp.gather(-1, ids[:, prompt:, None]).sum()
     return float(nats) / (windows * generate * math.log(2))
+
+
+# an operator table by hand: one product of each kind, a copy bandwidth, gauged at 1 ms
+HAND_TABLE = OperatorTable(
+    source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
+    bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
+    ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7, reference_s=1e-3)
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.gauge import GAUGE_NAME
 from prismsim.profiling.host_profile import HostProfile
 from prismsim.profiling.message_costs import MessageCosts
@@ -20,11 +19,9 @@ from prismsim.validation.predict import (
     timed_steps,
     workload,
 )
+from tests.conftest import HAND_TABLE
 
-TABLE = OperatorTable(
-    source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
-    bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
-    ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7, reference_s=1e-3)
+TABLE = HAND_TABLE
 
 
 def _profile(**fields: object) -> HostProfile:

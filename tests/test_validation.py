@@ -13,7 +13,6 @@ import yaml
 from click.testing import CliRunner
 
 from prismsim.cli.main import main
-from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.gauge import GAUGE_NAME
 from prismsim.profiling.host_profile import HostProfile
 from prismsim.testbed.runner import RealConfig
@@ -21,13 +20,11 @@ from prismsim.validation import latency, under_load
 from prismsim.validation.file import ValidationFile, ValidationFileError, load_validation_file
 from prismsim.validation.latency import count_groups
 from prismsim.validation.report import error_pct, options_text
+from tests.conftest import HAND_TABLE
 
 # never used to predict; its table gauged as a new testbed run asks
-PROFILE = HostProfile(concurrent_gflops={1: 50.0}, gloo_fixed_us=0.0, operators=OperatorTable(
-    source="by hand", mm=(Product(dims=(1, 2, 2), seconds=1e-5),),
-    bmm=(Product(dims=(1, 1, 1, 1), seconds=2e-6),),
-    ew={"copy": Bandwidth(fixed_s=1e-6, bytes_per_s=1e9)}, view_s=1e-7, reference_s=1e-3,
-    gauge=GAUGE_NAME))
+PROFILE = HostProfile(concurrent_gflops={1: 50.0}, gloo_fixed_us=0.0,
+                      operators=HAND_TABLE.model_copy(update={"gauge": GAUGE_NAME}))
 
 
 @pytest.mark.parametrize("path", sorted(Path("scenarios").glob("validate_*.yaml")),
