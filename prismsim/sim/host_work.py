@@ -5,7 +5,7 @@ is through only once that work is done (a host short of CPU slows the transfer).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -22,9 +22,7 @@ class HostWork:
     host: SharedHost | None
     host_spec: HostSpec | None
     transfers: dict[int, tuple[simpy.Event, float]]  # dst -> (CPU done, end)
-
-    def _deliver(self, msg_id: int, device: int, at: float) -> None:
-        raise NotImplementedError
+    _deliver: Callable[[int, int, float], None]  # the replay's: a copy arrives (msg, dst, at)
 
     def _send_cpu(self, msg: Message) -> simpy.Event | None:
         """The sender's work for a message (fixed and per byte, each copy)."""
@@ -34,16 +32,16 @@ class HostWork:
         return self.host.run(len(msg.dst) * (spec.message_cpu_s
                                              + spec.end_cpu_s(msg.payload_bytes)))
 
-    def _message_cpu(self, ids: tuple[int, ...], copies: int = 1) -> simpy.Event | None:
-        """GLOO's fixed work for messages at one end, as a job on the shared host."""
+    def _message_cpu(self, ids: tuple[int, ...]) -> simpy.Event | None:
+        """GLOO's fixed work for received messages, as a job on the shared host."""
         if not (self.host and self.host_spec):
             return None
-        return self.host.run(copies * len(ids) * self.host_spec.message_cpu_s)
+        return self.host.run(len(ids) * self.host_spec.message_cpu_s)
 
     def _transfer_cpu(self, dsts: tuple[int, ...], n_bytes: int, start: float, end: float
                       ) -> None:
-        """The host's work for a transmission (both ends' per-byte part, the network's
-        own): a job spread over its airtime. Its data is through only once the job is
+        """The host's work for a transmission (the receiver's per-byte part, the
+        network's own): a job spread over its airtime. Its data is through only once the job is
         done: a host short of CPU slows the transfer (``_arrive``)."""
         assert self.host and self.host_spec
         work_s, done = self.host_spec.transfer_cpu_s(n_bytes), self.env.event()
