@@ -76,17 +76,30 @@ def test_sequence_and_conv_factors_and_the_gauged_speed_by_hand():
     step = ((("mm", 2, 2, 2), 1), (("conv", 2, 2, 2), 1))
     assert per_op.seconds(step) == pytest.approx(10e-6 + 2e-6)
     assert per_op.at_speed(3e-3).seconds(step) == pytest.approx(1.5 * 12e-6)
+    # with 4 views (0.1 us each alone): 1 us on top of each that computes, 0.25 us on each
+    # view; a table without a view cost of its own charges views as the others
+    viewed = (*step, (("view",), 4))
+    views_apart = per_op.model_copy(update={"view_overhead_s": 0.25e-6})
+    assert views_apart.seconds(viewed) == pytest.approx(12e-6 + 4 * (1.25 * 0.1e-6 + 0.25e-6))
+    assert views_apart.at_speed(3e-3).seconds(viewed) == pytest.approx(
+        1.5 * (12e-6 + 4 * (1.25 * 0.1e-6 + 0.25e-6)))
+    assert per_op.seconds(viewed) == pytest.approx(12e-6 + 4 * (1.25 * 0.1e-6 + 1e-6))
 
 
 def test_sequence_costs_are_fitted_over_probes_of_every_size():
-    """Probes timed at exactly 1.2 x the table + 5 us an operator: both come back, the
-    one-token probe (its time mostly per-operator) weighing as much as the large ones.
-    Where a per-operator cost would come out negative it is 0 and the factor the median
+    """Probes timed at exactly 1.2 x the table + 5 us an operator that computes + 1 us a
+    view: all three come back, the one-token probes (their time mostly per-operator)
+    weighing as much as the large ones. Where a view's cost would come out negative it
+    is 0; where the per-operator cost would too, both are 0 and the factor the median
     ratio of timed to table."""
-    exact = [(t, n, 1.2 * t + 5e-6 * n) for t, n in ((1e-3, 100), (1e-2, 100), (1e-4, 200))]
-    assert fit_sequence_costs(exact) == pytest.approx((1.2, 5e-6))
-    inverted = [(1e-4, 100, 1.0e-4), (1e-2, 10, 1.3e-2), (1e-3, 50, 1.2e-3)]
-    assert fit_sequence_costs(inverted) == pytest.approx((1.2, 0.0))
+    probes = ((1e-3, 100, 200), (1e-2, 100, 200), (1e-4, 200, 400), (1e-4, 50, 500))
+    exact = [(t, n, v, 1.2 * t + 5e-6 * n + 1e-6 * v) for t, n, v in probes]
+    assert fit_sequence_costs(exact) == pytest.approx((1.2, 5e-6, 1e-6))
+    cheaper = [(t, n, v, 1.2 * t + 5e-6 * n - 1e-7 * v) for t, n, v in probes]
+    factor, per_op_s, per_view_s = fit_sequence_costs(cheaper)
+    assert per_view_s == 0.0 and per_op_s > 0 and factor > 0
+    inverted = [(1e-4, 100, 0, 1.0e-4), (1e-2, 10, 0, 1.3e-2), (1e-3, 50, 0, 1.2e-3)]
+    assert fit_sequence_costs(inverted) == pytest.approx((1.2, 0.0, 0.0))
 
 
 def test_the_simulator_times_steps_by_their_operators():

@@ -120,7 +120,7 @@ def test_a_resumed_load_run_skips_finished_points_before_building_anything(
             for r in under_load._earlier(tmp_path / "validation_load.csv",
                                          tmp_path / "none.csv")[0]}
     assert under_load.pending_points(grid, configs, done) == [
-        under_load.PendingPoint(configs[1], 2, 50.0, 1.0, (0.6,))]
+        under_load.PendingPoint(configs[1], 2, 50.0, 1.0, ((0.6, 0),))]
     (tmp_path / "validation_load.csv").write_text(table + "prism,cr=4,2,50.0,1.0,0.6\n")
     for name in ("Testbed", "testbed_message_costs", "simulate", "run_configs"):
         monkeypatch.setattr(under_load, name, _refuse)

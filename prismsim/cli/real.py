@@ -201,19 +201,17 @@ def _validate_under_load(validation: Any, name: str, out: Path, profile: Any,
 
 
 def _report_under_load(table: Any, out: Path) -> None:
-    """Each point's measured and predicted figures, and how close they are below the
-    knee."""
-    from prismsim.validation.under_load import FIGURES, KEY
+    """Each offered load's measured (median over its repeats, and their range) and
+    predicted figures, and how close they are below the knee."""
+    from prismsim.validation.under_load import FIGURES, LOAD, load_summary, summary_lines
 
-    emit(table[[*KEY, "rate_per_s", *(f"{w}_{f}" for f in FIGURES
-                                      for w in ("measured", "predicted"))]],
+    summary = load_summary(table)
+    emit(summary[[*LOAD, "repeats", *(f"{w}_{f}" for f in FIGURES
+                                      for w in ("measured", "predicted")),
+                  "measured_latency_p99_s_low", "measured_latency_p99_s_high"]],
          "table", digits=3)
-    below = table[table["load_factor"] < 1]
-    for f in ("latency_p99_s", "throughput_per_s"):
-        err = below[f"{f}_error_pct"].abs()
-        click.echo(f"{f} below the knee: mean |error| {err.mean():.1f} %, "
-                   f"{int((err <= (15 if 'p99' in f else 5)).sum())} of {len(err)} within "
-                   f"{15 if 'p99' in f else 5} %")
+    for line in summary_lines(summary):
+        click.echo(line)
     click.echo(f"-> {out / 'validation_load.csv'}")
 
 

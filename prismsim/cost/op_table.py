@@ -54,8 +54,11 @@ class OperatorTable(StrictModel):
     # a step's operators in sequence over the sum of their times alone (block_probe.py)
     sequence_factor: PositiveFloat = 1.0
     # and what each operator of a step adds on top, seconds (the Python and dispatch
-    # between them, that one operator called in a loop does not pay; block_probe.py)
+    # between them, that one operator called in a loop does not pay; block_probe.py) ...
     op_overhead_s: float = Field(0.0, ge=0)
+    # ... and each view operator; None: op_overhead_s (tables fitted before views were
+    # told apart)
+    view_overhead_s: float | None = Field(None, ge=0)
     # a convolution over the matrix product it is, both timed (block_probe.py)
     conv_factor: PositiveFloat = 1.0
 
@@ -71,12 +74,16 @@ class OperatorTable(StrictModel):
     def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
         return hash((self.source, self.threads, self.mm, self.bmm, self.view_s,
                      self.reference_s, self.gauge, self.sequence_factor, self.op_overhead_s,
-                     self.conv_factor))
+                     self.view_overhead_s, self.conv_factor))
 
     def seconds(self, ops: OpCounts) -> float:
         """Predicted seconds of a step made of these operators."""
         alone_s = sum(count * self.op_s(key) for key, count in ops)
-        return self.sequence_factor * alone_s + self.op_overhead_s * sum(c for _, c in ops)
+        views = sum(c for key, c in ops if key[0] == "view")
+        per_view_s = self.op_overhead_s if self.view_overhead_s is None else \
+            self.view_overhead_s
+        return (self.sequence_factor * alone_s + per_view_s * views
+                + self.op_overhead_s * (sum(c for _, c in ops) - views))
 
     def at_speed(self, gauge_s: float) -> OperatorTable:
         """This table at the moment the gauge's reference took ``gauge_s``."""
@@ -90,7 +97,8 @@ class OperatorTable(StrictModel):
             "ew": {k: Bandwidth(fixed_s=b.fixed_s * factor, bytes_per_s=b.bytes_per_s / factor)
                    for k, b in self.ew.items()},
             "view_s": self.view_s * factor, "op_overhead_s": self.op_overhead_s * factor,
-            "reference_s": gauge_s})
+            "view_overhead_s": None if self.view_overhead_s is None
+            else self.view_overhead_s * factor, "reference_s": gauge_s})
 
     def op_s(self, key: OpKey) -> float:
         return _op_s(self, key)

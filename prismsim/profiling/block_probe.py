@@ -1,13 +1,15 @@
 """What operators timed one at a time miss when they run in sequence: the generic
 Transformer stack of ``probe_stack`` (not any catalog model's code, nor any strategy's
 program) is timed whole at several sizes, and its time against what the operator table
-predicts for its recorded operators gives two terms (``sequence_costs``): a factor on
+predicts for its recorded operators gives three terms (``sequence_costs``): a factor on
 the table's time (on this kind of host a block's operators run slower one after another
 than each in a loop of its own: the caches, the branch predictors and the library's
-packed buffers serve another operator in between) and a cost per operator (the Python
-and dispatch between operators, which dominates a one-token decoding step). A
-patch-embedding convolution is timed beside the product of the same sizes:
-``conv_factor``.
+packed buffers serve another operator in between) and a cost per operator on top, one
+for views and one for the others (the Python and dispatch between operators, which
+dominates a one-token decoding step; a view, which moves nothing, costs less than an
+operator that computes). Two of the probes close each block with no-op view pairs, so
+the share of views varies and the two costs can be told apart. A patch-embedding
+convolution is timed beside the product of the same sizes: ``conv_factor``.
 
 The probes' sizes (widths 64-512; 1, 8, 64 and 128 tokens) are off every shape the
 validation models run, so the terms are properties of the host, not fitted to them.
@@ -27,8 +29,10 @@ from prismsim.cost.op_table import OperatorTable
 from prismsim.profiling.gauge import Gauge
 from prismsim.profiling.probe_stack import probe_stack
 
-# (width, tokens) of the probe stacks: two whole-sequence ones, three decoding-like
-PROBES = ((256, 64), (512, 128), (64, 1), (256, 1), (512, 8))
+# (width, tokens, no-op view pairs a block) of the probe stacks: two whole-sequence ones,
+# three decoding-like, and two with three times as many views as operators that compute
+PROBES = ((256, 64, 0), (512, 128, 0), (64, 1, 0), (256, 1, 0), (512, 8, 0), (64, 1, 24),
+          (256, 8, 24))
 PROBE_LAYERS = 4  # layers of each probe stack, each with its own weights
 PATCHES = ((64, 256, 8), (256, 128, 8))  # (image side, channels out, patch side)
 
@@ -48,30 +52,37 @@ def _timed_ratio(fn: object, x: Tensor, predicted_s: float, gauge: Gauge, reps: 
     return statistics.median(ratios) / predicted_s
 
 
-def fit_sequence_costs(points: list[tuple[float, int, float]]) -> tuple[float, float]:
-    """(factor, seconds per operator) from probes given as (the table's seconds for its
-    operators, how many operators, seconds timed): least squares on each probe's error
-    relative to its time, so a one-token probe counts as much as a large one; where the
-    fit is not physical (a negative term) the cost per operator is 0 and the factor the
-    median ratio."""
-    rows = np.array([(t / m, n / m) for t, n, m in points])
-    factor, per_op_s = np.linalg.lstsq(rows, np.ones(len(points)), rcond=None)[0]
-    if per_op_s < 0 or factor <= 0:
-        return statistics.median(m / t for t, _, m in points), 0.0
-    return float(factor), float(per_op_s)
+SequenceCosts = tuple[float, float, float]  # factor, seconds a computing op, a view op
 
 
-def sequence_costs(table: OperatorTable) -> tuple[float, float]:
-    """The table's ``sequence_factor`` and ``op_overhead_s`` (in the units of its
-    reference, as its entries) from the probe stacks of PROBES, each timed whole."""
+def fit_sequence_costs(points: list[tuple[float, int, int, float]]) -> SequenceCosts:
+    """(factor, seconds per computing operator, seconds per view) from probes given as
+    (the table's seconds for their operators, how many compute, how many are views,
+    seconds timed): least squares on each probe's error relative to its time, so a
+    one-token probe counts as much as a large one. Where a view's cost comes out negative
+    it is 0 and the other two fitted again; where the cost per operator is not physical
+    either, both are 0 and the factor is the median ratio."""
+    for columns in ((0, 1, 2), (0, 1)):
+        rows = np.array([(t / m, n / m, v / m) for t, n, v, m in points])[:, columns]
+        terms = np.linalg.lstsq(rows, np.ones(len(points)), rcond=None)[0]
+        if terms[0] > 0 and (terms[1:] >= 0).all():
+            return float(terms[0]), float(terms[1]), float(terms[2]) if len(terms) > 2 else 0.0
+    return statistics.median(m / t for t, _, _, m in points), 0.0, 0.0
+
+
+def sequence_costs(table: OperatorTable) -> SequenceCosts:
+    """The table's ``sequence_factor``, ``op_overhead_s`` and ``view_overhead_s`` (in the
+    units of its reference, as its entries) from the probe stacks of PROBES, each timed
+    whole."""
     assert table.reference_s is not None
     gauge, points = Gauge(), []
-    for width, tokens in PROBES:
-        stack, x = probe_stack(width, tokens, PROBE_LAYERS)
+    for width, tokens, view_pairs in PROBES:
+        stack, x = probe_stack(width, tokens, PROBE_LAYERS, view_pairs)
         _, _, ops = record_ops(stack, (x,))
         alone_s = sum(table.op_s(k) * c for k, c in ops)
         timed_s = _timed_ratio(stack, x, 1.0, gauge) * table.reference_s
-        points.append((alone_s, sum(c for _, c in ops), timed_s))
+        views = sum(c for k, c in ops if k[0] == "view")
+        points.append((alone_s, sum(c for _, c in ops) - views, views, timed_s))
     return fit_sequence_costs(points)
 
 

@@ -154,9 +154,9 @@ def _bandwidths(calls: dict[object, Call], secs: dict[object, float]) -> dict[st
 def _with_factors(table: OperatorTable) -> OperatorTable:
     """The table with its in-sequence terms and convolution factor (``block_probe``)."""
     conv = conv_factor(table)
-    factor, per_op_s = sequence_costs(table)
+    factor, per_op_s, per_view_s = sequence_costs(table)
     return table.model_copy(update={"conv_factor": conv, "sequence_factor": factor,
-                                    "op_overhead_s": per_op_s})
+                                    "op_overhead_s": per_op_s, "view_overhead_s": per_view_s})
 
 
 def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1

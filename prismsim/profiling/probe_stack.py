@@ -16,8 +16,9 @@ PROBE_HEADS = 4
 class Block(nn.Module):
     """A pre-norm encoder block: attention by batched products, a GELU MLP."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, view_pairs: int = 0):
         super().__init__()
+        self.view_pairs = view_pairs  # no-op view pairs on the block's output
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
         self.fc1, self.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
@@ -29,11 +30,16 @@ class Block(nn.Module):
         att = torch.softmax(q @ k.transpose(-1, -2) * (w // PROBE_HEADS) ** -0.5, dim=-1)
         o = (att @ v).transpose(1, 2).reshape(b, t, w)  # [batch, tokens, width]
         x = x + self.proj(o)
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        for _ in range(self.view_pairs):  # two view operators each, nothing computed
+            x = x.unsqueeze(0).squeeze(0)
+        return x
 
 
-def probe_stack(width: int, tokens: int, layers: int) -> tuple[nn.Module, Tensor]:
-    """A stack of ``layers`` blocks (own weights each) and an input of ``tokens``."""
+def probe_stack(width: int, tokens: int, layers: int, view_pairs: int = 0
+                ) -> tuple[nn.Module, Tensor]:
+    """A stack of ``layers`` blocks (own weights each; ``view_pairs`` pairs of no-op
+    views closing each) and an input of ``tokens``."""
     torch.manual_seed(0)
-    stack = nn.Sequential(*(Block(width) for _ in range(layers))).eval()
+    stack = nn.Sequential(*(Block(width, view_pairs) for _ in range(layers))).eval()
     return stack, torch.randn(1, tokens, width)  # [batch, tokens, width]

@@ -46,6 +46,9 @@ class OfferedLoadSection(StrictModel):
     requests: int = Field(200, ge=2)  # per offered load
     warmup: int = Field(20, ge=0)  # first requests left out of the figures
     seed: int = 0  # of the arrival trace
+    # times each load is served, on the same trace, a whole grid apart: the spread of
+    # the measurement (3 or more: its median is what the prediction is judged against)
+    repeats: int = Field(1, ge=1)
 
 
 class ValidationFile(StrictModel):
