@@ -40,12 +40,13 @@ GRID = ("model: vit-tiny\nstrategies:\n  - strategy: voltage\n  - strategy: pris
 
 def test_a_grid_is_run_per_device_count_and_network_point(tmp_path):
     """2 device counts x 2 bandwidths x 1 latency: 4 testbed runs; under load each of
-    the 2 strategies serves at each of them: 8 points."""
+    the 2 strategies serves at each of them, 3 times: 8 points a repeat."""
     path = tmp_path / "grid.yaml"
-    path.write_text(GRID + "offered_load: {load_factors: [0.5]}\n")
+    path.write_text(GRID + "offered_load: {load_factors: [0.5], repeats: 3}\n")
     grid = load_validation_file(path)
     assert count_groups(grid) == 4
-    assert under_load.count_points(grid, [RealConfig(s.strategy) for s in grid.strategies]) == 8
+    assert under_load.count_points(grid, [RealConfig(s.strategy) for s in grid.strategies]) \
+        == 8 * 3
 
 
 def test_the_offered_load_key_and_its_former_name_read_alike(tmp_path):

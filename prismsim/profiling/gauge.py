@@ -29,6 +29,10 @@ import torch
 
 from prismsim.profiling.probe_stack import probe_stack
 
+# Operands (the operator table's) and probe stacks (the in-sequence probes') are cycled
+# through copies filling this many bytes: a model's layers each bring their own weights
+# and activations from memory, never the cache-warm ones a loop over one would time.
+COLD_BYTES = 96 << 20
 REFERENCE = (256, 64, 2)  # width, tokens and blocks of the reference probe stack
 COPIES = 12  # copies of its weights cycled through: 75 MB, over a 32 MB L3
 GAUGE_BATCH_S = 0.004  # one timed batch of references lasts about this long

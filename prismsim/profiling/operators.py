@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.block_probe import conv_factor, sequence_costs
-from prismsim.profiling.gauge import GAUGE_NAME, Gauge
+from prismsim.profiling.gauge import COLD_BYTES, GAUGE_NAME, Gauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
 MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width
@@ -37,10 +37,6 @@ BMM_B = (2, 12)  # batch x heads
 BMM_MKN = (16, 64, 256, 512)  # queries, head size or keys
 EW_ROWS = (4, 64, 1024, 16384)  # element-wise inputs of [rows, 256] floats: 4 KB-16 MB
 BATCH_S = 0.005  # a timed batch of calls lasts at least this long
-# Operands are cycled through copies filling this many bytes: a model's layers each
-# bring their own weights and activations from memory, never the cache-warm ones a
-# loop over one matrix would time.
-COLD_BYTES = 96 << 20
 ROUNDS = 5  # passes over every operator; the median pass counts
 GAUGE_EVERY = 12  # operators timed between two readings of the gauge (~0.1 s)
 

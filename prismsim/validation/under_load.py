@@ -275,6 +275,7 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
 
 
 def count_points(validation: ValidationFile, configs: list[RealConfig]) -> int:
-    """Configurations at network points (each served at every offered load)."""
+    """Configurations at network points, once a repeat (each served at every offered
+    load)."""
     return (len(validation.devices) * len(validation.bandwidth_mbps)
-            * len(validation.latency_ms) * len(configs))
+            * len(validation.latency_ms) * len(configs) * offered_load(validation).repeats)
