@@ -140,12 +140,17 @@ def _label(rows: list[dict]) -> str:
 @click.option("--load", "under_load", is_flag=True,
               help="serving under load instead: each strategy serves the file's seeded "
                    "Poisson trace (offered_load:) for real and in the simulator, held out")
+@click.option("--dynamic", is_flag=True,
+              help="a world that moves instead: the testbed replays the file's link trace "
+                   "(dynamic:) under a request stream, an adaptive group choosing each "
+                   "request's candidate; measured against the simulator, held out")
 @click.option("--fresh", is_flag=True, help="discard the rows of an earlier run of this folder")
 @click.option("--against", type=click.Path(exists=True, file_okay=False), default=None,
               help="an earlier run's results folder of the same grid: how far the two "
                    "measurements are apart (repeatability)")
 def validate(file: str, output: str | None, profile_file: str | None, predict_only: bool,
-             predict_again: bool, under_load: bool, fresh: bool, against: str | None) -> None:
+             predict_again: bool, under_load: bool, dynamic: bool, fresh: bool,
+             against: str | None) -> None:
     """Run a grid for real in the testbed and compare it with the simulator."""
     from prismsim.profiling.host_profile import load_profile
     from prismsim.testbed.network import TestbedError, terminate_as_interrupt
@@ -167,6 +172,8 @@ def validate(file: str, output: str | None, profile_file: str | None, predict_on
             return _report(table, out, against)
         if under_load:
             return _validate_under_load(validation, Path(file).name, out, profile, fresh)
+        if dynamic:
+            return _validate_dynamic(validation, Path(file).name, out, profile, fresh)
         with reporter("validate", val.count_groups(validation)) as progress, \
                 terminate_as_interrupt():
             table, _ = val.run_validation(validation, out, profile, fresh=fresh,
@@ -198,6 +205,34 @@ def _validate_under_load(validation: Any, name: str, out: Path, profile: Any,
         prof = val.profile_for(validation, out, profile)
         table = under_load.run_load_validation(validation, out, prof, configs, progress)
     _report_under_load(table, out)
+
+
+def _validate_dynamic(validation: Any, name: str, out: Path, profile: Any, fresh: bool
+                      ) -> None:
+    """``validate --dynamic``: the file's stream under its replayed link trace."""
+    from prismsim.testbed.network import terminate_as_interrupt
+    from prismsim.validation import dynamic
+    from prismsim.validation import latency as val
+
+    if validation.dynamic is None:
+        raise InputError(f"{name}: dynamic: give the link trace and the candidates (e.g. "
+                         f"dynamic: {{link_trace: steps.csv, candidates: [{{strategy: "
+                         f"single}}, {{strategy: prism}}]}}) for --dynamic")
+    if fresh and (out / dynamic.TABLE).exists():
+        (out / dynamic.TABLE).unlink()
+    if not (out / dynamic.TABLE).exists():
+        click.echo(f"validate --dynamic: serving {validation.dynamic.requests} requests "
+                   f"under the replayed trace (about "
+                   f"{validation.dynamic.requests / validation.dynamic.rate_per_s:.0f} s)",
+                   err=True)
+    with terminate_as_interrupt():
+        prof = val.profile_for(validation, out, profile)
+        requests = dynamic.run_dynamic_validation(validation, out, prof)
+    windows = dynamic.window_table(requests, validation.dynamic.window)
+    emit(windows, "table", digits=3)
+    for line in dynamic.dynamic_lines(requests, windows):
+        click.echo(line)
+    click.echo(f"-> {out / dynamic.TABLE}")
 
 
 def _report_under_load(table: Any, out: Path) -> None:

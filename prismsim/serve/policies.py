@@ -25,7 +25,7 @@ import numpy as np
 
 from prismsim.sim import simulate
 from prismsim.sim.link_trace import TraceClock
-from prismsim.sim.specs import DeviceSpec, LinkSpec
+from prismsim.sim.specs import DeviceSpec, HostSpec, LinkSpec
 from prismsim.workload import Workload
 
 POLICIES = ("nominal", "estimated", "oracle")
@@ -53,9 +53,11 @@ class IdleRun:
     part_s: tuple[float, ...]  # request start to each device's end of its part
 
 
-def idle_run(c: Candidate, specs: Sequence[DeviceSpec], link: LinkSpec) -> IdleRun:
-    """``c``'s one inference on the first of ``specs`` it needs, over ``link``."""
-    r = simulate(c.workload, list(specs[:c.workload.n_devices]), link)
+def idle_run(c: Candidate, specs: Sequence[DeviceSpec], link: LinkSpec,
+             host: HostSpec | None = None) -> IdleRun:
+    """``c``'s one inference on the first of ``specs`` it needs, over ``link`` (on
+    ``host``'s cores, where given)."""
+    r = simulate(c.workload, list(specs[:c.workload.n_devices]), link, host=host)
     return IdleRun(c, r.latency_s, tuple(d.finish_s for d in r.devices))
 
 
@@ -76,25 +78,40 @@ class PerformanceMap:
     by interpolation in log bandwidth (the ends hold beyond the grid)."""
 
     def __init__(self, candidates: Sequence[Candidate], specs: Sequence[DeviceSpec],
-                 link: LinkSpec):
+                 link: LinkSpec, host: HostSpec | None = None):
         self.candidates = tuple(candidates)
         self.log_mbps = np.log(map_bandwidths_mbps(link))
         steady = link.model_copy(update={"trace": None})
-        runs = [[idle_run(c, specs, steady.model_copy(update={"bandwidth_mbps": float(b)}))
-                 for b in np.exp(self.log_mbps)] for c in candidates]
+        runs = [[idle_run(c, specs, steady.model_copy(update={"bandwidth_mbps": float(b)}),
+                          host) for b in np.exp(self.log_mbps)] for c in candidates]
         # per candidate: [bandwidths] latencies, [bandwidths, devices] part ends
         self.latency_s = [np.array([r.latency_s for r in rs]) for rs in runs]
         self.part_s = [np.array([r.part_s for r in rs]) for rs in runs]
 
     def at(self, bandwidth_mbps: float) -> list[IdleRun]:
         """Every candidate's idle run at ``bandwidth_mbps`` (0: the lowest of the map)."""
-        x = math.log(bandwidth_mbps) if bandwidth_mbps > 0 else -math.inf
         out = []
         for c, lat, parts in zip(self.candidates, self.latency_s, self.part_s, strict=True):
-            part = tuple(float(np.interp(x, self.log_mbps, parts[:, p]))
+            part = tuple(interpolate(self.log_mbps, parts[:, p], bandwidth_mbps)
                          for p in range(parts.shape[1]))
-            out.append(IdleRun(c, float(np.interp(x, self.log_mbps, lat)), part))
+            out.append(IdleRun(c, interpolate(self.log_mbps, lat, bandwidth_mbps), part))
         return out
+
+
+def interpolate(log_mbps: Sequence[float], values: Sequence[float],
+                bandwidth_mbps: float) -> float:
+    """A map's ``values`` (one per bandwidth of its grid, ``log_mbps`` their logs) read
+    at ``bandwidth_mbps``: linear in log bandwidth, the ends held beyond the grid (0:
+    the lowest)."""
+    x = math.log(bandwidth_mbps) if bandwidth_mbps > 0 else -math.inf
+    return float(np.interp(x, log_mbps, values))
+
+
+def fastest(latency_s: Sequence[float], sizes: Sequence[int]) -> int:
+    """The candidate a group whose devices are all idle serves one request with (what
+    ``pools.AdaptiveReplay`` plans for a queue of one): the lowest latency, a tie to
+    fewer devices; its index."""
+    return min(range(len(sizes)), key=lambda i: (latency_s[i], sizes[i]))
 
 
 class GoodputEstimate:
@@ -124,11 +141,12 @@ class Belief:
     """What one adaptive group believes each candidate takes now, by its policy."""
 
     def __init__(self, policy: str, candidates: Sequence[Candidate],
-                 specs: Sequence[DeviceSpec], link: LinkSpec):
+                 specs: Sequence[DeviceSpec], link: LinkSpec, host: HostSpec | None = None):
         self.policy = policy
         steady = link.model_copy(update={"trace": None})
-        self.nominal = [idle_run(c, specs, steady) for c in candidates]
-        self.map = None if policy == "nominal" else PerformanceMap(candidates, specs, link)
+        self.nominal = [idle_run(c, specs, steady, host) for c in candidates]
+        self.map = (None if policy == "nominal"
+                    else PerformanceMap(candidates, specs, link, host))
         self.clock = (TraceClock(link.trace, link.bandwidth_mbps)
                       if link.trace is not None else None)
         self.estimate = GoodputEstimate(link.bandwidth_mbps, link.goodput)

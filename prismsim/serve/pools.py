@@ -61,6 +61,10 @@ class AdaptiveSetup:
     # heartbeats: it then starts the requests the device held again, each on one device
     # still there, and serves on those alone until the device is known back
     detect_s: float = 1.0
+    # where a request served on one device runs: "any" idle device of its group, or
+    # "first": the group's first device still there (where the input is, as on the
+    # testbed: validate --dynamic)
+    local: str = "any"
 
 
 @dataclass
@@ -77,6 +81,8 @@ def check_adaptive(setup: AdaptiveSetup) -> None:
                          f"{setup.devices} devices; got sizes {sorted(sizes)}")
     if setup.devices not in sizes:
         raise ValueError(f"adaptive needs a candidate on all {setup.devices} devices")
+    if setup.local not in ("any", "first"):
+        raise ValueError(f"adaptive local must be any or first, got {setup.local!r}")
     if setup.policy not in POLICIES:
         raise ValueError(f"adaptive policy must be one of {', '.join(POLICIES)}, got "
                          f"{setup.policy!r}")
@@ -104,7 +110,8 @@ class AdaptiveReplay(ServingReplay):
     first device starts its part."""
 
     def __init__(self, setup: AdaptiveSetup, specs: Sequence[DeviceSpec], link: LinkSpec,
-                 host: HostSpec | None, events: Sequence[DeviceEvent] = ()):
+                 host: HostSpec | None, events: Sequence[DeviceEvent] = (),
+                 believed: Sequence[DeviceSpec] | None = None):
         check_adaptive(setup)
         wide = next(c.workload for c in setup.candidates
                     if c.workload.n_devices == setup.devices)
@@ -112,8 +119,9 @@ class AdaptiveReplay(ServingReplay):
                             shortcut=False, seed=setup.seed)
         super().__init__(base, specs, link, host, events)
         self.adaptive = setup
+        believed = list(believed) if believed is not None else self.specs
         self.beliefs = [Belief(setup.policy, setup.candidates,
-                               self.specs[g * self.n:(g + 1) * self.n], link)
+                               believed[g * self.n:(g + 1) * self.n], link, host)
                         for g in range(setup.groups)]
         self.running_until = [0.0] * len(specs)  # predicted end of the running part
         self.busy = [False] * len(specs)  # a part given, not finished
@@ -136,6 +144,7 @@ class AdaptiveReplay(ServingReplay):
         a device known gone, of those on one device, on the devices left; None: none)."""
         up = [d for d in self._devices(group) if not self.down[d]]
         free = [self._free_s(d) for d in up]
+        local_free = free[:1] if self.adaptive.local == "first" else free
         n = min(len(self.pending[group]), VIEW_PER_DEVICE * self.n)
         runs = [e for e in self.beliefs[group].runs(self.env.now)
                 if e.candidate.workload.n_devices in (1, len(up))]  # all up: 1 or P
@@ -144,7 +153,7 @@ class AdaptiveReplay(ServingReplay):
 
         def key(e: IdleRun) -> tuple[float, int]:
             size = e.candidate.workload.n_devices
-            total = (local_sum_s(free, e.latency_s, n) if size == 1
+            total = (local_sum_s(local_free, e.latency_s, n) if size == 1
                      else distributed_sum_s(free, e.latency_s, n))
             return total, size
         return min(runs, key=key)
@@ -159,10 +168,11 @@ class AdaptiveReplay(ServingReplay):
             e = self._best(group)
             up = [d for d in self._devices(group) if not self.down[d]]
             idle = [d for d in up if not self.busy[d]]
+            local = [d for d in idle if self.adaptive.local == "any" or d == up[0]]
             if e is None:
                 return
-            if e.candidate.workload.n_devices == 1 and idle:
-                devices = (idle[0],)
+            if e.candidate.workload.n_devices == 1 and local:
+                devices = (local[0],)
             elif len(idle) == len(up) == e.candidate.workload.n_devices:
                 devices = tuple(idle)  # all of them, or all those left (re-planned)
             else:
@@ -281,17 +291,25 @@ class AdaptiveReplay(ServingReplay):
 
 def adaptive_replay(setup: AdaptiveSetup, device: DeviceSpec | Sequence[DeviceSpec],
                     link: LinkSpec, host: HostSpec | None = None,
-                    events: Sequence[DeviceEvent] = ()) -> AdaptiveReplay:
+                    events: Sequence[DeviceEvent] = (),
+                    believed: DeviceSpec | Sequence[DeviceSpec] | None = None
+                    ) -> AdaptiveReplay:
     """The replay that serves a stream on adaptive groups (``open_loop`` or
-    ``closed_loop``); ``device``: one spec for all devices, or one per device."""
-    return AdaptiveReplay(setup, device_list(device, setup.groups, setup.devices), link,
-                          host, events)
+    ``closed_loop``); ``device``: one spec for all devices, or one per device;
+    ``believed``: the devices the groups' beliefs are made from, where not those (a
+    performance map made earlier, when the devices ran at another speed)."""
+    def specs(d: DeviceSpec | Sequence[DeviceSpec]) -> list[DeviceSpec]:
+        return device_list(d, setup.groups, setup.devices)
+    return AdaptiveReplay(setup, specs(device), link, host, events,
+                          None if believed is None else specs(believed))
 
 
 def serve_adaptive(setup: AdaptiveSetup, arrivals_s: Sequence[float],
                    device: DeviceSpec | Sequence[DeviceSpec], link: LinkSpec,
-                   host: HostSpec | None = None, events: Sequence[DeviceEvent] = ()
+                   host: HostSpec | None = None, events: Sequence[DeviceEvent] = (),
+                   believed: DeviceSpec | Sequence[DeviceSpec] | None = None
                    ) -> ServingResult:
-    """Serve requests arriving at ``arrivals_s`` on adaptive groups."""
-    replay = adaptive_replay(setup, device, link, host, events)
+    """Serve requests arriving at ``arrivals_s`` on adaptive groups (``believed``: as
+    ``adaptive_replay``'s)."""
+    replay = adaptive_replay(setup, device, link, host, events, believed)
     return replay.run_stream(lambda out: open_loop(replay, arrivals_s, out))

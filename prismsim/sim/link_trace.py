@@ -177,3 +177,24 @@ def read_link_trace(path: Path, start_s: float = 0.0) -> LinkTrace:
     its time ``start_s`` at simulated time 0."""
     trace = read_csv_trace(path) if path.suffix == ".csv" else read_mahimahi(path)
     return trace.model_copy(update={"start_s": start_s})
+
+
+def trace_steps(trace: LinkTrace, until_s: float) -> list[tuple[float, float]]:
+    """(simulated s, Mbit/s after loss) of every step of ``trace`` that begins before
+    ``until_s``, each repeat of a looping trace unrolled; the step under way at time 0
+    (``start_s``) first, at 0."""
+    clock, out, base = TraceClock(trace, 1.0), [], -trace.start_s
+    while base < until_s:
+        out += [(base + t, rate) for t, rate in zip(trace.times_s, clock.speed, strict=True)
+                if base + t < until_s]
+        if trace.loop_s is None:
+            break
+        base += trace.loop_s
+    before = [step for step in out if step[0] <= 0]
+    return [(0.0, before[-1][1])] + [step for step in out if step[0] > 0]
+
+
+def shortest_step_s(trace: LinkTrace) -> float:
+    """The shortest step of ``trace`` (a last step that holds for ever: infinite)."""
+    ends = [*trace.times_s[1:], trace.loop_s if trace.loop_s else math.inf]
+    return min(b - a for a, b in zip(trace.times_s, ends, strict=True))

@@ -133,16 +133,37 @@ class Testbed:
 
     def shape(self, rate_bits_per_s: float, delay_s: float) -> None:
         """Set every link's rate and the one-way delay (replacing the previous ones)."""
-        self.rate_bits_per_s, self.delay_s = rate_bits_per_s, delay_s
+        self._tbf("replace", rate_bits_per_s)
+        self.delay_s = delay_s
+        self._set_delay(delay_s)
+
+    def set_rate(self, rate_bits_per_s: float) -> None:
+        """Change every link's rate in place, the delay kept: ``tc qdisc change`` keeps
+        what each shaper holds queued (``replace`` would drop it, and TCP would wait out
+        a retransmission). The namespaces are changed at once, one process each."""
+        self._tbf("change", rate_bits_per_s)
+
+    def _tbf(self, verb: str, rate_bits_per_s: float) -> None:
+        self.rate_bits_per_s = rate_bits_per_s
         burst = int(max(BURST_FRAMES * (MTU_BYTES + FRAME_OVERHEAD_BYTES),
                         rate_bits_per_s / 8 * BURST_S))
+        spec = (f"root tbf rate {int(rate_bits_per_s)}bit burst {burst} "
+                f"limit {QUEUE_LIMIT_BYTES}")
+        lines: dict[str, list[str]] = {}
         for p in range(self.n_devices):
-            for ns, name in ((self.namespace(p), self.interface(p, "d")),
-                             (self.router, self.interface(p, "r"))):
-                self._in(ns, "tc", "qdisc", "replace", "dev", name, "root", "tbf",
-                         "rate", f"{int(rate_bits_per_s)}bit", "burst", str(burst),
-                         "limit", str(QUEUE_LIMIT_BYTES))
-        self._set_delay(delay_s)
+            lines.setdefault(self.namespace(p), []).append(
+                f"qdisc {verb} dev {self.interface(p, 'd')} {spec}")
+            lines.setdefault(self.router, []).append(
+                f"qdisc {verb} dev {self.interface(p, 'r')} {spec}")
+        procs = {ns: subprocess.Popen(["tc", "-n", ns, "-batch", "-"], stdin=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+                 for ns in lines}
+        errors = [proc.communicate("\n".join(lines[ns]) + "\n")[1]
+                  for ns, proc in procs.items()]
+        failed = [err.strip() for proc, err in zip(procs.values(), errors, strict=True)
+                  if proc.returncode != 0]
+        if failed:
+            raise TestbedError(f"`tc qdisc {verb}` failed: {failed[0]}")
 
     def _set_delay(self, delay_s: float) -> None:
         self._stop_delay()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prismsim.testbed.cpu_quota import CpuQuota
+from prismsim.testbed.link_schedule import AdaptiveChoice, RateSchedule
 from prismsim.testbed.network import PREFIX, Testbed
 
 GLOO_PORT = 29500  # inside the master's own namespace, so never taken by anything else
@@ -54,31 +55,48 @@ def _job(tb: Testbed, device: int, model: str, configs: list[RealConfig], batch:
 def run_configs(tb: Testbed, model: str, configs: list[RealConfig], *, batch: int = 1,
                 warmup: int = 2, runs: int = 5, arrivals_s: list[float] | None = None,
                 decode: tuple[int, int] | None = None,
-                cpu_share: dict[int, float] | None = None) -> list[dict[str, Any]]:
+                cpu_share: dict[int, float] | None = None,
+                adaptive: AdaptiveChoice | None = None) -> list[dict[str, Any]]:
     """Run ``configs`` interleaved (``warmup`` + ``runs`` rounds) on every device of
     ``tb``; returns one record per device, config and timed round. ``arrivals_s``: load
-    mode instead (one config, ``warmup`` requests back to back, then requests arriving
-    at those seconds, served in turn): one record per request, from the master.
-    ``decode`` (prompt tokens, tokens generated): each round a prompt's prefill and
-    greedy generation instead of one forward. ``cpu_share``: device -> the share of one
-    core its process may use (a CPU quota from its start, ``cpu_quota.py``)."""
-    with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp, ExitStack() as quotas:
-        procs = []
+    mode instead (``warmup`` requests back to back, then requests arriving at those
+    seconds, served in turn, by the first config or, with ``adaptive``, by the one the
+    master chooses, the shapers following its link trace meanwhile): one record per
+    request, from the master. ``decode`` (prompt tokens, tokens generated): each round
+    a prompt's prefill and greedy generation instead of one forward. ``cpu_share``:
+    device -> the share of one core its process may use (a CPU quota from its start,
+    ``cpu_quota.py``)."""
+    with tempfile.TemporaryDirectory(prefix="prismsim-real-") as tmp, ExitStack() as stack:
+        procs, started = [], Path(tmp, "started")
+        extra = {"tokens": (decode or (None, None))[0], "generate": (decode or (None, None))[1],
+                 "arrivals_s": arrivals_s}
+        if adaptive is not None:
+            extra |= {"adaptive": adaptive.as_job(), "started": str(started)}
         for device in range(tb.n_devices):
             job_path, out = Path(tmp, f"job{device}.json"), Path(tmp, f"out{device}.jsonl")
             job = _job(tb, device, model, configs, batch, warmup, runs, out)
-            tokens, generate = decode or (None, None)
-            job_path.write_text(json.dumps({**job, "arrivals_s": arrivals_s,
-                                            "tokens": tokens, "generate": generate}))
+            job_path.write_text(json.dumps({**job, **extra}))
             procs.append(subprocess.Popen(
                 [*tb.exec_prefix(device), sys.executable, "-m", "prismsim.testbed.worker",
                  str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             if device in (cpu_share or {}):
                 quota = CpuQuota(f"{PREFIX}{tb.run_id}-q{device}", cpu_share[device])
-                quotas.enter_context(quota).add(procs[-1].pid)
-        _wait_all(procs)
+                stack.enter_context(quota).add(procs[-1].pid)
+        schedule = _schedule(tb, adaptive, arrivals_s, started)
+        with schedule or ExitStack():
+            _wait_all(procs)
+        if schedule is not None and schedule.error is not None:
+            raise RunError(f"the link trace could not be replayed: {schedule.error}")
         return [json.loads(line) for device in range(tb.n_devices)
                 for line in Path(tmp, f"out{device}.jsonl").read_text().splitlines()]
+
+
+def _schedule(tb: Testbed, adaptive: AdaptiveChoice | None, arrivals_s: list[float] | None,
+              started: Path) -> RateSchedule | None:
+    """The shapers' schedule of ``adaptive``'s trace (None: no trace)."""
+    if adaptive is None or not arrivals_s:
+        return None
+    return RateSchedule(tb, adaptive.rate_changes(), started)
 
 
 def failure_line(device: int, returncode: int, stderr: str) -> str:

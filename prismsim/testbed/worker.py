@@ -32,10 +32,12 @@ from prismsim.strategies import make_decoding_programs, make_options, make_progr
 from prismsim.strategies.contexts import make_contexts
 from prismsim.strategies.decoding import Decode, Generation
 from prismsim.strategies.program import DeviceContext, Program
+from prismsim.testbed.link_schedule import AdaptiveChoice
 from prismsim.workload import MASTER
 
 INIT_TIMEOUT_S = 120  # how long a device waits for the others to join
 GAUGE_BATCHES = 5  # timed batches of the gauge's reference per round (~20 ms)
+CHOICE_TAG = 0x7FFFFFFD  # the master's choice of configuration (READY_TAG's neighbour)
 
 
 def _one_run(job: dict, cfg: dict, stack: Any, inputs: Any, ready: bool = True
@@ -88,23 +90,51 @@ def _serve_trace(job: dict, stack: Any, inputs: Any, out_file: Any) -> None:
     """Load mode: the master takes requests arriving at ``arrivals_s`` (seconds from a
     common barrier) first come first served, each as soon as it is done with its part
     of the one before; the other devices run request after request, each waiting for
-    its input. The master writes one line per request: arrival, start, finish."""
-    cfg, device = job["configs"][0], job["device"]
+    its input. With ``adaptive`` (``link_schedule.AdaptiveServing``) the master chooses
+    each request's configuration when it starts it and tells the others (a message of
+    one number each). The master writes one line per request: arrival, start, finish
+    (and the choice, with the rate it was made at)."""
+    device, configs = job["device"], job["configs"]
+    choose = AdaptiveChoice.from_job(job["adaptive"]) if job.get("adaptive") else None
     for _ in range(job["warmup"]):
-        _one_run(job, cfg, stack, inputs, ready=False)
+        for cfg in configs:
+            _one_run(job, cfg, stack, inputs, ready=False)
     gauge_s = Gauge().seconds(GAUGE_BATCHES) if device == MASTER else None
     if job["devices"] > 1:
         dist.barrier()
-    t0 = time.perf_counter()
+    t0, sends = time.perf_counter(), []
+    if device == MASTER and job.get("started"):
+        Path(job["started"]).write_text(f"{t0!r}\n")  # the rate schedule starts
     for i, arrival_s in enumerate(job["arrivals_s"]):
         if device == MASTER and (wait_s := t0 + arrival_s - time.perf_counter()) > 0:
             time.sleep(wait_s)
         start_s = time.perf_counter() - t0
-        record, _ = _one_run(job, cfg, stack, inputs, ready=False)
+        index, mbps = _agree(job, choose, start_s, sends)
+        record, _ = _one_run(job, configs[index], stack, inputs, ready=False)
         if device == MASTER:
             out_file.write(json.dumps({"request": i, "arrival_s": arrival_s,
                                        "start_s": start_s, "finish_s": start_s
-                                       + record["wall_s"], "gauge_s": gauge_s}) + "\n")
+                                       + record["wall_s"], "gauge_s": gauge_s,
+                                       "choice": index, "bandwidth_mbps": mbps}) + "\n")
+    for work in sends:
+        work.wait()
+
+
+def _agree(job: dict, choose: AdaptiveChoice | None, start_s: float, sends: list
+           ) -> tuple[int, float | None]:
+    """Which configuration serves the request the master starts at ``start_s``: the
+    master's choice (and the rate it read), sent to every other device (the first,
+    without ``adaptive``: no message)."""
+    if choose is None:
+        return 0, None
+    if job["device"] != MASTER:
+        index = torch.zeros(1, dtype=torch.int64)
+        dist.recv(index, MASTER, tag=CHOICE_TAG)
+        return int(index), None
+    index, mbps = choose(start_s)
+    sends += [dist.isend(torch.tensor([index]), d, tag=CHOICE_TAG)
+              for d in range(1, job["devices"])]
+    return index, mbps
 
 
 def main(job_path: str) -> None:

@@ -12,9 +12,11 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from prismsim.models.load import load_model
 from prismsim.names import check_model, check_strategies
+from prismsim.sim.link_trace import read_link_trace, shortest_step_s
 from prismsim.strategies import decoding_strategies
 from prismsim.strategies.decoding import check_decodable
 from prismsim.testbed.cpu_quota import LEAST_SHARE
+from prismsim.testbed.link_schedule import MIN_STEP_S
 from prismsim.userfiles import StrictModel, UserFileError, load_model_file, renamed_key
 
 
@@ -51,6 +53,24 @@ class OfferedLoadSection(StrictModel):
     repeats: int = Field(1, ge=1)
 
 
+class DynamicSection(StrictModel):
+    """``validate --dynamic``: a link trace replayed by the testbed's shapers under a
+    seeded Poisson stream; an adaptive group chooses each request's candidate at the
+    trace's rate of the moment (``dynamic.py``): single on its first device, or one of
+    the file's strategies split over all its devices."""
+
+    # time_s, bandwidth_mbps CSV (or a Mahimahi file) beside the validation file; each
+    # step at least half a second (the shapers are changed by tc)
+    link_trace: str
+    devices: int = Field(2, ge=2)  # the group (2: one process per core here)
+    latency_ms: float = Field(0.0, ge=0)  # one-way delay, fixed while the rate moves
+    rate_per_s: PositiveFloat = 4.0  # offered requests a second (Poisson)
+    requests: int = Field(300, ge=2)  # in the stream
+    warmup: int = Field(10, ge=0)  # first requests left out of the figures
+    window: int = Field(10, ge=2)  # requests per window whose medians are compared
+    seed: int = 0  # of the arrival trace
+
+
 class ValidationFile(StrictModel):
     model: str = "vit-tiny"  # small enough that P processes fit on 2 cores
     batch: int = Field(1, ge=1)  # images per inference
@@ -71,6 +91,8 @@ class ValidationFile(StrictModel):
     # a slowed device: device -> the share of one core its process may use (a CPU quota
     # for the whole run, testbed/cpu_quota.py; single runs on device 0); {}: none
     cpu_share: dict[int, float] = Field(default_factory=dict)
+    # validate --dynamic: a replayed link trace under load; None: that mode not asked for
+    dynamic: DynamicSection | None = None
 
     def shares(self, devices: int) -> dict[int, float]:
         """The CPU quotas of a run on ``devices`` devices."""
@@ -90,6 +112,9 @@ def load_validation_file(path: Path) -> ValidationFile:
                      ValidationFileError)
     if validation.decode is not None:
         _check_decode(validation, path.name)
+    if validation.dynamic is not None:
+        validation = validation.model_copy(
+            update={"dynamic": _check_dynamic(validation.dynamic, path)})
     for device, share in validation.cpu_share.items():
         if not 0 <= device < min(validation.devices) or not LEAST_SHARE <= share <= 1:
             raise ValidationFileError(
@@ -109,3 +134,22 @@ def _check_decode(validation: ValidationFile, where: str) -> None:
         check_decodable(load_model(validation.model))
     except ValueError as err:
         raise ValidationFileError(f"{where}: model: {err}") from None
+
+
+def _check_dynamic(section: DynamicSection, path: Path) -> DynamicSection:
+    """The section with its trace's path made absolute, checked: its trace readable and
+    replayable."""
+    where = f"{path.name}: dynamic"
+    trace_path = path.parent / section.link_trace
+    trace = read_link_trace(trace_path)
+    if trace.latency_ms is not None or trace.loss is not None:
+        raise ValidationFileError(f"{where}: link_trace: {trace_path.name}: the testbed "
+                                  f"replays the rate alone; leave out latency_ms and loss")
+    if not all(trace.bandwidth_mbps):
+        raise ValidationFileError(f"{where}: link_trace: {trace_path.name}: the testbed's "
+                                  f"shapers need a rate above 0 at every step")
+    if (step_s := shortest_step_s(trace)) < MIN_STEP_S:
+        raise ValidationFileError(f"{where}: link_trace: {trace_path.name}: a step of "
+                                  f"{step_s:g} s; the testbed sets steps of {MIN_STEP_S:g} s "
+                                  f"or longer")
+    return section.model_copy(update={"link_trace": str(trace_path.resolve())})
