@@ -153,7 +153,8 @@ def _table(records: list[dict], result: Any, labels: list[str], warmup: int
         "predicted_start_s": [r.start_s for r in predicted],
         "predicted_finish_s": [r.finish_s for r in predicted],
         "predicted_latency_s": [r.finish_s - r.arrival_s for r in predicted],
-        "predicted_choice": [r.choice for r in predicted]})
+        "predicted_choice": [r.choice for r in predicted],
+        "gauge_reading_s": measured["gauge_s"]})  # the master's last before the request
 
 
 def window_table(requests: pd.DataFrame, window: int) -> pd.DataFrame:

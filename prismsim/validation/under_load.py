@@ -121,7 +121,8 @@ def _run_point(validation: ValidationFile, tb: Testbed, profile: HostProfile,
                               cpu_share=validation.shares(tb.n_devices),
                               warmup=validation.warmup, arrivals_s=[float(t) for t in times])
         base["stolen_cpu_pct"] = 100 * stolen_share_since(cpu0)  # other machines' share
-        device = predict.table_device(table, records[0]["gauge_s"], gflops)
+        # the host's speed over the stream: the median of the master's idle readings
+        device = predict.table_device(table, predict.round_gauge_s(records), gflops)
         predicted, result = _predicted(wl, times, (device, link, host), (profile, costs),
                                        offered)
         rows.append(_row(base, 1 / idle_s * factor, _measured(records, offered.warmup),
