@@ -169,3 +169,20 @@ def test_the_shapers_follow_the_trace_and_the_master_its_choices():
     assert [x["choice"] for x in r] == [1, 1, 0, 0]
     assert [x["bandwidth_mbps"] for x in r] == [1000.0, 1000.0, 20.0, 20.0]
     assert rates == {"20Mbit"}
+
+
+def test_a_finished_folder_is_reported_again_with_its_figure(tmp_path):
+    """Nothing is run: the table's windows (as in the hand-worked case above), the
+    figures' lines and the plot of trace and latencies."""
+    path = _file(tmp_path, "time_s,bandwidth_mbps\n0,100\n2,10\n")
+    requests = _requests([9.0] * 3 + [0.1] * 10 + [0.08] * 10,
+                         ["prism"] * 3 + ["single"] * 14 + ["prism"] + ["single"] * 5)
+    requests["arrival_s"] = [0.25 * i for i in range(len(requests))]
+    out = tmp_path / "out"
+    out.mkdir()
+    requests.to_csv(out / "validation_dynamic.csv", index=False)
+    result = CliRunner().invoke(main, ["validate", str(path), "--dynamic", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "medians of 10 requests: 1 of 2 windows within 15 %" in result.output
+    assert "choices agree on 19 of 20 requests (95 %)" in result.output
+    assert (out / "validation_dynamic.png").stat().st_size > 10_000

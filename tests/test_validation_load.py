@@ -53,7 +53,7 @@ def test_a_load_is_judged_against_the_median_of_its_repeats():
     assert first["throughput_per_s_error_pct"] == pytest.approx(6.0)
     assert math.isclose(first["stolen_cpu_max_pct"], 0.2)
     assert under_load.summary_lines(summary) == [
-        "latency_p99_s below the knee: mean |error| 8.3 % against the median of 3-3 runs, "
+        "latency_p99_s below the knee: mean |error| 8.3 % against the median of 3 runs, "
         "1 of 1 within 20 %; 1 inside the runs' range widened by 5 %",
-        "throughput_per_s below the knee: mean |error| 6.0 % against the median of 3-3 "
+        "throughput_per_s below the knee: mean |error| 6.0 % against the median of 3 "
         "runs, 0 of 1 within 5 %; 1 inside the runs' range widened by 5 %"]

@@ -209,7 +209,10 @@ def _validate_under_load(validation: Any, name: str, out: Path, profile: Any,
 
 def _validate_dynamic(validation: Any, name: str, out: Path, profile: Any, fresh: bool
                       ) -> None:
-    """``validate --dynamic``: the file's stream under its replayed link trace."""
+    """``validate --dynamic``: the file's stream under its replayed link trace (a folder
+    that has its table is reported again)."""
+    import pandas as pd
+
     from prismsim.testbed.network import terminate_as_interrupt
     from prismsim.validation import dynamic
     from prismsim.validation import latency as val
@@ -220,19 +223,41 @@ def _validate_dynamic(validation: Any, name: str, out: Path, profile: Any, fresh
                          f"single}}, {{strategy: prism}}]}}) for --dynamic")
     if fresh and (out / dynamic.TABLE).exists():
         (out / dynamic.TABLE).unlink()
-    if not (out / dynamic.TABLE).exists():
+    if (out / dynamic.TABLE).exists():  # reported again from the folder, nothing run
+        requests = pd.read_csv(out / dynamic.TABLE)
+    else:
         click.echo(f"validate --dynamic: serving {validation.dynamic.requests} requests "
                    f"under the replayed trace (about "
                    f"{validation.dynamic.requests / validation.dynamic.rate_per_s:.0f} s)",
                    err=True)
-    with terminate_as_interrupt():
-        prof = val.profile_for(validation, out, profile)
-        requests = dynamic.run_dynamic_validation(validation, out, prof)
+        with terminate_as_interrupt():
+            prof = val.profile_for(validation, out, profile)
+            requests = dynamic.run_dynamic_validation(validation, out, prof)
     windows = dynamic.window_table(requests, validation.dynamic.window)
     emit(windows, "table", digits=3)
     for line in dynamic.dynamic_lines(requests, windows):
         click.echo(line)
-    click.echo(f"-> {out / dynamic.TABLE}")
+    _plot_dynamic(requests, validation.dynamic.link_trace, out / "validation_dynamic.png")
+    click.echo(f"-> {out / dynamic.TABLE}, {out / 'validation_dynamic.png'}")
+
+
+def _plot_dynamic(requests: Any, trace_file: str, path: Path) -> None:
+    """The trace above; each request's measured and predicted latency at its arrival,
+    coloured by its choice (re-drawn from the table when the folder is reported again)."""
+    import pandas as pd
+
+    from prismsim.plots.dynamic import trace_and_choices
+    from prismsim.plots.files import write_figure
+    from prismsim.sim.link_trace import read_link_trace, trace_steps
+
+    end_s = float(requests["arrival_s"].max())
+    steps = trace_steps(read_link_trace(Path(trace_file)), end_s)
+    trace = pd.DataFrame([*steps, (end_s, steps[-1][1])], columns=["time_s", "bandwidth_mbps"])
+    drawn = pd.concat([pd.DataFrame({"label": name, "arrival_s": requests["arrival_s"],
+                                     "latency_s": requests[f"{name}_latency_s"],
+                                     "choice": requests[f"{name}_choice"]})
+                       for name in ("measured", "predicted")])
+    write_figure(trace_and_choices(trace, drawn, "validate --dynamic"), path)
 
 
 def _report_under_load(table: Any, out: Path) -> None:

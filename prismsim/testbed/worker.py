@@ -91,7 +91,7 @@ def _serve_trace(job: dict, stack: Any, inputs: Any, out_file: Any) -> None:
     """Load mode: the master takes requests arriving at ``arrivals_s`` (seconds from a
     common barrier) first come first served, each as soon as it is done with its part
     of the one before; the other devices run request after request, each waiting for
-    its input. With ``adaptive`` (``link_schedule.AdaptiveServing``) the master chooses
+    its input. With ``adaptive`` (``link_schedule.AdaptiveChoice``) the master chooses
     each request's configuration when it starts it and tells the others (a message of
     one number each). The master writes one line per request: arrival, start, finish,
     its last reading of the gauge (and the choice, with the rate it was made at)."""

@@ -263,13 +263,15 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
     against the measured median (P99_LIMIT_PCT, THROUGHPUT_LIMIT_PCT), and how many lie
     inside the repeats' measured range widened by 5 % on each side."""
     below, lines = summary[summary["load_factor"] < 1], []
+    fewest, most = below["repeats"].min(), below["repeats"].max()
+    runs = f"{fewest}" if fewest == most else f"{fewest}-{most}"
     for f, limit in (("latency_p99_s", P99_LIMIT_PCT), ("throughput_per_s",
                                                         THROUGHPUT_LIMIT_PCT)):
         err = below[f"{f}_error_pct"].abs()
         inside = below[f"predicted_{f}"].between(below[f"measured_{f}_low"] / 1.05,
                                                  below[f"measured_{f}_high"] * 1.05)
         lines.append(f"{f} below the knee: mean |error| {err.mean():.1f} % against the "
-                     f"median of {below['repeats'].min()}-{below['repeats'].max()} runs, "
+                     f"median of {runs} runs, "
                      f"{int((err <= limit).sum())} of {len(err)} within {limit:g} %; "
                      f"{int(inside.sum())} inside the runs' range widened by 5 %")
     return lines
