@@ -50,13 +50,13 @@ class AdaptiveChoice:
 
 
 class RateSchedule:
-    """A thread that sets ``changes`` (from ``rate_changes``) on ``tb`` once the master
-    has written its start to ``started``; use as a context manager around the run. It
-    records each change's lateness (seconds after its time) in ``late_s``."""
+    """A thread that sets ``changes`` ((s after the start, Mbit/s), as
+    ``AdaptiveChoice.rate_changes`` gives them) on ``tb`` once the master has written
+    its start to ``started``; use as a context manager around the run. A failure is
+    kept in ``error`` for the runner to report."""
 
     def __init__(self, tb: Testbed, changes: list[tuple[float, float]], started: Path):
         self.tb, self.changes, self.started = tb, changes, started
-        self.late_s: list[float] = []
         self.error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -75,7 +75,6 @@ class RateSchedule:
             for at_s, mbps in self.changes:
                 if t0 is None or self._stop.wait(max(0.0, t0 + at_s - time.perf_counter())):
                     return
-                self.late_s.append(time.perf_counter() - t0 - at_s)
                 if mbps * 1e6 != self.tb.rate_bits_per_s:
                     self.tb.set_rate(mbps * 1e6)
         except Exception as err:  # reported by the runner after the run
