@@ -11,8 +11,8 @@ The simulator then serves the same stream on the same trace with the same policy
 master serves them) from the same map. Compared: each request's latency, as medians per
 window of ``window`` requests, and the choice each request got.
 
-Everything is written to ``validation_dynamic.csv`` (one row per request); a folder
-that has it is reported again without running (``--fresh`` runs again).
+Everything is written to ``validation_dynamic.csv`` (one row per request); the command
+reports a folder that has it again without running (``--fresh`` runs again).
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ from prismsim.profiling.message_costs import testbed_message_costs
 from prismsim.serve.arrivals import arrivals_s
 from prismsim.serve.policies import Candidate, PerformanceMap, fastest
 from prismsim.serve.pools import AdaptiveSetup, serve_adaptive
-from prismsim.sim.link_trace import LinkTrace, read_link_trace, trace_steps
+from prismsim.sim.link_trace import read_link_trace, trace_steps
+from prismsim.sim.specs import LinkSpec
 from prismsim.testbed.link_schedule import AdaptiveChoice
 from prismsim.testbed.network import Testbed
 from prismsim.testbed.runner import RUN_TIMEOUT_S, RealConfig, run_configs
 from prismsim.validation import predict
 from prismsim.validation.file import DynamicSection, ValidationFile
-from prismsim.validation.report import error_pct
+from prismsim.validation.report import error_pct, options_text
 
 TABLE = "validation_dynamic.csv"
 WINDOW_LIMIT_PCT = 15.0  # a window's predicted median this close to the measured one
-WINDOWS_SHARE = 0.75  # ... at this share of windows meets the acceptance
-CHOICES_SHARE = 0.80  # and the choices agreeing on this share of requests
 
 
 def dynamic_section(validation: ValidationFile) -> DynamicSection:
@@ -60,25 +59,26 @@ def candidate_configs(validation: ValidationFile) -> list[RealConfig]:
 
 
 def label(config: RealConfig) -> str:
-    options = ",".join(f"{k}={v}" for k, v in config.options.items())
-    return f"{config.strategy}({options})" if options else config.strategy
+    """A candidate's name in the tables: its strategy, and its options as every
+    validation table writes them ("prism {cr: 4}")."""
+    return (f"{config.strategy} {options_text(config.options)}" if config.options
+            else config.strategy)
 
 
 def run_dynamic_validation(validation: ValidationFile, out_dir: Path, profile: HostProfile
                            ) -> pd.DataFrame:
     """The stream served on the testbed under the replayed trace and by the simulator;
-    one row per request, written to ``out_dir / TABLE`` (read back if it is there)."""
+    one row per request, written to ``out_dir / TABLE``."""
     path = out_dir / TABLE
-    if path.exists():
-        return pd.read_csv(path)
     section, configs = dynamic_section(validation), candidate_configs(validation)
     predict.require_current_gauge(profile)
     trace = read_link_trace(Path(section.link_trace))
     times = arrivals_s("poisson", section.rate_per_s, section.requests, section.seed)
     first_mbps, map_gauge_s = trace_steps(trace, 1.0)[0][1], gauge_s()
     with Testbed(section.devices, first_mbps * 1e6, section.latency_ms / 1e3) as tb:
-        model = _PredictionModel(validation, profile, testbed_message_costs(tb), trace,
-                                 map_gauge_s)
+        costs = testbed_message_costs(tb)
+        link = predict.measured_link(first_mbps, costs).model_copy(update={"trace": trace})
+        model = _PredictionModel(validation, profile, costs, link, map_gauge_s)
         cpu0 = CpuTimes.now()
         records = run_configs(tb, validation.model, configs, batch=validation.batch,
                               warmup=validation.warmup, arrivals_s=[float(t) for t in times],
@@ -96,19 +96,17 @@ def run_dynamic_validation(validation: ValidationFile, out_dir: Path, profile: H
 
 class _PredictionModel:
     """The held-out prediction of the group on this testbed: the host model, the link as
-    measured, the trace; the devices at the host's speed before the run for the map (its
+    measured with the trace on it; the devices at the host's speed before the run for the map (its
     gauge, read then), at the master's reading during it for the service."""
 
     def __init__(self, validation: ValidationFile, profile: HostProfile, costs: Any,
-                 trace: LinkTrace, map_gauge_s: float):
+                 link: LinkSpec, map_gauge_s: float):
         section = dynamic_section(validation)
         self.table, self.gflops = predict.operator_table(profile), profile.concurrent_gflops[1]
         self.gauge_s = map_gauge_s
         self.device = predict.table_device(self.table, self.gauge_s, self.gflops)
         self.host = predict.host_spec(profile, costs, {})
-        first_mbps = trace_steps(trace, 1.0)[0][1]
-        self.link = predict.measured_link(first_mbps, costs).model_copy(
-            update={"trace": trace})
+        self.link = link
         self.devices = section.devices
         self.candidates = tuple(
             Candidate(label(c), predict.workload(validation.model, c.strategy, c.options,
