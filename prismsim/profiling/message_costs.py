@@ -1,6 +1,7 @@
 """What one GLOO message costs, measured by two processes (on loopback, or in two
 namespaces of a running testbed): one-way time and CPU per size from a ping-pong, the
-time a late receive takes (GLOO's rendezvous), a two-way exchange, and a bulk stream
+time a late receive takes (GLOO's rendezvous), a two-way exchange (also right after both
+ends computed: ``busy_exchange``), and a bulk stream
 both ways during which the whole host's CPU is read: what it spends beyond the two
 processes (an emulated network's kernel work: veth, shaping, forwarding, the delay
 line) per byte at the link's rate.
@@ -30,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from prismsim.executors.gloo import drive
+from prismsim.profiling.busy_exchange import busy_exchange_waits, busy_send_us, mean_pairs
 from prismsim.profiling.hoststat import CpuTimes, busy_since
 from prismsim.strategies.program import Expect, Message, Recv, Send, Tag
 
@@ -74,6 +76,9 @@ class MessageCosts:
     # by its quantiles ([q, us] pairs, DELAY_LEVELS; a LinkVariability's delay_us);
     # empty: not measured
     delay_us: list[tuple[float, float]] = field(default_factory=list)
+    # how much later a small exchange ends right after both ends computed for a while
+    # than after none, [busy ms, extra us] pairs (busy_exchange.py); empty: not measured
+    busy_send_us: list[tuple[float, float]] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -99,15 +104,18 @@ class MessageCosts:
             stream_busy_share=fast.stream_busy_share,
             runtime_cpu_s=low(self.runtime_cpu_s, other.runtime_cpu_s),
             delay_us=min((c.delay_us for c in (self, other) if c.delay_us),
-                         key=_upper_decile, default=[]))
+                         key=_upper_decile, default=[]),
+            busy_send_us=mean_pairs(self.busy_send_us, other.busy_send_us))
 
     @classmethod
     def from_json(cls, text: str) -> MessageCosts:
         raw = json.loads(text)
         sizes = ({int(k): v for k, v in raw.get(part, {}).items()}
                  for part in ("wall_s", "cpu_s", "rendezvous_s", "exchange_s"))
-        delay_us = [(float(q), float(us)) for q, us in raw.get("delay_us", [])]
-        return cls(*sizes, **{k: raw.get(k) for k in STREAM_FIELDS}, delay_us=delay_us)
+        delay_us, busy_us = ([(float(a), float(b)) for a, b in raw.get(key, [])]
+                             for key in ("delay_us", "busy_send_us"))
+        return cls(*sizes, **{k: raw.get(k) for k in STREAM_FIELDS}, delay_us=delay_us,
+                   busy_send_us=busy_us)
 
 
 def _upper_decile(delay_us: list[tuple[float, float]]) -> float:
@@ -137,13 +145,14 @@ def _worker(device: int, reps: int, init_method: str, interface: str, stream_byt
     stream = _stream(device, stream_bytes) if stream_bytes else {}
     runtime = {"runtime_cpu_s": _runtime(device, reps)}
     round_trips = _round_trips(device, torch.zeros(DELAY_BYTES // 4), DELAY_REPS)
+    busy = busy_exchange_waits(device)
     dist.destroy_process_group()
     if device == 0:
         print(json.dumps({"wall": wall, "cpu": cpu, **stream, **runtime,
                           "delay_us": delay_quantiles_us(round_trips[3:])}), flush=True)
     else:
-        print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream}),
-              flush=True)
+        print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream,
+                          "busy_send_us": busy_send_us(busy)}), flush=True)
 
 
 def _eager(device: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
@@ -271,7 +280,8 @@ def measure_message_costs(prefixes: tuple[list[str], list[str]], init_method: st
     return MessageCosts(*({int(k): v for k, v in part.items()} for part in (
         costs["wall"], costs["cpu"], late["rendezvous"], late["exchange"])),
         runtime_cpu_s=costs.get("runtime_cpu_s"), **_stream_costs(costs, late),
-        delay_us=[(q, us) for q, us in costs["delay_us"]])
+        delay_us=[(q, us) for q, us in costs["delay_us"]],
+        busy_send_us=[(ms, us) for ms, us in late["busy_send_us"]])
 
 
 def _stream_costs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:

@@ -326,6 +326,7 @@ class ServingReplay(Replay):
                 self.arrival.pop((k, d), None)
                 self.posted.pop((k, d), None)
             self.handed.pop(k, None)
+            self.late_s.pop(k, None)
 
     def _finished(self, job: Job, d: int, now_s: float | None = None) -> None:
         """Device d ran its last task of ``job`` (now, or at ``now_s``: a replay keeping

@@ -18,6 +18,9 @@ is below the equal share, the rest share what is left equally; the co-run factor
 applies to the processes' jobs alone (the network's own work is not a process). Rates
 change only when a job starts or ends, so the host keeps one pending event: the next
 completion at the current rates.
+
+The host also keeps how long its cores have all been taken by processes
+(``saturated_s``): a message sent after such a stretch arrives later (``sim/replay.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class SharedHost:
         self.jobs: list[_Job] = []
         self.since = 0.0  # time the jobs' remaining work was last brought up to date
         self.version = 0  # completion events of older rates are stale
+        self._saturated_s = 0.0  # time so far with at least ``cores`` processes' jobs
 
     def speed(self, k: int) -> float:
         """Each process's speed with k processes' jobs runnable, over its speed alone."""
@@ -77,12 +81,21 @@ class SharedHost:
         self._next()
         return done
 
+    @property
+    def saturated_s(self) -> float:
+        """Seconds, up to now, during which at least ``cores`` processes had a job (every
+        core taken by a device process)."""
+        self._progress()
+        return self._saturated_s
+
     def _progress(self) -> None:
         """Bring every job's remaining work up to now at the rate it ran since."""
         now = self.env.now
         if now > self.since:
             for job in self.jobs:
                 job.remaining_s -= (now - self.since) * job.speed
+            if sum(job.process for job in self.jobs) >= self.cores:
+                self._saturated_s += now - self.since
         self.since = now
 
     def _rates(self) -> None:

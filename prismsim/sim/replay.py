@@ -53,7 +53,7 @@ class Replay(HostWork):
       that id; a serving run numbers each request's messages apart);
     - ``transmit(key, msg, at_s)``: one message, or one rendezvous copy of it, handed to
       the medium at ``at_s`` (with a sampled world's ``draw``, its data arrives its extra
-      delay later);
+      delay later; so it does after its sender's busy stretch on a shared host);
     - ``start_devices()``: start the devices' processes (here each runs its program once);
 
     and use these helpers: ``walk(device, ops)`` (a device runs operations in program
@@ -93,6 +93,10 @@ class Replay(HostWork):
         self.medium = MEDIA[link.medium](link, len(specs), self._span if record else None,
                                          draw)
         self.blocked_s = [0.0] * len(specs)  # host: how long each waited since it computed
+        # host: how long each computed with every core busy since it last waited (its
+        # next message arrives that much later: HostSpec.busy_send_s) ...
+        self.busy_s = [0.0] * len(specs)
+        self.late_s: dict[int, float] = {}  # ... message -> that extra delay
         self.transfers: dict[int, tuple[simpy.Event, float]] = {}  # dst -> (CPU done, end)
         if self.host and host and host.transfer_cpu_s(1 << 20):
             self.medium.on_air = self._transfer_cpu
@@ -106,7 +110,7 @@ class Replay(HostWork):
     def transmit(self, key: int, msg: Message, at_s: float) -> None:
         """``msg`` (key ``key``), or one rendezvous copy of it, handed to the medium at
         ``at_s``: each copy arrives when the medium delivers it."""
-        extra_s = self.draw.delay_s(key) if self.draw else 0.0
+        extra_s = (self.draw.delay_s(key) if self.draw else 0.0) + self.late_s.get(key, 0.0)
         for dst, at in self.medium.send(msg, at_s, key):
             self._arrive(key, dst, at + extra_s)
 
@@ -284,17 +288,27 @@ class Replay(HostWork):
             yield from self._on_clock(p, op.seconds, "compute_s")
         else:
             if self.host and self.host_spec:
-                woke = self.host_spec.wake_s(self.blocked_s[p])
-                self.blocked_s[p] = 0.0
-                if p in self.quotas:
-                    yield from self.quotas[p].run(self.env, self.host, op.seconds + woke)
-                else:
-                    yield self.host.run(op.seconds + woke, process=True)
+                yield from self._host_compute(p, op.seconds)
             else:
                 yield self.env.timeout(op.seconds)
             self.stats[p].compute_s += self.env.now - start
         if self.record:
             self._span(p, "compute", op.label, start, self.env.now, op.layer)
+
+    def _host_compute(self, p: int, seconds: float) -> Generator[Any, Any, None]:
+        """A compute step on the shared host: first after a wait, it pays the wake-up
+        and starts a new busy stretch; the time every core was busy meanwhile adds to
+        the stretch."""
+        assert self.host and self.host_spec
+        woke = self.host_spec.wake_s(self.blocked_s[p])
+        if self.blocked_s[p] > 0:
+            self.busy_s[p] = 0.0
+        self.blocked_s[p], saturated_s = 0.0, self.host.saturated_s
+        if p in self.quotas:
+            yield from self.quotas[p].run(self.env, self.host, seconds + woke)
+        else:
+            yield self.host.run(seconds + woke, process=True)
+        self.busy_s[p] += self.host.saturated_s - saturated_s
 
     def _arrived(self, p: int, ids: tuple[int, ...]) -> simpy.Event | None:
         """What device p waits on until every message of ``ids`` has arrived (None: all
@@ -328,7 +342,11 @@ class Replay(HostWork):
             wake.known(at)
 
     def _send(self, msg: Message, key: int) -> None:
-        """``key``: the message's number in this replay (its id, but in a serving run)."""
+        """``key``: the message's number in this replay (its id, but in a serving run).
+        On a shared host, after a stretch with every core busy its data arrives later."""
+        if self.host and self.host_spec and (
+                late_s := self.host_spec.busy_send_s(self.busy_s[msg.src])):
+            self.late_s[key] = late_s
         if self.rendezvous:
             self.handed[key] = self.env.now
             for dst in msg.dst:

@@ -123,6 +123,12 @@ class HostSpec(StrictModel):
     # (an idle vCPU comes back slow: clocks, caches), as [[idle ms, extra us], ...] in
     # increasing ms, linear between them and the end values beyond; (): none
     wake_us_by_idle_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
+    # how much later a message's data arrives when its sender computed, since it last
+    # waited, while every core was busy (GLOO's threads then find no core free: measured
+    # by a two-process exchange after a busy loop, profiling/busy_exchange.py), as
+    # [[busy ms, extra us], ...] in increasing ms, linear from 0 at 0 and the last value
+    # beyond; (): none
+    busy_send_us_by_busy_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
     # device -> the share of one core its process may use (a CPU quota, sim/quota.py);
     # a device not listed: no limit
     cpu_share: dict[NonNegativeInt, PositiveFloat] = Field(default_factory=dict)
@@ -130,11 +136,11 @@ class HostSpec(StrictModel):
     # of a period, then waits for the next (Linux's CFS); 0: a smooth cap at the share
     quota_period_s: float = Field(0.0, ge=0)
 
-    @field_validator("wake_us_by_idle_ms")
+    @field_validator("wake_us_by_idle_ms", "busy_send_us_by_busy_ms")
     @classmethod
     def _increasing_gaps(cls, table: tuple) -> tuple:
         if any(a[0] >= b[0] for a, b in itertools.pairwise(table)):
-            raise ValueError("idle times must increase")
+            raise ValueError("the times must increase")
         return table
 
     @property
@@ -156,8 +162,21 @@ class HostSpec(StrictModel):
         """Extra CPU seconds of the first step after ``idle_s`` blocked."""
         if not self.wake_us_by_idle_ms or idle_s <= 0:
             return 0.0
-        gaps_ms, extra_us = zip(*self.wake_us_by_idle_ms, strict=True)
-        return us_to_s(float(np.interp(idle_s * 1e3, (0.0, *gaps_ms), (0.0, *extra_us))))
+        return _from_zero(self.wake_us_by_idle_ms, idle_s)
+
+    def busy_send_s(self, busy_s: float) -> float:
+        """Extra seconds before a message's data arrives, its sender having computed
+        ``busy_s`` with every core busy since it last waited."""
+        if not self.busy_send_us_by_busy_ms or busy_s <= 0:
+            return 0.0
+        return _from_zero(self.busy_send_us_by_busy_ms, busy_s)
+
+
+def _from_zero(table: tuple[tuple[float, float], ...], seconds: float) -> float:
+    """A [[ms, us], ...] table at ``seconds``: linear from 0 at 0, the last value
+    beyond; seconds."""
+    at_ms, extra_us = zip(*table, strict=True)
+    return us_to_s(float(np.interp(seconds * 1e3, (0.0, *at_ms), (0.0, *extra_us))))
 
 
 def speed_weights(specs: Sequence[DeviceSpec]) -> tuple[float, ...]:

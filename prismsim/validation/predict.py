@@ -9,8 +9,10 @@ without running it:
 - the host: the P device processes share its cores (``sim/host.py``: processor sharing,
   the co-run factors of the profile, each GLOO message's CPU time from the testbed's own
   ping-pong, and the CPU the shaped network itself takes per byte, read from the whole
-  host during the ping-pong's bulk stream, and what a process's first step after a wait
-  pays, from the profile's probe stack, ``wake.py``);
+  host during the ping-pong's bulk stream, what a process's first step after a wait
+  pays, from the profile's probe stack, ``wake.py``, and how much later a message
+  arrives after its sender computed with every core busy, from the ping-pong's exchanges
+  after a busy loop, ``busy_exchange.py``);
 - the network: the rate the testbed was set to, and what a GLOO ping-pong in it measured
   (latency, each message size's extra delay, GLOO's rendezvous).
 
@@ -91,10 +93,11 @@ def host_spec(profile: HostProfile, costs: MessageCosts,
     """This host: its cores, the profile's co-run factors (never above 1: a process is
     not faster for having company; a measurement saying so is noise), the CPU one GLOO
     message costs an end (fixed: ``message_fixed_s``; per byte: the ping-pong's bulk
-    stream, or a fit over its sizes where it has none), and what the host spends beyond
-    the processes per byte on the shaped network (the stream); ``cpu_share``: the
-    devices whose process runs under the testbed's CPU quota, and its share of one core
-    (in the testbed's periods)."""
+    stream, or a fit over its sizes where it has none), what the host spends beyond
+    the processes per byte on the shaped network (the stream), and how much later a
+    message arrives after a busy stretch (the exchanges after a busy loop);
+    ``cpu_share``: the devices whose process runs under the testbed's CPU quota, and its
+    share of one core (in the testbed's periods)."""
     fixed_s = message_fixed_s(profile, costs)
     per_byte_s = costs.stream_cpu_s_per_byte
     if per_byte_s is None:
@@ -105,6 +108,7 @@ def host_spec(profile: HostProfile, costs: MessageCosts,
                     message_cpu_gbytes_per_s=1e-9 / per_byte_s if per_byte_s else None,
                     network_cpu_ns_per_byte=(costs.network_cpu_s_per_byte or 0.0) * 1e9,
                     wake_us_by_idle_ms=tuple(profile.wake_us_by_idle_ms),
+                    busy_send_us_by_busy_ms=tuple(costs.busy_send_us),
                     cpu_share=dict(cpu_share or {}), quota_period_s=PERIOD_US * 1e-6)
 
 
