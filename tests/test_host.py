@@ -197,3 +197,14 @@ def test_a_host_short_of_cpu_slows_the_transfer_itself():
     r = simulate(wl, CPU, link, host=HostSpec(cores=1, network_cpu_ns_per_byte=1000))
     assert r.devices[1].finish_s == pytest.approx(2.0)
     assert r.devices[2].finish_s == pytest.approx(2.0)
+
+
+def test_a_host_that_slows_down_mid_step_stretches_the_rest_of_it():
+    """A 10 ms step; the host runs at half speed from 4 ms: 4 ms done by then, the other
+    6 take 12: it ends at 16 ms. Back to full speed at 10 ms: 3 more done by then, the
+    last 3 at full speed: 13 ms."""
+    wl = Workload({}, [[_compute(10e-3)]])
+    slow = HostSpec(cores=1, speed_steps=((0.004, 2.0),))
+    assert simulate(wl, CPU, FAST_LINK, host=slow).latency_s * 1e3 == pytest.approx(16.0)
+    back = HostSpec(cores=1, speed_steps=((0.004, 2.0), (0.010, 1.0)))
+    assert simulate(wl, CPU, FAST_LINK, host=back).latency_s * 1e3 == pytest.approx(13.0)

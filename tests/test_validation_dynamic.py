@@ -21,7 +21,7 @@ from prismsim.testbed.link_schedule import AdaptiveChoice
 from prismsim.testbed.network import Testbed
 from prismsim.testbed.runner import RealConfig, run_configs
 from prismsim.userfiles import UserFileError
-from prismsim.validation.dynamic import dynamic_lines, window_table
+from prismsim.validation.dynamic import dynamic_lines, speed_steps, window_table
 from prismsim.validation.file import ValidationFileError, load_validation_file
 from prismsim.workload import Task, Workload
 from tests.test_testbed import needs_testbed
@@ -77,6 +77,18 @@ def test_windows_of_requests_after_the_warm_up_by_hand():
     assert lines[0].startswith("medians of 10 requests: 1 of 2 windows within 15 %")
     assert "mean signed -10.0 %" in lines[0]
     assert lines[1] == "choices agree on 19 of 20 requests (95 %); split: 0 measured, 1 predicted"
+
+
+def test_the_host_speed_over_a_stream_is_the_median_of_nine_readings_around_each():
+    """Readings 3.0 ms at requests 0-9 and 3.6 ms at 10-19 (run median 3.3): request 4
+    sees 0-8 (all 3.0: 3.0 / 3.3), request 10 sees 6-14 (five of 3.6: 3.6 / 3.3),
+    request 19 sees 15-19 (3.6). Requests without a reading make no step."""
+    records = [{"start_s": float(i), "gauge_s": 3.0e-3 if i < 10 else 3.6e-3}
+               for i in range(20)] + [{"start_s": 20.5, "gauge_s": None}]
+    steps = dict(speed_steps(records, 3.3e-3))
+    assert len(steps) == 20
+    assert [steps[4.0], steps[10.0], steps[19.0]] == pytest.approx([3 / 3.3, 3.6 / 3.3,
+                                                                     3.6 / 3.3])
 
 
 def test_a_short_last_window_is_kept_from_half_a_window():

@@ -120,8 +120,10 @@ class AdaptiveReplay(ServingReplay):
         super().__init__(base, specs, link, host, events)
         self.adaptive = setup
         believed = list(believed) if believed is not None else self.specs
+        # beliefs are made before the stream: at the host's speed then, not its steps
+        steady = host.model_copy(update={"speed_steps": ()}) if host else None
         self.beliefs = [Belief(setup.policy, setup.candidates,
-                               believed[g * self.n:(g + 1) * self.n], link, host)
+                               believed[g * self.n:(g + 1) * self.n], link, steady)
                         for g in range(setup.groups)]
         self.running_until = [0.0] * len(specs)  # predicted end of the running part
         self.busy = [False] * len(specs)  # a part given, not finished

@@ -19,13 +19,16 @@ applies to the processes' jobs alone (the network's own work is not a process). 
 change only when a job starts or ends, so the host keeps one pending event: the next
 completion at the current rates.
 
-The host also keeps how long its cores have all been taken by processes
+The host's speed may change over time (``speed_steps``: another tenant, a clock that
+drops): from each step on, every job runs that factor slower. The host also keeps how
+long its cores have all been taken by processes
 (``saturated_s``): a message sent after such a stretch arrives later (``sim/replay.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 import simpy
 
@@ -56,8 +59,12 @@ def water_fill(caps: Sequence[float | None], cores: float) -> list[float]:
 class SharedHost:
     """The cores of one host, shared by the jobs runnable on it."""
 
-    def __init__(self, env: simpy.Environment, cores: int, corun: Sequence[float] = ()):
+    def __init__(self, env: simpy.Environment, cores: int, corun: Sequence[float] = (),
+                 speed_steps: Sequence[tuple[float, float]] = ()):
         self.env, self.cores, self.corun = env, cores, tuple(corun)
+        self.slow = 1.0  # every job's time factor of the moment (speed_steps)
+        if speed_steps:
+            env.process(self._speed_changes(speed_steps))
         self.jobs: list[_Job] = []
         self.since = 0.0  # time the jobs' remaining work was last brought up to date
         self.version = 0  # completion events of older rates are stale
@@ -88,6 +95,16 @@ class SharedHost:
         self._progress()
         return self._saturated_s
 
+    def _speed_changes(self, steps: Sequence[tuple[float, float]]
+                       ) -> Generator[Any, Any, None]:
+        """From each step's time on, every job runs its factor slower."""
+        for at_s, factor in steps:
+            if at_s > self.env.now:
+                yield self.env.timeout(at_s - self.env.now)
+            self._progress()
+            self.slow = factor
+            self._next()
+
     def _progress(self) -> None:
         """Bring every job's remaining work up to now at the rate it ran since."""
         now = self.env.now
@@ -104,7 +121,7 @@ class SharedHost:
         factor = self.speed(processes) / min(1.0, self.cores / processes) if processes else 1.0
         shares = water_fill([job.cap for job in self.jobs], self.cores)
         for job, share in zip(self.jobs, shares, strict=True):
-            job.speed = share * (factor if job.process else 1.0)
+            job.speed = share * (factor if job.process else 1.0) / self.slow
 
     def _next(self) -> None:
         """Schedule the next completion at the current rates (older ones go stale)."""

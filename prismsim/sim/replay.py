@@ -78,7 +78,8 @@ class Replay(HostWork):
         self.interruptible = False
         self.env = simpy.Environment()
         self.host_spec = host
-        self.host = SharedHost(self.env, host.cores, host.corun) if host else None
+        self.host = SharedHost(self.env, host.cores, host.corun, host.speed_steps) \
+            if host else None
         # the device processes under a CPU quota (sim/quota.py)
         self.quotas = {p: QuotaClock(share, host.quota_period_s)
                        for p, share in host.cpu_share.items()} if host else {}

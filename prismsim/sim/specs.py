@@ -135,8 +135,13 @@ class HostSpec(StrictModel):
     # the quota's period, seconds: the process runs freely until it has used its share
     # of a period, then waits for the next (Linux's CFS); 0: a smooth cap at the share
     quota_period_s: float = Field(0.0, ge=0)
+    # the host's speed over simulated time, as [[from s, time factor], ...] in increasing
+    # seconds: from each moment on, its work takes that factor times its time (1.2: a
+    # fifth slower; e.g. a gauge read while serving, over the one the devices' speed is
+    # at); before the first, 1; (): constant
+    speed_steps: tuple[tuple[NonNegativeFloat, PositiveFloat], ...] = ()
 
-    @field_validator("wake_us_by_idle_ms", "busy_send_us_by_busy_ms")
+    @field_validator("wake_us_by_idle_ms", "busy_send_us_by_busy_ms", "speed_steps")
     @classmethod
     def _increasing_gaps(cls, table: tuple) -> tuple:
         if any(a[0] >= b[0] for a, b in itertools.pairwise(table)):

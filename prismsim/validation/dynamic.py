@@ -17,6 +17,7 @@ reports a folder that has it again without running (``--fresh`` runs again).
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from prismsim.validation.file import DynamicSection, ValidationFile
 from prismsim.validation.report import error_pct, options_text
 
 TABLE = "validation_dynamic.csv"
+GAUGE_WINDOW = 9  # gauge readings (one a request) in the median of the host's speed
 WINDOW_LIMIT_PCT = 15.0  # a window's predicted median this close to the measured one
 
 
@@ -85,7 +87,8 @@ def run_dynamic_validation(validation: ValidationFile, out_dir: Path, profile: H
                               adaptive=model.choice(times[-1] + RUN_TIMEOUT_S))
         stolen_pct = 100 * stolen_share_since(cpu0)  # the CPU other machines took
     run_gauge_s = predict.round_gauge_s(records)
-    table = _table(records, model.served(times, section, run_gauge_s),
+    table = _table(records, model.served(times, section, run_gauge_s,
+                                         speed_steps(records, run_gauge_s)),
                    [label(c) for c in configs], section.warmup)
     table["stolen_cpu_pct"] = stolen_pct
     table["map_gauge_s"], table["gauge_s"] = model.gauge_s, run_gauge_s
@@ -125,14 +128,30 @@ class _PredictionModel:
                                                     sizes))
                                for at_s, mbps in trace_steps(self.link.trace, until_s)])
 
-    def served(self, times: Any, section: DynamicSection, run_gauge_s: float) -> Any:
-        """The stream served by the simulator at the host's speed of the run, choosing
-        by the map made before it (as the master did)."""
+    def served(self, times: Any, section: DynamicSection, run_gauge_s: float,
+               steps: tuple[tuple[float, float], ...] = ()) -> Any:
+        """The stream served by the simulator at the host's speed of the run (the
+        median gauge reading, moved over the stream by ``steps``), choosing by the map
+        made before it (as the master did)."""
         setup = AdaptiveSetup(self.candidates, section.devices, policy="oracle",
                               local="first")
         device = predict.table_device(self.table, run_gauge_s, self.gflops)
+        host = self.host.model_copy(update={"speed_steps": steps})
         return serve_adaptive(setup, [float(t) for t in times], device, self.link,
-                              self.host, believed=self.device)
+                              host, believed=self.device)
+
+
+def speed_steps(records: list[dict], run_gauge_s: float) -> tuple[tuple[float, float], ...]:
+    """The host's speed over the stream: from each request's start, the median of the
+    master's gauge readings around it (GAUGE_WINDOW, centred: one reading is noisy) over
+    the run's median reading."""
+    read = sorted((r["start_s"], r["gauge_s"]) for r in records if r.get("gauge_s"))
+    half, steps = GAUGE_WINDOW // 2, []
+    for i, (at_s, _) in enumerate(read):
+        near = [g for _, g in read[max(0, i - half):i + half + 1]]
+        if not steps or at_s > steps[-1][0]:
+            steps.append((at_s, statistics.median(near) / run_gauge_s))
+    return tuple(steps)
 
 
 def _table(records: list[dict], result: Any, labels: list[str], warmup: int
