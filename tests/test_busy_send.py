@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from prismsim.profiling.busy_exchange import busy_send_us, mean_pairs
+from prismsim.profiling.busy_exchange import (
+    BUSY_MS,
+    busy_send_us,
+    loopback_busy_send_us,
+    mean_pairs,
+)
 from prismsim.profiling.message_costs import MessageCosts
 from prismsim.sim import DeviceSpec, HostSpec, LinkSpec, simulate
 from prismsim.workload import Message, Task, Workload
@@ -92,3 +97,11 @@ def test_two_measurements_are_averaged_not_the_smaller_kept():
     assert costs.least(MessageCosts(wall_s={}, cpu_s={}, busy_send_us=b)).busy_send_us == \
         [(1.0, 600.0), (4.0, 1600.0)]
     assert MessageCosts.from_json(costs.as_json()).busy_send_us == a
+
+
+def test_three_processes_close_the_ring_on_loopback():
+    """The probe over three GLOO processes (each sends to the next, receives from the one
+    before: a wrong neighbour would never be answered): one extra per stretch, in order."""
+    extras = loopback_busy_send_us(3)
+    assert [ms for ms, _ in extras] == list(BUSY_MS)
+    assert all(us >= 0 for _, us in extras)

@@ -1,7 +1,6 @@
 """What one GLOO message costs, measured by two processes (on loopback, or in two
 namespaces of a running testbed): one-way time and CPU per size from a ping-pong, the
-time a late receive takes (GLOO's rendezvous), a two-way exchange (also right after both
-ends computed: ``busy_exchange``), and a bulk stream
+time a late receive takes (GLOO's rendezvous), a two-way exchange, and a bulk stream
 both ways during which the whole host's CPU is read: what it spends beyond the two
 processes (an emulated network's kernel work: veth, shaping, forwarding, the delay
 line) per byte at the link's rate.
@@ -22,7 +21,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from prismsim.executors.gloo import drive
-from prismsim.profiling.busy_exchange import busy_exchange_waits, busy_send_us, mean_pairs
+from prismsim.profiling.busy_exchange import mean_pairs, testbed_busy_send_us
 from prismsim.profiling.hoststat import CpuTimes, busy_since
 from prismsim.strategies.program import Expect, Message, Recv, Send, Tag
 
@@ -76,8 +75,9 @@ class MessageCosts:
     # by its quantiles ([q, us] pairs, DELAY_LEVELS; a LinkVariability's delay_us);
     # empty: not measured
     delay_us: list[tuple[float, float]] = field(default_factory=list)
-    # how much later a small exchange ends right after both ends computed for a while
-    # than after none, [busy ms, extra us] pairs (busy_exchange.py); empty: not measured
+    # how much later a small exchange ends right after every device computed for a
+    # while than after none, [busy ms, extra us] pairs (busy_exchange.py: all the
+    # group's devices, not only these two); empty: not measured
     busy_send_us: list[tuple[float, float]] = field(default_factory=list)
 
     def as_json(self) -> str:
@@ -145,14 +145,13 @@ def _worker(device: int, reps: int, init_method: str, interface: str, stream_byt
     stream = _stream(device, stream_bytes) if stream_bytes else {}
     runtime = {"runtime_cpu_s": _runtime(device, reps)}
     round_trips = _round_trips(device, torch.zeros(DELAY_BYTES // 4), DELAY_REPS)
-    busy = busy_exchange_waits(device)
     dist.destroy_process_group()
     if device == 0:
         print(json.dumps({"wall": wall, "cpu": cpu, **stream, **runtime,
                           "delay_us": delay_quantiles_us(round_trips[3:])}), flush=True)
     else:
-        print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream,
-                          "busy_send_us": busy_send_us(busy)}), flush=True)
+        print(json.dumps({"rendezvous": rendezvous, "exchange": exchange, **stream}),
+              flush=True)
 
 
 def _eager(device: int, buf: torch.Tensor, reps: int) -> tuple[float, float]:
@@ -280,8 +279,7 @@ def measure_message_costs(prefixes: tuple[list[str], list[str]], init_method: st
     return MessageCosts(*({int(k): v for k, v in part.items()} for part in (
         costs["wall"], costs["cpu"], late["rendezvous"], late["exchange"])),
         runtime_cpu_s=costs.get("runtime_cpu_s"), **_stream_costs(costs, late),
-        delay_us=[(q, us) for q, us in costs["delay_us"]],
-        busy_send_us=[(ms, us) for ms, us in late["busy_send_us"]])
+        delay_us=[(q, us) for q, us in costs["delay_us"]])
 
 
 def _stream_costs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, float]:
@@ -311,12 +309,14 @@ def loopback_message_costs(reps: int = 20) -> MessageCosts:
 
 def testbed_message_costs(tb: Any, reps: int = 20) -> MessageCosts:
     """The same between devices 0 and 1 of a running testbed, with a bulk stream of
-    about STREAM_S at its rate."""
+    about STREAM_S at its rate; and over all its devices, how much later an exchange
+    ends after they all computed (``busy_exchange``)."""
     stream_bytes = max(4 * STREAM_MESSAGE_BYTES, int(tb.rate_bits_per_s * STREAM_S / 8))
-    return measure_message_costs((tb.exec_prefix(0), tb.exec_prefix(1)),
-                                 f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
-                                 (tb.interface(0, "d"), tb.interface(1, "d")), reps,
-                                 stream_bytes)
+    costs = measure_message_costs((tb.exec_prefix(0), tb.exec_prefix(1)),
+                                  f"tcp://{tb.address(0)}:{PINGPONG_PORT}",
+                                  (tb.interface(0, "d"), tb.interface(1, "d")), reps,
+                                  stream_bytes)
+    return replace(costs, busy_send_us=testbed_busy_send_us(tb))
 
 
 def fit_message_cost(one_way_s: dict[int, float]) -> tuple[float, float]:
