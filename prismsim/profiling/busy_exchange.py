@@ -5,10 +5,10 @@ thread) for a stretch, then send a small message to the next in a ring and recei
 from the previous; against the same exchange with no stretch before it.
 
 On the 2-vCPU host of ``docs/validation.md`` an exchange after both of 2 processes
-computed for 1-20 ms took 0.3-2.7 ms longer on average than one after none: in a
-quarter to a half of them, the message stalled 4-6 ms while GLOO's loop thread of one
-end spun (the pair's lock taken by its own main thread, whose vCPU was not running).
-With 3 processes on the 2 cores, 1-4.6 ms. An exchange after one end alone computed
+computed for 1-16 ms took 0.4-2.7 ms longer on average than one after none (no delay):
+in a quarter to a half of them, the message stalled 4-6 ms while GLOO's loop thread of
+one end spun (the pair's lock taken by its own main thread, whose vCPU was not
+running). With 3 processes on the 2 cores, 0.8-4.6 ms. An exchange after one end alone computed
 (the other waiting) does not stall, nor do plain TCP sockets. The simulator's shared
 host delays a message whose sender computed while the cores were all busy by the
 extra (``HostSpec.busy_send_us_by_busy_ms``).
