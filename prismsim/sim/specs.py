@@ -125,7 +125,8 @@ class HostSpec(StrictModel):
     wake_us_by_idle_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
     # how much later a message's data arrives when its sender computed, since it last
     # waited, while every core was busy (GLOO's threads then find no core free: measured
-    # by a two-process exchange after a busy loop, profiling/busy_exchange.py), as
+    # by the group's devices exchanging in a ring after a busy loop,
+    # profiling/busy_exchange.py), as
     # [[busy ms, extra us], ...] in increasing ms, linear from 0 at 0 and the last value
     # beyond; (): none
     busy_send_us_by_busy_ms: tuple[tuple[NonNegativeFloat, NonNegativeFloat], ...] = ()
