@@ -151,3 +151,65 @@ def test_a_catalog_device_names_its_operator_table_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("devices:\n  b: {peak_gflops: 1, operators: nope.yaml}\n")
     with pytest.raises(CatalogError, match=r"bad.yaml: devices.b.operators: .*nope.yaml"):
         load_catalog(tmp_path / "bad.yaml")
+
+
+def _warm_table(cache_bytes: int | None) -> OperatorTable:
+    """``_table`` with its products also timed warm: m in {1, 4} at 0.5 and 2 us, and
+    warm terms: x 1.1, 0.5 us an operator that computes, nothing a view."""
+    return _table().model_copy(update={
+        "mm_warm": (Product(dims=(1, 2, 2), seconds=0.5e-6),
+                    Product(dims=(4, 2, 2), seconds=2e-6)),
+        "bmm_warm": (Product(dims=(1, 1, 1, 1), seconds=1e-6),),
+        "warm_terms": (1.1, 0.5e-6, 0.0), "cache_bytes": cache_bytes, "reference_s": 2e-3})
+
+
+def test_a_warm_step_by_hand():
+    """A product (2 us cold, sqrt(0.5 x 2) = 1 us warm), a 1000-byte copy (2 us) and two
+    views (0.1 us each): cold 4.2 us; warm 1.1 x 3.2 us + 2 x 0.5 us = 4.52 us. Only a
+    table with warm terms and a cache the working set fits runs it warm."""
+    t = _warm_table(cache_bytes=1000)
+    step = ((("mm", 2, 2, 2), 1), (("ew", "copy", 1000), 1), (("view",), 2))
+    assert t.seconds(step) == pytest.approx(4.2e-6)
+    assert t.seconds(step, warm=True) == pytest.approx(4.52e-6)
+    assert t.op_s(("bmm", 1, 1, 1, 1), warm=True) == pytest.approx(1e-6)
+    assert t.op_s(("conv", 2, 2, 2), warm=True) == pytest.approx(2e-6)  # conv: cold
+    assert t.at_speed(4e-3).seconds(step, warm=True) == pytest.approx(2 * 4.52e-6)
+    assert t.fits_cache(1000) and not t.fits_cache(1001)
+    assert not _warm_table(cache_bytes=None).fits_cache(1)
+    assert not _table().model_copy(update={"cache_bytes": 1000}).fits_cache(1)
+    assert _table().seconds(step, warm=True) == pytest.approx(4.2e-6)  # nothing warm
+
+
+def test_a_device_runs_warm_where_its_working_set_fits_the_cache():
+    """vit-tiny on one device: warm exactly when its weights, KV cache (none) and its
+    largest step's live bytes fit the table's cache, and then every step is warm."""
+    from prismsim.sim.ops import runs_warm
+    wl = trace_workload("vit-tiny", "single", 1)
+    working = wl.resident_bytes[0] + max(t.live_bytes for t in wl.tasks[0]
+                                         if t.kind == "compute")
+    steps = [t.ops for t in wl.tasks[0] if t.kind == "compute"]
+    for cache, warm in ((working, True), (working - 1, False)):
+        device = DeviceSpec(peak_gflops=1.0, efficiency=1.0, operators=_warm_table(cache))
+        assert runs_warm(wl, 0, device) is warm
+        latency_s = simulate(wl, device, LinkSpec(bandwidth_mbps=1)).latency_s
+        assert latency_s == pytest.approx(sum(device.operators.seconds(ops, warm)
+                                              for ops in steps))
+    warm_s = sum(_warm_table(1).seconds(ops, True) for ops in steps)
+    assert not math.isclose(warm_s, sum(_warm_table(1).seconds(ops) for ops in steps),
+                            rel_tol=0.05)
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    from prismsim.profiling.operators import cache_bytes
+    for name, level, size in (("index0", 1, "48K"), ("index2", 2, "1024K"),
+                              ("index3", 3, "32768K"), ("index9", 4, "junk")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "level").write_text(f"{level}\n")
+        (tmp_path / name / "size").write_text(f"{size}\n")
+    assert cache_bytes(tmp_path) == 32 << 20
+    assert cache_bytes(tmp_path / "none") is None
+
+
+def test_no_warm_terms_where_no_probe_fits_the_cache():
+    from prismsim.profiling.block_probe import warm_sequence_costs
+    assert warm_sequence_costs(_warm_table(cache_bytes=1 << 10)) is None

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
 from prismsim.userfiles import StrictModel
 
@@ -61,6 +61,16 @@ class OperatorTable(StrictModel):
     view_overhead_s: float | None = Field(None, ge=0)
     # a convolution over the matrix product it is, both timed (block_probe.py)
     conv_factor: PositiveFloat = 1.0
+    # the host's last-level cache, bytes: a device whose working set fits it runs its
+    # steps warm (``fits_cache``); None: unknown, every step runs cold
+    cache_bytes: PositiveInt | None = None
+    # the products again with their operands in that cache (sets cycled through half of
+    # it, not through COLD_BYTES); empty: not measured
+    mm_warm: tuple[Product, ...] = ()
+    bmm_warm: tuple[Product, ...] = ()
+    # (sequence factor, seconds a computing operator, seconds a view) of warm steps:
+    # probes that fit the cache timed back to back (block_probe.py); None: not measured
+    warm_terms: tuple[PositiveFloat, NonNegativeFloat, NonNegativeFloat] | None = None
 
     @field_validator("ew")
     @classmethod
@@ -74,38 +84,56 @@ class OperatorTable(StrictModel):
     def __hash__(self) -> int:  # device specs holding a table key the simulator's caches
         return hash((self.source, self.threads, self.mm, self.bmm, self.view_s,
                      self.reference_s, self.gauge, self.sequence_factor, self.op_overhead_s,
-                     self.view_overhead_s, self.conv_factor))
+                     self.view_overhead_s, self.conv_factor, self.cache_bytes,
+                     self.mm_warm, self.bmm_warm, self.warm_terms))
 
-    def seconds(self, ops: OpCounts) -> float:
-        """Predicted seconds of a step made of these operators."""
-        alone_s = sum(count * self.op_s(key) for key, count in ops)
+    def fits_cache(self, working_bytes: int) -> bool:
+        """Whether a device whose steps touch this many bytes in all (weights, KV cache,
+        live tensors) runs them warm: the table has warm terms and they fit the cache."""
+        return (self.warm_terms is not None and bool(self.mm_warm) and bool(self.bmm_warm)
+                and self.cache_bytes is not None and working_bytes <= self.cache_bytes)
+
+    def seconds(self, ops: OpCounts, warm: bool = False) -> float:
+        """Predicted seconds of a step made of these operators; ``warm``: on a device
+        whose working set fits the cache (``fits_cache``)."""
+        factor, per_op_s, per_view_s = self.terms(warm)
+        alone_s = sum(count * self.op_s(key, warm) for key, count in ops)
         views = sum(c for key, c in ops if key[0] == "view")
+        return (factor * alone_s + per_view_s * views
+                + per_op_s * (sum(c for _, c in ops) - views))
+
+    def terms(self, warm: bool = False) -> tuple[float, float, float]:
+        """(sequence factor, seconds a computing operator, seconds a view) of a step."""
+        if warm and self.warm_terms is not None:
+            return self.warm_terms
         per_view_s = self.op_overhead_s if self.view_overhead_s is None else \
             self.view_overhead_s
-        return (self.sequence_factor * alone_s + per_view_s * views
-                + self.op_overhead_s * (sum(c for _, c in ops) - views))
+        return self.sequence_factor, self.op_overhead_s, per_view_s
 
     def at_speed(self, gauge_s: float) -> OperatorTable:
         """This table at the moment the gauge's reference took ``gauge_s``."""
         if self.reference_s is None:
             raise ValueError("this operator table was not gauged: no reference_s")
         factor = gauge_s / self.reference_s
+        warm = None if self.warm_terms is None else (
+            self.warm_terms[0], self.warm_terms[1] * factor, self.warm_terms[2] * factor)
         return self.model_copy(update={
-            "mm": tuple(p.model_copy(update={"seconds": p.seconds * factor}) for p in self.mm),
-            "bmm": tuple(p.model_copy(update={"seconds": p.seconds * factor})
-                         for p in self.bmm),
+            **{grid: tuple(p.model_copy(update={"seconds": p.seconds * factor})
+                           for p in getattr(self, grid))
+               for grid in ("mm", "bmm", "mm_warm", "bmm_warm")}, "warm_terms": warm,
             "ew": {k: Bandwidth(fixed_s=b.fixed_s * factor, bytes_per_s=b.bytes_per_s / factor)
                    for k, b in self.ew.items()},
             "view_s": self.view_s * factor, "op_overhead_s": self.op_overhead_s * factor,
             "view_overhead_s": None if self.view_overhead_s is None
             else self.view_overhead_s * factor, "reference_s": gauge_s})
 
-    def op_s(self, key: OpKey) -> float:
-        return _op_s(self, key)
+    def op_s(self, key: OpKey, warm: bool = False) -> float:
+        """Seconds of one operator alone (``warm``: a product's operands in the cache)."""
+        return _op_s(self, key, warm and bool(self.mm_warm) and bool(self.bmm_warm))
 
 
 @functools.lru_cache(maxsize=65536)
-def _op_s(table: OperatorTable, key: OpKey) -> float:
+def _op_s(table: OperatorTable, key: OpKey, warm: bool) -> float:
     if key[0] == "view":
         return table.view_s
     if key[0] == "ew":
@@ -113,12 +141,13 @@ def _op_s(table: OperatorTable, key: OpKey) -> float:
         return bw.fixed_s + key[2] / bw.bytes_per_s
     if key[0] == "conv":
         return table.conv_factor * _grid(table, "mm").seconds(key[1:])
-    return _grid(table, key[0]).seconds(key[1:])
+    return _grid(table, f"{key[0]}_warm" if warm else key[0]).seconds(key[1:])
 
 
 @functools.lru_cache(maxsize=64)
-def _grid(table: OperatorTable, kind: str) -> RateGrid:
-    return RateGrid(table.mm if kind == "mm" else table.bmm)
+def _grid(table: OperatorTable, grid: str) -> RateGrid:
+    """The rate grid of ``grid``: "mm", "bmm", "mm_warm" or "bmm_warm"."""
+    return RateGrid(getattr(table, grid))
 
 
 class RateGrid:

@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
-from prismsim.profiling.block_probe import conv_factor, sequence_costs
+from prismsim.profiling.block_probe import conv_factor, sequence_costs, warm_sequence_costs
 from prismsim.profiling.gauge import COLD_BYTES, GAUGE_NAME, Gauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
@@ -82,26 +83,28 @@ def time_calls(calls: dict[object, Call], rounds: int = ROUNDS
     return out, readings
 
 
-_POOL: list[torch.Tensor] = []  # COLD_BYTES of random floats the operands are cut from
+_POOLS: dict[int, torch.Tensor] = {}  # by bytes: random floats operands are cut from
 
 
-def _pool() -> torch.Tensor:
-    if not _POOL:
-        _POOL.append(torch.randn(COLD_BYTES // 4))
-    return _POOL[0]
+def _pool(pool_bytes: int) -> torch.Tensor:
+    if pool_bytes not in _POOLS:
+        _POOLS[pool_bytes] = torch.randn(pool_bytes // 4)
+    return _POOLS[pool_bytes]
 
 
-def _cold(fn: Callable[..., object], *shapes: tuple[int, ...]) -> Call:
+def _cold(fn: Callable[..., object], *shapes: tuple[int, ...], pool_bytes: int = COLD_BYTES
+          ) -> Call:
     """A call of ``fn`` on operands of these shapes, each call on the next of enough
-    sets to cover COLD_BYTES (so none is still in cache when it comes round again): the
-    sets are consecutive slices of one random pool, so making them costs nothing."""
+    sets to cover ``pool_bytes`` (COLD_BYTES: none is still in cache when it comes round
+    again; half the cache: each comes from the cache, not from a core's own): the sets
+    are consecutive slices of one random pool, so making them costs nothing."""
     sizes = [math.prod(s) for s in shapes]
     per_set = sum(sizes)
-    if per_set > COLD_BYTES // 4:  # larger than the pool: one set of its own
+    if per_set > pool_bytes // 4:  # larger than the pool: one set of its own
         sets = [[torch.randn(s) for s in shapes]]
     else:
-        pool, sets = _pool(), []
-        for i in range(min(64, COLD_BYTES // 4 // per_set)):
+        pool, sets = _pool(pool_bytes), []
+        for i in range(min(64, pool_bytes // 4 // per_set)):
             starts = itertools.accumulate(sizes, initial=i * per_set)  # one more than sizes
             sets.append([pool[a:a + n].view(s)
                          for a, n, s in zip(starts, sizes, shapes, strict=False)])
@@ -109,12 +112,36 @@ def _cold(fn: Callable[..., object], *shapes: tuple[int, ...]) -> Call:
     return lambda: fn(*next(turn))
 
 
-def _product_calls() -> dict[object, Call]:
+CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")  # Linux: one folder a cache level
+
+
+def cache_bytes(caches: Path = CPU_CACHES) -> int | None:
+    """This host's last-level cache, bytes (None where ``caches`` does not say)."""
+    sizes = {}
+    for index in caches.glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        if size.rstrip("KMG").isdigit():
+            sizes[level] = int(size.rstrip("KMG")) * unit
+    return sizes[max(sizes)] if sizes else None
+
+
+def _product_calls(warm_bytes: int | None) -> dict[object, Call]:
+    """Every product of the grid cold, and with ``warm_bytes`` again with its operands
+    cycled through that many bytes (keyed ("warm", sizes))."""
     calls: dict[object, Call] = {}
-    for m, k, n in product(MM_M, MM_K, MM_N):
-        calls[(m, k, n)] = _cold(F.linear, (m, k), (n, k))
-    for b, m, k, n in product(BMM_B, BMM_MKN, BMM_MKN, BMM_MKN):
-        calls[(b, m, k, n)] = _cold(torch.bmm, (b, m, k), (b, k, n))
+    for pool, tag in ((COLD_BYTES, ()), (warm_bytes, ("warm",))):
+        if pool is None:
+            continue
+        for m, k, n in product(MM_M, MM_K, MM_N):
+            calls[(*tag, m, k, n)] = _cold(F.linear, (m, k), (n, k), pool_bytes=pool)
+        for b, m, k, n in product(BMM_B, BMM_MKN, BMM_MKN, BMM_MKN):
+            calls[(*tag, b, m, k, n)] = _cold(torch.bmm, (b, m, k), (b, k, n),
+                                              pool_bytes=pool)
     return calls
 
 
@@ -147,12 +174,25 @@ def _bandwidths(calls: dict[object, Call], secs: dict[object, float]) -> dict[st
     return out
 
 
+def _grids(secs: dict[object, float]) -> dict[str, tuple[Product, ...]]:
+    """The products timed, as the table's grids (``mm``, ``bmm`` and warm ones)."""
+    out: dict[str, list[Product]] = {"mm": [], "bmm": [], "mm_warm": [], "bmm_warm": []}
+    for key, seconds in secs.items():
+        if isinstance(key, tuple) and all(isinstance(d, int) for d in key[-3:]):
+            dims = key[1:] if key[0] == "warm" else key
+            grid = ("mm" if len(dims) == 3 else "bmm") + ("_warm" if key[0] == "warm" else "")
+            out[grid].append(Product(dims=dims, seconds=seconds))
+    return {grid: tuple(products) for grid, products in out.items()}
+
+
 def _with_factors(table: OperatorTable) -> OperatorTable:
     """The table with its in-sequence terms and convolution factor (``block_probe``)."""
     conv = conv_factor(table)
     factor, per_op_s, per_view_s = sequence_costs(table)
+    warm = warm_sequence_costs(table) if table.mm_warm else None
     return table.model_copy(update={"conv_factor": conv, "sequence_factor": factor,
-                                    "op_overhead_s": per_op_s, "view_overhead_s": per_view_s})
+                                    "op_overhead_s": per_op_s, "view_overhead_s": per_view_s,
+                                    "warm_terms": warm})
 
 
 def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
@@ -166,18 +206,16 @@ def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
         with torch.no_grad():
             x = torch.randn(64, 64)
             view: dict[object, Call] = {"view": lambda: x.view(4096).view(64, 64).t()}
-            calls = {**_product_calls(), **_ew_calls(), **view}
+            cache = cache_bytes()
+            calls = {**_product_calls(None if cache is None else cache // 2), **_ew_calls(),
+                     **view}
             passes, readings = time_calls(calls, rounds)
             reference_s = statistics.median(readings)
             secs = {key: statistics.median(v) * reference_s for key, v in passes.items()}
             ew_calls = {k: c for k, c in calls.items() if isinstance(k, tuple)
-                        and isinstance(k[0], str)}
+                        and isinstance(k[0], str) and k[0] != "warm"}
             table = _with_factors(OperatorTable(
-                source=source, threads=threads,
-                mm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
-                         if isinstance(k, tuple) and len(k) == 3 and isinstance(k[0], int)),
-                bmm=tuple(Product(dims=k, seconds=secs[k]) for k in calls
-                          if isinstance(k, tuple) and len(k) == 4),
+                source=source, threads=threads, **_grids(secs), cache_bytes=cache,
                 ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3,
                 reference_s=reference_s, gauge=GAUGE_NAME))
     finally:

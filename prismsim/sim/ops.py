@@ -35,31 +35,46 @@ class Receive(NamedTuple):
 Op = Compute | SendMessage | PostReceives | Receive
 
 
-def compute_s(task: Task, spec: DeviceSpec) -> float:
+def compute_s(task: Task, spec: DeviceSpec, warm: bool = False) -> float:
     """The device's operator table at the task's own operator sizes if it has one (and
-    the task was traced with its operators); else the roofline: the larger of compute
-    time and memory time (if a bandwidth is given)."""
+    the task was traced with its operators; ``warm``: the device's working set fits the
+    cache, ``runs_warm``); else the roofline: the larger of compute time and memory time
+    (if a bandwidth is given)."""
     if spec.operators is not None and task.ops:
-        return spec.operators.seconds(task.ops)
+        return spec.operators.seconds(task.ops, warm)
     t = task.flops / spec.flops_per_s
     mem = spec.mem_bytes_per_s
     return max(t, task.memory_bytes / mem) if mem else t
 
 
+def runs_warm(wl: Workload, device: int, spec: DeviceSpec) -> bool:
+    """Whether the device's steps find their operands in the host's cache: its working
+    set (the weights its steps read, the most KV cache it holds, its largest step's live
+    tensors) fits it (``OperatorTable.fits_cache``), as a small model's decoding loop
+    does; a larger one streams its weights from memory each pass, as the table's
+    products were timed."""
+    if spec.operators is None or not wl.resident_bytes:
+        return False
+    live = max((t.live_bytes for t in wl.tasks[device] if t.kind == "compute"), default=0)
+    kv = wl.kv_cache_bytes[device] if wl.kv_cache_bytes else 0
+    return spec.operators.fits_cache(wl.resident_bytes[device] + kv + live)
+
+
 def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool,
-                  messages: Sequence[Message] = ()) -> list[Op]:
+                  messages: Sequence[Message] = (), warm: bool = False) -> list[Op]:
     """Tasks as typed operations; consecutive compute steps merged into one hold when no
     timeline is recorded (same result, fewer events); a device that stages messages
     (``DeviceSpec.stages``) has each one's copy time worked out once (``messages``: the
-    workload's, by id)."""
+    workload's, by id); ``warm``: ``runs_warm``."""
     ops: list[Op] = []
     for t in tasks:
         if t.kind == "compute":
             last = ops[-1] if ops else None
             if merge and isinstance(last, Compute):
-                ops[-1] = Compute(last.seconds + compute_s(t, spec), last.label, last.layer)
+                ops[-1] = Compute(last.seconds + compute_s(t, spec, warm), last.label,
+                                  last.layer)
             else:
-                ops.append(Compute(compute_s(t, spec), t.label, t.layer))
+                ops.append(Compute(compute_s(t, spec, warm), t.label, t.layer))
         elif t.kind == "send":
             ops.append(SendMessage(t.messages[0], t.label, _stage_s(spec, messages, t)))
         elif t.kind == "post":
@@ -90,8 +105,8 @@ def device_ops(wl: Workload, device: int, spec: DeviceSpec, merge: bool) -> list
     key = (device, id(spec), merge)
     hit = per_workload.get(key)
     if hit is None or hit[0] is not spec:
-        hit = per_workload[key] = (spec, compile_tasks(wl.tasks[device], spec, merge,
-                                                        wl.messages))
+        hit = per_workload[key] = (spec, compile_tasks(
+            wl.tasks[device], spec, merge, wl.messages, runs_warm(wl, device, spec)))
     return hit[1]
 
 
@@ -111,10 +126,11 @@ def step_seconds(wl: Workload, device: int, spec: DeviceSpec, merge: bool
     hit = per_workload.get(key)
     if hit is None or hit[0] is not spec:
         seconds, owner, at = [], [], -1
+        warm = runs_warm(wl, device, spec)
         for t in wl.tasks[device]:
             if t.kind == "compute":
                 at += 0 if merge and owner and owner[-1] == at else 1
-                seconds.append(compute_s(t, spec))
+                seconds.append(compute_s(t, spec, warm))
                 owner.append(at)
             else:
                 at += 1
