@@ -64,8 +64,8 @@ class OperatorTable(StrictModel):
     # the host's last-level cache, bytes: a device whose working set fits it runs its
     # steps warm (``fits_cache``); None: unknown, every step runs cold
     cache_bytes: PositiveInt | None = None
-    # the products again with their operands in that cache (sets cycled through half of
-    # it, not through COLD_BYTES); empty: not measured
+    # the products again with their operands in that cache (up to 64 sets cycled, at
+    # most half of it, where the cold ones cycle up to COLD_BYTES); empty: not measured
     mm_warm: tuple[Product, ...] = ()
     bmm_warm: tuple[Product, ...] = ()
     # (sequence factor, seconds a computing operator, seconds a view) of warm steps:
