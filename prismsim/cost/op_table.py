@@ -90,8 +90,12 @@ class OperatorTable(StrictModel):
     def fits_cache(self, working_bytes: int) -> bool:
         """Whether a device whose steps touch this many bytes in all (weights, KV cache,
         live tensors) runs them warm: the table has warm terms and they fit the cache."""
-        return (self.warm_terms is not None and bool(self.mm_warm) and bool(self.bmm_warm)
+        return (self.warm_terms is not None and self._warm_products()
                 and self.cache_bytes is not None and working_bytes <= self.cache_bytes)
+
+    def _warm_products(self) -> bool:
+        """Whether both product grids were also timed warm."""
+        return bool(self.mm_warm) and bool(self.bmm_warm)
 
     def seconds(self, ops: OpCounts, warm: bool = False) -> float:
         """Predicted seconds of a step made of these operators; ``warm``: on a device
@@ -129,7 +133,7 @@ class OperatorTable(StrictModel):
 
     def op_s(self, key: OpKey, warm: bool = False) -> float:
         """Seconds of one operator alone (``warm``: a product's operands in the cache)."""
-        return _op_s(self, key, warm and bool(self.mm_warm) and bool(self.bmm_warm))
+        return _op_s(self, key, warm and self._warm_products())
 
 
 @functools.lru_cache(maxsize=65536)

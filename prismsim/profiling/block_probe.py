@@ -92,12 +92,16 @@ def _back_to_back_ratio(fn: Callable, x: Tensor, gauge: Gauge, reps: int = 5,
     return statistics.median(ratios)
 
 
+def _weight_bytes(stack: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in stack.parameters())
+
+
 def cold_forward(width: int, tokens: int, view_pairs: int) -> tuple[Callable, Tensor]:
     """A forward of the probe stack that takes the next of enough copies of its weights
     to fill COLD_BYTES (at most MAX_COPIES), each already called once: when a copy comes
     round again the others have pushed it out of the cache. And its input."""
     stack, x = probe_stack(width, tokens, PROBE_LAYERS, view_pairs)
-    weight_bytes = sum(p.numel() * p.element_size() for p in stack.parameters())
+    weight_bytes = _weight_bytes(stack)
     copies = [stack] + [probe_stack(width, tokens, PROBE_LAYERS, view_pairs)[0] for _ in
                         range(min(MAX_COPIES, math.ceil(COLD_BYTES / weight_bytes)) - 1)]
     for copy in copies:
@@ -148,8 +152,7 @@ def warm_sequence_costs(table: OperatorTable) -> SequenceCosts | None:
     gauge, points = Gauge(), []
     for width, tokens, view_pairs in WARM_PROBES:
         stack, x = probe_stack(width, tokens, PROBE_LAYERS, view_pairs)
-        if sum(p.numel() * p.element_size() for p in stack.parameters()) * 2 > \
-                table.cache_bytes:
+        if _weight_bytes(stack) * 2 > table.cache_bytes:
             continue
         _, _, ops = record_ops(stack, (x,))
         alone_s = sum(table.op_s(k, warm=True) * c for k, c in ops)
