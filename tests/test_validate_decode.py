@@ -41,6 +41,20 @@ def test_measured_token_times_are_medians_over_rounds_by_hand():
     assert measured_tokens(records, 1)["measured_tpot_ms"] == pytest.approx(400.0)
 
 
+def test_token_times_count_from_the_masters_start():
+    """The last device left the barrier at 100.000 s, the master started the round 4 ms
+    later (after the others' "ready"): tokens at 10 and 20 ms on the last device's clock
+    are at 6 and 16 ms of the request; a round without starts (older runs) is not moved."""
+    owner = {**_record(0, [0.010, 0.020]), "rep": 0, "t0_s": 100.000}
+    master = {**_record(0, [], device=0), "rep": 0, "t0_s": 100.004}
+    out = measured_tokens([owner, master], 0)
+    assert out["measured_ttft_ms"] == pytest.approx(6.0)
+    assert out["measured_tpot_ms"] == pytest.approx(10.0)
+    assert out["measured_ms"] == pytest.approx(16.0)
+    assert measured_tokens([_record(0, [0.010, 0.020])], 0)["measured_ttft_ms"] == \
+        pytest.approx(10.0)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("model: llama-tiny\nstrategies:\n  - strategy: galaxy\ndecode: {generate: 8}\n",
      "grid.yaml: strategies[0]: 'galaxy' has no decoding"),

@@ -68,6 +68,10 @@ class OperatorTable(StrictModel):
     # most half of it, where the cold ones cycle up to COLD_BYTES); empty: not measured
     mm_warm: tuple[Product, ...] = ()
     bmm_warm: tuple[Product, ...] = ()
+    # seconds of the warm reference (profiling/gauge.WarmGauge) read beside reference_s
+    # while profiling: what was timed warm is in these units (the same moment as
+    # reference_s); None: not read (warm entries then taken against the cold gauge)
+    warm_reference_s: PositiveFloat | None = None
     # (sequence factor, seconds a computing operator, seconds a view) of warm steps:
     # probes that fit the cache timed back to back (block_probe.py); None: not measured
     warm_terms: tuple[PositiveFloat, NonNegativeFloat, NonNegativeFloat] | None = None
@@ -85,7 +89,7 @@ class OperatorTable(StrictModel):
         return hash((self.source, self.threads, self.mm, self.bmm, self.view_s,
                      self.reference_s, self.gauge, self.sequence_factor, self.op_overhead_s,
                      self.view_overhead_s, self.conv_factor, self.cache_bytes,
-                     self.mm_warm, self.bmm_warm, self.warm_terms))
+                     self.mm_warm, self.bmm_warm, self.warm_reference_s, self.warm_terms))
 
     def fits_cache(self, working_bytes: int) -> bool:
         """Whether a device whose steps touch this many bytes in all (weights, KV cache,
@@ -129,7 +133,9 @@ class OperatorTable(StrictModel):
                    for k, b in self.ew.items()},
             "view_s": self.view_s * factor, "op_overhead_s": self.op_overhead_s * factor,
             "view_overhead_s": None if self.view_overhead_s is None
-            else self.view_overhead_s * factor, "reference_s": gauge_s})
+            else self.view_overhead_s * factor, "reference_s": gauge_s,
+            "warm_reference_s": None if self.warm_reference_s is None
+            else self.warm_reference_s * factor})
 
     def op_s(self, key: OpKey, warm: bool = False) -> float:
         """Seconds of one operator alone (``warm``: a product's operands in the cache)."""

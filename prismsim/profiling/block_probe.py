@@ -18,12 +18,16 @@ one-token probe of width 256 ran in 0.58 of its operators' (cold) times and one 
 profile to the next (5.0, 1.4 and 3.9 us an operator).
 
 A device whose whole working set fits the host's last-level cache (a small model
-decoding one token after another) does not stream its weights from memory: its steps
-run warm. ``warm_sequence_costs`` fits the same three terms for it, over the probes (WARM_PROBES)
-whose weights fit half the cache, each timed back to back on one copy against the
-table's warm products. On this host a one-token llama-tiny block ran 207 us where the cold terms
-gave it 464 (the per-operator cost of a cold one-token probe, 4.4 us, is most of it: the
-same probe of width 64 back to back took 253 us, after a gauge reading 475 us).
+decoding one token after another) does not stream its weights from memory: its steps run
+warm. ``warm_sequence_costs`` fits the same three terms for it, over the probes
+(WARM_PROBES) whose weights fit half the cache, each timed back to back on one copy
+against the table's warm products, relative to the warm reference (``gauge.WarmGauge``),
+in interleaved passes (WARM_PASSES): in a slow spell of this host a warm probe slowed by
+up to 1.9 times where the cold reference slowed by 1.3, and fits over probes timed one
+after another put the cost per operator anywhere from 1.1 to 2.5 us. On this host a
+one-token llama-tiny block ran 207 us where the cold terms gave it 464 (the per-operator
+cost of a cold one-token probe, 4.4 us, is most of it: the same probe of width 64 back
+to back took 253 us, after a gauge reading 475 us).
 
 The probes' sizes (widths 64-512; 1, 8, 64 and 128 tokens) are off every shape the
 validation models run, so the terms are properties of the host, not fitted to them.
@@ -31,11 +35,12 @@ validation models run, so the terms are properties of the host, not fitted to th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +48,7 @@ from torch import Tensor, nn
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import OperatorTable
-from prismsim.profiling.gauge import COLD_BYTES, Gauge
+from prismsim.profiling.gauge import COLD_BYTES, Gauge, WarmGauge
 from prismsim.profiling.probe_stack import probe_stack
 
 # (width, tokens, no-op view pairs a block) of the probe stacks: two whole-sequence ones,
@@ -53,6 +58,8 @@ PROBES = ((256, 64, 0), (512, 128, 0), (64, 1, 0), (256, 1, 0), (512, 8, 0), (64
 # the warm probes: widths 64-256 (weights up to 12.6 MB), 1 to 128 tokens, two with views
 WARM_PROBES = ((256, 64, 0), (64, 1, 0), (256, 1, 0), (64, 1, 24), (256, 8, 24), (64, 64, 0),
                (128, 128, 0), (64, 8, 0), (128, 8, 24))
+WARM_PASSES = 3  # interleaved passes over the warm probes ...
+WARM_BATCHES = 2  # ... each probe timed in this many batches a pass
 PROBE_LAYERS = 4  # layers of each probe stack, each with its own weights
 MAX_COPIES = 128  # copies of a probe stack cycled through, at most
 PATCHES = ((64, 256, 8), (256, 128, 8))  # (image side, channels out, patch side)
@@ -73,11 +80,10 @@ def _timed_ratio(fn: object, x: Tensor, predicted_s: float, gauge: Gauge, reps: 
     return statistics.median(ratios) / predicted_s
 
 
-def _back_to_back_ratio(fn: Callable, x: Tensor, gauge: Gauge, reps: int = 5,
-                        batch_s: float = 0.02) -> float:
-    """Median over ``reps`` batches of (the median call of ``fn(x)`` called again and
-    again for ``batch_s``, after two that warm it) over the gauge's readings around the
-    batch."""
+def _back_to_back_ratios(fn: Callable, x: Tensor, gauge: Gauge | WarmGauge, reps: int,
+                         batch_s: float = 0.02) -> list[float]:
+    """Per batch of ``reps``: the median call of ``fn(x)`` called again and again for
+    ``batch_s`` (after two that warm it) over the gauge's readings around the batch."""
     ratios = []
     for _ in range(reps):
         before = gauge.seconds()
@@ -89,7 +95,19 @@ def _back_to_back_ratio(fn: Callable, x: Tensor, gauge: Gauge, reps: int = 5,
             fn(x)
             calls_s.append(time.perf_counter() - start)
         ratios.append(statistics.median(calls_s) / ((before + gauge.seconds()) / 2))
-    return statistics.median(ratios)
+    return ratios
+
+
+def interleaved_medians(timers: Sequence[Callable[[], list[float]]], passes: int
+                        ) -> list[float]:
+    """Each timer's median reading over ``passes`` passes over all of them in turn: a
+    slow spell of the host lasting less than a pass spoils one pass of each, not every
+    reading of some."""
+    readings: list[list[float]] = [[] for _ in timers]
+    for _ in range(passes):
+        for out, timer in zip(readings, timers, strict=True):
+            out.extend(timer())
+    return [statistics.median(out) for out in readings]
 
 
 def _weight_bytes(stack: nn.Module) -> int:
@@ -147,19 +165,34 @@ def sequence_costs(table: OperatorTable) -> SequenceCosts:
 def warm_sequence_costs(table: OperatorTable) -> SequenceCosts | None:
     """``sequence_costs`` of a device that runs warm (``OperatorTable.fits_cache``): over
     the WARM_PROBES whose weights fit half the table's ``cache_bytes``, each one copy
-    timed back to back, against the table's warm products. None: under three such."""
+    timed back to back in WARM_PASSES interleaved passes, against the table's warm
+    products and relative to the warm reference (``gauge.WarmGauge``) where the table
+    has its reading. None: under three such probes."""
     assert table.reference_s is not None and table.cache_bytes is not None
-    gauge, points = Gauge(), []
+    gauge = Gauge() if table.warm_reference_s is None else WarmGauge()
+    unit_s = table.warm_reference_s or table.reference_s
+    probes, timers = [], []
     for width, tokens, view_pairs in WARM_PROBES:
         stack, x = probe_stack(width, tokens, PROBE_LAYERS, view_pairs)
-        if _weight_bytes(stack) * 2 > table.cache_bytes:
-            continue
-        _, _, ops = record_ops(stack, (x,))
-        alone_s = sum(table.op_s(k, warm=True) * c for k, c in ops)
-        timed_s = _back_to_back_ratio(stack, x, gauge) * table.reference_s
-        views = sum(c for k, c in ops if k[0] == "view")
-        points.append((alone_s, sum(c for _, c in ops) - views, views, timed_s))
-    return fit_sequence_costs(points) if len(points) >= 3 else None
+        if _weight_bytes(stack) * 2 <= table.cache_bytes:
+            probes.append(_counted(table, stack, x))
+            timers.append(functools.partial(_back_to_back_ratios, stack, x, gauge,
+                                            WARM_BATCHES))
+    if len(probes) < 3:
+        return None
+    ratios = interleaved_medians(timers, WARM_PASSES)
+    return fit_sequence_costs([(alone_s, ops, views, ratio * unit_s)
+                               for (alone_s, ops, views), ratio in zip(probes, ratios,
+                                                                       strict=True)])
+
+
+def _counted(table: OperatorTable, stack: nn.Module, x: Tensor) -> tuple[float, int, int]:
+    """A warm probe's operators: the table's warm seconds for them alone, how many
+    compute, how many are views."""
+    _, _, ops = record_ops(stack, (x,))
+    views = sum(c for k, c in ops if k[0] == "view")
+    return (sum(table.op_s(k, warm=True) * c for k, c in ops),
+            sum(c for _, c in ops) - views, views)
 
 
 def conv_factor(table: OperatorTable) -> float:

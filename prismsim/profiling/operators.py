@@ -10,6 +10,8 @@ each time is taken relative to the gauge readings around it, so the host's drift
 measuring cancels out. An entry is the median of its passes' relative times in seconds
 of the gauge's median reading, which the table keeps as ``reference_s`` (a prediction
 for another moment scales by the gauge read then); the spread of the passes is kept.
+The warm products are taken relative to the warm reference read beside it
+(``gauge.WarmGauge``), in seconds of its median reading (``warm_reference_s``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import Bandwidth, OperatorTable, Product
 from prismsim.profiling.block_probe import conv_factor, sequence_costs, warm_sequence_costs
-from prismsim.profiling.gauge import COLD_BYTES, GAUGE_NAME, Gauge
+from prismsim.profiling.gauge import COLD_BYTES, GAUGE_NAME, Gauge, WarmGauge
 
 MM_M = (1, 8, 32, 64, 128, 256, 512)  # rows: tokens x batch of one device's partition
 MM_K = (64, 256, 1024, 4096)  # inner size: hidden or MLP width
@@ -65,22 +67,30 @@ def _batch_s(fn: Call, reps: int) -> float:
 
 
 def time_calls(calls: dict[object, Call], rounds: int = ROUNDS
-               ) -> tuple[dict[object, list[float]], list[float]]:
+               ) -> tuple[dict[object, list[float]], list[float], list[float]]:
     """Per pass, each call's seconds over the reference's seconds read around it
-    (``rounds`` interleaved passes), and every reading of the gauge."""
-    gauge = Gauge()
+    (``rounds`` interleaved passes), and every reading of the gauge and of the warm one
+    (``gauge.WarmGauge``, read beside it): a warm product (key ``("warm", ...)``) is
+    taken relative to the warm reference, every other call to the cold one."""
+    gauge, warm_gauge = Gauge(), WarmGauge()
     reps = {key: _reps(fn) for key, fn in calls.items()}
     out: dict[object, list[float]] = {key: [] for key in calls}
-    readings = [gauge.seconds()]
+    readings, warm_readings = [gauge.seconds()], [warm_gauge.seconds()]
     keys = list(calls)
     for _ in range(rounds):
         for i in range(0, len(keys), GAUGE_EVERY):
             chunk = {key: _batch_s(calls[key], reps[key]) for key in keys[i:i + GAUGE_EVERY]}
             readings.append(gauge.seconds())
+            warm_readings.append(warm_gauge.seconds())
             local_s = (readings[-2] + readings[-1]) / 2
+            warm_local_s = (warm_readings[-2] + warm_readings[-1]) / 2
             for key, seconds in chunk.items():
-                out[key].append(seconds / local_s)
-    return out, readings
+                out[key].append(seconds / (warm_local_s if _is_warm(key) else local_s))
+    return out, readings, warm_readings
+
+
+def _is_warm(key: object) -> bool:
+    return isinstance(key, tuple) and key[:1] == ("warm",)
 
 
 _POOLS: dict[int, torch.Tensor] = {}  # by bytes: random floats operands are cut from
@@ -209,15 +219,19 @@ def measure_operator_table(source: str, rounds: int = ROUNDS, threads: int = 1
             cache = cache_bytes()
             calls = {**_product_calls(None if cache is None else cache // 2), **_ew_calls(),
                      **view}
-            passes, readings = time_calls(calls, rounds)
+            passes, readings, warm_readings = time_calls(calls, rounds)
             reference_s = statistics.median(readings)
-            secs = {key: statistics.median(v) * reference_s for key, v in passes.items()}
+            warm_reference_s = statistics.median(warm_readings)
+            secs = {key: statistics.median(v) * (warm_reference_s if _is_warm(key)
+                                                 else reference_s)
+                    for key, v in passes.items()}
             ew_calls = {k: c for k, c in calls.items() if isinstance(k, tuple)
                         and isinstance(k[0], str) and k[0] != "warm"}
             table = _with_factors(OperatorTable(
                 source=source, threads=threads, **_grids(secs), cache_bytes=cache,
                 ew=_bandwidths(ew_calls, secs), view_s=secs["view"] / 3,
-                reference_s=reference_s, gauge=GAUGE_NAME))
+                reference_s=reference_s, warm_reference_s=warm_reference_s,
+                gauge=GAUGE_NAME))
     finally:
         torch.set_num_threads(callers)
     spread = statistics.median(max(v) / min(v) - 1 for v in passes.values())

@@ -58,12 +58,11 @@ class KVCache:
     def __init__(self, k: Tensor, v: Tensor, bias: Tensor | None = None):
         self.k, self.v, self.bias = k, v, bias
 
-    def append(self, k: Tensor, v: Tensor) -> None:
-        """Add the keys and values [B, h_kv, t, dh] of new tokens (each one token)."""
-        self.k = torch.cat([self.k, k], dim=2)  # [B, h_kv, n + t, dh]
-        self.v = torch.cat([self.v, v], dim=2)
-        if self.bias is not None:
-            self.bias = torch.nn.functional.pad(self.bias, (0, k.shape[2]))  # [1, n + t]
+    def take(self, k: Tensor, v: Tensor, bias: Tensor | None = None) -> None:
+        """Hold the keys and values [B, h_kv, n + t, dh] a step grew out of these (with
+        their key bias [1, n + t]): a step concatenates the cache with its new rows
+        once, inside it, where the trace and the timer see it."""
+        self.k, self.v, self.bias = k, v, bias
 
     def hold(self, ctx: DeviceContext, layer: int) -> None:
         """Tell ``ctx`` this is what it now keeps for block ``layer``."""

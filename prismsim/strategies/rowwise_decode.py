@@ -54,15 +54,22 @@ def finish_row(block: Block, x: Tensor, a: Tensor) -> Tensor:
     return block.mlp(x)
 
 
-def local_row(block: Block, k_cache: Tensor, v_cache: Tensor, bias: Tensor | None,
-              x: Tensor, position: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One block for a new row over the cache [B, h_kv, n, dh] (key bias [1, n]) and
-    itself: output [B, 1, d], its K, V [B, h_kv, 1, dh]."""
+def grown_qkv(block: Block, k_cache: Tensor, v_cache: Tensor, x: Tensor, position: int
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """Q [B, h, 1, dh] of a new row x [B, 1, d] at ``position``, and the cache [B, h_kv,
+    n, dh] grown by its K and V: [B, h_kv, n + 1, dh] each."""
     q, k, v = new_qkv(block, x, position)
-    keys = torch.cat([k_cache, k], dim=2)  # [B, h_kv, n + 1, dh]
-    values = torch.cat([v_cache, v], dim=2)
+    return q, torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
+
+
+def local_row(block: Block, k_cache: Tensor, v_cache: Tensor, bias: Tensor | None,
+              x: Tensor, position: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One block for a new row over the cache [B, h_kv, n, dh] (key bias [1, n]) and
+    itself: output [B, 1, d], the grown cache [B, h_kv, n + 1, dh] and bias [1, n + 1]."""
+    q, keys, values = grown_qkv(block, k_cache, v_cache, x, position)
     bias = None if bias is None else torch.nn.functional.pad(bias, (0, 1))  # [1, n + 1]
-    return finish_row(block, x, attention(q, keys, values, bias, block.scaling)), k, v
+    out = finish_row(block, x, attention(q, keys, values, bias, block.scaling))
+    return out, keys, values, bias
 
 
 def merged_row(block: Block, x: Tensor, parts: list[Tensor]) -> Tensor:
@@ -85,9 +92,9 @@ def _local_step(ctx: DeviceContext, stack: ModelStack, caches: list[KVCache]):
     def step(i: int, x: Tensor) -> Generator[Any, Any, Tensor]:
         position = ctx.n_tokens + i - 1
         for layer, (block, cache) in enumerate(zip(stack.blocks, caches, strict=True)):
-            x, k, v = ctx.compute(step_tag(i, "block", layer), partial(local_row, block),
-                                  cache.k, cache.v, cache.bias, x, position)
-            cache.append(k, v)
+            x, *grown = ctx.compute(step_tag(i, "block", layer), partial(local_row, block),
+                                    cache.k, cache.v, cache.bias, x, position)
+            cache.take(*grown)
             cache.hold(ctx, layer)
         return x
         yield  # a generator, like every step
@@ -104,9 +111,9 @@ def _split_step(ctx: DeviceContext, stack: ModelStack, caches: list[KVCache]):
     def step(i: int, x: Tensor) -> Generator[Any, Any, Tensor]:
         position, p = ctx.n_tokens + i - 1, ctx.device
         for layer, (block, cache) in enumerate(zip(stack.blocks, caches, strict=True)):
-            q, k, v = ctx.compute(step_tag(i, "qkv", layer), partial(new_qkv, block), x,
-                                  position)
-            cache.append(k, v)
+            q, k, v = ctx.compute(step_tag(i, "qkv", layer), partial(grown_qkv, block),
+                                  cache.k, cache.v, x, position)
+            cache.take(k, v)
             cache.hold(ctx, layer)
             yield send(p, shards, step_tag(i, "q", layer), q)
             own = ctx.compute(step_tag(i, "attn", layer), attention_lse, q, cache.k, cache.v,

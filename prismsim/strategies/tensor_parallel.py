@@ -136,11 +136,12 @@ def attn_partial(block: Block, s: Shard, x: Tensor, bias: Tensor | None,
 def decode_partial(block: Block, s: Shard, k_cache: Tensor, v_cache: Tensor, x: Tensor,
                    position: int) -> tuple[Tensor, Tensor, Tensor]:
     """One new row x [B, 1, d] at ``position``: this device's heads over their cache
-    [B, h_kv_p, n, dh] and the row itself; contribution [B, 1, d], the row's K and V."""
+    [B, h_kv_p, n, dh] and the row itself; contribution [B, 1, d], the grown cache
+    [B, h_kv_p, n + 1, dh] each."""
     q, k, v = shard_qkv(block, s, block.attn_in(x), torch.tensor([float(position)]))
     keys, values = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
     a = attention(q, keys, values, None, block.scaling)  # [B, h_p, 1, dh]
-    return F.linear(block.merge_heads(a), s.o_w), k, v
+    return F.linear(block.merge_heads(a), s.o_w), keys, values
 
 
 def mlp_partial(block: Block, s: Shard, x: Tensor) -> Tensor:
@@ -257,7 +258,7 @@ def _decode_step(ctx: DeviceContext, stack: ModelStack, options: Options, shards
             part, k, v = ctx.compute(step_tag(i, "attn", layer),
                                      partial(decode_partial, block, s), cache.k, cache.v, x,
                                      position)
-            cache.append(k, v)
+            cache.take(k, v)
             cache.hold(ctx, layer)
             x = yield from _rest(ctx, block, s, x, part, partial(step_tag, i, layer=layer),
                                  options.allreduce)
