@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,15 @@ from typing import Any, Literal
 # the device that holds the input when a request comes, sends the first partitions and
 # collects the output (the others wait for their input)
 MASTER = 0
+# a decoding program's tags: decode step i's steps and messages are [L<layer>.]t<i>.<name>
+# (t0.head: the prefill's last step)
+_TOKEN_TAG = re.compile(r"^(L\d+\.)?t(\d+)\.")
+
+
+def token_step(tag: str) -> int | None:
+    """The decode step a task's label or a message's tag belongs to; None: not one."""
+    match = _TOKEN_TAG.match(tag)
+    return int(match.group(2)) if match else None
 
 FORMAT = 9  # 2: ``post`` tasks; 3: ``layer``, ``payload_bytes``, ``memory_bytes``; 4: ``ops``;
 # 5: convolutions keyed ``conv``; 6: ``output_device`` in meta; 7: ``resident_bytes``,

@@ -180,23 +180,26 @@ def test_a_warm_step_by_hand():
     assert _table().seconds(step, warm=True) == pytest.approx(4.2e-6)  # nothing warm
 
 
-def test_a_device_runs_warm_where_its_working_set_fits_the_cache():
-    """vit-tiny on one device: warm exactly when its weights, KV cache (none) and its
-    largest step's live bytes fit the table's cache, and then every step is warm."""
+def test_decode_steps_run_warm_where_the_working_set_fits_the_cache():
+    """llama-tiny generating 3 tokens on one device: where its weights, KV cache and
+    largest step's live bytes fit the table's cache, the steps of tokens 1 and 2 run
+    warm and the prefill (up to t0.head) cold; a byte less and every step is cold."""
     from prismsim.sim.ops import runs_warm
-    wl = trace_workload("vit-tiny", "single", 1)
-    working = wl.resident_bytes[0] + max(t.live_bytes for t in wl.tasks[0]
-                                         if t.kind == "compute")
-    steps = [t.ops for t in wl.tasks[0] if t.kind == "compute"]
+    wl = trace_workload("llama-tiny", "single", 1, tokens=16, generate=3)
+    steps = [t for t in wl.tasks[0] if t.kind == "compute"]
+    working = wl.resident_bytes[0] + wl.kv_cache_bytes[0] + max(t.live_bytes for t in steps)
+    warm_labels = {t.label for t in steps if ".t1." in f".{t.label}" or ".t2." in f".{t.label}"}
+    assert {"t1.embed", "L0.t1.block", "t2.head"} <= warm_labels and "t0.head" not in warm_labels
     for cache, warm in ((working, True), (working - 1, False)):
         device = DeviceSpec(peak_gflops=1.0, efficiency=1.0, operators=_warm_table(cache))
         assert runs_warm(wl, 0, device) is warm
         latency_s = simulate(wl, device, LinkSpec(bandwidth_mbps=1)).latency_s
-        assert latency_s == pytest.approx(sum(device.operators.seconds(ops, warm)
-                                              for ops in steps))
-    warm_s = sum(_warm_table(1).seconds(ops, True) for ops in steps)
-    assert not math.isclose(warm_s, sum(_warm_table(1).seconds(ops) for ops in steps),
-                            rel_tol=0.05)
+        assert latency_s == pytest.approx(sum(
+            device.operators.seconds(t.ops, warm and t.label in warm_labels) for t in steps))
+    table = _warm_table(1)
+    decode = [t.ops for t in steps if t.label in warm_labels]
+    assert not math.isclose(sum(table.seconds(ops, True) for ops in decode),
+                            sum(table.seconds(ops) for ops in decode), rel_tol=0.05)
 
 
 def test_the_last_level_cache_is_read_from_sysfs(tmp_path):

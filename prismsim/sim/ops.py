@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from prismsim.sim.specs import DeviceSpec
-from prismsim.workload import Message, Task, Workload
+from prismsim.workload import Message, Task, Workload, token_step
 
 
 # One operation each; tuples, as the replay reads them in its innermost loop.
@@ -48,16 +48,24 @@ def compute_s(task: Task, spec: DeviceSpec, warm: bool = False) -> float:
 
 
 def runs_warm(wl: Workload, device: int, spec: DeviceSpec) -> bool:
-    """Whether the device's steps find their operands in the host's cache: its working
-    set (the weights its steps read, the most KV cache it holds, its largest step's live
-    tensors) fits it (``OperatorTable.fits_cache``), as a small model's decoding loop
-    does; a larger one streams its weights from memory each pass, as the table's
-    products were timed."""
+    """Whether the device's decode steps find their operands in the host's cache: its
+    working set (the weights its steps read, the most KV cache it holds, its largest
+    step's live tensors) fits it (``OperatorTable.fits_cache``), as a small model's
+    decoding loop does; a larger one streams its weights from memory each pass, as the
+    table's products were timed. Only the steps of a token after the first run warm
+    (``warm_step``): a forward or a prefill reads each block's weights once, after
+    whatever ran before it."""
     if spec.operators is None or not wl.resident_bytes:
         return False
     live = max((t.live_bytes for t in wl.tasks[device] if t.kind == "compute"), default=0)
     kv = wl.kv_cache_bytes[device] if wl.kv_cache_bytes else 0
     return spec.operators.fits_cache(wl.resident_bytes[device] + kv + live)
+
+
+def warm_step(task: Task, device_warm: bool) -> bool:
+    """Whether a compute task runs warm on a device that ``runs_warm``: it is a step of
+    decode step 1 or later, the token before it having read the same weights."""
+    return device_warm and (token_step(task.label) or 0) >= 1
 
 
 def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool,
@@ -71,10 +79,10 @@ def compile_tasks(tasks: Sequence[Task], spec: DeviceSpec, merge: bool,
         if t.kind == "compute":
             last = ops[-1] if ops else None
             if merge and isinstance(last, Compute):
-                ops[-1] = Compute(last.seconds + compute_s(t, spec, warm), last.label,
-                                  last.layer)
+                ops[-1] = Compute(last.seconds + compute_s(t, spec, warm_step(t, warm)),
+                                  last.label, last.layer)
             else:
-                ops.append(Compute(compute_s(t, spec, warm), t.label, t.layer))
+                ops.append(Compute(compute_s(t, spec, warm_step(t, warm)), t.label, t.layer))
         elif t.kind == "send":
             ops.append(SendMessage(t.messages[0], t.label, _stage_s(spec, messages, t)))
         elif t.kind == "post":
@@ -130,7 +138,7 @@ def step_seconds(wl: Workload, device: int, spec: DeviceSpec, merge: bool
         for t in wl.tasks[device]:
             if t.kind == "compute":
                 at += 0 if merge and owner and owner[-1] == at else 1
-                seconds.append(compute_s(t, spec, warm))
+                seconds.append(compute_s(t, spec, warm_step(t, warm)))
                 owner.append(at)
             else:
                 at += 1

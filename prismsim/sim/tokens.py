@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prismsim.sim.results import SimResult
-from prismsim.workload import Workload
+from prismsim.workload import Workload, token_step
 
 HEAD_TAG = re.compile(r"^t(\d+)\.head$")  # token i's head step: when it is there
-_DECODE_TAG = re.compile(r"^(L\d+\.)?t(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,7 @@ def decode_bytes_per_token(wl: Workload) -> float:
         return 0.0
     total = 0
     for m in wl.messages:
-        match = _DECODE_TAG.match(m.tag)
-        if match and int(match.group(2)) >= 1:
+        if (token_step(m.tag) or 0) >= 1:
             total += m.payload_bytes * len(m.dst)
     return total / (steps - 1)
 
