@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from prismsim.cost.op_record import record_ops
 from prismsim.cost.op_table import OperatorTable
-from prismsim.profiling.gauge import COLD_BYTES, Gauge, WarmGauge
+from prismsim.profiling.gauge import COLD_BYTES, Gauge, WarmGauge, median_call_s
 from prismsim.profiling.probe_stack import probe_stack
 
 # (width, tokens, no-op view pairs a block) of the probe stacks: two whole-sequence ones,
@@ -87,14 +87,8 @@ def _back_to_back_ratios(fn: Callable, x: Tensor, gauge: Gauge | WarmGauge, reps
     ratios = []
     for _ in range(reps):
         before = gauge.seconds()
-        fn(x), fn(x)
-        calls_s: list[float] = []
-        end = time.perf_counter() + batch_s
-        while time.perf_counter() < end or len(calls_s) < 5:
-            start = time.perf_counter()
-            fn(x)
-            calls_s.append(time.perf_counter() - start)
-        ratios.append(statistics.median(calls_s) / ((before + gauge.seconds()) / 2))
+        call_s = median_call_s(functools.partial(fn, x), batch_s, 5)
+        ratios.append(call_s / ((before + gauge.seconds()) / 2))
     return ratios
 
 

@@ -94,17 +94,21 @@ class WarmGauge:
 
     def seconds(self, batches: int = 1) -> float:
         """Seconds of one warm reference forward: the median of ``batches`` batches."""
-        out = []
-        for _ in range(batches):
-            self.call(), self.call()
-            calls_s: list[float] = []
-            end = time.perf_counter() + GAUGE_BATCH_S
-            while time.perf_counter() < end or len(calls_s) < 3:
-                start = time.perf_counter()
-                self.call()
-                calls_s.append(time.perf_counter() - start)
-            out.append(statistics.median(calls_s))
-        return statistics.median(out)
+        return statistics.median(median_call_s(self.call, GAUGE_BATCH_S, 3)
+                                 for _ in range(batches))
+
+
+def median_call_s(call: Callable[[], object], batch_s: float, min_calls: int) -> float:
+    """The median seconds of ``call`` called again and again for ``batch_s`` (at least
+    ``min_calls`` times), after two calls that bring what it touches into the cache."""
+    call(), call()
+    calls_s: list[float] = []
+    end = time.perf_counter() + batch_s
+    while time.perf_counter() < end or len(calls_s) < min_calls:
+        start = time.perf_counter()
+        call()
+        calls_s.append(time.perf_counter() - start)
+    return statistics.median(calls_s)
 
 
 def gauge_s(batches: int = 5) -> float:
